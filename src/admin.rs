@@ -1,0 +1,292 @@
+//! The local admin API (HTTP/JSON on loopback, bearer token) through which
+//! operators' CLI commands and national case systems talk to a running node,
+//! plus the small client the CLI uses. No business rules: handlers call
+//! [`Core`].
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::identity::format_public_key;
+use crate::net::Links;
+use crate::node::{Core, NodeError};
+use crate::notice::{Kind, NoticeId, NoticeInput};
+
+/// Largest request body accepted (a notice is at most 256 KiB; base64 and
+/// JSON overhead stay well under this).
+pub const MAX_REQUEST: usize = 1024 * 1024;
+
+#[derive(Clone)]
+struct AppState {
+    core: Arc<Core>,
+    links: Arc<Links>,
+    token_hash: [u8; 32],
+}
+
+/// An error answer: status plus a JSON body naming the field when there is one.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+struct ApiError(StatusCode, ErrorBody);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Input(i) => ApiError(
+                StatusCode::BAD_REQUEST,
+                ErrorBody {
+                    error: i.to_string(),
+                    field: Some(i.field),
+                },
+            ),
+            NodeError::NotFound(_) => ApiError(
+                StatusCode::NOT_FOUND,
+                ErrorBody {
+                    error: e.to_string(),
+                    field: None,
+                },
+            ),
+            other => {
+                warn!(error = %other, "admin request failed");
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorBody {
+                        error: other.to_string(),
+                        field: None,
+                    },
+                )
+            }
+        }
+    }
+}
+
+fn bad(field: &str, error: String) -> ApiError {
+    ApiError(
+        StatusCode::BAD_REQUEST,
+        ErrorBody {
+            error,
+            field: Some(field.to_string()),
+        },
+    )
+}
+
+/// Serves the admin API until `shutdown` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    core: Arc<Core>,
+    links: Arc<Links>,
+    token: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let state = AppState {
+        core,
+        links,
+        token_hash: Sha256::digest(token.as_bytes()).into(),
+    };
+    let app = Router::new()
+        .route("/v1/id", get(id))
+        .route("/v1/notices", get(list).post(issue))
+        .route("/v1/notices/{id}", get(show))
+        .route("/v1/peers", get(peers))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST))
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state);
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        warn!(error = %e, "admin API stopped");
+    }
+}
+
+async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Comparing digests keeps the comparison time independent of where the
+    // presented token first differs.
+    let h: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    if h != s.token_hash {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            ErrorBody {
+                error: "missing or wrong admin token".into(),
+                field: None,
+            },
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+async fn id(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "id": s.core.me(),
+        "signing_key": format_public_key(&s.core.signing_key().verifying_key()),
+    }))
+}
+
+async fn issue(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let input = NoticeInput::from_json(&body).map_err(|e| bad(&e.field.clone(), e.to_string()))?;
+    let core = s.core.clone();
+    let id = tokio::task::spawn_blocking(move || core.issue(&input, "admin-api"))
+        .await
+        .map_err(|e| ApiError::from(NodeError::Io(e.to_string())))??;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id.to_string() }))).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    kind: Option<String>,
+    origin: Option<String>,
+}
+
+async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+    let kind = match &q.kind {
+        None => None,
+        Some(k) => Some(Kind::parse(k).ok_or_else(|| bad("kind", format!("unknown kind `{k}`")))?),
+    };
+    let core = s.core.clone();
+    let views = tokio::task::spawn_blocking(move || core.list(kind, q.origin.as_deref()))
+        .await
+        .map_err(|e| ApiError::from(NodeError::Io(e.to_string())))??;
+    Ok(Json(views).into_response())
+}
+
+async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let nid = NoticeId::parse(&id).ok_or_else(|| bad("id", format!("`{id}` is not a notice id (64 hex digits)")))?;
+    let core = s.core.clone();
+    let view = tokio::task::spawn_blocking(move || core.show(&nid))
+        .await
+        .map_err(|e| ApiError::from(NodeError::Io(e.to_string())))??;
+    match view {
+        Some(v) => Ok(Json(v).into_response()),
+        None => Err(NodeError::NotFound(id).into()),
+    }
+}
+
+/// One member's link as `vigil peers` shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PeerView {
+    pub id: String,
+    pub connected: bool,
+    pub since: Option<String>,
+    pub last_seen: Option<String>,
+    pub address: Option<String>,
+    /// How far this node has stored the member's log (their local seq).
+    pub cursor_in: u64,
+    /// How far the member has acknowledged this node's log.
+    pub acked_out: u64,
+    /// This node's log entries after the member's last receipt.
+    pub backlog_out: u64,
+}
+
+async fn peers(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let cfg = s.core.config();
+    let head = s.core.store().head();
+    let mut out = Vec::new();
+    for m in &cfg.members {
+        let st = s.links.status(&m.id);
+        let (_, cursor_in) = s.core.store().cursor(&m.id).map_err(NodeError::from)?;
+        let acked_out = s
+            .core
+            .store()
+            .acked(&m.id)
+            .map_err(NodeError::from)?
+            .filter(|a| a.epoch == s.core.store().epoch())
+            .map(|a| a.through)
+            .unwrap_or(0);
+        out.push(PeerView {
+            id: m.id.clone(),
+            connected: st.connected,
+            since: st.since.map(crate::time::rfc3339),
+            last_seen: st.last_seen.map(crate::time::rfc3339),
+            address: m.address.map(|a| a.to_string()),
+            cursor_in,
+            acked_out,
+            backlog_out: head.saturating_sub(acked_out),
+        });
+    }
+    Ok(Json(out).into_response())
+}
+
+/// Why a CLI call to the admin API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The node refused the request as bad input (HTTP 4xx).
+    #[error("{0}")]
+    Refused(String),
+    /// The node could not be reached or failed (connection, HTTP 5xx).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A minimal HTTP/1.1 client for the admin API, on hyper.
+pub struct Client {
+    pub addr: SocketAddr,
+    pub token: String,
+}
+
+impl Client {
+    /// Sends one request and returns the JSON body of a 2xx answer.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, ClientError> {
+        use http_body_util::{BodyExt, Full};
+        use hyper::body::Bytes;
+        let fail = |e: &dyn std::fmt::Display| ClientError::Failed(format!("admin API at {}: {e}", self.addr));
+        let stream = tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::TcpStream::connect(self.addr))
+            .await
+            .map_err(|_| fail(&"connection timed out"))?
+            .map_err(|e| fail(&format!("{e} (is the node running?)")))?;
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| fail(&e))?;
+        let driver = tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, self.addr.to_string())
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| fail(&e))?;
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(60), sender.send_request(req))
+            .await
+            .map_err(|_| fail(&"request timed out"))?
+            .map_err(|e| fail(&e))?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.map_err(|e| fail(&e))?.to_bytes().to_vec();
+        driver.abort();
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let msg = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+        if status.is_client_error() {
+            Err(ClientError::Refused(msg))
+        } else {
+            Err(ClientError::Failed(format!("node answered {status}: {msg}")))
+        }
+    }
+}

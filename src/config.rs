@@ -1,0 +1,396 @@
+//! The node's TOML configuration (DESIGN.md §10): parsing, validation and
+//! errors that name the file and the field at fault.
+//!
+//! Reads only the config file itself; key files are loaded by `identity`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::identity::parse_public_key;
+use crate::notice::{Grading, Kind};
+use ed25519_dalek::VerifyingKey;
+
+/// A configuration problem, always with the file and the field.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}: {field}: {message}")]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub field: String,
+    pub message: String,
+}
+
+/// Default maximum retention when the config does not set one (5 years).
+pub const DEFAULT_MAX_RETENTION_DAYS: u32 = 1825;
+
+/// Is `id` a valid node id (`^[a-z0-9][a-z0-9-]{0,62}$`)?
+pub fn valid_node_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: RawNode,
+    identity: RawIdentity,
+    admin: RawAdmin,
+    #[serde(default)]
+    members: Vec<RawMember>,
+    #[serde(default)]
+    policy: RawPolicy,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: String,
+    listen: String,
+    data_dir: String,
+    #[serde(default)]
+    relay: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    signing_key: String,
+    tls_cert: String,
+    tls_key: String,
+    ca_cert: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: String,
+    token_file: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMember {
+    id: String,
+    signing_key: String,
+    address: Option<String>,
+    #[serde(default = "yes")]
+    adequacy: bool,
+    cert_sha256: Option<String>,
+    #[serde(default)]
+    outbound: RawOutbound,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOutbound {
+    kinds: Option<Vec<String>>,
+    special_categories: Option<String>,
+    min_grading: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    inbound: RawInbound,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawInbound {
+    kinds: Option<Vec<String>>,
+    max_retention_days: Option<u32>,
+    #[serde(default)]
+    max_retention_days_by_kind: BTreeMap<String, u32>,
+    special_categories: Option<String>,
+    origins: Option<Vec<String>>,
+}
+
+/// What this node does with special-category (biometric) fields it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecialIn {
+    Accept,
+    Strip,
+    Reject,
+}
+
+/// What this node does with special-category fields toward one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecialOut {
+    Send,
+    Strip,
+    Withhold,
+}
+
+/// Per-member outbound rules (`[members.outbound]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundPolicy {
+    /// Kinds sent to the member; `None` means all kinds.
+    pub kinds: Option<Vec<Kind>>,
+    pub special_categories: SpecialOut,
+    pub min_grading: Option<Grading>,
+}
+
+/// The local inbound rules (`[policy.inbound]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundPolicy {
+    /// Kinds accepted; `None` means all kinds.
+    pub kinds: Option<Vec<Kind>>,
+    pub max_retention_days: u32,
+    pub max_retention_days_by_kind: BTreeMap<Kind, u32>,
+    pub special_categories: SpecialIn,
+    /// Origins whose notices are accepted; `None` means every member.
+    pub origins: Option<Vec<String>>,
+}
+
+impl InboundPolicy {
+    /// The retention cap for a kind, in days.
+    pub fn retention_days(&self, kind: Kind) -> u32 {
+        self.max_retention_days_by_kind
+            .get(&kind)
+            .copied()
+            .unwrap_or(self.max_retention_days)
+    }
+}
+
+impl Default for InboundPolicy {
+    fn default() -> Self {
+        InboundPolicy {
+            kinds: None,
+            max_retention_days: DEFAULT_MAX_RETENTION_DAYS,
+            max_retention_days_by_kind: BTreeMap::new(),
+            special_categories: SpecialIn::Accept,
+            origins: None,
+        }
+    }
+}
+
+/// A partner agency's node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    pub signing_key: VerifyingKey,
+    /// A direct link; `None` for members reached only through relays.
+    pub address: Option<SocketAddr>,
+    pub adequacy: bool,
+    /// SHA-256 of the member's TLS certificate (DER), if pinned.
+    pub cert_sha256: Option<[u8; 32]>,
+    pub outbound: OutboundPolicy,
+}
+
+/// A validated configuration with paths resolved against the file's folder.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub node_id: String,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub relay: bool,
+    pub signing_key: PathBuf,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub ca_cert: PathBuf,
+    pub admin_listen: SocketAddr,
+    pub token_file: PathBuf,
+    pub members: Vec<Member>,
+    pub inbound: InboundPolicy,
+}
+
+impl Config {
+    /// Looks up a member by id.
+    pub fn member(&self, id: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == id)
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            field: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates config text; `path` locates relative paths and
+    /// names the file in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let err = |field: &str, message: String| ConfigError {
+            file: path.to_path_buf(),
+            field: field.to_string(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+                .unwrap_or(0);
+            let msg = e.message().replace('\n', " ");
+            let field = msg
+                .split('`')
+                .nth(1)
+                .map(str::to_string)
+                .unwrap_or_else(|| "(syntax)".into());
+            err(&field, format!("line {line}: {msg}"))
+        })?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let resolve = |p: &str| base.join(p);
+        let addr = |field: &str, s: &str| -> Result<SocketAddr, ConfigError> {
+            s.parse()
+                .map_err(|_| err(field, format!("`{s}` is not an address like 127.0.0.1:7401")))
+        };
+        let kinds = |field: &str, list: &Option<Vec<String>>| -> Result<Option<Vec<Kind>>, ConfigError> {
+            match list {
+                None => Ok(None),
+                Some(l) => l
+                    .iter()
+                    .map(|k| Kind::parse(k).ok_or_else(|| err(field, format!("unknown kind `{k}`"))))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some),
+            }
+        };
+
+        if !valid_node_id(&raw.node.id) {
+            return Err(err(
+                "node.id",
+                format!("`{}` is not a node id (lowercase letters, digits, '-', at most 63)", raw.node.id),
+            ));
+        }
+        let listen = addr("node.listen", &raw.node.listen)?;
+        let admin_listen = addr("admin.listen", &raw.admin.listen)?;
+        if !admin_listen.ip().is_loopback() {
+            return Err(err(
+                "admin.listen",
+                format!("`{admin_listen}` is not a loopback address; the admin API must stay local"),
+            ));
+        }
+
+        let mut members: Vec<Member> = Vec::new();
+        for (i, m) in raw.members.iter().enumerate() {
+            let f = |name: &str| format!("members[{i}].{name}");
+            if !valid_node_id(&m.id) {
+                return Err(err(&f("id"), format!("`{}` is not a node id", m.id)));
+            }
+            if m.id == raw.node.id {
+                return Err(err(&f("id"), format!("`{}` is this node itself", m.id)));
+            }
+            if members.iter().any(|x| x.id == m.id) {
+                return Err(err(&f("id"), format!("member `{}` is listed twice", m.id)));
+            }
+            let signing_key = parse_public_key(&m.signing_key)
+                .map_err(|e| err(&f("signing_key"), e))?;
+            let address = m
+                .address
+                .as_deref()
+                .map(|a| addr(&f("address"), a))
+                .transpose()?;
+            let cert_sha256 = match &m.cert_sha256 {
+                None => None,
+                Some(h) => {
+                    let mut out = [0u8; 32];
+                    hex::decode_to_slice(h.trim(), &mut out).map_err(|_| {
+                        err(&f("cert_sha256"), "is not 64 hex digits (SHA-256 of the certificate DER)".into())
+                    })?;
+                    Some(out)
+                }
+            };
+            let special_categories = match m.outbound.special_categories.as_deref() {
+                None | Some("send") => SpecialOut::Send,
+                Some("strip") => SpecialOut::Strip,
+                Some("withhold") => SpecialOut::Withhold,
+                Some(o) => {
+                    return Err(err(
+                        &f("outbound.special_categories"),
+                        format!("`{o}` is not one of send, strip, withhold"),
+                    ))
+                }
+            };
+            let min_grading = match &m.outbound.min_grading {
+                None => None,
+                Some(g) => Some(Grading::parse_compact(g).ok_or_else(|| {
+                    err(&f("outbound.min_grading"), format!("`{g}` is not a grading like B2"))
+                })?),
+            };
+            members.push(Member {
+                id: m.id.clone(),
+                signing_key,
+                address,
+                adequacy: m.adequacy,
+                cert_sha256,
+                outbound: OutboundPolicy {
+                    kinds: kinds(&f("outbound.kinds"), &m.outbound.kinds)?,
+                    special_categories,
+                    min_grading,
+                },
+            });
+        }
+
+        let ri = &raw.policy.inbound;
+        let special_in = match ri.special_categories.as_deref() {
+            None | Some("accept") => SpecialIn::Accept,
+            Some("strip") => SpecialIn::Strip,
+            Some("reject") => SpecialIn::Reject,
+            Some(o) => {
+                return Err(err(
+                    "policy.inbound.special_categories",
+                    format!("`{o}` is not one of accept, strip, reject"),
+                ))
+            }
+        };
+        let max_retention_days = ri.max_retention_days.unwrap_or(DEFAULT_MAX_RETENTION_DAYS);
+        if max_retention_days == 0 {
+            return Err(err("policy.inbound.max_retention_days", "must be at least 1".into()));
+        }
+        let mut by_kind = BTreeMap::new();
+        for (k, d) in &ri.max_retention_days_by_kind {
+            let field = format!("policy.inbound.max_retention_days_by_kind.{k}");
+            let kind = Kind::parse(k).ok_or_else(|| err(&field, format!("unknown kind `{k}`")))?;
+            if *d == 0 {
+                return Err(err(&field, "must be at least 1".into()));
+            }
+            by_kind.insert(kind, *d);
+        }
+        if let Some(origins) = &ri.origins {
+            for o in origins {
+                if !members.iter().any(|m| &m.id == o) {
+                    return Err(err(
+                        "policy.inbound.origins",
+                        format!("`{o}` is not a configured member"),
+                    ));
+                }
+            }
+        }
+        let inbound = InboundPolicy {
+            kinds: kinds("policy.inbound.kinds", &ri.kinds)?,
+            max_retention_days,
+            max_retention_days_by_kind: by_kind,
+            special_categories: special_in,
+            origins: ri.origins.clone(),
+        };
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            node_id: raw.node.id,
+            listen,
+            data_dir: resolve(&raw.node.data_dir),
+            relay: raw.node.relay,
+            signing_key: resolve(&raw.identity.signing_key),
+            tls_cert: resolve(&raw.identity.tls_cert),
+            tls_key: resolve(&raw.identity.tls_key),
+            ca_cert: resolve(&raw.identity.ca_cert),
+            admin_listen,
+            token_file: resolve(&raw.admin.token_file),
+            members,
+            inbound,
+        })
+    }
+}

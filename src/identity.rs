@@ -1,0 +1,342 @@
+//! Identities: the node's ed25519 signing key, its TLS certificate and key,
+//! the federation CA, and the tools that create them (`vigil ca init`,
+//! `vigil init`). No networking here.
+
+use base64::Engine;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+
+/// A problem with an identity file, naming the file and the config field.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {field}: {message}")]
+pub struct IdentityError {
+    pub file: PathBuf,
+    pub field: String,
+    pub message: String,
+}
+
+fn ierr(file: &Path, field: &str, message: impl Into<String>) -> IdentityError {
+    IdentityError {
+        file: file.to_path_buf(),
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Renders a public signing key the way partners pin it: `ed25519:BASE64`.
+pub fn format_public_key(key: &VerifyingKey) -> String {
+    format!(
+        "ed25519:{}",
+        base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
+    )
+}
+
+/// Parses `ed25519:BASE64`, refusing weak (small-order) keys.
+pub fn parse_public_key(s: &str) -> Result<VerifyingKey, String> {
+    let b64 = s
+        .strip_prefix("ed25519:")
+        .ok_or_else(|| "must look like ed25519:BASE64".to_string())?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|e| format!("invalid base64: {e}"))?;
+    let arr: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("is {} bytes, an ed25519 key is 32", bytes.len()))?;
+    let key = VerifyingKey::from_bytes(&arr).map_err(|_| "is not a valid ed25519 point".to_string())?;
+    if key.is_weak() {
+        return Err("is a weak (small-order) ed25519 key".into());
+    }
+    Ok(key)
+}
+
+/// Refuses a private file that group or others can read.
+pub fn check_private(path: &Path, field: &str) -> Result<(), IdentityError> {
+    let meta = std::fs::metadata(path).map_err(|e| ierr(path, field, format!("cannot read: {e}")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(ierr(
+                path,
+                field,
+                format!("is readable by group or others (mode {mode:o}); run chmod 600"),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    Ok(())
+}
+
+fn read_private(path: &Path, field: &str) -> Result<String, IdentityError> {
+    check_private(path, field)?;
+    std::fs::read_to_string(path).map_err(|e| ierr(path, field, format!("cannot read: {e}")))
+}
+
+/// Loads the node's ed25519 signing key (PKCS#8 PEM), refusing it if it is
+/// readable by group or others.
+pub fn load_signing_key(path: &Path, field: &str) -> Result<SigningKey, IdentityError> {
+    let pem = read_private(path, field)?;
+    SigningKey::from_pkcs8_pem(&pem)
+        .map_err(|e| ierr(path, field, format!("not an ed25519 PKCS#8 PEM key: {e}")))
+}
+
+/// Reads the admin bearer token.
+pub fn load_token(path: &Path, field: &str) -> Result<String, IdentityError> {
+    let t = read_private(path, field)?.trim().to_string();
+    if t.len() < 16 {
+        return Err(ierr(path, field, "token is shorter than 16 characters"));
+    }
+    Ok(t)
+}
+
+fn load_certs(path: &Path, field: &str) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
+    let pem = std::fs::read(path).map_err(|e| ierr(path, field, format!("cannot read: {e}")))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| ierr(path, field, format!("bad PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(ierr(path, field, "contains no certificate"));
+    }
+    Ok(certs)
+}
+
+/// Everything a node needs to prove who it is and whom it trusts.
+pub struct Identity {
+    pub node_id: String,
+    pub signing: SigningKey,
+    pub tls_chain: Vec<CertificateDer<'static>>,
+    pub tls_key: PrivateKeyDer<'static>,
+    pub ca: Vec<CertificateDer<'static>>,
+}
+
+impl Identity {
+    /// Loads and checks every identity file named by the config.
+    pub fn load(cfg: &Config) -> Result<Identity, IdentityError> {
+        let signing = load_signing_key(&cfg.signing_key, "identity.signing_key")?;
+        let tls_chain = load_certs(&cfg.tls_cert, "identity.tls_cert")?;
+        let key_pem = read_private(&cfg.tls_key, "identity.tls_key")?;
+        let tls_key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+            .map_err(|e| ierr(&cfg.tls_key, "identity.tls_key", format!("bad PEM: {e}")))?
+            .ok_or_else(|| ierr(&cfg.tls_key, "identity.tls_key", "contains no private key"))?;
+        let ca = load_certs(&cfg.ca_cert, "identity.ca_cert")?;
+        let names = cert_dns_names(&tls_chain[0]);
+        if !names.iter().any(|n| n == &cfg.node_id) {
+            return Err(ierr(
+                &cfg.tls_cert,
+                "identity.tls_cert",
+                format!(
+                    "certificate names {names:?}, not this node's id `{}`",
+                    cfg.node_id
+                ),
+            ));
+        }
+        Ok(Identity {
+            node_id: cfg.node_id.clone(),
+            signing,
+            tls_chain,
+            tls_key,
+            ca,
+        })
+    }
+}
+
+/// The DNS subject-alternative names of a certificate (the node ids it
+/// speaks for). An unparsable certificate has none.
+pub fn cert_dns_names(der: &CertificateDer<'_>) -> Vec<String> {
+    use x509_parser::prelude::*;
+    let Ok((_, cert)) = X509Certificate::from_der(der.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// SHA-256 of a certificate's DER, the value pinned in `cert_sha256`.
+pub fn cert_sha256(der: &CertificateDer<'_>) -> [u8; 32] {
+    Sha256::digest(der.as_ref()).into()
+}
+
+/// A CA certificate and key, PEM-encoded.
+pub struct CaFiles {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Creates a federation CA for tests and pilots.
+pub fn generate_ca(name: &str) -> Result<CaFiles, rcgen::Error> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let now = ::time::OffsetDateTime::now_utc();
+    params.not_before = now - ::time::Duration::days(1);
+    params.not_after = now + ::time::Duration::days(365 * 20);
+    let key = KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok(CaFiles {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A node's TLS certificate and key, PEM-encoded.
+pub struct NodeTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Issues a node certificate with the node id as its DNS name, signed by the CA.
+pub fn issue_node_cert(ca: &CaFiles, node_id: &str) -> Result<NodeTls, rcgen::Error> {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let ca_cert = CertificateParams::from_ca_cert_pem(&ca.cert_pem)?.self_signed(&ca_key)?;
+    let mut params = CertificateParams::new(vec![node_id.to_string()])?;
+    params.distinguished_name.push(DnType::CommonName, node_id);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let now = ::time::OffsetDateTime::now_utc();
+    params.not_before = now - ::time::Duration::days(1);
+    params.not_after = now + ::time::Duration::days(365 * 5);
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
+    Ok(NodeTls {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A fresh ed25519 signing key.
+pub fn generate_signing_key() -> SigningKey {
+    SigningKey::generate(&mut rand::rngs::OsRng)
+}
+
+/// PKCS#8 PEM of a signing key, for its key file.
+pub fn signing_key_pem(key: &SigningKey) -> Result<String, String> {
+    key.to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map(|p| p.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// A fresh admin bearer token (256 bits, hex).
+pub fn generate_token() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Writes a file readable only by its owner; refuses to overwrite.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+/// Writes a public file; refuses to overwrite.
+pub fn write_public(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+/// What `vigil init` needs to create a node.
+pub struct InitParams<'a> {
+    pub node_id: &'a str,
+    pub dir: &'a Path,
+    pub ca: &'a CaFiles,
+    /// The CA certificate path as it should appear in the config (relative
+    /// to `dir` or absolute).
+    pub ca_cert_ref: &'a str,
+    pub listen: &'a str,
+    pub admin_listen: &'a str,
+}
+
+/// Creates a node's files: signing key, TLS key and certificate, admin token
+/// and `vigil.toml`. Returns the public signing key.
+pub fn init_node(p: &InitParams<'_>) -> Result<VerifyingKey, String> {
+    let id = p.node_id;
+    std::fs::create_dir_all(p.dir).map_err(|e| format!("{}: {e}", p.dir.display()))?;
+    let signing = generate_signing_key();
+    let tls = issue_node_cert(p.ca, id).map_err(|e| format!("certificate: {e}"))?;
+    let at = |name: String| p.dir.join(name);
+    let io = |path: PathBuf, r: std::io::Result<()>| r.map_err(|e| format!("{}: {e}", path.display()));
+    let pem = signing_key_pem(&signing)?;
+    let f = at(format!("{id}.signing.pem"));
+    io(f.clone(), write_private(&f, &pem))?;
+    let f = at(format!("{id}.key"));
+    io(f.clone(), write_private(&f, &tls.key_pem))?;
+    let f = at(format!("{id}.crt"));
+    io(f.clone(), write_public(&f, &tls.cert_pem))?;
+    let f = at(format!("{id}.admin.token"));
+    io(f.clone(), write_private(&f, &format!("{}\n", generate_token())))?;
+    let toml = node_config_toml(id, p.listen, "data", p.ca_cert_ref, p.admin_listen);
+    let f = at("vigil.toml".into());
+    io(f.clone(), write_public(&f, &toml))?;
+    Ok(signing.verifying_key())
+}
+
+/// The config file `vigil init` writes; members are appended by the operator.
+pub fn node_config_toml(id: &str, listen: &str, data_dir: &str, ca_cert: &str, admin: &str) -> String {
+    format!(
+        r#"# vigil node configuration for `{id}` (DESIGN.md §10). Paths are relative to this file.
+[node]
+id = "{id}"
+listen = "{listen}"
+data_dir = "{data_dir}"
+relay = false
+
+[identity]
+signing_key = "{id}.signing.pem"   # refused if group/others can read it
+tls_cert = "{id}.crt"
+tls_key = "{id}.key"
+ca_cert = "{ca_cert}"
+
+[admin]
+listen = "{admin}"
+token_file = "{id}.admin.token"
+
+[policy.inbound]
+max_retention_days = 1825
+special_categories = "accept"
+
+# Add one [[members]] entry per partner, e.g.:
+# [[members]]
+# id = "bravo"
+# signing_key = "ed25519:BASE64"      # from `vigil id` on bravo
+# address = "127.0.0.1:7402"
+"#
+    )
+}

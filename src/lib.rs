@@ -1,0 +1,21 @@
+//! vigil: a federation node that exchanges signed watchlist notices between
+//! law-enforcement contact points, enforcing data-protection policy on every
+//! message before it is stored or disclosed.
+//!
+//! The modules follow the path of one notice (DESIGN.md §2):
+//! `config` → `identity` → `notice` → `policy` → `store` → `proto` → `net`,
+//! wired together by `node` and exposed to operators through `admin`.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod identity;
+pub mod mesh;
+pub mod net;
+pub mod node;
+pub mod notice;
+pub mod policy;
+pub mod proto;
+pub mod store;
+pub mod time;
+pub mod demo;

@@ -1,0 +1,160 @@
+//! Local meshes of nodes in one process, on 127.0.0.1 with port 0 and keys
+//! and certificates generated on the spot: what the demo and the integration
+//! tests are built on. Every node gets real files and a real config, loaded
+//! through the same path as `vigil run`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::identity::{self, format_public_key, CaFiles};
+use crate::node::{Node, NodeError, NodeHandle, Sockets};
+
+/// How one node of a mesh is configured.
+#[derive(Clone, Debug, Default)]
+pub struct MeshNode {
+    pub id: String,
+    pub relay: bool,
+    /// Lines of this node's `[policy.inbound]` table.
+    pub inbound: Vec<String>,
+    /// Lines of `[members.outbound]` for a given member id.
+    pub outbound: Vec<(String, Vec<String>)>,
+    /// Members this node links to directly; `None` means every other node.
+    pub links: Option<Vec<String>>,
+}
+
+impl MeshNode {
+    /// A plain node linked to every other node.
+    pub fn new(id: &str) -> MeshNode {
+        MeshNode {
+            id: id.to_string(),
+            ..MeshNode::default()
+        }
+    }
+}
+
+/// A running local mesh.
+pub struct LocalMesh {
+    pub dir: PathBuf,
+    pub ca: CaFiles,
+    pub configs: Vec<PathBuf>,
+    pub nodes: Vec<NodeHandle>,
+}
+
+/// Failures while building a mesh.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error("{0}")]
+    Setup(String),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> MeshError + '_ {
+    move |e| MeshError::Setup(format!("{what}: {e}"))
+}
+
+impl LocalMesh {
+    /// Writes every node's files and config under `dir` and starts them all.
+    pub async fn start(dir: &Path, specs: &[MeshNode]) -> Result<LocalMesh, MeshError> {
+        let ca = identity::generate_ca("vigil test federation CA").map_err(setup("CA"))?;
+        std::fs::create_dir_all(dir).map_err(setup("mesh dir"))?;
+        let ca_path = dir.join("ca.crt");
+        std::fs::write(&ca_path, &ca.cert_pem).map_err(setup("ca.crt"))?;
+        // Bind every socket first so each config can name its peers' ports.
+        let mut sockets = Vec::new();
+        for s in specs {
+            let quic = std::net::UdpSocket::bind("127.0.0.1:0").map_err(setup("bind udp"))?;
+            let admin = std::net::TcpListener::bind("127.0.0.1:0").map_err(setup("bind tcp"))?;
+            sockets.push((s.id.clone(), Sockets { quic, admin }));
+        }
+        let mut keys = Vec::new();
+        for s in specs {
+            let nd = dir.join(&s.id);
+            std::fs::create_dir_all(&nd).map_err(setup("node dir"))?;
+            let signing = identity::generate_signing_key();
+            let tls = identity::issue_node_cert(&ca, &s.id).map_err(setup("certificate"))?;
+            let pem = identity::signing_key_pem(&signing).map_err(|e| MeshError::Setup(e))?;
+            identity::write_private(&nd.join("signing.pem"), &pem).map_err(setup("signing key"))?;
+            identity::write_private(&nd.join("tls.key"), &tls.key_pem).map_err(setup("tls key"))?;
+            identity::write_public(&nd.join("tls.crt"), &tls.cert_pem).map_err(setup("tls cert"))?;
+            identity::write_private(&nd.join("admin.token"), &identity::generate_token()).map_err(setup("token"))?;
+            keys.push(format_public_key(&signing.verifying_key()));
+        }
+        let addr_of = |id: &str| -> Option<(String, String)> {
+            let i = specs.iter().position(|s| s.id == id)?;
+            let s = &sockets[i].1;
+            Some((
+                s.quic.local_addr().ok()?.to_string(),
+                s.admin.local_addr().ok()?.to_string(),
+            ))
+        };
+        let mut configs = Vec::new();
+        for s in specs {
+            let (listen, admin) = addr_of(&s.id).ok_or_else(|| MeshError::Setup("address".into()))?;
+            let mut t = format!(
+                "[node]\nid = \"{}\"\nlisten = \"{listen}\"\ndata_dir = \"data\"\nrelay = {}\n\n\
+                 [identity]\nsigning_key = \"signing.pem\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"\nca_cert = \"../ca.crt\"\n\n\
+                 [admin]\nlisten = \"{admin}\"\ntoken_file = \"admin.token\"\n\n[policy.inbound]\n{}\n",
+                s.id,
+                s.relay,
+                s.inbound.join("\n")
+            );
+            for (j, other) in specs.iter().enumerate() {
+                if other.id == s.id {
+                    continue;
+                }
+                let direct = s.links.as_ref().is_none_or(|l| l.contains(&other.id));
+                t.push_str(&format!("\n[[members]]\nid = \"{}\"\nsigning_key = \"{}\"\n", other.id, keys[j]));
+                if direct {
+                    let (addr, _) = addr_of(&other.id).ok_or_else(|| MeshError::Setup("address".into()))?;
+                    t.push_str(&format!("address = \"{addr}\"\n"));
+                }
+                if let Some((_, lines)) = s.outbound.iter().find(|(m, _)| m == &other.id) {
+                    t.push_str(&format!("[members.outbound]\n{}\n", lines.join("\n")));
+                }
+            }
+            let path = dir.join(&s.id).join("vigil.toml");
+            std::fs::write(&path, t).map_err(setup("config"))?;
+            configs.push(path);
+        }
+        let mut nodes = Vec::new();
+        for ((_, socks), path) in sockets.into_iter().zip(&configs) {
+            let cfg = Config::load(path).map_err(NodeError::from)?;
+            nodes.push(Node::start_with(cfg, socks).await?);
+        }
+        Ok(LocalMesh {
+            dir: dir.to_path_buf(),
+            ca,
+            configs,
+            nodes,
+        })
+    }
+
+    /// The running node with this id.
+    pub fn node(&self, id: &str) -> Option<&NodeHandle> {
+        self.nodes.iter().find(|n| n.core().me() == id)
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(self) {
+        for n in self.nodes {
+            n.shutdown().await;
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `deadline` passes; returns
+/// whether it held. The loop is bounded by the deadline.
+pub async fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

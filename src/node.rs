@@ -1,0 +1,624 @@
+//! Wires the modules into a running node: `Node::start(config)` returns a
+//! [`NodeHandle`]; [`Core`] holds the business steps that the network and
+//! admin shells call (issue, build a feed batch, receive a batch, receipts).
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use serde::Serialize;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::{Config, ConfigError};
+use crate::identity::{format_public_key, Identity, IdentityError};
+use crate::net::{self, Net};
+use crate::notice::{self, Action, Envelope, InputError, IssueContext, NoticeId, NoticeInput, Subject, SubjectField};
+use crate::policy::{self, Inbound, InboundCtx, Outbound};
+use crate::proto::{self, ReceiptBody};
+use crate::store::{Accepted, Acked, AuditDraft, InboundBatch, Issued, NoticeRecord, Operation, Store, StoreError};
+
+/// Why a node operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("no notice with id {0}")]
+    NotFound(String),
+    #[error("{path}: {source}")]
+    Store { path: String, source: StoreError },
+    #[error(transparent)]
+    StoreOp(#[from] StoreError),
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// The node's business steps, shared by the network and admin shells.
+pub struct Core {
+    config: Arc<Config>,
+    signing: SigningKey,
+    store: Arc<Store>,
+}
+
+/// A notice as operators see it (`show --json`, `list --json`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct NoticeView {
+    pub id: String,
+    pub origin: String,
+    pub seq: u64,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    pub state: String,
+    pub kind: notice::Kind,
+    pub purpose: notice::Purpose,
+    pub legal_basis: String,
+    pub handling: notice::Handling,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handling_note: Option<String>,
+    pub grading: notice::Grading,
+    pub subject_category: notice::SubjectCategory,
+    pub nature: notice::Nature,
+    pub audience: serde_json::Value,
+    pub issued_at: String,
+    /// Effective expiry here (capped by local retention).
+    pub expires_at: String,
+    /// The originator's expiry, when the local cap shortened it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_at: Option<String>,
+    pub summary: String,
+    pub case_ref: String,
+    pub contact: String,
+    /// Only the subject fields held here.
+    pub subject: Subject,
+    /// Subject fields the originator committed to but that are not held here.
+    pub withheld_fields: Vec<SubjectField>,
+    pub received_from: Option<String>,
+    pub stored_at: String,
+    /// The stored envelope re-verified against the origin's pinned key.
+    pub signature_verified: bool,
+}
+
+impl Core {
+    /// This node's id.
+    pub fn me(&self) -> &str {
+        &self.config.node_id
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.clone()
+    }
+
+    /// The node's store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The node's signing key (for receipts).
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing
+    }
+
+    /// The pinned signing key of an origin (this node or a member).
+    pub fn key_of(&self, origin: &str) -> Option<VerifyingKey> {
+        if origin == self.me() {
+            return Some(self.signing.verifying_key());
+        }
+        self.config.member(origin).map(|m| m.signing_key)
+    }
+
+    fn audit_one(&self, d: AuditDraft) {
+        if let Err(e) = self.store.audit(&[d], crate::time::now()) {
+            warn!(error = %e, "cannot write audit entry");
+        }
+    }
+
+    /// Validates, signs and stores a new notice from an operator; returns
+    /// once it is flushed.
+    pub fn issue(&self, input: &NoticeInput, actor: &str) -> Result<NoticeId, NodeError> {
+        let now = crate::time::now();
+        let cfg = self.config.clone();
+        let retention = |k| cfg.inbound.retention_days(k);
+        let is_member = |m: &str| cfg.member(m).is_some();
+        let ctx = IssueContext {
+            origin: &cfg.node_id,
+            now,
+            max_retention_days: &retention,
+            is_member: &is_member,
+        };
+        let id = self.store.issue(&cfg.node_id, now, |seq, prev| -> Result<Issued, NodeError> {
+            let (id, envelope) = input.seal(&ctx, &self.signing, seq, prev, Action::Issue)?;
+            let expires_at = notice::Body::decode(&envelope.body)
+                .map(|b| b.expires_at)
+                .map_err(|e| InputError::new("(notice)", e.to_string()))?;
+            Ok(Issued {
+                id,
+                envelope,
+                kind: input.kind,
+                expires_at,
+                audit: AuditDraft {
+                    actor: format!("operator:{actor}"),
+                    operation: Operation::Collect,
+                    notice: Some(id),
+                    peer: None,
+                    justification: Some(input.legal_basis.clone()),
+                    decision: format!("issued seq {seq}"),
+                },
+            })
+        })?;
+        self.store.flush()?;
+        info!(notice = %id, kind = input.kind.as_str(), "notice issued");
+        Ok(id)
+    }
+
+    /// Builds the next batch of this node's log for `peer` after `after`:
+    /// outbound policy decides each entry (sent, stripped or withheld), every
+    /// decision is audited and flushed before the batch leaves.
+    pub fn feed_batch(&self, peer: &str, after: u64) -> Result<(u64, Vec<(u64, Envelope)>), String> {
+        let member = self
+            .config
+            .member(peer)
+            .ok_or_else(|| format!("`{peer}` is not a member"))?;
+        let log = self
+            .store
+            .read_log(after, proto::BATCH_ENTRIES, proto::BATCH_BYTES)
+            .map_err(|e| e.to_string())?;
+        let through = log.last().map(|(s, _)| *s).unwrap_or(after);
+        let mut out = Vec::new();
+        let mut audits = Vec::new();
+        for (seq, entry) in log {
+            let body = match notice::Body::decode(&entry.envelope.body) {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(peer = %peer, local_seq = seq, error = %e, "undecodable log entry skipped");
+                    continue;
+                }
+            };
+            let id = NoticeId::of_body(&entry.envelope.body);
+            let held: Vec<SubjectField> = entry.envelope.disclosures.iter().map(|d| d.field).collect();
+            let decision = policy::outbound(self.me(), self.config.relay, member, &body, &held);
+            let (decision_text, send) = match decision {
+                Outbound::Send { strip } if strip.is_empty() => ("sent".to_string(), Some(entry.envelope)),
+                Outbound::Send { strip } => (
+                    format!("sent without {}", field_names(&strip)),
+                    Some(notice::strip(&entry.envelope, &strip)),
+                ),
+                Outbound::Withhold(reason) => (format!("withheld: {reason}"), None),
+            };
+            // The member that sent us a notice already holds it: nothing to log.
+            if body.origin == peer || entry.from.as_deref() == Some(peer) {
+                continue;
+            }
+            audits.push(AuditDraft {
+                actor: "node".into(),
+                operation: Operation::Disclose,
+                notice: Some(id),
+                peer: Some(peer.to_string()),
+                justification: None,
+                decision: decision_text,
+            });
+            if let Some(env) = send {
+                out.push((seq, env));
+            }
+        }
+        if !audits.is_empty() {
+            self.store
+                .audit(&audits, crate::time::now())
+                .and_then(|_| self.store.flush())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok((through, out))
+    }
+
+    /// Verifies, decides and stores one received batch, flushes, and returns
+    /// the receipt to sign. Nothing is acknowledged that is not durable.
+    pub fn receive_batch(
+        &self,
+        peer: &str,
+        epoch: u64,
+        through: u64,
+        entries: Vec<(u64, Envelope)>,
+    ) -> Result<ReceiptBody, String> {
+        let now = crate::time::now();
+        let mut accepted: Vec<Accepted> = Vec::new();
+        let mut audits = Vec::new();
+        let mut rejected = Vec::new();
+        let actor = format!("member:{peer}");
+        for (seq, env) in entries {
+            let verified = match notice::verify(&env, |o| if o == self.me() { None } else { self.key_of(o) }) {
+                Ok(v) => v,
+                Err(e) => {
+                    warn!(peer = %peer, local_seq = seq, reason = %e, "notice refused");
+                    let id = NoticeId::of_body(&env.body);
+                    audits.push(AuditDraft {
+                        actor: actor.clone(),
+                        operation: Operation::Reject,
+                        notice: Some(id),
+                        peer: Some(peer.to_string()),
+                        justification: None,
+                        decision: e.to_string(),
+                    });
+                    rejected.push((seq, e.to_string()));
+                    continue;
+                }
+            };
+            let id = verified.id;
+            if self.store.contains(&id).map_err(|e| e.to_string())? || accepted.iter().any(|a| a.id == id) {
+                continue;
+            }
+            let prior = self
+                .store
+                .id_at(&verified.body.origin, verified.body.seq)
+                .map_err(|e| e.to_string())?
+                .or_else(|| {
+                    accepted
+                        .iter()
+                        .find(|a| a.origin == verified.body.origin && a.seq == verified.body.seq)
+                        .map(|a| a.id)
+                });
+            let ctx = InboundCtx {
+                local_id: self.me(),
+                policy: &self.config.inbound,
+                now,
+                prior_at_seq: prior,
+            };
+            let held: Vec<SubjectField> = env.disclosures.iter().map(|d| d.field).collect();
+            match policy::inbound(&ctx, &id, &verified.body, &held) {
+                Inbound::Accept { strip, expires_at } => {
+                    let mut decision = "accepted".to_string();
+                    if !strip.is_empty() {
+                        decision.push_str(&format!(", stripped {}", field_names(&strip)));
+                    }
+                    if expires_at < verified.body.expires_at {
+                        decision.push_str(&format!(", expiry capped to {}", crate::time::rfc3339(expires_at)));
+                    }
+                    audits.push(AuditDraft {
+                        actor: actor.clone(),
+                        operation: Operation::Collect,
+                        notice: Some(id),
+                        peer: Some(peer.to_string()),
+                        justification: Some(verified.body.legal_basis.clone()),
+                        decision,
+                    });
+                    let envelope = if strip.is_empty() { env } else { notice::strip(&env, &strip) };
+                    accepted.push(Accepted {
+                        id,
+                        origin: verified.body.origin.clone(),
+                        seq: verified.body.seq,
+                        kind: verified.body.kind,
+                        expires_at,
+                        envelope,
+                        stripped: strip,
+                    });
+                }
+                Inbound::Reject(reason) => {
+                    warn!(peer = %peer, notice = %id, reason = %reason, "notice rejected by inbound policy");
+                    audits.push(AuditDraft {
+                        actor: actor.clone(),
+                        operation: Operation::Reject,
+                        notice: Some(id),
+                        peer: Some(peer.to_string()),
+                        justification: None,
+                        decision: reason.clone(),
+                    });
+                    rejected.push((seq, reason));
+                }
+            }
+        }
+        let batch = InboundBatch {
+            peer: peer.to_string(),
+            epoch,
+            through,
+            accepted,
+            audits,
+            now,
+        };
+        let stored = self.store.apply_batch(&batch).map_err(|e| e.to_string())?;
+        self.store.flush().map_err(|e| e.to_string())?;
+        for id in &stored {
+            info!(peer = %peer, notice = %id, "notice stored");
+        }
+        Ok(ReceiptBody {
+            receiver: self.me().to_string(),
+            sender: peer.to_string(),
+            epoch,
+            through,
+            rejected,
+            at: now,
+        })
+    }
+
+    /// Records a member's verified receipt for this node's feed.
+    pub fn on_receipt(&self, peer: &str, r: &ReceiptBody) -> Result<(), String> {
+        for (seq, reason) in &r.rejected {
+            warn!(peer = %peer, local_seq = seq, reason = %reason, "member rejected a notice");
+        }
+        self.store
+            .set_acked(
+                peer,
+                &Acked {
+                    epoch: r.epoch,
+                    through: r.through,
+                    at: r.at,
+                },
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    /// Audits a refused connection or protocol violation.
+    pub fn audit_refusal(&self, peer: Option<&str>, remote: SocketAddr, reason: &str) {
+        self.audit_one(AuditDraft {
+            actor: format!("remote:{remote}"),
+            operation: Operation::Reject,
+            notice: None,
+            peer: peer.map(str::to_string),
+            justification: None,
+            decision: reason.to_string(),
+        });
+    }
+
+    /// A held notice as operators see it.
+    pub fn show(&self, id: &NoticeId) -> Result<Option<NoticeView>, NodeError> {
+        let Some((rec, entry)) = self.store.get(id)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.view(id, &rec, &entry.envelope)))
+    }
+
+    /// Held notices, optionally filtered by kind and origin.
+    pub fn list(&self, kind: Option<notice::Kind>, origin: Option<&str>) -> Result<Vec<NoticeView>, NodeError> {
+        let mut out = Vec::new();
+        for r in self.store.records() {
+            let (id, rec) = r?;
+            if kind.is_some_and(|k| k != rec.kind) || origin.is_some_and(|o| o != rec.origin) {
+                continue;
+            }
+            if let Some((rec, entry)) = self.store.get(&id)? {
+                out.push(self.view(&id, &rec, &entry.envelope));
+            }
+        }
+        out.sort_by(|a, b| a.stored_at.cmp(&b.stored_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    fn view(&self, id: &NoticeId, rec: &NoticeRecord, env: &Envelope) -> NoticeView {
+        let verified = notice::verify(env, |o| self.key_of(o));
+        let (body, subject, withheld, ok) = match &verified {
+            Ok(v) => (v.body.clone(), v.subject.clone(), v.withheld_fields(), true),
+            Err(_) => match notice::Body::decode(&env.body) {
+                Ok(b) => (b, Subject::default(), Vec::new(), false),
+                Err(_) => {
+                    return NoticeView::unreadable(id, rec);
+                }
+            },
+        };
+        let (action, target) = match &body.action {
+            Action::Issue => ("issue", None),
+            Action::Update { supersedes } => ("update", Some(supersedes.to_string())),
+            Action::Cancel { target, .. } => ("cancel", Some(target.to_string())),
+        };
+        NoticeView {
+            id: id.to_string(),
+            origin: body.origin.clone(),
+            seq: body.seq,
+            action: action.into(),
+            target,
+            state: rec.state.as_str().into(),
+            kind: body.kind,
+            purpose: body.purpose,
+            legal_basis: body.legal_basis.clone(),
+            handling: body.handling,
+            handling_note: body.handling_note.clone(),
+            grading: body.grading,
+            subject_category: body.subject_category,
+            nature: body.nature,
+            audience: match &body.audience {
+                notice::Audience::All => serde_json::json!("all"),
+                notice::Audience::Members(m) => serde_json::json!(m),
+            },
+            issued_at: crate::time::rfc3339(body.issued_at),
+            expires_at: crate::time::rfc3339(rec.expires_at),
+            origin_expires_at: (rec.expires_at != body.expires_at).then(|| crate::time::rfc3339(body.expires_at)),
+            review_at: body.review_at.map(crate::time::rfc3339),
+            summary: body.summary.clone(),
+            case_ref: body.case_ref.clone(),
+            contact: body.contact.clone(),
+            subject,
+            withheld_fields: withheld,
+            received_from: rec.received_from.clone(),
+            stored_at: crate::time::rfc3339(rec.stored_at),
+            signature_verified: ok,
+        }
+    }
+}
+
+impl NoticeView {
+    fn unreadable(id: &NoticeId, rec: &NoticeRecord) -> NoticeView {
+        NoticeView {
+            id: id.to_string(),
+            origin: rec.origin.clone(),
+            seq: 0,
+            action: "unknown".into(),
+            target: None,
+            state: rec.state.as_str().into(),
+            kind: rec.kind,
+            purpose: notice::Purpose::Investigate,
+            legal_basis: String::new(),
+            handling: notice::Handling::H3,
+            handling_note: Some("stored body unreadable".into()),
+            grading: notice::Grading {
+                source: notice::Reliability::X,
+                information: notice::Accuracy::Four,
+            },
+            subject_category: notice::SubjectCategory::Unknown,
+            nature: notice::Nature::Fact,
+            audience: serde_json::json!([]),
+            issued_at: String::new(),
+            expires_at: crate::time::rfc3339(rec.expires_at),
+            origin_expires_at: None,
+            review_at: None,
+            summary: String::new(),
+            case_ref: String::new(),
+            contact: String::new(),
+            subject: Subject::default(),
+            withheld_fields: Vec::new(),
+            received_from: rec.received_from.clone(),
+            stored_at: crate::time::rfc3339(rec.stored_at),
+            signature_verified: false,
+        }
+    }
+}
+
+fn field_names(fields: &[SubjectField]) -> String {
+    fields.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Pre-bound sockets, so tests and the demo can use port 0 and still know
+/// every address before any node starts.
+pub struct Sockets {
+    pub quic: UdpSocket,
+    pub admin: TcpListener,
+}
+
+impl Sockets {
+    /// Binds the addresses named in the config.
+    pub fn bind(cfg: &Config) -> Result<Sockets, NodeError> {
+        let quic = UdpSocket::bind(cfg.listen).map_err(|e| NodeError::Io(format!("node.listen {}: {e}", cfg.listen)))?;
+        let admin =
+            TcpListener::bind(cfg.admin_listen).map_err(|e| NodeError::Io(format!("admin.listen {}: {e}", cfg.admin_listen)))?;
+        Ok(Sockets { quic, admin })
+    }
+}
+
+/// A running node.
+pub struct NodeHandle {
+    core: Arc<Core>,
+    net: Net,
+    admin_addr: SocketAddr,
+    quic_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    admin_task: tokio::task::JoinHandle<()>,
+}
+
+/// Starting a node.
+pub struct Node;
+
+impl Node {
+    /// Loads identities, opens the store and starts the network and admin API
+    /// on the configured addresses.
+    pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
+        let sockets = Sockets::bind(&config)?;
+        Node::start_with(config, sockets).await
+    }
+
+    /// Like [`Node::start`] on pre-bound sockets.
+    pub async fn start_with(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeError> {
+        let identity = Identity::load(&config)?;
+        let token = crate::identity::load_token(&config.token_file, "admin.token_file")?;
+        create_private_dir(&config.data_dir)?;
+        let store = Store::open(&config.data_dir).map_err(|e| NodeError::Store {
+            path: config.data_dir.display().to_string(),
+            source: e,
+        })?;
+        let quic_addr = sockets.quic.local_addr().map_err(|e| NodeError::Io(e.to_string()))?;
+        let endpoint = net::endpoint(&identity, sockets.quic)?;
+        let core = Arc::new(Core {
+            config: Arc::new(config),
+            signing: identity.signing,
+            store: Arc::new(store),
+        });
+        let (shutdown, rx) = watch::channel(false);
+        let net = Net::start(core.clone(), endpoint, rx.clone());
+        sockets.admin.set_nonblocking(true).map_err(|e| NodeError::Io(e.to_string()))?;
+        let admin_addr = sockets.admin.local_addr().map_err(|e| NodeError::Io(e.to_string()))?;
+        let listener = tokio::net::TcpListener::from_std(sockets.admin).map_err(|e| NodeError::Io(e.to_string()))?;
+        let admin_task = tokio::spawn(crate::admin::serve(
+            listener,
+            core.clone(),
+            net.links.clone(),
+            token,
+            rx,
+        ));
+        info!(
+            node = %core.me(),
+            quic = %quic_addr,
+            admin = %admin_addr,
+            signing_key = %format_public_key(&core.signing.verifying_key()),
+            "node started"
+        );
+        Ok(NodeHandle {
+            core,
+            net,
+            admin_addr,
+            quic_addr,
+            shutdown,
+            admin_task,
+        })
+    }
+}
+
+fn create_private_dir(dir: &std::path::Path) -> Result<(), NodeError> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+        .map_err(|e| NodeError::Io(format!("node.data_dir {}: {e}", dir.display())))
+}
+
+impl NodeHandle {
+    /// The node's business core (tests and the demo drive it directly).
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Link status of every configured member.
+    pub fn peers(&self) -> Vec<net::LinkStatus> {
+        self.core
+            .config()
+            .members
+            .iter()
+            .map(|m| self.net.links.status(&m.id))
+            .collect()
+    }
+
+    /// Where the admin API listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Where the QUIC endpoint listens.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
+    }
+
+    /// Issues a notice as an operator would (blocking work off the runtime).
+    pub async fn issue(&self, input: NoticeInput) -> Result<NoticeId, NodeError> {
+        let core = self.core.clone();
+        tokio::task::spawn_blocking(move || core.issue(&input, "local"))
+            .await
+            .map_err(|e| NodeError::Io(e.to_string()))?
+    }
+
+    /// Stops the node: closes connections and the admin API, flushes.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.net.shutdown().await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.admin_task).await;
+        if let Err(e) = self.core.store.flush() {
+            warn!(error = %e, "final flush failed");
+        }
+        info!(node = %self.core.me(), "node stopped");
+    }
+}

@@ -1,0 +1,324 @@
+//! The signed envelope of DESIGN.md §5: a deterministic body holding salted
+//! commitments to the subject fields, the disclosures beside it, and an
+//! ed25519 signature over the exact body bytes.
+//!
+//! Receivers verify the bytes they received and never re-encode before
+//! verifying; redaction drops disclosures without touching the signature.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+use super::model::*;
+use super::NoticeError;
+
+/// The body format version, the first byte of every encoded body.
+pub const BODY_VERSION: u8 = 1;
+/// Largest body vigil will issue or accept (DESIGN.md §6).
+pub const MAX_BODY: usize = 256 * 1024;
+/// Domain separation for notice signatures.
+pub const NOTICE_DOMAIN: &[u8] = b"vigil/notice/v1\0";
+/// Domain separation for field commitments.
+pub const FIELD_DOMAIN: &[u8] = b"vigil/field/v1\0";
+
+/// A notice id: SHA-256 of the encoded body.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NoticeId(pub [u8; 32]);
+
+impl NoticeId {
+    /// The id of an encoded body.
+    pub fn of_body(body: &[u8]) -> NoticeId {
+        NoticeId(Sha256::digest(body).into())
+    }
+
+    /// Parses the lowercase (or uppercase) hex form.
+    pub fn parse(s: &str) -> Option<NoticeId> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(NoticeId(out))
+    }
+}
+
+impl fmt::Display for NoticeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for NoticeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NoticeId({self})")
+    }
+}
+
+/// What a message does to the originator's set of notices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    Issue,
+    /// Supersedes an earlier notice of the same origin.
+    Update { supersedes: NoticeId },
+    /// Withdraws an earlier notice; receivers erase its personal data.
+    Cancel { target: NoticeId, reason: String },
+}
+
+impl Action {
+    /// The operator-facing name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Action::Issue => "issue",
+            Action::Update { .. } => "update",
+            Action::Cancel { .. } => "cancel",
+        }
+    }
+}
+
+/// A salted commitment to one subject field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commitment {
+    pub field: SubjectField,
+    pub hash: [u8; 32],
+}
+
+/// Everything the originator signs: all of §4 except the subject values,
+/// which are represented by commitments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Body {
+    pub origin: String,
+    pub seq: u64,
+    pub prev: Option<NoticeId>,
+    pub action: Action,
+    pub kind: Kind,
+    pub purpose: Purpose,
+    pub legal_basis: String,
+    pub handling: Handling,
+    pub handling_note: Option<String>,
+    pub grading: Grading,
+    pub subject_category: SubjectCategory,
+    pub nature: Nature,
+    pub audience: Audience,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub review_at: Option<i64>,
+    pub summary: String,
+    pub case_ref: String,
+    pub contact: String,
+    pub commitments: Vec<Commitment>,
+}
+
+impl Body {
+    /// Encodes the body: version byte, then postcard (no maps, no floats).
+    pub fn encode(&self) -> Result<Vec<u8>, NoticeError> {
+        let mut out = vec![BODY_VERSION];
+        let rest = postcard::to_allocvec(self)
+            .map_err(|e| NoticeError::Malformed(format!("body encoding: {e}")))?;
+        out.extend_from_slice(&rest);
+        if out.len() > MAX_BODY {
+            return Err(NoticeError::TooLarge {
+                size: out.len(),
+                max: MAX_BODY,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Decodes exactly the bytes given: right version, no trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Body, NoticeError> {
+        if bytes.len() > MAX_BODY {
+            return Err(NoticeError::TooLarge {
+                size: bytes.len(),
+                max: MAX_BODY,
+            });
+        }
+        match bytes.split_first() {
+            Some((&BODY_VERSION, rest)) => match postcard::take_from_bytes::<Body>(rest) {
+                Ok((body, tail)) if tail.is_empty() => Ok(body),
+                Ok(_) => Err(NoticeError::Malformed("trailing bytes after body".into())),
+                Err(e) => Err(NoticeError::Malformed(format!("body: {e}"))),
+            },
+            Some((v, _)) => Err(NoticeError::Malformed(format!(
+                "unsupported body version {v}"
+            ))),
+            None => Err(NoticeError::Malformed("empty body".into())),
+        }
+    }
+}
+
+/// One subject field revealed beside the body: salt, name and value bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disclosure {
+    pub salt: [u8; 16],
+    pub field: SubjectField,
+    pub value: Vec<u8>,
+}
+
+impl Disclosure {
+    /// `SHA-256("vigil/field/v1\0" || salt16 || name || value-bytes)`.
+    pub fn commitment(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(FIELD_DOMAIN);
+        h.update(self.salt);
+        h.update(self.field.as_str().as_bytes());
+        h.update(&self.value);
+        h.finalize().into()
+    }
+}
+
+/// The unit that travels and is stored: exact body bytes, signature and the
+/// disclosures this holder may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub body: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub disclosures: Vec<Disclosure>,
+}
+
+/// A notice whose signature and disclosures have been checked.
+#[derive(Debug, Clone)]
+pub struct VerifiedNotice {
+    pub id: NoticeId,
+    pub body: Body,
+    pub subject: Subject,
+    pub envelope: Envelope,
+}
+
+impl VerifiedNotice {
+    /// Subject fields committed in the body but not disclosed here.
+    pub fn withheld_fields(&self) -> Vec<SubjectField> {
+        let held: Vec<SubjectField> = self.envelope.disclosures.iter().map(|d| d.field).collect();
+        self.body
+            .commitments
+            .iter()
+            .map(|c| c.field)
+            .filter(|f| !held.contains(f))
+            .collect()
+    }
+}
+
+/// Builds the body commitments and disclosures for a subject with fresh salts.
+pub fn commit_subject(subject: &Subject) -> (Vec<Commitment>, Vec<Disclosure>) {
+    let mut rng = rand::rngs::OsRng;
+    let mut commitments = Vec::new();
+    let mut disclosures = Vec::new();
+    for (field, value) in subject.field_values() {
+        let mut salt = [0u8; 16];
+        rng.fill_bytes(&mut salt);
+        let d = Disclosure { salt, field, value };
+        commitments.push(Commitment {
+            field,
+            hash: d.commitment(),
+        });
+        disclosures.push(d);
+    }
+    (commitments, disclosures)
+}
+
+/// Signs an encoded body and pairs it with its disclosures.
+pub fn seal(key: &SigningKey, body: Vec<u8>, disclosures: Vec<Disclosure>) -> Envelope {
+    let mut msg = Vec::with_capacity(NOTICE_DOMAIN.len() + body.len());
+    msg.extend_from_slice(NOTICE_DOMAIN);
+    msg.extend_from_slice(&body);
+    let signature = key.sign(&msg).to_bytes().to_vec();
+    Envelope {
+        body,
+        signature,
+        disclosures,
+    }
+}
+
+/// Verifies the signature over the exact body bytes, then every disclosure
+/// against its commitment. `key_of` returns the pinned key of an origin.
+pub fn verify(
+    envelope: &Envelope,
+    key_of: impl Fn(&str) -> Option<VerifyingKey>,
+) -> Result<VerifiedNotice, NoticeError> {
+    let body = Body::decode(&envelope.body)?;
+    let key = key_of(&body.origin).ok_or_else(|| NoticeError::UnknownOrigin(body.origin.clone()))?;
+    let sig_bytes: [u8; 64] = envelope
+        .signature
+        .as_slice()
+        .try_into()
+        .map_err(|_| NoticeError::BadSignature)?;
+    let signature = Signature::from_bytes(&sig_bytes);
+    let mut msg = Vec::with_capacity(NOTICE_DOMAIN.len() + envelope.body.len());
+    msg.extend_from_slice(NOTICE_DOMAIN);
+    msg.extend_from_slice(&envelope.body);
+    key.verify_strict(&msg, &signature)
+        .map_err(|_| NoticeError::BadSignature)?;
+    let subject = check_disclosures(&body, &envelope.disclosures)?;
+    Ok(VerifiedNotice {
+        id: NoticeId::of_body(&envelope.body),
+        body,
+        subject,
+        envelope: envelope.clone(),
+    })
+}
+
+/// Checks each disclosure against the body's commitment for its field and
+/// assembles the subject they reveal.
+fn check_disclosures(body: &Body, disclosures: &[Disclosure]) -> Result<Subject, NoticeError> {
+    let mut subject = Subject::default();
+    let mut seen: Vec<SubjectField> = Vec::with_capacity(disclosures.len());
+    for d in disclosures {
+        if seen.contains(&d.field) {
+            return Err(NoticeError::Disclosure {
+                field: d.field.as_str(),
+                reason: "disclosed twice",
+            });
+        }
+        seen.push(d.field);
+        let committed = body
+            .commitments
+            .iter()
+            .find(|c| c.field == d.field)
+            .ok_or(NoticeError::Disclosure {
+                field: d.field.as_str(),
+                reason: "no commitment in the signed body",
+            })?;
+        if committed.hash != d.commitment() {
+            return Err(NoticeError::Disclosure {
+                field: d.field.as_str(),
+                reason: "does not match its commitment",
+            });
+        }
+        subject
+            .set_from_bytes(d.field, &d.value)
+            .map_err(|_| NoticeError::Disclosure {
+                field: d.field.as_str(),
+                reason: "value does not decode",
+            })?;
+    }
+    Ok(subject)
+}
+
+/// Drops the named disclosures; the signature stays valid because the body
+/// is untouched.
+pub fn strip(envelope: &Envelope, fields: &[SubjectField]) -> Envelope {
+    Envelope {
+        body: envelope.body.clone(),
+        signature: envelope.signature.clone(),
+        disclosures: envelope
+            .disclosures
+            .iter()
+            .filter(|d| !fields.contains(&d.field))
+            .cloned()
+            .collect(),
+    }
+}
+
+impl Envelope {
+    /// Encodes the envelope for a file or a frame.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes an envelope, refusing trailing bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Envelope, NoticeError> {
+        match postcard::take_from_bytes::<Envelope>(bytes) {
+            Ok((e, rest)) if rest.is_empty() => Ok(e),
+            Ok(_) => Err(NoticeError::Malformed("trailing bytes after envelope".into())),
+            Err(e) => Err(NoticeError::Malformed(format!("envelope: {e}"))),
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Notices: the data model (§4), the operator JSON format, the signed
+//! envelope with selective disclosure (§5) and its verification.
+//!
+//! Pure logic: no storage, no networking, no clock (callers pass `now`).
+
+pub mod envelope;
+pub mod input;
+pub mod model;
+
+pub use envelope::{
+    commit_subject, seal, strip, verify, Action, Body, Commitment, Disclosure, Envelope, NoticeId,
+    VerifiedNotice, MAX_BODY,
+};
+pub use input::{InputError, IssueContext, NoticeInput};
+pub use model::*;
+
+/// Why an envelope was refused. Every variant names what is wrong so the
+/// processing log and the sender's receipt can carry it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoticeError {
+    #[error("malformed notice: {0}")]
+    Malformed(String),
+    #[error("notice body is {size} bytes, over the {max}-byte limit")]
+    TooLarge { size: usize, max: usize },
+    #[error("unknown origin `{0}`: no pinned signing key")]
+    UnknownOrigin(String),
+    #[error("signature does not verify against the origin's pinned key")]
+    BadSignature,
+    #[error("disclosure `{field}` {reason}")]
+    Disclosure {
+        field: &'static str,
+        reason: &'static str,
+    },
+}

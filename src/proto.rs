@@ -1,0 +1,298 @@
+//! The wire protocol (DESIGN.md §6) without sockets: messages, length-prefixed
+//! framing with the size bound checked before allocating, signed receipts,
+//! and the per-link feed state kept by sender and receiver.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+use crate::notice::Envelope;
+
+/// ALPN protocol id of vigil over QUIC.
+pub const ALPN: &[u8] = b"vigil/1";
+/// Protocol version carried in `Hello`.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Largest frame accepted or sent.
+pub const MAX_FRAME: usize = 1024 * 1024;
+/// Domain separation for receipts.
+pub const RECEIPT_DOMAIN: &[u8] = b"vigil/receipt/v1\0";
+/// Batches a sender may have unacknowledged on one feed.
+pub const WINDOW: usize = 4;
+/// Log entries per batch, at most.
+pub const BATCH_ENTRIES: usize = 256;
+/// Envelope bytes per batch, leaving room for framing under `MAX_FRAME`.
+pub const BATCH_BYTES: usize = MAX_FRAME - 64 * 1024;
+
+/// One wire message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// First frame each way on a feed stream.
+    Hello { node_id: String, version: u16, epoch: u64 },
+    /// Receiver → sender: its cursor into the sender's log.
+    Subscribe { epoch: u64, after: u64 },
+    /// Sender → receiver: entries after the cursor that the receiver may
+    /// have; `through` is the last log seq the sender examined, so filtered
+    /// entries still advance the cursor.
+    Batch { through: u64, entries: Vec<(u64, Envelope)> },
+    /// Receiver → sender, after the batch is flushed.
+    Receipt(SignedReceipt),
+}
+
+/// Protocol violations; each closes the stream with a reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    FrameTooLarge(usize),
+    #[error("undecodable frame: {0}")]
+    Garbage(String),
+    #[error("unexpected message: {0}")]
+    Unexpected(&'static str),
+    #[error("receipt: {0}")]
+    BadReceipt(String),
+}
+
+/// Reads the length prefix and refuses an oversize frame before any
+/// allocation for its payload.
+pub fn frame_len(prefix: [u8; 4]) -> Result<usize, ProtoError> {
+    let n = u32::from_be_bytes(prefix) as usize;
+    if n > MAX_FRAME {
+        return Err(ProtoError::FrameTooLarge(n));
+    }
+    Ok(n)
+}
+
+/// Encodes a message as one frame (u32 BE length + postcard).
+pub fn encode_frame(msg: &Message) -> Result<Vec<u8>, ProtoError> {
+    let mut out = vec![0u8; 4];
+    postcard::to_io(msg, &mut out).map_err(|e| ProtoError::Garbage(e.to_string()))?;
+    let n = out.len() - 4;
+    if n > MAX_FRAME {
+        return Err(ProtoError::FrameTooLarge(n));
+    }
+    out[..4].copy_from_slice(&(n as u32).to_be_bytes());
+    Ok(out)
+}
+
+/// Decodes a frame's payload, refusing trailing bytes.
+pub fn decode_payload(payload: &[u8]) -> Result<Message, ProtoError> {
+    match postcard::take_from_bytes::<Message>(payload) {
+        Ok((m, rest)) if rest.is_empty() => Ok(m),
+        Ok(_) => Err(ProtoError::Garbage("trailing bytes".into())),
+        Err(e) => Err(ProtoError::Garbage(e.to_string())),
+    }
+}
+
+/// What a receiver signs when it acknowledges a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptBody {
+    pub receiver: String,
+    pub sender: String,
+    pub epoch: u64,
+    pub through: u64,
+    pub rejected: Vec<(u64, String)>,
+    pub at: i64,
+}
+
+/// A receipt: exact body bytes and the receiver's signature over them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedReceipt {
+    pub body: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+impl SignedReceipt {
+    /// Signs a receipt body with the receiver's key.
+    pub fn sign(key: &SigningKey, body: &ReceiptBody) -> SignedReceipt {
+        let bytes = postcard::to_allocvec(body).unwrap_or_default();
+        let mut msg = RECEIPT_DOMAIN.to_vec();
+        msg.extend_from_slice(&bytes);
+        SignedReceipt {
+            body: bytes,
+            signature: key.sign(&msg).to_bytes().to_vec(),
+        }
+    }
+
+    /// Verifies the signature with the receiver's pinned key and decodes.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<ReceiptBody, ProtoError> {
+        let sig: [u8; 64] = self
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| ProtoError::BadReceipt("signature length".into()))?;
+        let mut msg = RECEIPT_DOMAIN.to_vec();
+        msg.extend_from_slice(&self.body);
+        key.verify_strict(&msg, &Signature::from_bytes(&sig))
+            .map_err(|_| ProtoError::BadReceipt("signature does not verify".into()))?;
+        postcard::from_bytes(&self.body).map_err(|e| ProtoError::BadReceipt(e.to_string()))
+    }
+}
+
+/// Sender side of one feed: where the stream stands and which batches await
+/// a receipt. Bounded by [`WINDOW`].
+#[derive(Debug)]
+pub struct FeedSender {
+    epoch: u64,
+    next_after: u64,
+    in_flight: VecDeque<u64>,
+}
+
+impl FeedSender {
+    /// Starts a feed for a `Subscribe{epoch, after}`: a cursor into another
+    /// epoch of this store restarts at 0.
+    pub fn new(local_epoch: u64, sub_epoch: u64, after: u64) -> FeedSender {
+        FeedSender {
+            epoch: local_epoch,
+            next_after: if sub_epoch == local_epoch { after } else { 0 },
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    /// The log position after which the next batch starts.
+    pub fn after(&self) -> u64 {
+        self.next_after
+    }
+
+    /// True while another batch may be sent without exceeding the window.
+    pub fn can_send(&self) -> bool {
+        self.in_flight.len() < WINDOW
+    }
+
+    /// Records a sent batch that examined the log through `through`.
+    pub fn sent(&mut self, through: u64) {
+        self.next_after = through;
+        self.in_flight.push_back(through);
+    }
+
+    /// Checks a receipt: it must acknowledge the oldest batch in flight, in
+    /// this epoch. Returns the acknowledged position.
+    pub fn receipt(&mut self, r: &ReceiptBody) -> Result<u64, ProtoError> {
+        if r.epoch != self.epoch {
+            return Err(ProtoError::BadReceipt(format!("epoch {} is not ours", r.epoch)));
+        }
+        match self.in_flight.front() {
+            Some(&t) if t == r.through => {
+                self.in_flight.pop_front();
+                Ok(t)
+            }
+            Some(&t) => Err(ProtoError::BadReceipt(format!(
+                "acknowledges {} but {t} is the oldest batch in flight",
+                r.through
+            ))),
+            None => Err(ProtoError::BadReceipt("no batch in flight".into())),
+        }
+    }
+}
+
+/// Receiver side of one feed: the sender's epoch and the cursor.
+#[derive(Debug)]
+pub struct FeedReceiver {
+    epoch: u64,
+    through: u64,
+}
+
+impl FeedReceiver {
+    /// Resumes from the stored cursor; the sender's `Hello` epoch decides
+    /// whether it still applies.
+    pub fn new(stored_epoch: u64, stored_through: u64, sender_epoch: u64) -> FeedReceiver {
+        FeedReceiver {
+            epoch: sender_epoch,
+            through: if stored_epoch == sender_epoch { stored_through } else { 0 },
+        }
+    }
+
+    /// The epoch the cursor refers to.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Checks a batch: it must move forward and its entries must lie within
+    /// (cursor, through], ascending. Advances the cursor.
+    pub fn batch(&mut self, through: u64, entries: &[(u64, Envelope)]) -> Result<(), ProtoError> {
+        if through <= self.through {
+            return Err(ProtoError::Unexpected("batch does not advance the cursor"));
+        }
+        let mut last = self.through;
+        for (seq, _) in entries {
+            if *seq <= last || *seq > through {
+                return Err(ProtoError::Unexpected("batch entries out of order or range"));
+            }
+            last = *seq;
+        }
+        self.through = through;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversize_prefix_is_refused_before_allocation() {
+        assert_eq!(frame_len((MAX_FRAME as u32).to_be_bytes()), Ok(MAX_FRAME));
+        assert_eq!(
+            frame_len((MAX_FRAME as u32 + 1).to_be_bytes()),
+            Err(ProtoError::FrameTooLarge(MAX_FRAME + 1))
+        );
+    }
+
+    #[test]
+    fn frames_round_trip_and_garbage_is_an_error() {
+        let m = Message::Subscribe { epoch: 7, after: 42 };
+        let f = encode_frame(&m).unwrap();
+        let n = frame_len(f[..4].try_into().unwrap()).unwrap();
+        assert_eq!(decode_payload(&f[4..4 + n]).unwrap(), m);
+        assert!(decode_payload(&[0xff, 0xff, 0xff]).is_err());
+        let mut extra = f[4..].to_vec();
+        extra.push(0);
+        assert!(decode_payload(&extra).is_err());
+    }
+
+    #[test]
+    fn receipt_signature_binds_the_body() {
+        let k = SigningKey::from_bytes(&[7u8; 32]);
+        let body = ReceiptBody {
+            receiver: "b".into(),
+            sender: "a".into(),
+            epoch: 1,
+            through: 9,
+            rejected: vec![],
+            at: 0,
+        };
+        let mut r = SignedReceipt::sign(&k, &body);
+        assert_eq!(r.verify(&k.verifying_key()).unwrap(), body);
+        r.body[0] ^= 1;
+        assert!(r.verify(&k.verifying_key()).is_err());
+    }
+
+    #[test]
+    fn sender_window_and_receipt_order() {
+        let mut s = FeedSender::new(5, 5, 10);
+        assert_eq!(s.after(), 10);
+        for t in [20, 30, 40, 50] {
+            assert!(s.can_send());
+            s.sent(t);
+        }
+        assert!(!s.can_send());
+        let r = |through| ReceiptBody {
+            receiver: "b".into(),
+            sender: "a".into(),
+            epoch: 5,
+            through,
+            rejected: vec![],
+            at: 0,
+        };
+        assert!(s.receipt(&r(30)).is_err(), "out-of-order receipt");
+        assert_eq!(s.receipt(&r(20)), Ok(20));
+        assert!(s.can_send());
+    }
+
+    #[test]
+    fn epoch_change_restarts_from_zero() {
+        assert_eq!(FeedSender::new(5, 4, 10).after(), 0);
+        let mut r = FeedReceiver::new(4, 10, 5);
+        assert_eq!(r.epoch(), 5);
+        assert!(r.batch(3, &[]).is_ok());
+        assert!(r.batch(3, &[]).is_err(), "duplicate batch does not advance");
+    }
+}
