@@ -136,6 +136,25 @@ impl LocalMesh {
         self.nodes.iter().find(|n| n.core().me() == id)
     }
 
+    /// Stops one node (its files and store stay).
+    pub async fn stop(&mut self, id: &str) {
+        if let Some(i) = self.nodes.iter().position(|n| n.core().me() == id) {
+            self.nodes.remove(i).shutdown().await;
+        }
+    }
+
+    /// Starts a stopped node again from its config, on its original ports.
+    pub async fn restart(&mut self, id: &str) -> Result<(), MeshError> {
+        let path = self
+            .configs
+            .iter()
+            .find(|p| p.parent().and_then(|d| d.file_name()).is_some_and(|n| n == id))
+            .ok_or_else(|| MeshError::Setup(format!("no node {id}")))?;
+        let cfg = Config::load(path).map_err(NodeError::from)?;
+        self.nodes.push(Node::start(cfg).await?);
+        Ok(())
+    }
+
     /// Stops every node.
     pub async fn shutdown(self) {
         for n in self.nodes {

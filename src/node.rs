@@ -12,10 +12,14 @@ use tracing::{info, warn};
 use crate::config::{Config, ConfigError};
 use crate::identity::{format_public_key, Identity, IdentityError};
 use crate::net::{self, Net};
-use crate::notice::{self, Action, Envelope, InputError, IssueContext, NoticeId, NoticeInput, Subject, SubjectField};
+use crate::notice::{
+    self, Action, Envelope, InputError, IssueContext, NoticeId, NoticeInput, Subject, SubjectField,
+};
 use crate::policy::{self, Inbound, InboundCtx, Outbound};
 use crate::proto::{self, ReceiptBody};
-use crate::store::{Accepted, Acked, AuditDraft, InboundBatch, Issued, NoticeRecord, Operation, Store, StoreError};
+use crate::store::{
+    Accepted, Acked, AuditDraft, InboundBatch, Issued, NoticeRecord, Operation, Store, StoreError,
+};
 
 /// Why a node operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -134,26 +138,30 @@ impl Core {
             max_retention_days: &retention,
             is_member: &is_member,
         };
-        let id = self.store.issue(&cfg.node_id, now, |seq, prev| -> Result<Issued, NodeError> {
-            let (id, envelope) = input.seal(&ctx, &self.signing, seq, prev, Action::Issue)?;
-            let expires_at = notice::Body::decode(&envelope.body)
-                .map(|b| b.expires_at)
-                .map_err(|e| InputError::new("(notice)", e.to_string()))?;
-            Ok(Issued {
-                id,
-                envelope,
-                kind: input.kind,
-                expires_at,
-                audit: AuditDraft {
-                    actor: format!("operator:{actor}"),
-                    operation: Operation::Collect,
-                    notice: Some(id),
-                    peer: None,
-                    justification: Some(input.legal_basis.clone()),
-                    decision: format!("issued seq {seq}"),
-                },
-            })
-        })?;
+        let id = self.store.issue(
+            &cfg.node_id,
+            now,
+            |seq, prev| -> Result<Issued, NodeError> {
+                let (id, envelope) = input.seal(&ctx, &self.signing, seq, prev, Action::Issue)?;
+                let expires_at = notice::Body::decode(&envelope.body)
+                    .map(|b| b.expires_at)
+                    .map_err(|e| InputError::new("(notice)", e.to_string()))?;
+                Ok(Issued {
+                    id,
+                    envelope,
+                    kind: input.kind,
+                    expires_at,
+                    audit: AuditDraft {
+                        actor: format!("operator:{actor}"),
+                        operation: Operation::Collect,
+                        notice: Some(id),
+                        peer: None,
+                        justification: Some(input.legal_basis.clone()),
+                        decision: format!("issued seq {seq}"),
+                    },
+                })
+            },
+        )?;
         self.store.flush()?;
         info!(notice = %id, kind = input.kind.as_str(), "notice issued");
         Ok(id)
@@ -162,7 +170,11 @@ impl Core {
     /// Builds the next batch of this node's log for `peer` after `after`:
     /// outbound policy decides each entry (sent, stripped or withheld), every
     /// decision is audited and flushed before the batch leaves.
-    pub fn feed_batch(&self, peer: &str, after: u64) -> Result<(u64, Vec<(u64, Envelope)>), String> {
+    pub fn feed_batch(
+        &self,
+        peer: &str,
+        after: u64,
+    ) -> Result<(u64, Vec<(u64, Envelope)>), String> {
         let member = self
             .config
             .member(peer)
@@ -182,11 +194,19 @@ impl Core {
                     continue;
                 }
             };
+            // A node that is not a relay never forwards others' notices:
+            // there is no disclosure decision to make or log.
+            if body.origin != self.me() && !self.config.relay {
+                continue;
+            }
             let id = NoticeId::of_body(&entry.envelope.body);
-            let held: Vec<SubjectField> = entry.envelope.disclosures.iter().map(|d| d.field).collect();
+            let held: Vec<SubjectField> =
+                entry.envelope.disclosures.iter().map(|d| d.field).collect();
             let decision = policy::outbound(self.me(), self.config.relay, member, &body, &held);
             let (decision_text, send) = match decision {
-                Outbound::Send { strip } if strip.is_empty() => ("sent".to_string(), Some(entry.envelope)),
+                Outbound::Send { strip } if strip.is_empty() => {
+                    ("sent".to_string(), Some(entry.envelope))
+                }
                 Outbound::Send { strip } => (
                     format!("sent without {}", field_names(&strip)),
                     Some(notice::strip(&entry.envelope, &strip)),
@@ -233,7 +253,13 @@ impl Core {
         let mut rejected = Vec::new();
         let actor = format!("member:{peer}");
         for (seq, env) in entries {
-            let verified = match notice::verify(&env, |o| if o == self.me() { None } else { self.key_of(o) }) {
+            let verified = match notice::verify(&env, |o| {
+                if o == self.me() {
+                    None
+                } else {
+                    self.key_of(o)
+                }
+            }) {
                 Ok(v) => v,
                 Err(e) => {
                     warn!(peer = %peer, local_seq = seq, reason = %e, "notice refused");
@@ -251,7 +277,9 @@ impl Core {
                 }
             };
             let id = verified.id;
-            if self.store.contains(&id).map_err(|e| e.to_string())? || accepted.iter().any(|a| a.id == id) {
+            if self.store.contains(&id).map_err(|e| e.to_string())?
+                || accepted.iter().any(|a| a.id == id)
+            {
                 continue;
             }
             let prior = self
@@ -278,7 +306,10 @@ impl Core {
                         decision.push_str(&format!(", stripped {}", field_names(&strip)));
                     }
                     if expires_at < verified.body.expires_at {
-                        decision.push_str(&format!(", expiry capped to {}", crate::time::rfc3339(expires_at)));
+                        decision.push_str(&format!(
+                            ", expiry capped to {}",
+                            crate::time::rfc3339(expires_at)
+                        ));
                     }
                     audits.push(AuditDraft {
                         actor: actor.clone(),
@@ -288,7 +319,11 @@ impl Core {
                         justification: Some(verified.body.legal_basis.clone()),
                         decision,
                     });
-                    let envelope = if strip.is_empty() { env } else { notice::strip(&env, &strip) };
+                    let envelope = if strip.is_empty() {
+                        env
+                    } else {
+                        notice::strip(&env, &strip)
+                    };
                     accepted.push(Accepted {
                         id,
                         origin: verified.body.origin.clone(),
@@ -374,7 +409,11 @@ impl Core {
     }
 
     /// Held notices, optionally filtered by kind and origin.
-    pub fn list(&self, kind: Option<notice::Kind>, origin: Option<&str>) -> Result<Vec<NoticeView>, NodeError> {
+    pub fn list(
+        &self,
+        kind: Option<notice::Kind>,
+        origin: Option<&str>,
+    ) -> Result<Vec<NoticeView>, NodeError> {
         let mut out = Vec::new();
         for r in self.store.records() {
             let (id, rec) = r?;
@@ -426,7 +465,8 @@ impl Core {
             },
             issued_at: crate::time::rfc3339(body.issued_at),
             expires_at: crate::time::rfc3339(rec.expires_at),
-            origin_expires_at: (rec.expires_at != body.expires_at).then(|| crate::time::rfc3339(body.expires_at)),
+            origin_expires_at: (rec.expires_at != body.expires_at)
+                .then(|| crate::time::rfc3339(body.expires_at)),
             review_at: body.review_at.map(crate::time::rfc3339),
             summary: body.summary.clone(),
             case_ref: body.case_ref.clone(),
@@ -478,7 +518,11 @@ impl NoticeView {
 }
 
 fn field_names(fields: &[SubjectField]) -> String {
-    fields.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
+    fields
+        .iter()
+        .map(|f| f.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Pre-bound sockets, so tests and the demo can use port 0 and still know
@@ -491,9 +535,10 @@ pub struct Sockets {
 impl Sockets {
     /// Binds the addresses named in the config.
     pub fn bind(cfg: &Config) -> Result<Sockets, NodeError> {
-        let quic = UdpSocket::bind(cfg.listen).map_err(|e| NodeError::Io(format!("node.listen {}: {e}", cfg.listen)))?;
-        let admin =
-            TcpListener::bind(cfg.admin_listen).map_err(|e| NodeError::Io(format!("admin.listen {}: {e}", cfg.admin_listen)))?;
+        let quic = UdpSocket::bind(cfg.listen)
+            .map_err(|e| NodeError::Io(format!("node.listen {}: {e}", cfg.listen)))?;
+        let admin = TcpListener::bind(cfg.admin_listen)
+            .map_err(|e| NodeError::Io(format!("admin.listen {}: {e}", cfg.admin_listen)))?;
         Ok(Sockets { quic, admin })
     }
 }
@@ -528,7 +573,10 @@ impl Node {
             path: config.data_dir.display().to_string(),
             source: e,
         })?;
-        let quic_addr = sockets.quic.local_addr().map_err(|e| NodeError::Io(e.to_string()))?;
+        let quic_addr = sockets
+            .quic
+            .local_addr()
+            .map_err(|e| NodeError::Io(e.to_string()))?;
         let endpoint = net::endpoint(&identity, sockets.quic)?;
         let core = Arc::new(Core {
             config: Arc::new(config),
@@ -537,9 +585,16 @@ impl Node {
         });
         let (shutdown, rx) = watch::channel(false);
         let net = Net::start(core.clone(), endpoint, rx.clone());
-        sockets.admin.set_nonblocking(true).map_err(|e| NodeError::Io(e.to_string()))?;
-        let admin_addr = sockets.admin.local_addr().map_err(|e| NodeError::Io(e.to_string()))?;
-        let listener = tokio::net::TcpListener::from_std(sockets.admin).map_err(|e| NodeError::Io(e.to_string()))?;
+        sockets
+            .admin
+            .set_nonblocking(true)
+            .map_err(|e| NodeError::Io(e.to_string()))?;
+        let admin_addr = sockets
+            .admin
+            .local_addr()
+            .map_err(|e| NodeError::Io(e.to_string()))?;
+        let listener = tokio::net::TcpListener::from_std(sockets.admin)
+            .map_err(|e| NodeError::Io(e.to_string()))?;
         let admin_task = tokio::spawn(crate::admin::serve(
             listener,
             core.clone(),
