@@ -113,7 +113,10 @@ pub async fn serve(
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+    {
         warn!(error = %e, "admin API stopped");
     }
 }
@@ -154,7 +157,11 @@ async fn issue(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Res
     let id = tokio::task::spawn_blocking(move || core.issue(&input, "admin-api"))
         .await
         .map_err(|e| ApiError::from(NodeError::Io(e.to_string())))??;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id.to_string() }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": id.to_string() })),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -176,7 +183,8 @@ async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<R
 }
 
 async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let nid = NoticeId::parse(&id).ok_or_else(|| bad("id", format!("`{id}` is not a notice id (64 hex digits)")))?;
+    let nid = NoticeId::parse(&id)
+        .ok_or_else(|| bad("id", format!("`{id}` is not a notice id (64 hex digits)")))?;
     let core = s.core.clone();
     let view = tokio::task::spawn_blocking(move || core.show(&nid))
         .await
@@ -251,16 +259,28 @@ pub struct Client {
 
 impl Client {
     /// Sends one request and returns the JSON body of a 2xx answer.
-    pub async fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, ClientError> {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, ClientError> {
         use http_body_util::{BodyExt, Full};
         use hyper::body::Bytes;
-        let fail = |e: &dyn std::fmt::Display| ClientError::Failed(format!("admin API at {}: {e}", self.addr));
-        let stream = tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::TcpStream::connect(self.addr))
-            .await
-            .map_err(|_| fail(&"connection timed out"))?
-            .map_err(|e| fail(&format!("{e} (is the node running?)")))?;
+        let fail = |e: &dyn std::fmt::Display| {
+            ClientError::Failed(format!("admin API at {}: {e}", self.addr))
+        };
+        let stream = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio::net::TcpStream::connect(self.addr),
+        )
+        .await
+        .map_err(|_| fail(&"connection timed out"))?
+        .map_err(|e| fail(&format!("{e} (is the node running?)")))?;
         let io = hyper_util::rt::TokioIo::new(stream);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| fail(&e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| fail(&e))?;
         let driver = tokio::spawn(conn);
         let req = hyper::Request::builder()
             .method(method)
@@ -270,12 +290,19 @@ impl Client {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| fail(&e))?;
-        let resp = tokio::time::timeout(std::time::Duration::from_secs(60), sender.send_request(req))
-            .await
-            .map_err(|_| fail(&"request timed out"))?
-            .map_err(|e| fail(&e))?;
+        let resp =
+            tokio::time::timeout(std::time::Duration::from_secs(60), sender.send_request(req))
+                .await
+                .map_err(|_| fail(&"request timed out"))?
+                .map_err(|e| fail(&e))?;
         let status = resp.status();
-        let bytes = resp.into_body().collect().await.map_err(|e| fail(&e))?.to_bytes().to_vec();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| fail(&e))?
+            .to_bytes()
+            .to_vec();
         driver.abort();
         if status.is_success() {
             return Ok(bytes);
@@ -286,7 +313,9 @@ impl Client {
         if status.is_client_error() {
             Err(ClientError::Refused(msg))
         } else {
-            Err(ClientError::Failed(format!("node answered {status}: {msg}")))
+            Err(ClientError::Failed(format!(
+                "node answered {status}: {msg}"
+            )))
         }
     }
 }

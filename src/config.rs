@@ -245,24 +245,34 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let resolve = |p: &str| base.join(p);
         let addr = |field: &str, s: &str| -> Result<SocketAddr, ConfigError> {
-            s.parse()
-                .map_err(|_| err(field, format!("`{s}` is not an address like 127.0.0.1:7401")))
+            s.parse().map_err(|_| {
+                err(
+                    field,
+                    format!("`{s}` is not an address like 127.0.0.1:7401"),
+                )
+            })
         };
-        let kinds = |field: &str, list: &Option<Vec<String>>| -> Result<Option<Vec<Kind>>, ConfigError> {
-            match list {
-                None => Ok(None),
-                Some(l) => l
-                    .iter()
-                    .map(|k| Kind::parse(k).ok_or_else(|| err(field, format!("unknown kind `{k}`"))))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Some),
-            }
-        };
+        let kinds =
+            |field: &str, list: &Option<Vec<String>>| -> Result<Option<Vec<Kind>>, ConfigError> {
+                match list {
+                    None => Ok(None),
+                    Some(l) => l
+                        .iter()
+                        .map(|k| {
+                            Kind::parse(k).ok_or_else(|| err(field, format!("unknown kind `{k}`")))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(Some),
+                }
+            };
 
         if !valid_node_id(&raw.node.id) {
             return Err(err(
                 "node.id",
-                format!("`{}` is not a node id (lowercase letters, digits, '-', at most 63)", raw.node.id),
+                format!(
+                    "`{}` is not a node id (lowercase letters, digits, '-', at most 63)",
+                    raw.node.id
+                ),
             ));
         }
         let listen = addr("node.listen", &raw.node.listen)?;
@@ -270,7 +280,9 @@ impl Config {
         if !admin_listen.ip().is_loopback() {
             return Err(err(
                 "admin.listen",
-                format!("`{admin_listen}` is not a loopback address; the admin API must stay local"),
+                format!(
+                    "`{admin_listen}` is not a loopback address; the admin API must stay local"
+                ),
             ));
         }
 
@@ -286,8 +298,8 @@ impl Config {
             if members.iter().any(|x| x.id == m.id) {
                 return Err(err(&f("id"), format!("member `{}` is listed twice", m.id)));
             }
-            let signing_key = parse_public_key(&m.signing_key)
-                .map_err(|e| err(&f("signing_key"), e))?;
+            let signing_key =
+                parse_public_key(&m.signing_key).map_err(|e| err(&f("signing_key"), e))?;
             let address = m
                 .address
                 .as_deref()
@@ -298,7 +310,10 @@ impl Config {
                 Some(h) => {
                     let mut out = [0u8; 32];
                     hex::decode_to_slice(h.trim(), &mut out).map_err(|_| {
-                        err(&f("cert_sha256"), "is not 64 hex digits (SHA-256 of the certificate DER)".into())
+                        err(
+                            &f("cert_sha256"),
+                            "is not 64 hex digits (SHA-256 of the certificate DER)".into(),
+                        )
                     })?;
                     Some(out)
                 }
@@ -317,7 +332,10 @@ impl Config {
             let min_grading = match &m.outbound.min_grading {
                 None => None,
                 Some(g) => Some(Grading::parse_compact(g).ok_or_else(|| {
-                    err(&f("outbound.min_grading"), format!("`{g}` is not a grading like B2"))
+                    err(
+                        &f("outbound.min_grading"),
+                        format!("`{g}` is not a grading like B2"),
+                    )
                 })?),
             };
             members.push(Member {
@@ -348,7 +366,10 @@ impl Config {
         };
         let max_retention_days = ri.max_retention_days.unwrap_or(DEFAULT_MAX_RETENTION_DAYS);
         if max_retention_days == 0 {
-            return Err(err("policy.inbound.max_retention_days", "must be at least 1".into()));
+            return Err(err(
+                "policy.inbound.max_retention_days",
+                "must be at least 1".into(),
+            ));
         }
         let mut by_kind = BTreeMap::new();
         for (k, d) in &ri.max_retention_days_by_kind {

@@ -32,10 +32,16 @@ pub fn sample_notice() -> NoticeInput {
 pub async fn run(out: &mut (impl Write + Send)) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let mut alpha = MeshNode::new("alpha");
-    alpha.outbound.push(("charlie".into(), vec!["special_categories = \"strip\"".into()]));
+    alpha.outbound.push((
+        "charlie".into(),
+        vec!["special_categories = \"strip\"".into()],
+    ));
     let specs = [alpha, MeshNode::new("bravo"), MeshNode::new("charlie")];
     writeln!(out, "Starting three nodes (alpha, bravo, charlie) on 127.0.0.1 with a throw-away federation CA in {}", tmp.path().display())?;
-    writeln!(out, "  alpha's policy toward charlie: special categories (biometrics) are stripped")?;
+    writeln!(
+        out,
+        "  alpha's policy toward charlie: special categories (biometrics) are stripped"
+    )?;
     let mesh = LocalMesh::start(tmp.path(), &specs).await?;
     let result = narrate(&mesh, out).await;
     mesh.shutdown().await;
@@ -44,20 +50,30 @@ pub async fn run(out: &mut (impl Write + Send)) -> anyhow::Result<()> {
 }
 
 async fn narrate(mesh: &LocalMesh, out: &mut (impl Write + Send)) -> anyhow::Result<()> {
-    let node = |id: &str| mesh.node(id).ok_or_else(|| anyhow::anyhow!("node {id} missing"));
+    let node = |id: &str| {
+        mesh.node(id)
+            .ok_or_else(|| anyhow::anyhow!("node {id} missing"))
+    };
     let (a, b, c) = (node("alpha")?, node("bravo")?, node("charlie")?);
     let linked = wait_until(Duration::from_secs(10), || {
         a.peers().iter().all(|p| p.connected) && b.peers().iter().all(|p| p.connected)
     })
     .await;
     anyhow::ensure!(linked, "nodes did not connect within 10 s");
-    writeln!(out, "Mutual-TLS QUIC links up: alpha–bravo, alpha–charlie, bravo–charlie")?;
+    writeln!(
+        out,
+        "Mutual-TLS QUIC links up: alpha–bravo, alpha–charlie, bravo–charlie"
+    )?;
 
     let id = a.issue(sample_notice()).await?;
     writeln!(out, "\n1. alpha issues a wanted notice (with a fingerprint record), signed with alpha's key:\n   id {id}")?;
-    let held = |n: &crate::node::NodeHandle, id: NoticeId| n.core().store().contains(&id).unwrap_or(false);
+    let held =
+        |n: &crate::node::NodeHandle, id: NoticeId| n.core().store().contains(&id).unwrap_or(false);
     let arrived = wait_until(Duration::from_secs(10), || held(b, id) && held(c, id)).await;
-    anyhow::ensure!(arrived, "notice did not reach bravo and charlie within 10 s");
+    anyhow::ensure!(
+        arrived,
+        "notice did not reach bravo and charlie within 10 s"
+    );
     for n in [b, c] {
         let v = n
             .core()
@@ -82,7 +98,11 @@ async fn narrate(mesh: &LocalMesh, out: &mut (impl Write + Send)) -> anyhow::Res
             } else {
                 format!(
                     "; withheld by policy: {}",
-                    v.withheld_fields.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
+                    v.withheld_fields
+                        .iter()
+                        .map(|f| f.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             }
         )?;
@@ -93,8 +113,20 @@ async fn narrate(mesh: &LocalMesh, out: &mut (impl Write + Send)) -> anyhow::Res
         .audit_entries()
         .filter_map(Result::ok)
         .filter(|e| e.notice == Some(id))
-        .map(|e| format!("   #{} {:?} {} -> {}", e.seq, e.operation, e.peer.unwrap_or_default(), e.decision))
+        .map(|e| {
+            format!(
+                "   #{} {:?} {} -> {}",
+                e.seq,
+                e.operation,
+                e.peer.unwrap_or_default(),
+                e.decision
+            )
+        })
         .collect();
-    writeln!(out, "3. alpha's processing log for this notice:\n{}", disclosures.join("\n"))?;
+    writeln!(
+        out,
+        "3. alpha's processing log for this notice:\n{}",
+        disclosures.join("\n")
+    )?;
     Ok(())
 }

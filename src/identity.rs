@@ -48,7 +48,8 @@ pub fn parse_public_key(s: &str) -> Result<VerifyingKey, String> {
         .as_slice()
         .try_into()
         .map_err(|_| format!("is {} bytes, an ed25519 key is 32", bytes.len()))?;
-    let key = VerifyingKey::from_bytes(&arr).map_err(|_| "is not a valid ed25519 point".to_string())?;
+    let key =
+        VerifyingKey::from_bytes(&arr).map_err(|_| "is not a valid ed25519 point".to_string())?;
     if key.is_weak() {
         return Err("is a weak (small-order) ed25519 key".into());
     }
@@ -57,7 +58,8 @@ pub fn parse_public_key(s: &str) -> Result<VerifyingKey, String> {
 
 /// Refuses a private file that group or others can read.
 pub fn check_private(path: &Path, field: &str) -> Result<(), IdentityError> {
-    let meta = std::fs::metadata(path).map_err(|e| ierr(path, field, format!("cannot read: {e}")))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| ierr(path, field, format!("cannot read: {e}")))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -292,7 +294,8 @@ pub fn init_node(p: &InitParams<'_>) -> Result<VerifyingKey, String> {
     let signing = generate_signing_key();
     let tls = issue_node_cert(p.ca, id).map_err(|e| format!("certificate: {e}"))?;
     let at = |name: String| p.dir.join(name);
-    let io = |path: PathBuf, r: std::io::Result<()>| r.map_err(|e| format!("{}: {e}", path.display()));
+    let io =
+        |path: PathBuf, r: std::io::Result<()>| r.map_err(|e| format!("{}: {e}", path.display()));
     let pem = signing_key_pem(&signing)?;
     let f = at(format!("{id}.signing.pem"));
     io(f.clone(), write_private(&f, &pem))?;
@@ -301,7 +304,10 @@ pub fn init_node(p: &InitParams<'_>) -> Result<VerifyingKey, String> {
     let f = at(format!("{id}.crt"));
     io(f.clone(), write_public(&f, &tls.cert_pem))?;
     let f = at(format!("{id}.admin.token"));
-    io(f.clone(), write_private(&f, &format!("{}\n", generate_token())))?;
+    io(
+        f.clone(),
+        write_private(&f, &format!("{}\n", generate_token())),
+    )?;
     let toml = node_config_toml(id, p.listen, "data", p.ca_cert_ref, p.admin_listen);
     let f = at("vigil.toml".into());
     io(f.clone(), write_public(&f, &toml))?;
@@ -309,7 +315,13 @@ pub fn init_node(p: &InitParams<'_>) -> Result<VerifyingKey, String> {
 }
 
 /// The config file `vigil init` writes; members are appended by the operator.
-pub fn node_config_toml(id: &str, listen: &str, data_dir: &str, ca_cert: &str, admin: &str) -> String {
+pub fn node_config_toml(
+    id: &str,
+    listen: &str,
+    data_dir: &str,
+    ca_cert: &str,
+    admin: &str,
+) -> String {
     format!(
         r#"# vigil node configuration for `{id}` (DESIGN.md §10). Paths are relative to this file.
 [node]

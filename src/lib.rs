@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod demo;
 pub mod identity;
 pub mod mesh;
 pub mod net;
@@ -18,4 +19,3 @@ pub mod policy;
 pub mod proto;
 pub mod store;
 pub mod time;
-pub mod demo;

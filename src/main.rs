@@ -15,7 +15,11 @@ use vigil::node::{Node, NodeError, NoticeView};
 use vigil::notice::InputError;
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "Federated exchange of signed watchlist notices")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Federated exchange of signed watchlist notices"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -113,7 +117,10 @@ fn exit_code(e: &anyhow::Error) -> i32 {
             || cause.is::<ConfigError>()
             || cause.is::<IdentityError>()
             || cause.is::<InputError>()
-            || matches!(cause.downcast_ref::<ClientError>(), Some(ClientError::Refused(_)))
+            || matches!(
+                cause.downcast_ref::<ClientError>(),
+                Some(ClientError::Refused(_))
+            )
             || matches!(
                 cause.downcast_ref::<NodeError>(),
                 Some(NodeError::Config(_) | NodeError::Identity(_) | NodeError::Input(_))
@@ -129,7 +136,11 @@ fn main() {
     let cli = Cli::parse();
     if let Err(e) = dispatch(cli) {
         // One line: the outermost context plus the root cause.
-        let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+        let msg = e
+            .chain()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(": ");
         eprintln!("vigil: {}", msg.replace('\n', " "));
         std::process::exit(exit_code(&e));
     }
@@ -139,12 +150,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     // One real core here: a current-thread runtime beat the multi-thread one
     // in every QUIC measurement (DESIGN.md §11). Blocking store work runs on
     // tokio's blocking pool either way.
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Ca { cmd: CaCmd::Init { dir } } => ca_init(&dir),
+        Cmd::Ca {
+            cmd: CaCmd::Init { dir },
+        } => ca_init(&dir),
         Cmd::Init {
             node_id,
             dir,
@@ -165,12 +180,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn ca_init(dir: &Path) -> anyhow::Result<()> {
-    let ca = identity::generate_ca("vigil federation CA").map_err(|e| anyhow!("generating CA: {e}"))?;
+    let ca =
+        identity::generate_ca("vigil federation CA").map_err(|e| anyhow!("generating CA: {e}"))?;
     std::fs::create_dir_all(dir).map_err(|e| Usage(format!("{}: {e}", dir.display())))?;
     let (crt, key) = (dir.join("ca.crt"), dir.join("ca.key"));
     for p in [&crt, &key] {
         if p.exists() {
-            return Err(Usage(format!("{}: already exists; refusing to overwrite", p.display())).into());
+            return Err(Usage(format!(
+                "{}: already exists; refusing to overwrite",
+                p.display()
+            ))
+            .into());
         }
     }
     identity::write_private(&key, &ca.key_pem).with_context(|| key.display().to_string())?;
@@ -179,13 +199,26 @@ fn ca_init(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init(node_id: &str, dir: &Path, ca_cert: &Path, ca_key: &Path, listen: &str, admin: &str) -> anyhow::Result<()> {
+fn init(
+    node_id: &str,
+    dir: &Path,
+    ca_cert: &Path,
+    ca_key: &Path,
+    listen: &str,
+    admin: &str,
+) -> anyhow::Result<()> {
     if !vigil::config::valid_node_id(node_id) {
-        return Err(Usage(format!("--node-id: `{node_id}` is not a node id (lowercase letters, digits, '-')")).into());
+        return Err(Usage(format!(
+            "--node-id: `{node_id}` is not a node id (lowercase letters, digits, '-')"
+        ))
+        .into());
     }
     for (flag, a) in [("--listen", listen), ("--admin-listen", admin)] {
-        a.parse::<std::net::SocketAddr>()
-            .map_err(|_| Usage(format!("{flag}: `{a}` is not an address like 127.0.0.1:7401")))?;
+        a.parse::<std::net::SocketAddr>().map_err(|_| {
+            Usage(format!(
+                "{flag}: `{a}` is not an address like 127.0.0.1:7401"
+            ))
+        })?;
     }
     let read = |p: &Path, flag: &str| {
         std::fs::read_to_string(p).map_err(|e| Usage(format!("{flag} {}: {e}", p.display())))
@@ -196,9 +229,14 @@ fn init(node_id: &str, dir: &Path, ca_cert: &Path, ca_key: &Path, listen: &str, 
     };
     let existing = dir.join("vigil.toml");
     if existing.exists() {
-        return Err(Usage(format!("{}: already exists; refusing to overwrite", existing.display())).into());
+        return Err(Usage(format!(
+            "{}: already exists; refusing to overwrite",
+            existing.display()
+        ))
+        .into());
     }
-    let ca_ref = std::fs::canonicalize(ca_cert).map_err(|e| Usage(format!("--ca-cert {}: {e}", ca_cert.display())))?;
+    let ca_ref = std::fs::canonicalize(ca_cert)
+        .map_err(|e| Usage(format!("--ca-cert {}: {e}", ca_cert.display())))?;
     let key = identity::init_node(&identity::InitParams {
         node_id,
         dir,
@@ -217,7 +255,10 @@ fn id(config: &Path, json: bool) -> anyhow::Result<()> {
     let key = identity::load_signing_key(&cfg.signing_key, "identity.signing_key")?;
     let pk = format_public_key(&key.verifying_key());
     if json {
-        println!("{}", serde_json::json!({"id": cfg.node_id, "signing_key": pk}));
+        println!(
+            "{}",
+            serde_json::json!({"id": cfg.node_id, "signing_key": pk})
+        );
     } else {
         println!("{} {pk}", cfg.node_id);
     }
@@ -287,11 +328,15 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
     match cmd {
         NoticeCmd::Issue { config, file } => {
             let c = client(&config)?;
-            let body = std::fs::read(&file).map_err(|e| Usage(format!("{}: {e}", file.display())))?;
+            let body =
+                std::fs::read(&file).map_err(|e| Usage(format!("{}: {e}", file.display())))?;
             // Parse locally first so a malformed file is refused without a
             // running node, naming the file and the field.
-            vigil::notice::NoticeInput::from_json(&body).map_err(|e| Usage(format!("{}: {e}", file.display())))?;
-            let out = call(&c, "POST", "/v1/notices", Some(body)).map_err(|e| match e.downcast::<ClientError>() {
+            vigil::notice::NoticeInput::from_json(&body)
+                .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
+            let out = call(&c, "POST", "/v1/notices", Some(body)).map_err(|e| match e
+                .downcast::<ClientError>()
+            {
                 Ok(ClientError::Refused(m)) => Usage(format!("{}: {m}", file.display())).into(),
                 Ok(other) => anyhow::Error::from(other),
                 Err(e) => e,
@@ -344,7 +389,10 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
                 println!("{}", String::from_utf8_lossy(&out));
             } else {
                 let list: Vec<NoticeView> = serde_json::from_slice(&out)?;
-                println!("{:<64}  {:<10} {:<16} {:<10} {:<20}  SUMMARY", "ID", "ORIGIN", "KIND", "STATE", "EXPIRES");
+                println!(
+                    "{:<64}  {:<10} {:<16} {:<10} {:<20}  SUMMARY",
+                    "ID", "ORIGIN", "KIND", "STATE", "EXPIRES"
+                );
                 for v in list {
                     println!(
                         "{:<64}  {:<10} {:<16} {:<10} {:<20}  {}",
@@ -373,7 +421,14 @@ fn print_view(v: &NoticeView) -> anyhow::Result<()> {
     println!("case ref:    {}", v.case_ref);
     println!("contact:     {}", v.contact);
     println!("expires:     {}", v.expires_at);
-    println!("signature:   {}", if v.signature_verified { "verified" } else { "NOT VERIFIED" });
+    println!(
+        "signature:   {}",
+        if v.signature_verified {
+            "verified"
+        } else {
+            "NOT VERIFIED"
+        }
+    );
     println!("subject:     {}", serde_json::to_string(&v.subject)?);
     if !v.withheld_fields.is_empty() {
         let w: Vec<&str> = v.withheld_fields.iter().map(|f| f.as_str()).collect();

@@ -74,11 +74,13 @@ impl LocalMesh {
             std::fs::create_dir_all(&nd).map_err(setup("node dir"))?;
             let signing = identity::generate_signing_key();
             let tls = identity::issue_node_cert(&ca, &s.id).map_err(setup("certificate"))?;
-            let pem = identity::signing_key_pem(&signing).map_err(|e| MeshError::Setup(e))?;
+            let pem = identity::signing_key_pem(&signing).map_err(MeshError::Setup)?;
             identity::write_private(&nd.join("signing.pem"), &pem).map_err(setup("signing key"))?;
             identity::write_private(&nd.join("tls.key"), &tls.key_pem).map_err(setup("tls key"))?;
-            identity::write_public(&nd.join("tls.crt"), &tls.cert_pem).map_err(setup("tls cert"))?;
-            identity::write_private(&nd.join("admin.token"), &identity::generate_token()).map_err(setup("token"))?;
+            identity::write_public(&nd.join("tls.crt"), &tls.cert_pem)
+                .map_err(setup("tls cert"))?;
+            identity::write_private(&nd.join("admin.token"), &identity::generate_token())
+                .map_err(setup("token"))?;
             keys.push(format_public_key(&signing.verifying_key()));
         }
         let addr_of = |id: &str| -> Option<(String, String)> {
@@ -91,7 +93,8 @@ impl LocalMesh {
         };
         let mut configs = Vec::new();
         for s in specs {
-            let (listen, admin) = addr_of(&s.id).ok_or_else(|| MeshError::Setup("address".into()))?;
+            let (listen, admin) =
+                addr_of(&s.id).ok_or_else(|| MeshError::Setup("address".into()))?;
             let mut t = format!(
                 "[node]\nid = \"{}\"\nlisten = \"{listen}\"\ndata_dir = \"data\"\nrelay = {}\n\n\
                  [identity]\nsigning_key = \"signing.pem\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"\nca_cert = \"../ca.crt\"\n\n\
@@ -105,9 +108,13 @@ impl LocalMesh {
                     continue;
                 }
                 let direct = s.links.as_ref().is_none_or(|l| l.contains(&other.id));
-                t.push_str(&format!("\n[[members]]\nid = \"{}\"\nsigning_key = \"{}\"\n", other.id, keys[j]));
+                t.push_str(&format!(
+                    "\n[[members]]\nid = \"{}\"\nsigning_key = \"{}\"\n",
+                    other.id, keys[j]
+                ));
                 if direct {
-                    let (addr, _) = addr_of(&other.id).ok_or_else(|| MeshError::Setup("address".into()))?;
+                    let (addr, _) =
+                        addr_of(&other.id).ok_or_else(|| MeshError::Setup("address".into()))?;
                     t.push_str(&format!("address = \"{addr}\"\n"));
                 }
                 if let Some((_, lines)) = s.outbound.iter().find(|(m, _)| m == &other.id) {
@@ -148,7 +155,11 @@ impl LocalMesh {
         let path = self
             .configs
             .iter()
-            .find(|p| p.parent().and_then(|d| d.file_name()).is_some_and(|n| n == id))
+            .find(|p| {
+                p.parent()
+                    .and_then(|d| d.file_name())
+                    .is_some_and(|n| n == id)
+            })
             .ok_or_else(|| MeshError::Setup(format!("no node {id}")))?;
         let cfg = Config::load(path).map_err(NodeError::from)?;
         self.nodes.push(Node::start(cfg).await?);

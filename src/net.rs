@@ -86,10 +86,12 @@ pub fn quic_configs(id: &Identity) -> Result<(quinn::ServerConfig, quinn::Client
         roots.add(c.clone()).map_err(|e| tls(&e))?;
     }
     let roots = Arc::new(roots);
-    let client_verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .build()
-            .map_err(|e| tls(&e))?;
+    let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots.clone(),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| tls(&e))?;
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| tls(&e))?
@@ -175,7 +177,9 @@ impl Links {
 
     /// True if a live connection to `peer` exists.
     pub fn connected(&self, peer: &str) -> bool {
-        self.map().get(peer).is_some_and(|l| l.conn.close_reason().is_none())
+        self.map()
+            .get(peer)
+            .is_some_and(|l| l.conn.close_reason().is_none())
     }
 
     fn seen(&self, peer: &str) {
@@ -219,7 +223,10 @@ impl Links {
                 return false;
             }
             if alive {
-                old.conn.close(VarInt::from_u32(close::DUPLICATE), b"replaced by the canonical connection");
+                old.conn.close(
+                    VarInt::from_u32(close::DUPLICATE),
+                    b"replaced by the canonical connection",
+                );
             }
         }
         map.insert(
@@ -237,7 +244,10 @@ impl Links {
 
     fn remove(&self, peer: &str, conn: &Connection) {
         let mut map = self.map();
-        if map.get(peer).is_some_and(|l| l.conn.stable_id() == conn.stable_id()) {
+        if map
+            .get(peer)
+            .is_some_and(|l| l.conn.stable_id() == conn.stable_id())
+        {
             map.remove(peer);
         }
         drop(map);
@@ -261,7 +271,12 @@ impl Net {
     /// Starts accepting and dialing. Tasks stop when `shutdown` turns true.
     pub fn start(core: Arc<Core>, endpoint: Endpoint, shutdown: watch::Receiver<bool>) -> Net {
         let links = Arc::new(Links::new(core.me()));
-        tokio::spawn(accept_loop(core.clone(), endpoint.clone(), links.clone(), shutdown.clone()));
+        tokio::spawn(accept_loop(
+            core.clone(),
+            endpoint.clone(),
+            links.clone(),
+            shutdown.clone(),
+        ));
         for m in core.config().members.iter().filter(|m| m.address.is_some()) {
             tokio::spawn(dial_loop(
                 core.clone(),
@@ -277,12 +292,18 @@ impl Net {
     /// Closes every connection and waits briefly for peers to learn it.
     pub async fn shutdown(&self) {
         self.links.close_all();
-        self.endpoint.close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
+        self.endpoint
+            .close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
 }
 
-async fn accept_loop(core: Arc<Core>, ep: Endpoint, links: Arc<Links>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    core: Arc<Core>,
+    ep: Endpoint,
+    links: Arc<Links>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
         let incoming = tokio::select! {
@@ -311,7 +332,10 @@ async fn accept_loop(core: Arc<Core>, ep: Endpoint, links: Arc<Links>, mut shutd
             };
             if !links.install(&peer, &conn, false) {
                 debug!(peer = %peer, "duplicate incoming connection closed");
-                conn.close(VarInt::from_u32(close::DUPLICATE), b"a canonical connection exists");
+                conn.close(
+                    VarInt::from_u32(close::DUPLICATE),
+                    b"a canonical connection exists",
+                );
                 return;
             }
             info!(peer = %peer, %remote, "member connected (incoming)");
@@ -340,7 +364,9 @@ fn authorize(core: &Core, conn: &Connection, expected: Option<&str>) -> Option<S
     let names = cert_dns_names(leaf);
     let cfg = core.config();
     let member = cfg.members.iter().find(|m| {
-        m.address.is_some() && names.iter().any(|n| n == &m.id) && expected.is_none_or(|e| e == m.id)
+        m.address.is_some()
+            && names.iter().any(|n| n == &m.id)
+            && expected.is_none_or(|e| e == m.id)
     });
     let Some(member) = member else {
         return refuse(
@@ -352,7 +378,10 @@ fn authorize(core: &Core, conn: &Connection, expected: Option<&str>) -> Option<S
         if cert_sha256(leaf) != pin {
             return refuse(
                 close::PIN_MISMATCH,
-                format!("certificate of `{}` does not match its cert_sha256 pin", member.id),
+                format!(
+                    "certificate of `{}` does not match its cert_sha256 pin",
+                    member.id
+                ),
             );
         }
     }
@@ -396,14 +425,25 @@ async fn dial_loop(
                 backoff = BACKOFF_MIN;
                 if links.install(&peer, &conn, true) {
                     info!(peer = %peer, %addr, "member connected (outgoing)");
-                    tokio::spawn(run_link(core.clone(), links.clone(), peer.clone(), conn, shutdown.clone()));
+                    tokio::spawn(run_link(
+                        core.clone(),
+                        links.clone(),
+                        peer.clone(),
+                        conn,
+                        shutdown.clone(),
+                    ));
                 } else {
-                    conn.close(VarInt::from_u32(close::DUPLICATE), b"a canonical connection exists");
+                    conn.close(
+                        VarInt::from_u32(close::DUPLICATE),
+                        b"a canonical connection exists",
+                    );
                 }
             }
             Err(e) => {
                 debug!(peer = %peer, %addr, error = %e, "dial failed");
-                let jitter = Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
+                let jitter = Duration::from_millis(
+                    rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1),
+                );
                 tokio::select! {
                     _ = tokio::time::sleep(backoff + jitter) => {},
                     _ = shutdown.changed() => return,
@@ -414,7 +454,12 @@ async fn dial_loop(
     }
 }
 
-async fn dial(core: &Core, ep: &Endpoint, peer: &str, addr: SocketAddr) -> Result<Connection, String> {
+async fn dial(
+    core: &Core,
+    ep: &Endpoint,
+    peer: &str,
+    addr: SocketAddr,
+) -> Result<Connection, String> {
     let connecting = ep.connect(addr, peer).map_err(|e| e.to_string())?;
     let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
         .await
@@ -425,7 +470,13 @@ async fn dial(core: &Core, ep: &Endpoint, peer: &str, addr: SocketAddr) -> Resul
 }
 
 /// Runs both feeds of one connection until it closes.
-async fn run_link(core: Arc<Core>, links: Arc<Links>, peer: String, conn: Connection, mut shutdown: watch::Receiver<bool>) {
+async fn run_link(
+    core: Arc<Core>,
+    links: Arc<Links>,
+    peer: String,
+    conn: Connection,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let publish = serve_feed(core.clone(), links.clone(), peer.clone(), conn.clone());
     let subscribe = follow_feed(core.clone(), links.clone(), peer.clone(), conn.clone());
     let result = tokio::select! {
@@ -437,7 +488,11 @@ async fn run_link(core: Arc<Core>, links: Arc<Links>, peer: String, conn: Connec
         Ok(()) => debug!(peer = %peer, "link ended"),
         Err(LinkError::Proto(e)) => {
             warn!(peer = %peer, error = %e, "protocol violation; closing connection");
-            core.audit_refusal(Some(&peer), conn.remote_address(), &format!("protocol violation: {e}"));
+            core.audit_refusal(
+                Some(&peer),
+                conn.remote_address(),
+                &format!("protocol violation: {e}"),
+            );
             conn.close(VarInt::from_u32(close::PROTOCOL), e.to_string().as_bytes());
         }
         Err(e) => info!(peer = %peer, error = %e, "link ended"),
@@ -448,7 +503,9 @@ async fn run_link(core: Arc<Core>, links: Arc<Links>, peer: String, conn: Connec
 
 async fn write_msg(send: &mut SendStream, msg: &Message) -> Result<(), LinkError> {
     let frame = proto::encode_frame(msg)?;
-    send.write_all(&frame).await.map_err(|e| LinkError::Io(e.to_string()))
+    send.write_all(&frame)
+        .await
+        .map_err(|e| LinkError::Io(e.to_string()))
 }
 
 /// Reads one frame; `None` when the stream finished cleanly between frames.
@@ -469,9 +526,16 @@ async fn read_msg(recv: &mut RecvStream) -> Result<Option<Message>, LinkError> {
 
 fn check_hello(msg: Option<Message>, peer: &str) -> Result<u64, LinkError> {
     match msg {
-        Some(Message::Hello { node_id, version, epoch }) => {
+        Some(Message::Hello {
+            node_id,
+            version,
+            epoch,
+        }) => {
             if node_id != peer {
-                return Err(ProtoError::Unexpected("hello names another node than the certificate").into());
+                return Err(ProtoError::Unexpected(
+                    "hello names another node than the certificate",
+                )
+                .into());
             }
             if version != proto::PROTOCOL_VERSION {
                 return Err(ProtoError::Unexpected("unsupported protocol version").into());
@@ -482,7 +546,9 @@ fn check_hello(msg: Option<Message>, peer: &str) -> Result<u64, LinkError> {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, LinkError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, LinkError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| LinkError::Node(e.to_string()))?
@@ -490,7 +556,12 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Sen
 }
 
 /// Sender side: serve the member's subscription to this node's log.
-async fn serve_feed(core: Arc<Core>, links: Arc<Links>, peer: String, conn: Connection) -> Result<(), LinkError> {
+async fn serve_feed(
+    core: Arc<Core>,
+    links: Arc<Links>,
+    peer: String,
+    conn: Connection,
+) -> Result<(), LinkError> {
     let (mut send, mut recv) = conn.accept_bi().await?;
     check_hello(read_msg(&mut recv).await?, &peer)?;
     let (sub_epoch, after) = match read_msg(&mut recv).await? {
@@ -568,9 +639,17 @@ async fn serve_feed(core: Arc<Core>, links: Arc<Links>, peer: String, conn: Conn
 }
 
 /// Receiver side: subscribe to the member's log and store what arrives.
-async fn follow_feed(core: Arc<Core>, links: Arc<Links>, peer: String, conn: Connection) -> Result<(), LinkError> {
+async fn follow_feed(
+    core: Arc<Core>,
+    links: Arc<Links>,
+    peer: String,
+    conn: Connection,
+) -> Result<(), LinkError> {
     let (mut send, mut recv) = conn.open_bi().await?;
-    let (stored_epoch, stored_through) = core.store().cursor(&peer).map_err(|e| LinkError::Node(e.to_string()))?;
+    let (stored_epoch, stored_through) = core
+        .store()
+        .cursor(&peer)
+        .map_err(|e| LinkError::Node(e.to_string()))?;
     write_msg(
         &mut send,
         &Message::Hello {

@@ -23,7 +23,9 @@ pub enum Inbound {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
     /// Disclose it, without the listed disclosures.
-    Send { strip: Vec<SubjectField> },
+    Send {
+        strip: Vec<SubjectField>,
+    },
     Withhold(String),
 }
 
@@ -53,11 +55,17 @@ pub fn inbound(ctx: &InboundCtx<'_>, id: &NoticeId, body: &Body, held: &[Subject
     let reject = |r: String| Inbound::Reject(r);
     if let Some(origins) = &ctx.policy.origins {
         if !origins.iter().any(|o| o == &body.origin) {
-            return reject(format!("origin `{}` is not accepted by local policy", body.origin));
+            return reject(format!(
+                "origin `{}` is not accepted by local policy",
+                body.origin
+            ));
         }
     }
     if !body.audience.includes(ctx.local_id) {
-        return reject(format!("`{}` is not in the notice's audience", ctx.local_id));
+        return reject(format!(
+            "`{}` is not in the notice's audience",
+            ctx.local_id
+        ));
     }
     if let Some(prior) = ctx.prior_at_seq {
         if prior != *id {
@@ -77,7 +85,12 @@ pub fn inbound(ctx: &InboundCtx<'_>, id: &NoticeId, body: &Body, held: &[Subject
             return reject(format!("mandatory field `{field}` is empty"));
         }
     }
-    if body.handling == Handling::H3 && body.handling_note.as_deref().is_none_or(|n| n.trim().is_empty()) {
+    if body.handling == Handling::H3
+        && body
+            .handling_note
+            .as_deref()
+            .is_none_or(|n| n.trim().is_empty())
+    {
         return reject("mandatory field `handling_note` is missing for H3".into());
     }
     if body.expires_at <= ctx.now {
@@ -85,7 +98,10 @@ pub fn inbound(ctx: &InboundCtx<'_>, id: &NoticeId, body: &Body, held: &[Subject
     }
     if let Some(kinds) = &ctx.policy.kinds {
         if !kinds.contains(&body.kind) {
-            return reject(format!("kind `{}` is not accepted by local policy", body.kind.as_str()));
+            return reject(format!(
+                "kind `{}` is not accepted by local policy",
+                body.kind.as_str()
+            ));
         }
     }
     let special = special_held(held);
@@ -109,7 +125,13 @@ pub fn inbound(ctx: &InboundCtx<'_>, id: &NoticeId, body: &Body, held: &[Subject
 
 /// Decides whether `member` may receive a notice held here, and stripped of
 /// what. `held` lists the disclosures this node holds.
-pub fn outbound(local_id: &str, relay: bool, member: &Member, body: &Body, held: &[SubjectField]) -> Outbound {
+pub fn outbound(
+    local_id: &str,
+    relay: bool,
+    member: &Member,
+    body: &Body,
+    held: &[SubjectField],
+) -> Outbound {
     let withhold = |r: String| Outbound::Withhold(r);
     if member.id == body.origin {
         return withhold("member is the notice's origin".into());
@@ -128,7 +150,10 @@ pub fn outbound(local_id: &str, relay: bool, member: &Member, body: &Body, held:
     let p = &member.outbound;
     if let Some(kinds) = &p.kinds {
         if !kinds.contains(&body.kind) {
-            return withhold(format!("kind `{}` is not sent to this member", body.kind.as_str()));
+            return withhold(format!(
+                "kind `{}` is not sent to this member",
+                body.kind.as_str()
+            ));
         }
     }
     if let Some(min) = &p.min_grading {
@@ -157,5 +182,9 @@ pub fn outbound(local_id: &str, relay: bool, member: &Member, body: &Body, held:
 }
 
 fn names(fields: &[SubjectField]) -> String {
-    fields.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
+    fields
+        .iter()
+        .map(|f| f.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -27,13 +27,20 @@ pub const BATCH_BYTES: usize = MAX_FRAME - 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     /// First frame each way on a feed stream.
-    Hello { node_id: String, version: u16, epoch: u64 },
+    Hello {
+        node_id: String,
+        version: u16,
+        epoch: u64,
+    },
     /// Receiver → sender: its cursor into the sender's log.
     Subscribe { epoch: u64, after: u64 },
     /// Sender → receiver: entries after the cursor that the receiver may
     /// have; `through` is the last log seq the sender examined, so filtered
     /// entries still advance the cursor.
-    Batch { through: u64, entries: Vec<(u64, Envelope)> },
+    Batch {
+        through: u64,
+        entries: Vec<(u64, Envelope)>,
+    },
     /// Receiver → sender, after the batch is flushed.
     Receipt(SignedReceipt),
 }
@@ -75,11 +82,7 @@ pub fn encode_frame(msg: &Message) -> Result<Vec<u8>, ProtoError> {
 
 /// Decodes a frame's payload, refusing trailing bytes.
 pub fn decode_payload(payload: &[u8]) -> Result<Message, ProtoError> {
-    match postcard::take_from_bytes::<Message>(payload) {
-        Ok((m, rest)) if rest.is_empty() => Ok(m),
-        Ok(_) => Err(ProtoError::Garbage("trailing bytes".into())),
-        Err(e) => Err(ProtoError::Garbage(e.to_string())),
-    }
+    crate::notice::decode_exact(payload).map_err(ProtoError::Garbage)
 }
 
 /// What a receiver signs when it acknowledges a batch.
@@ -167,7 +170,10 @@ impl FeedSender {
     /// this epoch. Returns the acknowledged position.
     pub fn receipt(&mut self, r: &ReceiptBody) -> Result<u64, ProtoError> {
         if r.epoch != self.epoch {
-            return Err(ProtoError::BadReceipt(format!("epoch {} is not ours", r.epoch)));
+            return Err(ProtoError::BadReceipt(format!(
+                "epoch {} is not ours",
+                r.epoch
+            )));
         }
         match self.in_flight.front() {
             Some(&t) if t == r.through => {
@@ -196,7 +202,11 @@ impl FeedReceiver {
     pub fn new(stored_epoch: u64, stored_through: u64, sender_epoch: u64) -> FeedReceiver {
         FeedReceiver {
             epoch: sender_epoch,
-            through: if stored_epoch == sender_epoch { stored_through } else { 0 },
+            through: if stored_epoch == sender_epoch {
+                stored_through
+            } else {
+                0
+            },
         }
     }
 
@@ -214,7 +224,9 @@ impl FeedReceiver {
         let mut last = self.through;
         for (seq, _) in entries {
             if *seq <= last || *seq > through {
-                return Err(ProtoError::Unexpected("batch entries out of order or range"));
+                return Err(ProtoError::Unexpected(
+                    "batch entries out of order or range",
+                ));
             }
             last = *seq;
         }
@@ -238,7 +250,10 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_garbage_is_an_error() {
-        let m = Message::Subscribe { epoch: 7, after: 42 };
+        let m = Message::Subscribe {
+            epoch: 7,
+            after: 42,
+        };
         let f = encode_frame(&m).unwrap();
         let n = frame_len(f[..4].try_into().unwrap()).unwrap();
         assert_eq!(decode_payload(&f[4..4 + n]).unwrap(), m);

@@ -229,14 +229,20 @@ fn read_u64(v: Option<sled::IVec>) -> Result<Option<u64>, StoreError> {
 }
 
 /// Appends audit drafts to the chain inside a transaction.
-fn tx_audit(audit: &TransactionalTree, meta: &TransactionalTree, drafts: &[AuditDraft], now: i64) -> TxResult<()> {
+fn tx_audit(
+    audit: &TransactionalTree,
+    meta: &TransactionalTree,
+    drafts: &[AuditDraft],
+    now: i64,
+) -> TxResult<()> {
     if drafts.is_empty() {
         return Ok(());
     }
     let (mut seq, mut prev): (u64, [u8; 32]) = match meta.get(META_AUDIT_HEAD)? {
         None => (0, [0u8; 32]),
-        Some(b) => postcard::from_bytes(&b)
-            .map_err(|_| ConflictableTransactionError::Abort(StoreError::Corrupt("audit head".into())))?,
+        Some(b) => postcard::from_bytes(&b).map_err(|_| {
+            ConflictableTransactionError::Abort(StoreError::Corrupt("audit head".into()))
+        })?,
     };
     for d in drafts {
         seq += 1;
@@ -262,10 +268,9 @@ fn tx_next_local(meta: &TransactionalTree) -> TxResult<u64> {
     let next = match meta.get(META_NEXT_LOCAL)? {
         None => 1,
         Some(b) => {
-            let arr: [u8; 8] = b
-                .as_ref()
-                .try_into()
-                .map_err(|_| ConflictableTransactionError::Abort(StoreError::Corrupt("next_local".into())))?;
+            let arr: [u8; 8] = b.as_ref().try_into().map_err(|_| {
+                ConflictableTransactionError::Abort(StoreError::Corrupt("next_local".into()))
+            })?;
             u64::from_be_bytes(arr)
         }
     };
@@ -364,13 +369,14 @@ impl Store {
         build: impl FnOnce(u64, Option<NoticeId>) -> Result<Issued, E>,
     ) -> Result<NoticeId, E> {
         let _g = self.lock();
-        let (seq, prev): (u64, Option<NoticeId>) = match self.meta.get(META_OWN).map_err(StoreError::from)? {
-            None => (1, None),
-            Some(b) => {
-                let (s, p): (u64, NoticeId) = dec(&b, "own counters")?;
-                (s + 1, Some(p))
-            }
-        };
+        let (seq, prev): (u64, Option<NoticeId>) =
+            match self.meta.get(META_OWN).map_err(StoreError::from)? {
+                None => (1, None),
+                Some(b) => {
+                    let (s, p): (u64, NoticeId) = dec(&b, "own counters")?;
+                    (s + 1, Some(p))
+                }
+            };
         let issued = build(seq, prev)?;
         let id = issued.id;
         let entry = enc(&LogEntry {
@@ -389,7 +395,13 @@ impl Store {
             stripped: Vec::new(),
         });
         let audits = [issued.audit];
-        (&self.log, &self.notices, &self.origin_seq, &self.audit, &self.meta)
+        (
+            &self.log,
+            &self.notices,
+            &self.origin_seq,
+            &self.audit,
+            &self.meta,
+        )
             .transaction(|(log, notices, oseq, audit, meta)| {
                 let local = tx_next_local(meta)?;
                 log.insert(&be(local), entry.as_slice())?;
@@ -409,7 +421,14 @@ impl Store {
     /// entries and the sender's cursor. The caller flushes, then receipts.
     pub fn apply_batch(&self, batch: &InboundBatch) -> Result<Vec<NoticeId>, StoreError> {
         let _g = self.lock();
-        let stored = (&self.log, &self.notices, &self.origin_seq, &self.cursors, &self.audit, &self.meta)
+        let stored = (
+            &self.log,
+            &self.notices,
+            &self.origin_seq,
+            &self.cursors,
+            &self.audit,
+            &self.meta,
+        )
             .transaction(|(log, notices, oseq, cursors, audit, meta)| {
                 let mut stored = Vec::new();
                 for a in &batch.accepted {
@@ -451,7 +470,8 @@ impl Store {
     /// Appends audit entries on their own (refusals, disclosures).
     pub fn audit(&self, drafts: &[AuditDraft], now: i64) -> Result<(), StoreError> {
         let _g = self.lock();
-        (&self.audit, &self.meta).transaction(|(audit, meta)| tx_audit(audit, meta, drafts, now))?;
+        (&self.audit, &self.meta)
+            .transaction(|(audit, meta)| tx_audit(audit, meta, drafts, now))?;
         Ok(())
     }
 
@@ -507,7 +527,9 @@ impl Store {
     }
 
     /// Every held notice's id and record, in id order.
-    pub fn records(&self) -> impl Iterator<Item = Result<(NoticeId, NoticeRecord), StoreError>> + '_ {
+    pub fn records(
+        &self,
+    ) -> impl Iterator<Item = Result<(NoticeId, NoticeRecord), StoreError>> + '_ {
         self.notices.iter().map(|r| {
             let (k, v) = r?;
             let arr: [u8; 32] = k.as_ref().try_into().map_err(corrupt("notice key"))?;
@@ -517,7 +539,12 @@ impl Store {
 
     /// Up to `max` log entries after `after`, stopping early once `max_bytes`
     /// of envelopes are collected (so a batch always fits a frame).
-    pub fn read_log(&self, after: u64, max: usize, max_bytes: usize) -> Result<Vec<(u64, LogEntry)>, StoreError> {
+    pub fn read_log(
+        &self,
+        after: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, LogEntry)>, StoreError> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         for r in self.log.range(be(after.saturating_add(1))..) {
@@ -559,8 +586,9 @@ pub struct Issued {
 }
 
 fn with_local_seq(rec: &[u8], local: u64) -> TxResult<Vec<u8>> {
-    let mut r: NoticeRecord = postcard::from_bytes(rec)
-        .map_err(|_| ConflictableTransactionError::Abort(StoreError::Corrupt("notice record".into())))?;
+    let mut r: NoticeRecord = postcard::from_bytes(rec).map_err(|_| {
+        ConflictableTransactionError::Abort(StoreError::Corrupt("notice record".into()))
+    })?;
     r.local_seq = local;
     Ok(enc(&r))
 }
@@ -595,7 +623,10 @@ mod tests {
         assert_eq!(Store::open(dir.path()).unwrap().epoch(), e);
         {
             let db = sled::open(dir.path()).unwrap();
-            db.open_tree("meta").unwrap().insert(META_SCHEMA, &be(99)).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert(META_SCHEMA, &be(99))
+                .unwrap();
             db.flush().unwrap();
         }
         assert!(matches!(

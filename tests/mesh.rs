@@ -147,17 +147,32 @@ async fn h2_audience_is_respected_and_withholding_is_logged() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_member_offline_catches_up_from_its_cursor_without_duplicates() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut mesh = LocalMesh::start(tmp.path(), &[MeshNode::new("alpha"), MeshNode::new("bravo")])
-        .await
-        .unwrap();
+    let mut mesh = LocalMesh::start(
+        tmp.path(),
+        &[MeshNode::new("alpha"), MeshNode::new("bravo")],
+    )
+    .await
+    .unwrap();
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(mesh.node("alpha").unwrap().issue(vigil::demo::sample_notice()).await.unwrap());
+        ids.push(
+            mesh.node("alpha")
+                .unwrap()
+                .issue(vigil::demo::sample_notice())
+                .await
+                .unwrap(),
+        );
     }
     assert!(wait_until(DEADLINE, || ids.iter().all(|id| holds(&mesh, "bravo", *id))).await);
     mesh.stop("bravo").await;
     for _ in 0..20 {
-        ids.push(mesh.node("alpha").unwrap().issue(vigil::demo::sample_notice()).await.unwrap());
+        ids.push(
+            mesh.node("alpha")
+                .unwrap()
+                .issue(vigil::demo::sample_notice())
+                .await
+                .unwrap(),
+        );
     }
     mesh.restart("bravo").await.unwrap();
     assert!(
@@ -166,7 +181,10 @@ async fn a_member_offline_catches_up_from_its_cursor_without_duplicates() {
     );
     let store = mesh.node("bravo").unwrap().core().store();
     assert_eq!(store.records().count(), ids.len(), "nothing stored twice");
-    assert_eq!(store.read_log(0, 1000, usize::MAX).unwrap().len(), ids.len());
+    assert_eq!(
+        store.read_log(0, 1000, usize::MAX).unwrap().len(),
+        ids.len()
+    );
     // The cursor into alpha's log was resumed, not restarted: alpha
     // disclosed the five notices bravo held before its restart only once.
     let alpha_log: Vec<_> = mesh

@@ -58,9 +58,14 @@ impl fmt::Debug for NoticeId {
 pub enum Action {
     Issue,
     /// Supersedes an earlier notice of the same origin.
-    Update { supersedes: NoticeId },
+    Update {
+        supersedes: NoticeId,
+    },
     /// Withdraws an earlier notice; receivers erase its personal data.
-    Cancel { target: NoticeId, reason: String },
+    Cancel {
+        target: NoticeId,
+        reason: String,
+    },
 }
 
 impl Action {
@@ -132,11 +137,8 @@ impl Body {
             });
         }
         match bytes.split_first() {
-            Some((&BODY_VERSION, rest)) => match postcard::take_from_bytes::<Body>(rest) {
-                Ok((body, tail)) if tail.is_empty() => Ok(body),
-                Ok(_) => Err(NoticeError::Malformed("trailing bytes after body".into())),
-                Err(e) => Err(NoticeError::Malformed(format!("body: {e}"))),
-            },
+            Some((&BODY_VERSION, rest)) => super::decode_exact::<Body>(rest)
+                .map_err(|e| NoticeError::Malformed(format!("body: {e}"))),
             Some((v, _)) => Err(NoticeError::Malformed(format!(
                 "unsupported body version {v}"
             ))),
@@ -234,7 +236,8 @@ pub fn verify(
     key_of: impl Fn(&str) -> Option<VerifyingKey>,
 ) -> Result<VerifiedNotice, NoticeError> {
     let body = Body::decode(&envelope.body)?;
-    let key = key_of(&body.origin).ok_or_else(|| NoticeError::UnknownOrigin(body.origin.clone()))?;
+    let key =
+        key_of(&body.origin).ok_or_else(|| NoticeError::UnknownOrigin(body.origin.clone()))?;
     let sig_bytes: [u8; 64] = envelope
         .signature
         .as_slice()
@@ -268,14 +271,12 @@ fn check_disclosures(body: &Body, disclosures: &[Disclosure]) -> Result<Subject,
             });
         }
         seen.push(d.field);
-        let committed = body
-            .commitments
-            .iter()
-            .find(|c| c.field == d.field)
-            .ok_or(NoticeError::Disclosure {
+        let committed = body.commitments.iter().find(|c| c.field == d.field).ok_or(
+            NoticeError::Disclosure {
                 field: d.field.as_str(),
                 reason: "no commitment in the signed body",
-            })?;
+            },
+        )?;
         if committed.hash != d.commitment() {
             return Err(NoticeError::Disclosure {
                 field: d.field.as_str(),
@@ -315,10 +316,172 @@ impl Envelope {
 
     /// Decodes an envelope, refusing trailing bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Envelope, NoticeError> {
-        match postcard::take_from_bytes::<Envelope>(bytes) {
-            Ok((e, rest)) if rest.is_empty() => Ok(e),
-            Ok(_) => Err(NoticeError::Malformed("trailing bytes after envelope".into())),
-            Err(e) => Err(NoticeError::Malformed(format!("envelope: {e}"))),
+        super::decode_exact(bytes).map_err(|e| NoticeError::Malformed(format!("envelope: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[9u8; 32])
+    }
+
+    fn subject() -> Subject {
+        Subject {
+            family_name: Some("Doe".into()),
+            given_names: Some("John".into()),
+            identifiers: Some(vec![Identifier {
+                scheme: "passport".into(),
+                country: "NLD".into(),
+                value: "X1".into(),
+            }]),
+            fingerprints: Some(Binary(vec![1, 2, 3, 4])),
+            dna_profile: Some("D8S1179:13".into()),
+            ..Subject::default()
         }
+    }
+
+    fn envelope() -> Envelope {
+        let (commitments, disclosures) = commit_subject(&subject());
+        let body = Body {
+            origin: "alpha".into(),
+            seq: 1,
+            prev: None,
+            action: Action::Issue,
+            kind: Kind::Wanted,
+            purpose: Purpose::LocateArrest,
+            legal_basis: "Warrant".into(),
+            handling: Handling::H1,
+            handling_note: None,
+            grading: Grading {
+                source: Reliability::B,
+                information: Accuracy::Two,
+            },
+            subject_category: SubjectCategory::Suspect,
+            nature: Nature::Fact,
+            audience: Audience::All,
+            issued_at: 1,
+            expires_at: 2,
+            review_at: None,
+            summary: "s".into(),
+            case_ref: "c".into(),
+            contact: "d".into(),
+            commitments,
+        };
+        seal(&key(), body.encode().unwrap(), disclosures)
+    }
+
+    fn check(env: &Envelope) -> Result<VerifiedNotice, NoticeError> {
+        let k = key().verifying_key();
+        verify(env, |o| (o == "alpha").then_some(k))
+    }
+
+    #[test]
+    fn unknown_origin_is_refused() {
+        assert_eq!(
+            verify(&envelope(), |_| None).unwrap_err(),
+            NoticeError::UnknownOrigin("alpha".into())
+        );
+    }
+
+    #[test]
+    fn body_and_envelope_round_trip() {
+        let env = envelope();
+        let back = Envelope::from_bytes(&env.to_bytes()).unwrap();
+        assert_eq!(back, env);
+        let body = Body::decode(&env.body).unwrap();
+        assert_eq!(body.encode().unwrap(), env.body);
+    }
+
+    proptest! {
+        #[test]
+        fn flipping_any_body_or_signature_byte_is_rejected(pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let env = envelope();
+            let total = env.body.len() + env.signature.len();
+            let i = pos.index(total);
+            let mut bad = env.clone();
+            if i < env.body.len() {
+                bad.body[i] ^= 1 << bit;
+            } else {
+                bad.signature[i - env.body.len()] ^= 1 << bit;
+            }
+            prop_assert!(check(&bad).is_err());
+        }
+
+        #[test]
+        fn any_subset_of_disclosures_verifies(mask in any::<u16>()) {
+            let env = envelope();
+            let drop: Vec<SubjectField> = env
+                .disclosures
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, d)| d.field)
+                .collect();
+            let stripped = strip(&env, &drop);
+            let v = check(&stripped).unwrap();
+            prop_assert_eq!(v.envelope.disclosures.len(), env.disclosures.len() - drop.len());
+            for f in &drop {
+                prop_assert!(v.withheld_fields().contains(f));
+            }
+        }
+
+        #[test]
+        fn a_changed_disclosure_value_or_salt_is_rejected(which in 0usize..5, byte in any::<prop::sample::Index>(), salt in any::<bool>()) {
+            let mut env = envelope();
+            let d = &mut env.disclosures[which];
+            if salt {
+                d.salt[byte.index(16)] ^= 1;
+            } else {
+                let i = byte.index(d.value.len());
+                d.value[i] ^= 1;
+            }
+            let err = check(&env).unwrap_err();
+            let is_disclosure_error = matches!(err, NoticeError::Disclosure { .. });
+            prop_assert!(is_disclosure_error);
+        }
+    }
+
+    #[test]
+    fn a_disclosure_without_commitment_or_twice_is_rejected() {
+        let mut env = envelope();
+        let mut extra = env.disclosures[0].clone();
+        extra.field = SubjectField::Aliases;
+        env.disclosures.push(extra);
+        assert!(matches!(
+            check(&env),
+            Err(NoticeError::Disclosure {
+                field: "aliases",
+                ..
+            })
+        ));
+        let mut env = envelope();
+        env.disclosures.push(env.disclosures[0].clone());
+        assert!(matches!(
+            check(&env),
+            Err(NoticeError::Disclosure {
+                reason: "disclosed twice",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn trailing_bytes_and_wrong_version_are_malformed() {
+        let mut env = envelope();
+        env.body.push(0);
+        assert!(matches!(
+            Body::decode(&env.body),
+            Err(NoticeError::Malformed(_))
+        ));
+        let mut env = envelope();
+        env.body[0] = 2;
+        assert!(matches!(
+            Body::decode(&env.body),
+            Err(NoticeError::Malformed(_))
+        ));
     }
 }

@@ -25,16 +25,24 @@ impl InputError {
         }
     }
 
-    /// Maps a serde_json error, whose text already names unknown, missing or
-    /// mistyped fields, to an input error.
-    pub fn from_json(e: &serde_json::Error) -> Self {
-        let msg = e.to_string();
-        let field = msg
-            .split('`')
-            .nth(1)
-            .filter(|_| msg.contains("field"))
-            .unwrap_or("(document)")
-            .to_string();
+    /// Maps a JSON error to the field it concerns: the path where parsing
+    /// failed, plus the unknown or missing field's name when serde names one.
+    pub fn from_json(e: &serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let msg = e.inner().to_string();
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        // serde_path_to_error's path already ends at an unknown field; a
+        // missing field is reported at its parent, so append its name.
+        let missing = msg
+            .starts_with("missing field")
+            .then(|| msg.split('`').nth(1))
+            .flatten();
+        let field = match (path.is_empty(), missing) {
+            (true, Some(n)) => n.to_string(),
+            (false, Some(n)) => format!("{path}.{n}"),
+            (false, None) => path,
+            (true, None) => "(document)".to_string(),
+        };
         InputError::new(field, msg)
     }
 }
@@ -116,7 +124,10 @@ fn valid_date(field: &str, v: &str) -> Result<(), InputError> {
 impl NoticeInput {
     /// Parses operator JSON strictly.
     pub fn from_json(bytes: &[u8]) -> Result<NoticeInput, InputError> {
-        serde_json::from_slice(bytes).map_err(|e| InputError::from_json(&e))
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let input: NoticeInput =
+            serde_path_to_error::deserialize(de).map_err(|e| InputError::from_json(&e))?;
+        Ok(input)
     }
 
     /// Checks every rule of DESIGN.md §4 and returns the audience and the
@@ -178,7 +189,10 @@ impl NoticeInput {
             ));
         }
         let expires_at = parse_rfc3339(&self.expires_at).ok_or_else(|| {
-            InputError::new("expires_at", format!("`{}` is not RFC 3339", self.expires_at))
+            InputError::new(
+                "expires_at",
+                format!("`{}` is not RFC 3339", self.expires_at),
+            )
         })?;
         if expires_at <= ctx.now {
             return Err(InputError::new("expires_at", "is not in the future"));
@@ -213,7 +227,10 @@ impl NoticeInput {
             ("subject.given_names", &self.subject.given_names),
             ("subject.place_of_birth", &self.subject.place_of_birth),
             ("subject.description", &self.subject.description),
-            ("subject.last_known_location", &self.subject.last_known_location),
+            (
+                "subject.last_known_location",
+                &self.subject.last_known_location,
+            ),
         ] {
             if let Some(v) = v {
                 required_text(name, v)?;
@@ -221,7 +238,11 @@ impl NoticeInput {
         }
         if let Some(ids) = &self.subject.identifiers {
             for (i, id) in ids.iter().enumerate() {
-                for (part, v) in [("scheme", &id.scheme), ("country", &id.country), ("value", &id.value)] {
+                for (part, v) in [
+                    ("scheme", &id.scheme),
+                    ("country", &id.country),
+                    ("value", &id.value),
+                ] {
                     required_text(&format!("subject.identifiers[{i}].{part}"), v)?;
                 }
             }
@@ -262,8 +283,14 @@ impl NoticeInput {
             contact: self.contact.clone(),
             commitments,
         };
-        let encoded = body.encode().map_err(|e| InputError::new("(notice)", e.to_string()))?;
-        let size: usize = encoded.len() + disclosures.iter().map(|d| d.value.len() + 24).sum::<usize>();
+        let encoded = body
+            .encode()
+            .map_err(|e| InputError::new("(notice)", e.to_string()))?;
+        let size: usize = encoded.len()
+            + disclosures
+                .iter()
+                .map(|d| d.value.len() + 24)
+                .sum::<usize>();
         if size > MAX_BODY {
             return Err(InputError::new(
                 "subject",
@@ -272,5 +299,186 @@ impl NoticeInput {
         }
         let id = NoticeId::of_body(&encoded);
         Ok((id, seal(key, encoded, disclosures)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notice::verify;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "kind": "wanted", "purpose": "locate-arrest", "legal_basis": "Warrant 1",
+            "handling": "H1", "grading": {"source": "B", "information": "2"},
+            "subject_category": "suspect", "nature": "fact", "audience": ["bravo"],
+            "expires_at": crate::time::rfc3339(NOW + 30 * DAY),
+            "summary": "Robbery", "case_ref": "C-1", "contact": "+31 desk",
+            "subject": {"family_name": "Doe", "date_of_birth": "1980-04-01",
+                "identifiers": [{"scheme": "passport", "country": "NLD", "value": "X1"}]}
+        })
+    }
+
+    fn check(v: serde_json::Value) -> Result<(), InputError> {
+        let input = NoticeInput::from_json(v.to_string().as_bytes())?;
+        let retention = |_| 365;
+        let is_member = |m: &str| m == "bravo" || m == "charlie";
+        let ctx = IssueContext {
+            origin: "alpha",
+            now: NOW,
+            max_retention_days: &retention,
+            is_member: &is_member,
+        };
+        input.validate(&ctx).map(|_| ())
+    }
+
+    fn field_of(v: serde_json::Value) -> String {
+        check(v).expect_err("must be refused").field
+    }
+
+    fn with(path: &[&str], value: serde_json::Value) -> serde_json::Value {
+        let mut v = base();
+        let mut cur = &mut v;
+        for p in &path[..path.len() - 1] {
+            cur = &mut cur[*p];
+        }
+        cur[path[path.len() - 1]] = value;
+        v
+    }
+
+    fn without(field: &str) -> serde_json::Value {
+        let mut v = base();
+        v.as_object_mut().unwrap().remove(field);
+        v
+    }
+
+    #[test]
+    fn a_complete_notice_is_accepted_with_colour_alias() {
+        check(base()).unwrap();
+        check(with(&["kind"], "red".into())).unwrap();
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let cases: Vec<(serde_json::Value, &str)> = vec![
+            (with(&["colour"], "red".into()), "colour"),
+            (
+                with(&["subject", "shoe_size"], 44.into()),
+                "subject.shoe_size",
+            ),
+            (without("legal_basis"), "legal_basis"),
+            (with(&["legal_basis"], " ".into()), "legal_basis"),
+            (without("summary"), "summary"),
+            (without("contact"), "contact"),
+            (without("case_ref"), "case_ref"),
+            (without("kind"), "kind"),
+            (with(&["kind"], "pink".into()), "kind"),
+            (
+                with(&["grading", "information"], "5".into()),
+                "grading.information",
+            ),
+            (
+                with(&["subject", "fingerprints"], "not base64!".into()),
+                "subject.fingerprints",
+            ),
+            (
+                with(&["expires_at"], crate::time::rfc3339(NOW - 1).into()),
+                "expires_at",
+            ),
+            (
+                with(
+                    &["expires_at"],
+                    crate::time::rfc3339(NOW + 366 * DAY).into(),
+                ),
+                "expires_at",
+            ),
+            (with(&["expires_at"], "tomorrow".into()), "expires_at"),
+            (
+                with(&["review_at"], crate::time::rfc3339(NOW + 40 * DAY).into()),
+                "review_at",
+            ),
+            (with(&["handling"], "H3".into()), "handling_note"),
+            (
+                {
+                    let mut v = with(&["handling"], "H2".into());
+                    v["audience"] = "all".into();
+                    v
+                },
+                "audience",
+            ),
+            (with(&["audience"], serde_json::json!(["zulu"])), "audience"),
+            (
+                with(&["audience"], serde_json::json!(["alpha"])),
+                "audience",
+            ),
+            (with(&["audience"], serde_json::json!([])), "audience"),
+            (with(&["audience"], "everyone".into()), "audience"),
+            (
+                with(&["subject", "date_of_birth"], "01/04/1980".into()),
+                "subject.date_of_birth",
+            ),
+            (
+                with(
+                    &["subject", "identifiers"],
+                    serde_json::json!([{"scheme": "passport", "country": "", "value": "X"}]),
+                ),
+                "subject.identifiers[0].country",
+            ),
+        ];
+        for (v, field) in cases {
+            assert_eq!(field_of(v.clone()), field, "for {v}");
+        }
+    }
+
+    #[test]
+    fn h3_with_note_and_h2_with_named_audience_are_fine() {
+        let mut v = with(&["handling"], "H3".into());
+        v["handling_note"] = "Only for the border police".into();
+        check(v).unwrap();
+        check(with(&["handling"], "H2".into())).unwrap();
+    }
+
+    #[test]
+    fn oversized_notice_is_refused_naming_the_subject() {
+        use base64::Engine;
+        let big = base64::engine::general_purpose::STANDARD.encode(vec![7u8; MAX_BODY + 1]);
+        let input = NoticeInput::from_json(
+            with(&["subject", "facial_image"], big.into())
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        let retention = |_| 365;
+        let is_member = |_: &str| true;
+        let ctx = IssueContext {
+            origin: "alpha",
+            now: NOW,
+            max_retention_days: &retention,
+            is_member: &is_member,
+        };
+        let key = SigningKey::from_bytes(&[1u8; 32]);
+        let err = input.seal(&ctx, &key, 1, None, Action::Issue).unwrap_err();
+        assert_eq!(err.field, "subject");
+    }
+
+    #[test]
+    fn sealed_notice_verifies_with_the_subject_intact() {
+        let input = NoticeInput::from_json(base().to_string().as_bytes()).unwrap();
+        let retention = |_| 365;
+        let is_member = |_: &str| true;
+        let ctx = IssueContext {
+            origin: "alpha",
+            now: NOW,
+            max_retention_days: &retention,
+            is_member: &is_member,
+        };
+        let key = SigningKey::from_bytes(&[1u8; 32]);
+        let (id, env) = input.seal(&ctx, &key, 1, None, Action::Issue).unwrap();
+        let v = verify(&env, |o| (o == "alpha").then(|| key.verifying_key())).unwrap();
+        assert_eq!(v.id, id);
+        assert_eq!(v.subject, input.subject);
+        assert_eq!(v.body.issued_at, NOW);
     }
 }

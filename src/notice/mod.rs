@@ -14,6 +14,16 @@ pub use envelope::{
 pub use input::{InputError, IssueContext, NoticeInput};
 pub use model::*;
 
+/// Decodes postcard bytes that must hold exactly one `T`: trailing bytes
+/// are an error, so two encodings can never verify as the same message.
+pub fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((v, [])) => Ok(v),
+        Ok(_) => Err("trailing bytes".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Why an envelope was refused. Every variant names what is wrong so the
 /// processing log and the sender's receipt can carry it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

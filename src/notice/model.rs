@@ -410,9 +410,18 @@ impl Subject {
         push(F::Nationalities, self.nationalities.as_ref().map(enc));
         push(F::Identifiers, self.identifiers.as_ref().map(enc));
         push(F::Description, self.description.as_ref().map(enc));
-        push(F::LastKnownLocation, self.last_known_location.as_ref().map(enc));
-        push(F::FacialImage, self.facial_image.as_ref().map(|b| enc(&b.0)));
-        push(F::Fingerprints, self.fingerprints.as_ref().map(|b| enc(&b.0)));
+        push(
+            F::LastKnownLocation,
+            self.last_known_location.as_ref().map(enc),
+        );
+        push(
+            F::FacialImage,
+            self.facial_image.as_ref().map(|b| enc(&b.0)),
+        );
+        push(
+            F::Fingerprints,
+            self.fingerprints.as_ref().map(|b| enc(&b.0)),
+        );
         push(F::DnaProfile, self.dna_profile.as_ref().map(enc));
         out
     }
@@ -420,13 +429,7 @@ impl Subject {
     /// Sets `field` from its canonical value bytes; fails if they do not decode
     /// exactly (trailing bytes included) as that field's type.
     pub fn set_from_bytes(&mut self, field: SubjectField, bytes: &[u8]) -> Result<(), String> {
-        fn dec<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-            match postcard::take_from_bytes::<T>(b) {
-                Ok((v, rest)) if rest.is_empty() => Ok(v),
-                Ok(_) => Err("trailing bytes".into()),
-                Err(e) => Err(e.to_string()),
-            }
-        }
+        use super::decode_exact as dec;
         use SubjectField as F;
         match field {
             F::FamilyName => self.family_name = Some(dec(bytes)?),
