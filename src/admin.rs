@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -106,6 +106,10 @@ pub async fn serve(
         .route("/v1/id", get(id))
         .route("/v1/notices", get(list).post(issue))
         .route("/v1/notices/{id}", get(show))
+        .route("/v1/notices/{id}/update", post(update))
+        .route("/v1/notices/{id}/cancel", post(cancel))
+        .route("/v1/notices/{id}/export", get(export))
+        .route("/v1/import", post(import))
         .route("/v1/peers", get(peers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
@@ -154,14 +158,93 @@ async fn id(State(s): State<AppState>) -> Json<serde_json::Value> {
 async fn issue(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
     let input = NoticeInput::from_json(&body).map_err(|e| bad(&e.field.clone(), e.to_string()))?;
     let core = s.core.clone();
-    let id = tokio::task::spawn_blocking(move || core.issue(&input, "admin-api"))
-        .await
-        .map_err(|e| ApiError::from(NodeError::Io(e.to_string())))??;
+    let id = blocking(move || core.issue(&input, "admin-api")).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": id.to_string() })),
     )
         .into_response())
+}
+
+fn parse_id(id: &str) -> Result<NoticeId, ApiError> {
+    NoticeId::parse(id)
+        .ok_or_else(|| bad("id", format!("`{id}` is not a notice id (64 hex digits)")))
+}
+
+/// Runs blocking store work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
+) -> Result<T, ApiError> {
+    Ok(tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::from(NodeError::Io(e.to_string())))??)
+}
+
+async fn update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let target = parse_id(&id)?;
+    let input = NoticeInput::from_json(&body).map_err(|e| bad(&e.field.clone(), e.to_string()))?;
+    let core = s.core.clone();
+    let new = blocking(move || core.update(&target, &input, "admin-api")).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": new.to_string() })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelRequest {
+    reason: String,
+}
+
+async fn cancel(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(req): Json<CancelRequest>,
+) -> Result<Response, ApiError> {
+    let target = parse_id(&id)?;
+    let core = s.core.clone();
+    let new = blocking(move || core.cancel(&target, &req.reason, "admin-api")).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": new.to_string() })),
+    )
+        .into_response())
+}
+
+async fn export(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let nid = parse_id(&id)?;
+    let core = s.core.clone();
+    let held = blocking(move || Ok(core.store().get(&nid)?)).await?;
+    let (_, entry) = held.ok_or_else(|| ApiError::from(NodeError::NotFound(id)))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        entry.envelope.to_file(),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct ImportQuery {
+    source: Option<String>,
+}
+
+async fn import(
+    State(s): State<AppState>,
+    Query(q): Query<ImportQuery>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let envelope =
+        crate::notice::Envelope::from_file(&body).map_err(|e| bad("(file)", e.to_string()))?;
+    let core = s.core.clone();
+    let source = q.source.unwrap_or_else(|| "file".into());
+    let (id, stored) = blocking(move || core.import(envelope, &source)).await?;
+    Ok(Json(serde_json::json!({ "id": id.to_string(), "stored": stored })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -176,19 +259,14 @@ async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<R
         Some(k) => Some(Kind::parse(k).ok_or_else(|| bad("kind", format!("unknown kind `{k}`")))?),
     };
     let core = s.core.clone();
-    let views = tokio::task::spawn_blocking(move || core.list(kind, q.origin.as_deref()))
-        .await
-        .map_err(|e| ApiError::from(NodeError::Io(e.to_string())))??;
+    let views = blocking(move || core.list(kind, q.origin.as_deref())).await?;
     Ok(Json(views).into_response())
 }
 
 async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let nid = NoticeId::parse(&id)
-        .ok_or_else(|| bad("id", format!("`{id}` is not a notice id (64 hex digits)")))?;
+    let nid = parse_id(&id)?;
     let core = s.core.clone();
-    let view = tokio::task::spawn_blocking(move || core.show(&nid))
-        .await
-        .map_err(|e| ApiError::from(NodeError::Io(e.to_string())))??;
+    let view = blocking(move || core.show(&nid)).await?;
     match view {
         Some(v) => Ok(Json(v).into_response()),
         None => Err(NodeError::NotFound(id).into()),
@@ -310,7 +388,8 @@ impl Client {
         let msg = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|b| b.error)
             .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-        if status.is_client_error() {
+        // A wrong token is a setup failure of the caller, not bad input.
+        if status.is_client_error() && status != StatusCode::UNAUTHORIZED {
             Err(ClientError::Refused(msg))
         } else {
             Err(ClientError::Failed(format!(

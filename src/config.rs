@@ -229,19 +229,27 @@ impl Config {
             field: field.to_string(),
             message,
         };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
-                .unwrap_or(0);
-            let msg = e.message().replace('\n', " ");
-            let field = msg
-                .split('`')
-                .nth(1)
-                .map(str::to_string)
-                .unwrap_or_else(|| "(syntax)".into());
-            err(&field, format!("line {line}: {msg}"))
-        })?;
+        // serde_path_to_error gives the dotted key path (node.listen,
+        // members[1].signing_key) of any unknown, missing or mistyped key.
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| {
+                let inner = e.inner();
+                let line = inner
+                    .span()
+                    .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+                    .unwrap_or(0);
+                let msg = inner.message().replace('\n', " ");
+                let field =
+                    crate::notice::input::error_field(&e.path().to_string(), &msg, "(syntax)");
+                err(
+                    &field,
+                    if line > 0 {
+                        format!("line {line}: {msg}")
+                    } else {
+                        msg
+                    },
+                )
+            })?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let resolve = |p: &str| base.join(p);
         let addr = |field: &str, s: &str| -> Result<SocketAddr, ConfigError> {

@@ -249,7 +249,7 @@ pub fn generate_token() -> String {
 }
 
 /// Writes a file readable only by its owner; refuses to overwrite.
-pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -259,18 +259,18 @@ pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         opts.mode(0o600);
     }
     let mut f = opts.open(path)?;
-    f.write_all(contents.as_bytes())?;
+    f.write_all(contents.as_ref())?;
     f.sync_all()
 }
 
 /// Writes a public file; refuses to overwrite.
-pub fn write_public(path: &Path, contents: &str) -> std::io::Result<()> {
+pub fn write_public(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)?;
-    f.write_all(contents.as_bytes())?;
+    f.write_all(contents.as_ref())?;
     f.sync_all()
 }
 
@@ -306,7 +306,7 @@ pub fn init_node(p: &InitParams<'_>) -> Result<VerifyingKey, String> {
     let f = at(format!("{id}.admin.token"));
     io(
         f.clone(),
-        write_private(&f, &format!("{}\n", generate_token())),
+        write_private(&f, format!("{}\n", generate_token())),
     )?;
     let toml = node_config_toml(id, p.listen, "data", p.ca_cert_ref, p.admin_listen);
     let f = at("vigil.toml".into());

@@ -85,6 +85,36 @@ enum NoticeCmd {
         config: PathBuf,
         file: PathBuf,
     },
+    /// Issue an update superseding ID; prints the new id.
+    Update {
+        #[arg(long)]
+        config: PathBuf,
+        id: String,
+        file: PathBuf,
+    },
+    /// Cancel ID (its personal data is erased on every holder); prints the cancel's id.
+    Cancel {
+        #[arg(long)]
+        config: PathBuf,
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Write a held notice, signed, to a file for offline transfer.
+    Export {
+        #[arg(long)]
+        config: PathBuf,
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Import notice files: verified and checked exactly like the network path.
+    Import {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// One notice with its state, origin and what was disclosed.
     Show {
         #[arg(long)]
@@ -220,6 +250,15 @@ fn init(
             ))
         })?;
     }
+    if admin
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| !a.ip().is_loopback())
+    {
+        return Err(Usage(format!(
+            "--admin-listen: `{admin}` is not a loopback address; the admin API must stay local"
+        ))
+        .into());
+    }
     let read = |p: &Path, flag: &str| {
         std::fs::read_to_string(p).map_err(|e| Usage(format!("{flag} {}: {e}", p.display())))
     };
@@ -328,28 +367,74 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
     match cmd {
         NoticeCmd::Issue { config, file } => {
             let c = client(&config)?;
-            let body =
-                std::fs::read(&file).map_err(|e| Usage(format!("{}: {e}", file.display())))?;
-            // Parse locally first so a malformed file is refused without a
-            // running node, naming the file and the field.
-            vigil::notice::NoticeInput::from_json(&body)
-                .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
-            let out = call(&c, "POST", "/v1/notices", Some(body)).map_err(|e| match e
-                .downcast::<ClientError>()
-            {
-                Ok(ClientError::Refused(m)) => Usage(format!("{}: {m}", file.display())).into(),
-                Ok(other) => anyhow::Error::from(other),
-                Err(e) => e,
-            })?;
-            let v: serde_json::Value = serde_json::from_slice(&out)?;
-            println!("{}", v["id"].as_str().unwrap_or_default());
+            let body = read_notice_file(&file)?;
+            let out = in_file(&file, call(&c, "POST", "/v1/notices", Some(body)))?;
+            print_id(&out)
+        }
+        NoticeCmd::Update { config, id, file } => {
+            let c = client(&config)?;
+            check_id(&id)?;
+            let body = read_notice_file(&file)?;
+            let out = in_file(
+                &file,
+                call(&c, "POST", &format!("/v1/notices/{id}/update"), Some(body)),
+            )?;
+            print_id(&out)
+        }
+        NoticeCmd::Cancel { config, id, reason } => {
+            let c = client(&config)?;
+            check_id(&id)?;
+            if reason.trim().is_empty() {
+                return Err(Usage("--reason: must not be empty".into()).into());
+            }
+            let body = serde_json::to_vec(&serde_json::json!({ "reason": reason }))?;
+            let out = call(&c, "POST", &format!("/v1/notices/{id}/cancel"), Some(body))?;
+            print_id(&out)
+        }
+        NoticeCmd::Export { config, id, out } => {
+            let c = client(&config)?;
+            check_id(&id)?;
+            let bytes = call(&c, "GET", &format!("/v1/notices/{id}/export"), None)?;
+            // The file holds personal data: owner-only, never overwriting.
+            identity::write_private(&out, &bytes)
+                .map_err(|e| Usage(format!("--out {}: {e}", out.display())))?;
+            println!("{}", out.display());
+            Ok(())
+        }
+        NoticeCmd::Import { config, files } => {
+            let c = client(&config)?;
+            for file in files {
+                let bytes =
+                    std::fs::read(&file).map_err(|e| Usage(format!("{}: {e}", file.display())))?;
+                let name = file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let q: String = name
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+                    .collect();
+                let out = in_file(
+                    &file,
+                    call(&c, "POST", &format!("/v1/import?source={q}"), Some(bytes)),
+                )?;
+                let v: serde_json::Value = serde_json::from_slice(&out)?;
+                let what = if v["stored"].as_bool() == Some(true) {
+                    "imported"
+                } else {
+                    "already held"
+                };
+                println!(
+                    "{} {what} {}",
+                    v["id"].as_str().unwrap_or_default(),
+                    file.display()
+                );
+            }
             Ok(())
         }
         NoticeCmd::Show { config, id, json } => {
             let c = client(&config)?;
-            if vigil::notice::NoticeId::parse(&id).is_none() {
-                return Err(Usage(format!("ID: `{id}` is not a notice id (64 hex digits)")).into());
-            }
+            check_id(&id)?;
             let out = call(&c, "GET", &format!("/v1/notices/{id}"), None)?;
             if json {
                 println!("{}", String::from_utf8_lossy(&out));
@@ -408,6 +493,37 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn check_id(id: &str) -> anyhow::Result<()> {
+    if vigil::notice::NoticeId::parse(id).is_none() {
+        return Err(Usage(format!("ID: `{id}` is not a notice id (64 hex digits)")).into());
+    }
+    Ok(())
+}
+
+/// Reads operator JSON and parses it locally first, so a malformed file is
+/// refused without a running node, naming the file and the field.
+fn read_notice_file(file: &Path) -> anyhow::Result<Vec<u8>> {
+    let body = std::fs::read(file).map_err(|e| Usage(format!("{}: {e}", file.display())))?;
+    vigil::notice::NoticeInput::from_json(&body)
+        .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
+    Ok(body)
+}
+
+/// Prefixes a refusal by the node with the file it concerns.
+fn in_file(file: &Path, r: anyhow::Result<Vec<u8>>) -> anyhow::Result<Vec<u8>> {
+    r.map_err(|e| match e.downcast::<ClientError>() {
+        Ok(ClientError::Refused(m)) => Usage(format!("{}: {m}", file.display())).into(),
+        Ok(other) => anyhow::Error::from(other),
+        Err(e) => e,
+    })
+}
+
+fn print_id(out: &[u8]) -> anyhow::Result<()> {
+    let v: serde_json::Value = serde_json::from_slice(out)?;
+    println!("{}", v["id"].as_str().unwrap_or_default());
+    Ok(())
 }
 
 fn print_view(v: &NoticeView) -> anyhow::Result<()> {

@@ -79,7 +79,7 @@ impl LocalMesh {
             identity::write_private(&nd.join("tls.key"), &tls.key_pem).map_err(setup("tls key"))?;
             identity::write_public(&nd.join("tls.crt"), &tls.cert_pem)
                 .map_err(setup("tls cert"))?;
-            identity::write_private(&nd.join("admin.token"), &identity::generate_token())
+            identity::write_private(&nd.join("admin.token"), identity::generate_token())
                 .map_err(setup("token"))?;
             keys.push(format_public_key(&signing.verifying_key()));
         }

@@ -18,7 +18,8 @@ use crate::notice::{
 use crate::policy::{self, Inbound, InboundCtx, Outbound};
 use crate::proto::{self, ReceiptBody};
 use crate::store::{
-    Accepted, Acked, AuditDraft, InboundBatch, Issued, NoticeRecord, Operation, Store, StoreError,
+    Accepted, Acked, AuditDraft, Effect, InboundBatch, Issued, NoticeRecord, NoticeState,
+    Operation, Store, StoreError,
 };
 
 /// Why a node operation failed.
@@ -128,6 +129,137 @@ impl Core {
     /// Validates, signs and stores a new notice from an operator; returns
     /// once it is flushed.
     pub fn issue(&self, input: &NoticeInput, actor: &str) -> Result<NoticeId, NodeError> {
+        self.originate_from_input(input, Action::Issue, None, actor)
+    }
+
+    /// Issues `input` as an update superseding `target`, one of this node's
+    /// active notices.
+    pub fn update(
+        &self,
+        target: &NoticeId,
+        input: &NoticeInput,
+        actor: &str,
+    ) -> Result<NoticeId, NodeError> {
+        self.own_active(target)?;
+        let effect = Effect {
+            target: *target,
+            state: NoticeState::Superseded,
+            erase: false,
+        };
+        self.originate_from_input(
+            input,
+            Action::Update {
+                supersedes: *target,
+            },
+            Some(effect),
+            actor,
+        )
+    }
+
+    /// Cancels one of this node's active notices: a signed cancel message
+    /// travels to every holder, and every holder (this node first) erases the
+    /// target's personal data.
+    pub fn cancel(
+        &self,
+        target: &NoticeId,
+        reason: &str,
+        actor: &str,
+    ) -> Result<NoticeId, NodeError> {
+        if reason.trim().is_empty() {
+            return Err(InputError::new("reason", "is required and must not be empty").into());
+        }
+        let t = self.own_active(target)?;
+        let now = crate::time::now();
+        if t.expires_at <= now {
+            return Err(InputError::new("id", "the notice has already expired").into());
+        }
+        let cfg = self.config.clone();
+        let id = self.store.issue(
+            &cfg.node_id,
+            now,
+            |seq, prev| -> Result<Issued, NodeError> {
+                let body = notice::Body {
+                    origin: cfg.node_id.clone(),
+                    seq,
+                    prev,
+                    action: Action::Cancel {
+                        target: *target,
+                        reason: reason.to_string(),
+                    },
+                    issued_at: now,
+                    review_at: None,
+                    commitments: Vec::new(),
+                    ..t.clone()
+                };
+                let bytes = body
+                    .encode()
+                    .map_err(|e| InputError::new("(notice)", e.to_string()))?;
+                let id = NoticeId::of_body(&bytes);
+                let envelope = notice::seal(&self.signing, bytes, Vec::new());
+                Ok(Issued {
+                    id,
+                    envelope,
+                    kind: t.kind,
+                    expires_at: t.expires_at,
+                    audits: vec![
+                        AuditDraft {
+                            actor: format!("operator:{actor}"),
+                            operation: Operation::Collect,
+                            notice: Some(id),
+                            peer: None,
+                            justification: Some(reason.to_string()),
+                            decision: format!("cancel issued, seq {seq}"),
+                        },
+                        erase_audit(target, &format!("operator:{actor}"), None, reason),
+                    ],
+                    effect: Some(Effect {
+                        target: *target,
+                        state: NoticeState::Cancelled,
+                        erase: true,
+                    }),
+                })
+            },
+        )?;
+        self.store.flush()?;
+        info!(notice = %id, target = %target, "notice cancelled");
+        Ok(id)
+    }
+
+    /// The body of one of this node's own active notices, or an input error
+    /// naming the id.
+    fn own_active(&self, target: &NoticeId) -> Result<notice::Body, NodeError> {
+        let (rec, entry) = self
+            .store
+            .get(target)?
+            .ok_or_else(|| InputError::new("id", format!("no notice {target} is held here")))?;
+        if rec.origin != self.me() {
+            return Err(InputError::new(
+                "id",
+                format!(
+                    "notice {target} was issued by `{}`, not this node",
+                    rec.origin
+                ),
+            )
+            .into());
+        }
+        if rec.state != NoticeState::Active {
+            return Err(InputError::new(
+                "id",
+                format!("notice {target} is {}, not active", rec.state.as_str()),
+            )
+            .into());
+        }
+        notice::Body::decode(&entry.envelope.body)
+            .map_err(|e| NodeError::StoreOp(StoreError::Corrupt(e.to_string())))
+    }
+
+    fn originate_from_input(
+        &self,
+        input: &NoticeInput,
+        action: Action,
+        effect: Option<Effect>,
+        actor: &str,
+    ) -> Result<NoticeId, NodeError> {
         let now = crate::time::now();
         let cfg = self.config.clone();
         let retention = |k| cfg.inbound.retention_days(k);
@@ -138,32 +270,45 @@ impl Core {
             max_retention_days: &retention,
             is_member: &is_member,
         };
+        let what = action.as_str();
         let id = self.store.issue(
             &cfg.node_id,
             now,
             |seq, prev| -> Result<Issued, NodeError> {
-                let (id, envelope) = input.seal(&ctx, &self.signing, seq, prev, Action::Issue)?;
+                let (id, envelope) = input.seal(&ctx, &self.signing, seq, prev, action)?;
                 let expires_at = notice::Body::decode(&envelope.body)
                     .map(|b| b.expires_at)
                     .map_err(|e| InputError::new("(notice)", e.to_string()))?;
+                let mut audits = vec![AuditDraft {
+                    actor: format!("operator:{actor}"),
+                    operation: Operation::Collect,
+                    notice: Some(id),
+                    peer: None,
+                    justification: Some(input.legal_basis.clone()),
+                    decision: format!("{what} issued, seq {seq}"),
+                }];
+                if let Some(e) = &effect {
+                    audits.push(AuditDraft {
+                        actor: format!("operator:{actor}"),
+                        operation: Operation::Alter,
+                        notice: Some(e.target),
+                        peer: None,
+                        justification: Some(input.legal_basis.clone()),
+                        decision: format!("superseded by {id}"),
+                    });
+                }
                 Ok(Issued {
                     id,
                     envelope,
                     kind: input.kind,
                     expires_at,
-                    audit: AuditDraft {
-                        actor: format!("operator:{actor}"),
-                        operation: Operation::Collect,
-                        notice: Some(id),
-                        peer: None,
-                        justification: Some(input.legal_basis.clone()),
-                        decision: format!("issued seq {seq}"),
-                    },
+                    audits,
+                    effect,
                 })
             },
         )?;
         self.store.flush()?;
-        info!(notice = %id, kind = input.kind.as_str(), "notice issued");
+        info!(notice = %id, action = what, kind = input.kind.as_str(), "notice issued");
         Ok(id)
     }
 
@@ -248,112 +393,13 @@ impl Core {
         entries: Vec<(u64, Envelope)>,
     ) -> Result<ReceiptBody, String> {
         let now = crate::time::now();
-        let mut accepted: Vec<Accepted> = Vec::new();
-        let mut audits = Vec::new();
-        let mut rejected = Vec::new();
-        let actor = format!("member:{peer}");
-        for (seq, env) in entries {
-            let verified = match notice::verify(&env, |o| {
-                if o == self.me() {
-                    None
-                } else {
-                    self.key_of(o)
-                }
-            }) {
-                Ok(v) => v,
-                Err(e) => {
-                    warn!(peer = %peer, local_seq = seq, reason = %e, "notice refused");
-                    let id = NoticeId::of_body(&env.body);
-                    audits.push(AuditDraft {
-                        actor: actor.clone(),
-                        operation: Operation::Reject,
-                        notice: Some(id),
-                        peer: Some(peer.to_string()),
-                        justification: None,
-                        decision: e.to_string(),
-                    });
-                    rejected.push((seq, e.to_string()));
-                    continue;
-                }
-            };
-            let id = verified.id;
-            if self.store.contains(&id).map_err(|e| e.to_string())?
-                || accepted.iter().any(|a| a.id == id)
-            {
-                continue;
-            }
-            let prior = self
-                .store
-                .id_at(&verified.body.origin, verified.body.seq)
-                .map_err(|e| e.to_string())?
-                .or_else(|| {
-                    accepted
-                        .iter()
-                        .find(|a| a.origin == verified.body.origin && a.seq == verified.body.seq)
-                        .map(|a| a.id)
-                });
-            let ctx = InboundCtx {
-                local_id: self.me(),
-                policy: &self.config.inbound,
-                now,
-                prior_at_seq: prior,
-            };
-            let held: Vec<SubjectField> = env.disclosures.iter().map(|d| d.field).collect();
-            match policy::inbound(&ctx, &id, &verified.body, &held) {
-                Inbound::Accept { strip, expires_at } => {
-                    let mut decision = "accepted".to_string();
-                    if !strip.is_empty() {
-                        decision.push_str(&format!(", stripped {}", field_names(&strip)));
-                    }
-                    if expires_at < verified.body.expires_at {
-                        decision.push_str(&format!(
-                            ", expiry capped to {}",
-                            crate::time::rfc3339(expires_at)
-                        ));
-                    }
-                    audits.push(AuditDraft {
-                        actor: actor.clone(),
-                        operation: Operation::Collect,
-                        notice: Some(id),
-                        peer: Some(peer.to_string()),
-                        justification: Some(verified.body.legal_basis.clone()),
-                        decision,
-                    });
-                    let envelope = if strip.is_empty() {
-                        env
-                    } else {
-                        notice::strip(&env, &strip)
-                    };
-                    accepted.push(Accepted {
-                        id,
-                        origin: verified.body.origin.clone(),
-                        seq: verified.body.seq,
-                        kind: verified.body.kind,
-                        expires_at,
-                        envelope,
-                        stripped: strip,
-                    });
-                }
-                Inbound::Reject(reason) => {
-                    warn!(peer = %peer, notice = %id, reason = %reason, "notice rejected by inbound policy");
-                    audits.push(AuditDraft {
-                        actor: actor.clone(),
-                        operation: Operation::Reject,
-                        notice: Some(id),
-                        peer: Some(peer.to_string()),
-                        justification: None,
-                        decision: reason.clone(),
-                    });
-                    rejected.push((seq, reason));
-                }
-            }
-        }
+        let screened = self.screen(&format!("member:{peer}"), Some(peer), entries, now)?;
         let batch = InboundBatch {
             peer: peer.to_string(),
             epoch,
             through,
-            accepted,
-            audits,
+            accepted: screened.accepted,
+            audits: screened.audits,
             now,
         };
         let stored = self.store.apply_batch(&batch).map_err(|e| e.to_string())?;
@@ -366,9 +412,182 @@ impl Core {
             sender: peer.to_string(),
             epoch,
             through,
-            rejected,
+            rejected: screened.rejected,
             at: now,
         })
+    }
+
+    /// Imports a notice file (offline transfer) through exactly the checks
+    /// of the network path. Returns the id and whether it was newly stored.
+    pub fn import(&self, envelope: Envelope, source: &str) -> Result<(NoticeId, bool), NodeError> {
+        let now = crate::time::now();
+        let id = NoticeId::of_body(&envelope.body);
+        let screened = self
+            .screen(&format!("import:{source}"), None, vec![(0, envelope)], now)
+            .map_err(NodeError::Io)?;
+        if let Some((_, reason)) = screened.rejected.first() {
+            // The refusal is part of the processing log too.
+            self.store.audit(&screened.audits, now)?;
+            self.store.flush()?;
+            return Err(InputError::new("(file)", reason.clone()).into());
+        }
+        let stored = self
+            .store
+            .apply_import(&screened.accepted, &screened.audits, now)?;
+        self.store.flush()?;
+        Ok((id, !stored.is_empty()))
+    }
+
+    /// The checks every received message passes, in order: signature (in one
+    /// batch verification for the whole batch), disclosures, idempotence,
+    /// equivocation, update/cancel target ownership, inbound policy.
+    fn screen(
+        &self,
+        actor: &str,
+        peer: Option<&str>,
+        entries: Vec<(u64, Envelope)>,
+        now: i64,
+    ) -> Result<Screened, String> {
+        let mut out = Screened::default();
+        let reject = |out: &mut Screened, seq: u64, id: NoticeId, reason: String| {
+            warn!(peer = peer.unwrap_or("-"), local_seq = seq, notice = %id, reason = %reason, "notice refused");
+            out.audits.push(AuditDraft {
+                actor: actor.to_string(),
+                operation: Operation::Reject,
+                notice: Some(id),
+                peer: peer.map(str::to_string),
+                justification: None,
+                decision: reason.clone(),
+            });
+            out.rejected.push((seq, reason));
+        };
+        let envelopes: Vec<&Envelope> = entries.iter().map(|(_, e)| e).collect();
+        // Our own notices never come back to us legitimately: no key for them.
+        let verified = notice::verify_batch(&envelopes, |o| {
+            if o == self.me() {
+                None
+            } else {
+                self.key_of(o)
+            }
+        });
+        for ((seq, env), result) in entries.iter().zip(verified) {
+            let v = match result {
+                Ok(v) => v,
+                Err(e) => {
+                    reject(&mut out, *seq, NoticeId::of_body(&env.body), e.to_string());
+                    continue;
+                }
+            };
+            let id = v.id;
+            if self.store.contains(&id).map_err(|e| e.to_string())?
+                || out.accepted.iter().any(|a| a.id == id)
+            {
+                continue;
+            }
+            let prior = self
+                .store
+                .id_at(&v.body.origin, v.body.seq)
+                .map_err(|e| e.to_string())?
+                .or_else(|| {
+                    out.accepted
+                        .iter()
+                        .find(|a| a.origin == v.body.origin && a.seq == v.body.seq)
+                        .map(|a| a.id)
+                });
+            let effect = match &v.body.action {
+                Action::Issue => None,
+                Action::Update { supersedes } => Some(Effect {
+                    target: *supersedes,
+                    state: NoticeState::Superseded,
+                    erase: false,
+                }),
+                Action::Cancel { target, .. } => Some(Effect {
+                    target: *target,
+                    state: NoticeState::Cancelled,
+                    erase: true,
+                }),
+            };
+            if let Some(e) = &effect {
+                let target_origin = self
+                    .store
+                    .get(&e.target)
+                    .map_err(|e| e.to_string())?
+                    .map(|(r, _)| r.origin);
+                if target_origin.is_some_and(|o| o != v.body.origin) {
+                    reject(
+                        &mut out,
+                        *seq,
+                        id,
+                        format!(
+                            "{} targets a notice of another origin",
+                            v.body.action.as_str()
+                        ),
+                    );
+                    continue;
+                }
+            }
+            let ctx = InboundCtx {
+                local_id: self.me(),
+                policy: &self.config.inbound,
+                now,
+                prior_at_seq: prior,
+            };
+            let held: Vec<SubjectField> = env.disclosures.iter().map(|d| d.field).collect();
+            match policy::inbound(&ctx, &id, &v.body, &held) {
+                Inbound::Accept { strip, expires_at } => {
+                    let mut decision = "accepted".to_string();
+                    if !strip.is_empty() {
+                        decision.push_str(&format!(", stripped {}", field_names(&strip)));
+                    }
+                    if expires_at < v.body.expires_at {
+                        decision.push_str(&format!(
+                            ", expiry capped to {}",
+                            crate::time::rfc3339(expires_at)
+                        ));
+                    }
+                    out.audits.push(AuditDraft {
+                        actor: actor.to_string(),
+                        operation: Operation::Collect,
+                        notice: Some(id),
+                        peer: peer.map(str::to_string),
+                        justification: Some(v.body.legal_basis.clone()),
+                        decision,
+                    });
+                    if let Some(e) = &effect {
+                        out.audits.push(match &v.body.action {
+                            Action::Cancel { reason, .. } => {
+                                erase_audit(&e.target, actor, peer, reason)
+                            }
+                            _ => AuditDraft {
+                                actor: actor.to_string(),
+                                operation: Operation::Alter,
+                                notice: Some(e.target),
+                                peer: peer.map(str::to_string),
+                                justification: None,
+                                decision: format!("superseded by {id}"),
+                            },
+                        });
+                    }
+                    let envelope = if strip.is_empty() {
+                        env.clone()
+                    } else {
+                        notice::strip(env, &strip)
+                    };
+                    out.accepted.push(Accepted {
+                        id,
+                        origin: v.body.origin.clone(),
+                        seq: v.body.seq,
+                        kind: v.body.kind,
+                        expires_at,
+                        envelope,
+                        stripped: strip,
+                        effect,
+                    });
+                }
+                Inbound::Reject(reason) => reject(&mut out, *seq, id, reason),
+            }
+        }
+        Ok(out)
     }
 
     /// Records a member's verified receipt for this node's feed.
@@ -514,6 +733,26 @@ impl NoticeView {
             stored_at: crate::time::rfc3339(rec.stored_at),
             signature_verified: false,
         }
+    }
+}
+
+/// What screening a batch produced: messages to store, audit entries, and
+/// refusals to report in the receipt.
+#[derive(Default)]
+struct Screened {
+    accepted: Vec<Accepted>,
+    audits: Vec<AuditDraft>,
+    rejected: Vec<(u64, String)>,
+}
+
+fn erase_audit(target: &NoticeId, actor: &str, peer: Option<&str>, reason: &str) -> AuditDraft {
+    AuditDraft {
+        actor: actor.to_string(),
+        operation: Operation::Erase,
+        notice: Some(*target),
+        peer: peer.map(str::to_string),
+        justification: Some(reason.to_string()),
+        decision: "cancelled: personal data erased, tombstone kept".into(),
     }
 }
 

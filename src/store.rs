@@ -171,6 +171,38 @@ pub struct Accepted {
     pub expires_at: i64,
     pub envelope: Envelope,
     pub stripped: Vec<SubjectField>,
+    /// What the message does to an earlier notice of its origin.
+    pub effect: Option<Effect>,
+}
+
+/// The effect of an update or a cancellation on the notice it targets.
+#[derive(Debug, Clone)]
+pub struct Effect {
+    pub target: NoticeId,
+    pub state: NoticeState,
+    /// Erase the target's personal data (its disclosures), keeping the
+    /// signed body as a tombstone so ids, feeds and audits stay consistent.
+    pub erase: bool,
+}
+
+/// Applies an effect to a held target inside a transaction; a target not
+/// held here is left alone.
+fn tx_effect(log: &TransactionalTree, notices: &TransactionalTree, e: &Effect) -> TxResult<()> {
+    let abort = |w: &str| ConflictableTransactionError::Abort(StoreError::Corrupt(w.to_string()));
+    let Some(raw) = notices.get(e.target.0)? else {
+        return Ok(());
+    };
+    let mut rec: NoticeRecord = postcard::from_bytes(&raw).map_err(|_| abort("notice record"))?;
+    rec.state = e.state;
+    if e.erase {
+        if let Some(raw) = log.get(be(rec.local_seq))? {
+            let mut entry: LogEntry = postcard::from_bytes(&raw).map_err(|_| abort("log entry"))?;
+            entry.envelope.disclosures.clear();
+            log.insert(&be(rec.local_seq), enc(&entry))?;
+        }
+    }
+    notices.insert(&e.target.0, enc(&rec))?;
+    Ok(())
 }
 
 /// One received batch: everything written in one transaction.
@@ -394,7 +426,8 @@ impl Store {
             stored_at: now,
             stripped: Vec::new(),
         });
-        let audits = [issued.audit];
+        let audits = issued.audits;
+        let effect = issued.effect;
         (
             &self.log,
             &self.notices,
@@ -408,6 +441,9 @@ impl Store {
                 notices.insert(&id.0, with_local_seq(&rec, local)?)?;
                 oseq.insert(origin_key.as_slice(), &id.0)?;
                 meta.insert(META_OWN, enc(&(seq, id)))?;
+                if let Some(e) = &effect {
+                    tx_effect(log, notices, e)?;
+                }
                 tx_audit(audit, meta, &audits, now)?;
                 Ok(())
             })
@@ -420,6 +456,34 @@ impl Store {
     /// held (duplicates are skipped, so replays are idempotent), their audit
     /// entries and the sender's cursor. The caller flushes, then receipts.
     pub fn apply_batch(&self, batch: &InboundBatch) -> Result<Vec<NoticeId>, StoreError> {
+        self.apply(
+            Some(&batch.peer),
+            Some((batch.epoch, batch.through)),
+            &batch.accepted,
+            &batch.audits,
+            batch.now,
+        )
+    }
+
+    /// Stores imported messages (offline transfer): like a batch, without a
+    /// sender or cursor.
+    pub fn apply_import(
+        &self,
+        accepted: &[Accepted],
+        audits: &[AuditDraft],
+        now: i64,
+    ) -> Result<Vec<NoticeId>, StoreError> {
+        self.apply(None, None, accepted, audits, now)
+    }
+
+    fn apply(
+        &self,
+        peer: Option<&str>,
+        cursor: Option<(u64, u64)>,
+        accepted: &[Accepted],
+        audits: &[AuditDraft],
+        now: i64,
+    ) -> Result<Vec<NoticeId>, StoreError> {
         let _g = self.lock();
         let stored = (
             &self.log,
@@ -431,7 +495,7 @@ impl Store {
         )
             .transaction(|(log, notices, oseq, cursors, audit, meta)| {
                 let mut stored = Vec::new();
-                for a in &batch.accepted {
+                for a in accepted {
                     if notices.get(a.id.0)?.is_some() {
                         continue;
                     }
@@ -440,7 +504,7 @@ impl Store {
                         &be(local),
                         enc(&LogEntry {
                             envelope: a.envelope.clone(),
-                            from: Some(batch.peer.clone()),
+                            from: peer.map(str::to_string),
                         }),
                     )?;
                     let rec = NoticeRecord {
@@ -449,16 +513,21 @@ impl Store {
                         kind: a.kind,
                         state: NoticeState::Active,
                         expires_at: a.expires_at,
-                        received_from: Some(batch.peer.clone()),
-                        stored_at: batch.now,
+                        received_from: peer.map(str::to_string),
+                        stored_at: now,
                         stripped: a.stripped.clone(),
                     };
                     notices.insert(&a.id.0, enc(&rec))?;
                     oseq.insert(origin_seq_key(&a.origin, a.seq), &a.id.0)?;
+                    if let Some(e) = &a.effect {
+                        tx_effect(log, notices, e)?;
+                    }
                     stored.push(a.id);
                 }
-                cursors.insert(batch.peer.as_bytes(), enc(&(batch.epoch, batch.through)))?;
-                tx_audit(audit, meta, &batch.audits, batch.now)?;
+                if let (Some(p), Some(c)) = (peer, cursor) {
+                    cursors.insert(p.as_bytes(), enc(&c))?;
+                }
+                tx_audit(audit, meta, audits, now)?;
                 Ok(stored)
             })?;
         if !stored.is_empty() {
@@ -582,7 +651,8 @@ pub struct Issued {
     pub envelope: Envelope,
     pub kind: Kind,
     pub expires_at: i64,
-    pub audit: AuditDraft,
+    pub audits: Vec<AuditDraft>,
+    pub effect: Option<Effect>,
 }
 
 fn with_local_seq(rec: &[u8], local: u64) -> TxResult<Vec<u8>> {

@@ -229,12 +229,18 @@ pub fn seal(key: &SigningKey, body: Vec<u8>, disclosures: Vec<Disclosure>) -> En
     }
 }
 
-/// Verifies the signature over the exact body bytes, then every disclosure
-/// against its commitment. `key_of` returns the pinned key of an origin.
-pub fn verify(
+/// A decoded envelope whose origin key and signature are ready to check.
+struct Prepared {
+    body: Body,
+    key: VerifyingKey,
+    signature: Signature,
+    message: Vec<u8>,
+}
+
+fn prepare(
     envelope: &Envelope,
-    key_of: impl Fn(&str) -> Option<VerifyingKey>,
-) -> Result<VerifiedNotice, NoticeError> {
+    key_of: &impl Fn(&str) -> Option<VerifyingKey>,
+) -> Result<Prepared, NoticeError> {
     let body = Body::decode(&envelope.body)?;
     let key =
         key_of(&body.origin).ok_or_else(|| NoticeError::UnknownOrigin(body.origin.clone()))?;
@@ -243,19 +249,71 @@ pub fn verify(
         .as_slice()
         .try_into()
         .map_err(|_| NoticeError::BadSignature)?;
-    let signature = Signature::from_bytes(&sig_bytes);
-    let mut msg = Vec::with_capacity(NOTICE_DOMAIN.len() + envelope.body.len());
-    msg.extend_from_slice(NOTICE_DOMAIN);
-    msg.extend_from_slice(&envelope.body);
-    key.verify_strict(&msg, &signature)
-        .map_err(|_| NoticeError::BadSignature)?;
-    let subject = check_disclosures(&body, &envelope.disclosures)?;
+    let mut message = Vec::with_capacity(NOTICE_DOMAIN.len() + envelope.body.len());
+    message.extend_from_slice(NOTICE_DOMAIN);
+    message.extend_from_slice(&envelope.body);
+    Ok(Prepared {
+        body,
+        key,
+        signature: Signature::from_bytes(&sig_bytes),
+        message,
+    })
+}
+
+fn finish(p: Prepared, envelope: &Envelope) -> Result<VerifiedNotice, NoticeError> {
+    let subject = check_disclosures(&p.body, &envelope.disclosures)?;
     Ok(VerifiedNotice {
         id: NoticeId::of_body(&envelope.body),
-        body,
+        body: p.body,
         subject,
         envelope: envelope.clone(),
     })
+}
+
+/// Verifies the signature over the exact body bytes (`verify_strict`), then
+/// every disclosure against its commitment. `key_of` returns the pinned key
+/// of an origin.
+pub fn verify(
+    envelope: &Envelope,
+    key_of: impl Fn(&str) -> Option<VerifyingKey>,
+) -> Result<VerifiedNotice, NoticeError> {
+    let p = prepare(envelope, &key_of)?;
+    p.key
+        .verify_strict(&p.message, &p.signature)
+        .map_err(|_| NoticeError::BadSignature)?;
+    finish(p, envelope)
+}
+
+/// Verifies many envelopes with one ed25519 batch verification (pinned keys
+/// are checked for weakness when the config is loaded); if the batch fails,
+/// each is verified on its own with `verify_strict` to find the culprits.
+/// Results are in input order.
+pub fn verify_batch(
+    envelopes: &[&Envelope],
+    key_of: impl Fn(&str) -> Option<VerifyingKey>,
+) -> Vec<Result<VerifiedNotice, NoticeError>> {
+    let prepared: Vec<Result<Prepared, NoticeError>> =
+        envelopes.iter().map(|e| prepare(e, &key_of)).collect();
+    let ok: Vec<&Prepared> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
+    let batch_ok = ok.is_empty() || {
+        let messages: Vec<&[u8]> = ok.iter().map(|p| p.message.as_slice()).collect();
+        let signatures: Vec<Signature> = ok.iter().map(|p| p.signature).collect();
+        let keys: Vec<VerifyingKey> = ok.iter().map(|p| p.key).collect();
+        ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+    };
+    prepared
+        .into_iter()
+        .zip(envelopes)
+        .map(|(p, e)| {
+            let p = p?;
+            if !batch_ok {
+                p.key
+                    .verify_strict(&p.message, &p.signature)
+                    .map_err(|_| NoticeError::BadSignature)?;
+            }
+            finish(p, e)
+        })
+        .collect()
 }
 
 /// Checks each disclosure against the body's commitment for its field and
@@ -308,7 +366,32 @@ pub fn strip(envelope: &Envelope, fields: &[SubjectField]) -> Envelope {
     }
 }
 
+/// First bytes of a notice file (`vigil notice export`), so a wrong file is
+/// recognised before anything is decoded.
+pub const FILE_MAGIC: &[u8] = b"vigil-notice/1\n";
+
 impl Envelope {
+    /// The bytes of a notice file for offline transfer: magic + envelope.
+    pub fn to_file(&self) -> Vec<u8> {
+        let mut out = FILE_MAGIC.to_vec();
+        out.extend_from_slice(&self.to_bytes());
+        out
+    }
+
+    /// Reads a notice file; the envelope still has to be verified.
+    pub fn from_file(bytes: &[u8]) -> Result<Envelope, NoticeError> {
+        let rest = bytes
+            .strip_prefix(FILE_MAGIC)
+            .ok_or_else(|| NoticeError::Malformed("not a vigil notice file (bad header)".into()))?;
+        if rest.len() > 2 * MAX_BODY {
+            return Err(NoticeError::TooLarge {
+                size: rest.len(),
+                max: 2 * MAX_BODY,
+            });
+        }
+        Envelope::from_bytes(rest)
+    }
+
     /// Encodes the envelope for a file or a frame.
     pub fn to_bytes(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()

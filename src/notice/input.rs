@@ -29,21 +29,26 @@ impl InputError {
     /// failed, plus the unknown or missing field's name when serde names one.
     pub fn from_json(e: &serde_path_to_error::Error<serde_json::Error>) -> Self {
         let msg = e.inner().to_string();
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        // serde_path_to_error's path already ends at an unknown field; a
-        // missing field is reported at its parent, so append its name.
-        let missing = msg
-            .starts_with("missing field")
-            .then(|| msg.split('`').nth(1))
-            .flatten();
-        let field = match (path.is_empty(), missing) {
-            (true, Some(n)) => n.to_string(),
-            (false, Some(n)) => format!("{path}.{n}"),
-            (false, None) => path,
-            (true, None) => "(document)".to_string(),
-        };
+        let field = error_field(&e.path().to_string(), &msg, "(document)");
         InputError::new(field, msg)
+    }
+}
+
+/// The field a serde error concerns, from serde_path_to_error's path: the
+/// path already ends at an unknown or mistyped key, while a missing key is
+/// reported at its parent, so its name is appended. `root` names errors
+/// that concern no key (syntax).
+pub fn error_field(path: &str, msg: &str, root: &str) -> String {
+    let path = if path == "." { "" } else { path };
+    let missing = msg
+        .starts_with("missing field")
+        .then(|| msg.split('`').nth(1))
+        .flatten();
+    match (path.is_empty(), missing) {
+        (true, Some(n)) => n.to_string(),
+        (false, Some(n)) => format!("{path}.{n}"),
+        (false, None) => path.to_string(),
+        (true, None) => root.to_string(),
     }
 }
 

@@ -8,8 +8,8 @@ pub mod input;
 pub mod model;
 
 pub use envelope::{
-    commit_subject, seal, strip, verify, Action, Body, Commitment, Disclosure, Envelope, NoticeId,
-    VerifiedNotice, MAX_BODY,
+    commit_subject, seal, strip, verify, verify_batch, Action, Body, Commitment, Disclosure,
+    Envelope, NoticeId, VerifiedNotice, MAX_BODY,
 };
 pub use input::{InputError, IssueContext, NoticeInput};
 pub use model::*;
