@@ -58,6 +58,13 @@ impl From<NodeError> for ApiError {
                     field: Some(i.field),
                 },
             ),
+            NodeError::Rejected(r) => ApiError(
+                StatusCode::BAD_REQUEST,
+                ErrorBody {
+                    error: r,
+                    field: None,
+                },
+            ),
             NodeError::NotFound(_) => ApiError(
                 StatusCode::NOT_FOUND,
                 ErrorBody {
@@ -239,8 +246,8 @@ async fn import(
     Query(q): Query<ImportQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let envelope =
-        crate::notice::Envelope::from_file(&body).map_err(|e| bad("(file)", e.to_string()))?;
+    let envelope = crate::notice::Envelope::from_file(&body)
+        .map_err(|e| ApiError::from(NodeError::Rejected(e.to_string())))?;
     let core = s.core.clone();
     let source = q.source.unwrap_or_else(|| "file".into());
     let (id, stored) = blocking(move || core.import(envelope, &source)).await?;

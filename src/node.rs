@@ -33,6 +33,9 @@ pub enum NodeError {
     Input(#[from] InputError),
     #[error("no notice with id {0}")]
     NotFound(String),
+    /// A message refused by the checks of the network path (import).
+    #[error("{0}")]
+    Rejected(String),
     #[error("{path}: {source}")]
     Store { path: String, source: StoreError },
     #[error(transparent)]
@@ -422,6 +425,14 @@ impl Core {
     pub fn import(&self, envelope: Envelope, source: &str) -> Result<(NoticeId, bool), NodeError> {
         let now = crate::time::now();
         let id = NoticeId::of_body(&envelope.body);
+        // A file must verify before "already held" is answered, so a
+        // tampered copy of a held notice is still refused; this node's own
+        // key counts here, for re-importing its own export.
+        notice::verify(&envelope, |o| self.key_of(o))
+            .map_err(|e| NodeError::Rejected(e.to_string()))?;
+        if self.store.contains(&id)? {
+            return Ok((id, false));
+        }
         let screened = self
             .screen(&format!("import:{source}"), None, vec![(0, envelope)], now)
             .map_err(NodeError::Io)?;
@@ -429,7 +440,7 @@ impl Core {
             // The refusal is part of the processing log too.
             self.store.audit(&screened.audits, now)?;
             self.store.flush()?;
-            return Err(InputError::new("(file)", reason.clone()).into());
+            return Err(NodeError::Rejected(reason.clone()));
         }
         let stored = self
             .store

@@ -185,23 +185,44 @@ pub struct Effect {
     pub erase: bool,
 }
 
+/// Longest chain of updates a cancellation follows back (a bound on the
+/// loop, far beyond any real notice's history).
+const MAX_CHAIN: usize = 10_000;
+
 /// Applies an effect to a held target inside a transaction; a target not
-/// held here is left alone.
+/// held here is left alone. Erasure follows the target's chain of updates
+/// back, so a cancelled notice leaves no superseded version holding personal
+/// data behind.
 fn tx_effect(log: &TransactionalTree, notices: &TransactionalTree, e: &Effect) -> TxResult<()> {
     let abort = |w: &str| ConflictableTransactionError::Abort(StoreError::Corrupt(w.to_string()));
-    let Some(raw) = notices.get(e.target.0)? else {
-        return Ok(());
-    };
-    let mut rec: NoticeRecord = postcard::from_bytes(&raw).map_err(|_| abort("notice record"))?;
-    rec.state = e.state;
-    if e.erase {
-        if let Some(raw) = log.get(be(rec.local_seq))? {
-            let mut entry: LogEntry = postcard::from_bytes(&raw).map_err(|_| abort("log entry"))?;
-            entry.envelope.disclosures.clear();
-            log.insert(&be(rec.local_seq), enc(&entry))?;
+    let mut next = Some(e.target);
+    for _ in 0..MAX_CHAIN {
+        let Some(target) = next.take() else {
+            break;
+        };
+        let Some(raw) = notices.get(target.0)? else {
+            break;
+        };
+        let mut rec: NoticeRecord =
+            postcard::from_bytes(&raw).map_err(|_| abort("notice record"))?;
+        rec.state = e.state;
+        if e.erase {
+            if let Some(raw) = log.get(be(rec.local_seq))? {
+                let mut entry: LogEntry =
+                    postcard::from_bytes(&raw).map_err(|_| abort("log entry"))?;
+                entry.envelope.disclosures.clear();
+                if let Ok(crate::notice::Body {
+                    action: crate::notice::Action::Update { supersedes },
+                    ..
+                }) = crate::notice::Body::decode(&entry.envelope.body)
+                {
+                    next = Some(supersedes);
+                }
+                log.insert(&be(rec.local_seq), enc(&entry))?;
+            }
         }
+        notices.insert(&target.0, enc(&rec))?;
     }
-    notices.insert(&e.target.0, enc(&rec))?;
     Ok(())
 }
 

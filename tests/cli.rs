@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::net::{TcpListener, UdpSocket};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
@@ -248,12 +249,25 @@ impl NodeDir {
 
     /// Appends a `[[members]]` entry for `other`, as an operator would.
     fn add_member(&self, other: &NodeDir) {
+        self.push_member(other, Some(&other.listen));
+    }
+
+    /// Appends a `[[members]]` entry for `other` without an `address`: its
+    /// key is pinned but there is no network link (offline transfer only).
+    fn add_offline_member(&self, other: &NodeDir) {
+        self.push_member(other, None);
+    }
+
+    fn push_member(&self, other: &NodeDir, address: Option<&str>) {
         let v = other.id_json();
         let key = v["signing_key"].as_str().expect("signing_key is a string");
-        let entry = format!(
-            "\n[[members]]\nid = \"{}\"\nsigning_key = \"{key}\"\naddress = \"{}\"\n",
-            other.id, other.listen
+        let mut entry = format!(
+            "\n[[members]]\nid = \"{}\"\nsigning_key = \"{key}\"\n",
+            other.id
         );
+        if let Some(a) = address {
+            entry.push_str(&format!("address = \"{a}\"\n"));
+        }
         let mut text = fs::read_to_string(&self.config).unwrap();
         text.push_str(&entry);
         fs::write(&self.config, text).unwrap();
@@ -320,10 +334,69 @@ impl RunningNode {
         }
     }
 
+    /// `vigil notice SUB --config .. ARGS..`; returns the raw result.
+    fn notice(&self, sub: &str, args: &[&str]) -> Out {
+        let mut a = vec!["notice", sub, "--config", self.cfg()];
+        a.extend_from_slice(args);
+        vigil(&a)
+    }
+
     /// `vigil notice issue`; returns the raw result.
     fn issue(&self, file: &Path) -> Out {
-        vigil(&["notice", "issue", "--config", self.cfg(), s(file)])
+        self.notice("issue", &[s(file)])
     }
+
+    /// `vigil notice issue`, which must succeed; returns the printed id.
+    fn issue_ok(&self, file: &Path) -> String {
+        printed_id(&self.issue(file), "vigil notice issue")
+    }
+
+    /// `vigil notice show --json`, parsed; `None` if the node refuses
+    /// (for instance because it does not hold the notice yet).
+    fn try_show(&self, id: &str) -> Option<Value> {
+        let out = self.notice("show", &[id, "--json"]);
+        (out.code == Some(0))
+            .then(|| serde_json::from_str(out.stdout.trim()).expect("show --json is JSON"))
+    }
+
+    /// `vigil notice show --json`, which must succeed.
+    fn show(&self, id: &str) -> Value {
+        self.try_show(id)
+            .unwrap_or_else(|| panic!("vigil notice show {id} failed"))
+    }
+
+    /// Polls `show ID` until `ok` holds for it; returns that view.
+    fn wait_until_shows(&self, what: &str, id: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let mut last = None;
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(v) = self.try_show(id) {
+                if ok(&v) {
+                    return v;
+                }
+                last = Some(v);
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out after {DEADLINE:?} waiting for {what}; last view: {last:#?}"
+            );
+            sleep(POLL);
+        }
+    }
+
+    /// `vigil notice import FILE..`; returns the raw result.
+    fn import(&self, files: &[&Path]) -> Out {
+        let names: Vec<&str> = files.iter().map(|f| s(f)).collect();
+        self.notice("import", &names)
+    }
+}
+
+/// The notice id a successful issue/update/cancel printed, checked for shape.
+fn printed_id(out: &Out, what: &str) -> String {
+    out.assert_ok(what);
+    let id = out.stdout.trim().to_string();
+    assert!(is_notice_id(&id), "{what} printed `{id}`, not a 64-hex id");
+    id
 }
 
 // ---------------------------------------------------------------------------
@@ -374,6 +447,48 @@ fn is_notice_id(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// First bytes of an exported notice file (`vigil notice export`).
+const NOTICE_FILE_MAGIC: &[u8] = b"vigil-notice/1\n";
+
+/// A postcard (LEB128) length prefix at `at`: its value and the offset after it.
+fn read_varint(bytes: &[u8], mut at: usize) -> (usize, usize) {
+    let (mut v, mut shift) = (0usize, 0);
+    loop {
+        let b = bytes[at];
+        at += 1;
+        v |= usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return (v, at);
+        }
+        shift += 7;
+    }
+}
+
+/// Where the signed body and the signature lie in an exported notice file:
+/// the magic header, then the postcard envelope (body, signature,
+/// disclosures).
+fn notice_file_layout(bytes: &[u8]) -> (Range<usize>, Range<usize>) {
+    assert!(
+        bytes.starts_with(NOTICE_FILE_MAGIC),
+        "an exported file does not start with the magic header"
+    );
+    let (len, start) = read_varint(bytes, NOTICE_FILE_MAGIC.len());
+    let body = start..start + len;
+    let (sig_len, sig_start) = read_varint(bytes, body.end);
+    assert_eq!(sig_len, 64, "the exported signature is not 64 bytes");
+    let sig = sig_start..sig_start + sig_len;
+    assert!(
+        sig.end + 1 < bytes.len(),
+        "no disclosures follow the signature"
+    );
+    (body, sig)
 }
 
 // ---------------------------------------------------------------------------
@@ -640,8 +755,10 @@ fn config_type_error_names_the_field() {
     let f = alpha.variant("bad-type.toml", |t| {
         t.replacen("max_retention_days = 1825", "max_retention_days = \"x\"", 1)
     });
-    vigil(&["id", "--config", s(&f)])
-        .assert_refused("type error", &["bad-type.toml", "policy.inbound.max_retention_days"]);
+    vigil(&["id", "--config", s(&f)]).assert_refused(
+        "type error",
+        &["bad-type.toml", "policy.inbound.max_retention_days"],
+    );
 }
 
 #[test]
@@ -663,4 +780,230 @@ fn init_refuses_non_loopback_admin_listen() {
         "0.0.0.0:7500",
     ]);
     out.assert_refused("non-loopback admin", &["--admin-listen"]);
+}
+
+#[test]
+fn export_import_carries_a_notice_offline_and_refuses_tampering() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let fed = Federation::new();
+    let alpha = fed.init("alpha");
+    let bravo = fed.init("bravo");
+    let charlie = fed.init("charlie");
+    // Keys pinned both ways but no addresses: the file is the only path.
+    for other in [&bravo, &charlie] {
+        alpha.add_offline_member(other);
+        other.add_offline_member(&alpha);
+    }
+    let (a, b, c) = (alpha.start(), bravo.start(), charlie.start());
+
+    // A fingerprint record (ISO/IEC 19794-2 style header plus payload).
+    let prints: Vec<u8> = b"FMR\0 20\0"
+        .iter()
+        .copied()
+        .chain((0..=255u8).rev())
+        .collect();
+    let mut sent = sample_notice(json!("all"));
+    sent["subject"]["fingerprints"] = json!(b64(&prints));
+    let id = a.issue_ok(&write_json(&alpha.dir, "notice.json", &sent));
+
+    // Export: magic header, owner-only, never overwriting.
+    let file = fed.dir.path().join("n1.notice");
+    a.notice("export", &[&id, "--out", s(&file)])
+        .assert_ok("vigil notice export");
+    let bytes = fs::read(&file).expect("exported file");
+    let (body, sig) = notice_file_layout(&bytes);
+    let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "exported file has mode {mode:o}, not 600");
+    a.notice("export", &[&id, "--out", s(&file)])
+        .assert_refused("export over an existing file", &["n1.notice"]);
+    assert_eq!(
+        fs::read(&file).unwrap(),
+        bytes,
+        "a refused export changed the file"
+    );
+
+    // Without a network link bravo holds nothing until it imports the file.
+    assert_eq!(b.list(), Vec::<Value>::new());
+    let out = b.import(&[&file]);
+    out.assert_ok("import on bravo");
+    assert_eq!(
+        out.stdout.trim(),
+        format!("{id} imported {}", file.display())
+    );
+    let n = b.show(&id);
+    assert_eq!(n["id"], json!(id));
+    assert_eq!(n["origin"], json!("alpha"));
+    assert_eq!(n["action"], json!("issue"));
+    assert_eq!(n["state"], json!("active"));
+    assert_eq!(n["signature_verified"], json!(true));
+    assert_eq!(
+        n["subject"]["fingerprints"],
+        sent["subject"]["fingerprints"]
+    );
+    assert_eq!(
+        n["subject"], sent["subject"],
+        "bravo holds a different subject"
+    );
+    assert_eq!(n["withheld_fields"], json!([]));
+
+    let out = b.import(&[&file]);
+    out.assert_ok("second import on bravo");
+    assert_eq!(
+        out.stdout.trim(),
+        format!("{id} already held {}", file.display())
+    );
+    assert_eq!(b.list().len(), 1);
+
+    // Single-byte changes anywhere, plus truncation and a trailing byte,
+    // imported on charlie, which does not hold the notice (so nothing can be
+    // skipped as a duplicate).
+    let last = bytes.len() - 1;
+    let flips = [
+        ("header", 3),
+        ("body", body.start + body.len() / 2),
+        ("signature", sig.start + sig.len() / 2),
+        ("disclosure-salt", sig.end + 1),
+        ("last-byte", last),
+    ];
+    let mut tampered: Vec<(&str, Vec<u8>)> = flips
+        .iter()
+        .map(|&(name, at)| {
+            let mut t = bytes.clone();
+            t[at] ^= 0x01;
+            (name, t)
+        })
+        .collect();
+    tampered.push(("truncated", bytes[..last].to_vec()));
+    tampered.push(("trailing-byte", [&bytes[..], &[0]].concat()));
+    let mut files = Vec::new();
+    for (name, t) in &tampered {
+        let f = fed.dir.path().join(format!("tampered-{name}.notice"));
+        fs::write(&f, t).unwrap();
+        c.import(&[&f]).assert_refused(
+            &format!("import of the {name}-tampered file on charlie"),
+            &[&format!("tampered-{name}.notice")],
+        );
+        files.push(f);
+    }
+    assert_eq!(
+        c.list(),
+        Vec::<Value>::new(),
+        "charlie stored a tampered notice"
+    );
+
+    // A holder of the notice refuses a forged copy too, rather than
+    // reporting it as already held, and keeps what it had.
+    for f in &files {
+        b.import(&[f])
+            .assert_refused("import of a tampered file on bravo", &[s(f)]);
+    }
+    assert_eq!(b.show(&id)["subject"], sent["subject"]);
+
+    // The untampered file is accepted by charlie, so the refusals above were
+    // about the changed bytes.
+    c.import(&[&file])
+        .assert_ok("import of the original on charlie");
+    assert_eq!(c.list().len(), 1);
+
+    // A file from an origin that is not a member of the importing node.
+    let cid = c.issue_ok(&write_json(
+        &charlie.dir,
+        "notice.json",
+        &sample_notice(json!("all")),
+    ));
+    let from_charlie = fed.dir.path().join("from-charlie.notice");
+    c.notice("export", &[&cid, "--out", s(&from_charlie)])
+        .assert_ok("export on charlie");
+    b.import(&[&from_charlie]).assert_refused(
+        "import of a non-member's notice",
+        &["from-charlie.notice", "charlie"],
+    );
+    assert_eq!(b.list().len(), 1, "bravo stored a non-member's notice");
+}
+
+#[test]
+fn update_and_cancel_via_the_cli() {
+    let fed = Federation::new();
+    let alpha = fed.init("alpha");
+    let bravo = fed.init("bravo");
+    alpha.add_member(&bravo);
+    bravo.add_member(&alpha);
+    let (a, b) = (alpha.start(), bravo.start());
+
+    let id1 = a.issue_ok(&write_json(
+        &alpha.dir,
+        "n1.json",
+        &sample_notice(json!(["bravo"])),
+    ));
+    wait_for("N1 to reach bravo", || {
+        b.list().iter().any(|n| n["id"] == json!(id1)).then_some(())
+    });
+
+    let mut v2 = sample_notice(json!(["bravo"]));
+    v2["summary"] = json!("Armed robbery of a jewellery store; seen in Antwerp");
+    v2["subject"]["last_known_location"] = json!("Antwerp, BEL");
+    let file2 = write_json(&alpha.dir, "n2.json", &v2);
+    let id2 = printed_id(
+        &a.notice("update", &[&id1, s(&file2)]),
+        "vigil notice update",
+    );
+    assert_ne!(id2, id1);
+    assert_eq!(a.show(&id1)["state"], json!("superseded"));
+
+    b.wait_until_shows("N1 superseded on bravo", &id1, |n| {
+        n["state"] == json!("superseded")
+    });
+    let n2 = b.wait_until_shows("N2 on bravo", &id2, |_| true);
+    assert_eq!(n2["origin"], json!("alpha"));
+    assert_eq!(n2["action"], json!("update"));
+    assert_eq!(n2["target"], json!(id1));
+    assert_eq!(n2["state"], json!("active"));
+    assert_eq!(n2["signature_verified"], json!(true));
+    assert_eq!(n2["summary"], v2["summary"]);
+    assert_eq!(n2["subject"], v2["subject"]);
+
+    // Refusals, none of which changes anything.
+    a.notice("cancel", &[&id2, "--reason", ""])
+        .assert_refused("cancel with an empty reason", &["reason"]);
+    a.notice("cancel", &[&id2, "--reason", "  "])
+        .assert_refused("cancel with a blank reason", &["reason"]);
+    let unknown = "ab".repeat(32);
+    a.notice("update", &[&unknown, s(&file2)])
+        .assert_refused("update of an unknown id", &["n2.json", &unknown]);
+    a.notice("update", &[&id1, s(&file2)])
+        .assert_refused("update of a superseded notice", &[&id1, "not active"]);
+    let on_bravo = write_json(&bravo.dir, "n2.json", &sample_notice(json!("all")));
+    b.notice("update", &[&id2, s(&on_bravo)]).assert_refused(
+        "update of alpha's notice on bravo",
+        &[&id2, "not this node"],
+    );
+    b.notice("cancel", &[&id2, "--reason", "not mine"])
+        .assert_refused(
+            "cancel of alpha's notice on bravo",
+            &[&id2, "not this node"],
+        );
+    assert_eq!(a.show(&id2)["state"], json!("active"));
+    assert_eq!(b.show(&id2)["state"], json!("active"));
+
+    let id3 = printed_id(
+        &a.notice("cancel", &[&id2, "--reason", "Arrested 2026-11-20"]),
+        "vigil notice cancel",
+    );
+    let erased = |n: &Value| n["state"] == json!("cancelled") && n["subject"] == json!({});
+    let n = a.show(&id2);
+    assert!(
+        erased(&n),
+        "alpha's own N2 is not cancelled and erased: {n:#}"
+    );
+    let n = b.wait_until_shows("N2 cancelled and erased on bravo", &id2, erased);
+    assert_eq!(n["signature_verified"], json!(true), "{n:#}");
+    let n3 = b.wait_until_shows("the cancel on bravo", &id3, |_| true);
+    assert_eq!(n3["origin"], json!("alpha"));
+    assert_eq!(n3["action"], json!("cancel"));
+    assert_eq!(n3["target"], json!(id2));
+    assert_eq!(n3["signature_verified"], json!(true));
+
+    a.notice("cancel", &[&id2, "--reason", "again"])
+        .assert_refused("cancelling a cancelled notice", &[&id2, "not active"]);
 }

@@ -204,3 +204,41 @@ async fn a_member_offline_catches_up_from_its_cursor_without_duplicates() {
     }
     mesh.shutdown().await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancelling_an_updated_notice_erases_every_version_on_every_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mesh = LocalMesh::start(
+        tmp.path(),
+        &[MeshNode::new("alpha"), MeshNode::new("bravo")],
+    )
+    .await
+    .unwrap();
+    let a = mesh.node("alpha").unwrap().core().clone();
+    let v1 = a.issue(&vigil::demo::sample_notice(), "test").unwrap();
+    let v2 = a
+        .update(&v1, &vigil::demo::sample_notice(), "test")
+        .unwrap();
+    let cancel = a.cancel(&v2, "Arrested", "test").unwrap();
+    assert!(wait_until(DEADLINE, || holds(&mesh, "bravo", cancel)).await);
+    for node in ["alpha", "bravo"] {
+        let core = mesh.node(node).unwrap().core();
+        for id in [v1, v2] {
+            let v = core.show(&id).unwrap().unwrap();
+            assert_eq!(v.state, "cancelled", "{node} {id}");
+            assert!(
+                v.subject.is_empty(),
+                "{node} still holds personal data of {id}"
+            );
+            assert!(v.signature_verified, "the tombstone still verifies");
+        }
+        let erasures = core
+            .store()
+            .audit_entries()
+            .map(Result::unwrap)
+            .filter(|e| e.operation == vigil::store::Operation::Erase && e.notice == Some(v2))
+            .count();
+        assert_eq!(erasures, 1, "{node} logs the erasure once");
+    }
+    mesh.shutdown().await;
+}
