@@ -428,8 +428,22 @@ impl Core {
         // A file must verify before "already held" is answered, so a
         // tampered copy of a held notice is still refused; this node's own
         // key counts here, for re-importing its own export.
-        notice::verify(&envelope, |o| self.key_of(o))
-            .map_err(|e| NodeError::Rejected(e.to_string()))?;
+        if let Err(e) = notice::verify(&envelope, |o| self.key_of(o)) {
+            warn!(source = %source, notice = %id, reason = %e, "import refused");
+            self.store.audit(
+                &[AuditDraft {
+                    actor: format!("import:{source}"),
+                    operation: Operation::Reject,
+                    notice: Some(id),
+                    peer: None,
+                    justification: None,
+                    decision: e.to_string(),
+                }],
+                now,
+            )?;
+            self.store.flush()?;
+            return Err(NodeError::Rejected(e.to_string()));
+        }
         if self.store.contains(&id)? {
             return Ok((id, false));
         }
