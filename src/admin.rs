@@ -116,6 +116,7 @@ pub async fn serve(
         .route("/v1/notices/{id}/update", post(update))
         .route("/v1/notices/{id}/cancel", post(cancel))
         .route("/v1/notices/{id}/export", get(export))
+        .route("/v1/notices/{id}/status", get(status))
         .route("/v1/import", post(import))
         .route("/v1/peers", get(peers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST))
@@ -234,6 +235,15 @@ async fn export(State(s): State<AppState>, Path(id): Path<String>) -> Result<Res
         entry.envelope.to_file(),
     )
         .into_response())
+}
+
+async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let nid = parse_id(&id)?;
+    let core = s.core.clone();
+    match blocking(move || core.status(&nid)).await? {
+        Some(v) => Ok(Json(v).into_response()),
+        None => Err(NodeError::NotFound(id).into()),
+    }
 }
 
 #[derive(Deserialize)]

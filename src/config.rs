@@ -95,6 +95,7 @@ struct RawOutbound {
     kinds: Option<Vec<String>>,
     special_categories: Option<String>,
     min_grading: Option<String>,
+    not_adequate: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -131,6 +132,16 @@ pub enum SpecialOut {
     Withhold,
 }
 
+/// What a member without adequate protection (`adequacy = false`) gets of a
+/// notice about a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAdequate {
+    /// The notice without any subject field.
+    Strip,
+    /// Nothing.
+    Withhold,
+}
+
 /// Per-member outbound rules (`[members.outbound]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundPolicy {
@@ -138,6 +149,8 @@ pub struct OutboundPolicy {
     pub kinds: Option<Vec<Kind>>,
     pub special_categories: SpecialOut,
     pub min_grading: Option<Grading>,
+    /// Applies only when the member's `adequacy` is false.
+    pub not_adequate: NotAdequate,
 }
 
 /// The local inbound rules (`[policy.inbound]`).
@@ -346,6 +359,16 @@ impl Config {
                     )
                 })?),
             };
+            let not_adequate = match m.outbound.not_adequate.as_deref() {
+                None | Some("strip") => NotAdequate::Strip,
+                Some("withhold") => NotAdequate::Withhold,
+                Some(o) => {
+                    return Err(err(
+                        &f("outbound.not_adequate"),
+                        format!("`{o}` is not one of strip, withhold"),
+                    ))
+                }
+            };
             members.push(Member {
                 id: m.id.clone(),
                 signing_key,
@@ -356,6 +379,7 @@ impl Config {
                     kinds: kinds(&f("outbound.kinds"), &m.outbound.kinds)?,
                     special_categories,
                     min_grading,
+                    not_adequate,
                 },
             });
         }

@@ -100,6 +100,14 @@ enum NoticeCmd {
         #[arg(long)]
         reason: String,
     },
+    /// Per member: delivered (receipt time), pending, withheld by policy, rejected by the member.
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a held notice, signed, to a file for offline transfer.
     Export {
         #[arg(long)]
@@ -390,6 +398,31 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
             let body = serde_json::to_vec(&serde_json::json!({ "reason": reason }))?;
             let out = call(&c, "POST", &format!("/v1/notices/{id}/cancel"), Some(body))?;
             print_id(&out)
+        }
+        NoticeCmd::Status { config, id, json } => {
+            let c = client(&config)?;
+            check_id(&id)?;
+            let out = call(&c, "GET", &format!("/v1/notices/{id}/status"), None)?;
+            if json {
+                println!("{}", String::from_utf8_lossy(&out));
+            } else {
+                let rows: Vec<vigil::node::MemberStatus> = serde_json::from_slice(&out)?;
+                println!("{:<16} {:<10} {:<20}  DETAIL", "MEMBER", "STATE", "AT");
+                for r in rows {
+                    let mut detail = r.reason.unwrap_or_default();
+                    if !r.stripped.is_empty() {
+                        let f: Vec<&str> = r.stripped.iter().map(|f| f.as_str()).collect();
+                        detail = format!("{detail}without {}", f.join(", "));
+                    }
+                    println!(
+                        "{:<16} {:<10} {:<20}  {detail}",
+                        r.member,
+                        r.state,
+                        r.at.unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
         }
         NoticeCmd::Export { config, id, out } => {
             let c = client(&config)?;

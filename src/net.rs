@@ -607,8 +607,9 @@ async fn serve_feed(
                     break;
                 }
                 let n = entries.len();
+                let carried = entries.iter().map(|(s, e)| (*s, crate::notice::NoticeId::of_body(&e.body))).collect();
                 write_msg(&mut send, &Message::Batch { through, entries }).await?;
-                feed.sent(through);
+                feed.sent(through, carried);
                 debug!(peer = %peer, through, entries = n, "batch sent");
             }
             tokio::select! {
@@ -619,9 +620,9 @@ async fn serve_feed(
                         if body.receiver != peer || body.sender != core.me() {
                             return Err(ProtoError::BadReceipt("names other nodes".into()).into());
                         }
-                        feed.receipt(&body)?;
+                        let carried = feed.receipt(&body)?;
                         let (c, p) = (core.clone(), peer.clone());
-                        blocking(move || c.on_receipt(&p, &body)).await?;
+                        blocking(move || c.on_receipt(&p, &body, &carried)).await?;
                     }
                     Some(Ok(Some(_))) => return Err(ProtoError::Unexpected("expected receipt").into()),
                     Some(Ok(None)) | None => return Ok(()),

@@ -18,7 +18,7 @@ use crate::notice::{
 use crate::policy::{self, Inbound, InboundCtx, Outbound};
 use crate::proto::{self, ReceiptBody};
 use crate::store::{
-    Accepted, Acked, AuditDraft, Effect, InboundBatch, Issued, NoticeRecord, NoticeState,
+    Accepted, Acked, AuditDraft, Delivery, Effect, InboundBatch, Issued, NoticeRecord, NoticeState,
     Operation, Store, StoreError,
 };
 
@@ -334,6 +334,8 @@ impl Core {
         let through = log.last().map(|(s, _)| *s).unwrap_or(after);
         let mut out = Vec::new();
         let mut audits = Vec::new();
+        let mut decisions = Vec::new();
+        let now = crate::time::now();
         for (seq, entry) in log {
             let body = match notice::Body::decode(&entry.envelope.body) {
                 Ok(b) => b,
@@ -350,21 +352,57 @@ impl Core {
             let id = NoticeId::of_body(&entry.envelope.body);
             let held: Vec<SubjectField> =
                 entry.envelope.disclosures.iter().map(|d| d.field).collect();
-            let decision = policy::outbound(self.me(), self.config.relay, member, &body, &held);
-            let (decision_text, send) = match decision {
-                Outbound::Send { strip } if strip.is_empty() => {
-                    ("sent".to_string(), Some(entry.envelope))
-                }
-                Outbound::Send { strip } => (
-                    format!("sent without {}", field_names(&strip)),
-                    Some(notice::strip(&entry.envelope, &strip)),
-                ),
-                Outbound::Withhold(reason) => (format!("withheld: {reason}"), None),
-            };
-            // The member that sent us a notice already holds it: nothing to log.
+            // The member that sent us a notice already holds it: nothing to
+            // decide or log.
             if body.origin == peer || entry.from.as_deref() == Some(peer) {
                 continue;
             }
+            // A cancel's target may have been decided earlier in this batch.
+            let decided_here = match &body.action {
+                Action::Cancel { target, .. } => decisions
+                    .iter()
+                    .find(|(i, _): &&(NoticeId, Delivery)| i == target)
+                    .map(|(_, d)| d.disclosed()),
+                _ => None,
+            };
+            let target_disclosed = match decided_here {
+                Some(d) => d,
+                None => self
+                    .target_disclosed(&body, peer)
+                    .map_err(|e| e.to_string())?,
+            };
+            let decision = policy::outbound(
+                self.me(),
+                self.config.relay,
+                member,
+                &body,
+                &held,
+                target_disclosed,
+            );
+            let (decision_text, send, delivery) = match decision {
+                Outbound::Send { strip } if strip.is_empty() => (
+                    "sent".to_string(),
+                    Some(entry.envelope),
+                    Delivery::Sent {
+                        at: now,
+                        stripped: strip,
+                    },
+                ),
+                Outbound::Send { strip } => (
+                    format!("sent without {}", field_names(&strip)),
+                    Some(notice::strip(&entry.envelope, &strip)),
+                    Delivery::Sent {
+                        at: now,
+                        stripped: strip,
+                    },
+                ),
+                Outbound::Withhold(reason) => (
+                    format!("withheld: {reason}"),
+                    None,
+                    Delivery::Withheld { at: now, reason },
+                ),
+            };
+            decisions.push((id, delivery));
             audits.push(AuditDraft {
                 actor: "node".into(),
                 operation: Operation::Disclose,
@@ -379,7 +417,7 @@ impl Core {
         }
         if !audits.is_empty() {
             self.store
-                .audit(&audits, crate::time::now())
+                .record_disclosures(peer, &decisions, &audits, now)
                 .and_then(|_| self.store.flush())
                 .map_err(|e| e.to_string())?;
         }
@@ -615,21 +653,113 @@ impl Core {
         Ok(out)
     }
 
-    /// Records a member's verified receipt for this node's feed.
-    pub fn on_receipt(&self, peer: &str, r: &ReceiptBody) -> Result<(), String> {
-        for (seq, reason) in &r.rejected {
-            warn!(peer = %peer, local_seq = seq, reason = %reason, "member rejected a notice");
+    /// Records a member's verified receipt: every notice the batch carried
+    /// is delivered, except those the member refused (with its reason).
+    pub fn on_receipt(
+        &self,
+        peer: &str,
+        r: &ReceiptBody,
+        carried: &[(u64, NoticeId)],
+    ) -> Result<(), String> {
+        let mut outcomes = Vec::with_capacity(carried.len());
+        for (seq, id) in carried {
+            let outcome = match r.rejected.iter().find(|(s, _)| s == seq) {
+                Some((_, reason)) => {
+                    warn!(peer = %peer, notice = %id, reason = %reason, "member rejected a notice");
+                    Delivery::Rejected {
+                        at: r.at,
+                        reason: reason.clone(),
+                    }
+                }
+                None => {
+                    let stripped = match self.store.delivery(id, peer).map_err(|e| e.to_string())? {
+                        Some(Delivery::Sent { stripped, .. }) => stripped,
+                        _ => Vec::new(),
+                    };
+                    Delivery::Delivered { at: r.at, stripped }
+                }
+            };
+            outcomes.push((*id, outcome));
         }
+        let acked = Acked {
+            epoch: r.epoch,
+            through: r.through,
+            at: r.at,
+        };
         self.store
-            .set_acked(
-                peer,
-                &Acked {
-                    epoch: r.epoch,
-                    through: r.through,
-                    at: r.at,
-                },
-            )
+            .record_receipt(peer, &acked, &outcomes)
             .map_err(|e| e.to_string())
+    }
+
+    /// For a cancel: whether its target went out to `member` (a cancel
+    /// must not reveal a notice that never did). Other actions: true.
+    fn target_disclosed(&self, body: &notice::Body, member: &str) -> Result<bool, StoreError> {
+        match &body.action {
+            Action::Cancel { target, .. } => Ok(self
+                .store
+                .delivery(target, member)?
+                .is_some_and(|d| d.disclosed())),
+            _ => Ok(true),
+        }
+    }
+
+    /// Per member: what became of a held notice (`vigil notice status`).
+    pub fn status(&self, id: &NoticeId) -> Result<Option<Vec<MemberStatus>>, NodeError> {
+        let Some((_, entry)) = self.store.get(id)? else {
+            return Ok(None);
+        };
+        let body = notice::Body::decode(&entry.envelope.body)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let held: Vec<SubjectField> = entry.envelope.disclosures.iter().map(|d| d.field).collect();
+        let mut out = Vec::new();
+        for m in &self.config.members {
+            let st = |state: &str,
+                      at: Option<i64>,
+                      reason: Option<String>,
+                      stripped: Vec<SubjectField>| MemberStatus {
+                member: m.id.clone(),
+                state: state.to_string(),
+                at: at.map(crate::time::rfc3339),
+                reason,
+                stripped,
+            };
+            out.push(if m.id == body.origin {
+                st("origin", None, None, Vec::new())
+            } else if entry.from.as_deref() == Some(m.id.as_str()) {
+                st(
+                    "source",
+                    None,
+                    Some("this node received it from this member".into()),
+                    Vec::new(),
+                )
+            } else {
+                match self.store.delivery(id, &m.id)? {
+                    Some(Delivery::Delivered { at, stripped }) => {
+                        st("delivered", Some(at), None, stripped)
+                    }
+                    Some(Delivery::Sent { at, stripped }) => {
+                        st("pending", Some(at), None, stripped)
+                    }
+                    Some(Delivery::Withheld { at, reason }) => {
+                        st("withheld", Some(at), Some(reason), Vec::new())
+                    }
+                    Some(Delivery::Rejected { at, reason }) => {
+                        st("rejected", Some(at), Some(reason), Vec::new())
+                    }
+                    // Not scanned for this member yet: say what policy would do.
+                    None => {
+                        match policy::outbound(self.me(), self.config.relay, m, &body, &held, false)
+                        {
+                            Outbound::Withhold(reason) => {
+                                st("withheld", None, Some(reason), Vec::new())
+                            }
+                            Outbound::Send { strip } => st("pending", None, None, strip),
+                        }
+                    }
+                }
+            });
+        }
+        Ok(Some(out))
     }
 
     /// Audits a refused connection or protocol violation.
@@ -759,6 +889,20 @@ impl NoticeView {
             signature_verified: false,
         }
     }
+}
+
+/// One member's line of `vigil notice status`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct MemberStatus {
+    pub member: String,
+    /// `delivered`, `pending`, `withheld`, `rejected`, or `origin`/`source`
+    /// for the member the notice came from.
+    pub state: String,
+    /// When it was sent, receipted, withheld or refused.
+    pub at: Option<String>,
+    pub reason: Option<String>,
+    /// Fields stripped by policy in what was sent.
+    pub stripped: Vec<SubjectField>,
 }
 
 /// What screening a batch produced: messages to store, audit entries, and

@@ -4,8 +4,8 @@
 //! Every function here is a pure function of (message, member, config, now);
 //! the caller records each decision, accept or not, in the processing log.
 
-use crate::config::{InboundPolicy, Member, SpecialIn, SpecialOut};
-use crate::notice::{Body, Handling, Kind, NoticeId, SubjectField};
+use crate::config::{InboundPolicy, Member, NotAdequate, SpecialIn, SpecialOut};
+use crate::notice::{Action, Body, Handling, Kind, NoticeId, SubjectField};
 
 /// The inbound decision for one received notice.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,10 +131,16 @@ pub fn outbound(
     member: &Member,
     body: &Body,
     held: &[SubjectField],
+    target_disclosed: bool,
 ) -> Outbound {
     let withhold = |r: String| Outbound::Withhold(r);
     if member.id == body.origin {
         return withhold("member is the notice's origin".into());
+    }
+    if matches!(body.action, Action::Cancel { .. }) && !target_disclosed {
+        // A cancel copies its target's metadata: it must not tell a member
+        // about a notice that was never disclosed to it.
+        return withhold("the cancelled notice was never disclosed to this member".into());
     }
     if !body.audience.includes(&member.id) {
         return withhold("member is not in the notice's audience".into());
@@ -175,8 +181,13 @@ pub fn outbound(
     };
     if !member.adequacy && !is_non_personal(body.kind) {
         // Without adequate protection only non-personal data may go: strip
-        // every subject field of a personal kind.
-        strip = held.to_vec();
+        // every subject field of a personal kind, or withhold the notice.
+        match p.not_adequate {
+            NotAdequate::Strip => strip = held.to_vec(),
+            NotAdequate::Withhold => {
+                return withhold("member lacks adequate data protection for personal data".into())
+            }
+        }
     }
     Outbound::Send { strip }
 }

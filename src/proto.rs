@@ -6,7 +6,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
-use crate::notice::Envelope;
+use crate::notice::{Envelope, NoticeId};
 
 /// ALPN protocol id of vigil over QUIC.
 pub const ALPN: &[u8] = b"vigil/1";
@@ -136,7 +136,9 @@ impl SignedReceipt {
 pub struct FeedSender {
     epoch: u64,
     next_after: u64,
-    in_flight: VecDeque<u64>,
+    /// Each batch in flight: its `through` and the (log seq, notice id) of
+    /// the entries it carried, so a receipt can say what was delivered.
+    in_flight: VecDeque<(u64, Vec<(u64, NoticeId)>)>,
 }
 
 impl FeedSender {
@@ -161,14 +163,14 @@ impl FeedSender {
     }
 
     /// Records a sent batch that examined the log through `through`.
-    pub fn sent(&mut self, through: u64) {
+    pub fn sent(&mut self, through: u64, carried: Vec<(u64, NoticeId)>) {
         self.next_after = through;
-        self.in_flight.push_back(through);
+        self.in_flight.push_back((through, carried));
     }
 
     /// Checks a receipt: it must acknowledge the oldest batch in flight, in
-    /// this epoch. Returns the acknowledged position.
-    pub fn receipt(&mut self, r: &ReceiptBody) -> Result<u64, ProtoError> {
+    /// this epoch. Returns the entries that batch carried.
+    pub fn receipt(&mut self, r: &ReceiptBody) -> Result<Vec<(u64, NoticeId)>, ProtoError> {
         if r.epoch != self.epoch {
             return Err(ProtoError::BadReceipt(format!(
                 "epoch {} is not ours",
@@ -176,11 +178,12 @@ impl FeedSender {
             )));
         }
         match self.in_flight.front() {
-            Some(&t) if t == r.through => {
-                self.in_flight.pop_front();
-                Ok(t)
-            }
-            Some(&t) => Err(ProtoError::BadReceipt(format!(
+            Some((t, _)) if *t == r.through => Ok(self
+                .in_flight
+                .pop_front()
+                .map(|(_, c)| c)
+                .unwrap_or_default()),
+            Some((t, _)) => Err(ProtoError::BadReceipt(format!(
                 "acknowledges {} but {t} is the oldest batch in flight",
                 r.through
             ))),
@@ -286,7 +289,7 @@ mod tests {
         assert_eq!(s.after(), 10);
         for t in [20, 30, 40, 50] {
             assert!(s.can_send());
-            s.sent(t);
+            s.sent(t, vec![(t, NoticeId([t as u8; 32]))]);
         }
         assert!(!s.can_send());
         let r = |through| ReceiptBody {
@@ -298,7 +301,7 @@ mod tests {
             at: 0,
         };
         assert!(s.receipt(&r(30)).is_err(), "out-of-order receipt");
-        assert_eq!(s.receipt(&r(20)), Ok(20));
+        assert_eq!(s.receipt(&r(20)), Ok(vec![(20, NoticeId([20; 32]))]));
         assert!(s.can_send());
     }
 

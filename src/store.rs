@@ -8,7 +8,9 @@
 //!   equivocation checks.
 //! - `cursors`: member → (epoch, through) into that member's log.
 //! - `acked`: member → [`Acked`], the last signed receipt from that member.
-//! - `audit`: seq (u64 BE) → [`AuditRecord`], the hash-chained processing log.
+//! - `deliveries`: notice id ‖ member → [`Delivery`], what became of a notice
+//!   toward each member (sent, delivered, withheld, rejected by the member).
+//! - `audit`: seq (u64 BE) → [`AuditEntry`], the hash-chained processing log.
 //! - `meta`: epoch, schema version, next local seq, own seq/prev, audit head.
 //!
 //! One message's effects are written in one sled transaction; callers flush
@@ -112,6 +114,38 @@ pub struct Acked {
     pub epoch: u64,
     pub through: u64,
     pub at: i64,
+}
+
+/// What became of a notice toward one member (`vigil notice status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Delivery {
+    /// In a batch sent at `at`, not yet receipted.
+    Sent {
+        at: i64,
+        stripped: Vec<SubjectField>,
+    },
+    /// The member's signed receipt covered it.
+    Delivered {
+        at: i64,
+        stripped: Vec<SubjectField>,
+    },
+    /// Outbound policy kept it from the member.
+    Withheld { at: i64, reason: String },
+    /// The member's receipt refused it, with the member's reason.
+    Rejected { at: i64, reason: String },
+}
+
+impl Delivery {
+    /// True if the notice (or part of it) has gone out to the member.
+    pub fn disclosed(&self) -> bool {
+        matches!(self, Delivery::Sent { .. } | Delivery::Delivered { .. })
+    }
+}
+
+fn delivery_key(id: &NoticeId, member: &str) -> Vec<u8> {
+    let mut k = id.0.to_vec();
+    k.extend_from_slice(member.as_bytes());
+    k
 }
 
 /// The processing operations of the law-enforcement logging duty.
@@ -244,6 +278,7 @@ pub struct Store {
     origin_seq: sled::Tree,
     cursors: sled::Tree,
     acked: sled::Tree,
+    deliveries: sled::Tree,
     audit: sled::Tree,
     meta: sled::Tree,
     epoch: u64,
@@ -372,6 +407,7 @@ impl Store {
             origin_seq: db.open_tree("origin_seq")?,
             cursors: db.open_tree("cursors")?,
             acked: db.open_tree("acked")?,
+            deliveries: db.open_tree("deliveries")?,
             audit: db.open_tree("audit")?,
             meta,
             db,
@@ -565,10 +601,50 @@ impl Store {
         Ok(())
     }
 
-    /// Records a member's signed receipt for this node's feed.
-    pub fn set_acked(&self, peer: &str, acked: &Acked) -> Result<(), StoreError> {
-        self.acked.insert(peer.as_bytes(), enc(acked))?;
+    /// Records outbound decisions for one batch toward `peer`, with their
+    /// audit entries, in one transaction. The caller flushes before sending.
+    pub fn record_disclosures(
+        &self,
+        peer: &str,
+        decisions: &[(NoticeId, Delivery)],
+        audits: &[AuditDraft],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let _g = self.lock();
+        (&self.deliveries, &self.audit, &self.meta).transaction(|(del, audit, meta)| {
+            for (id, d) in decisions {
+                del.insert(delivery_key(id, peer), enc(d))?;
+            }
+            tx_audit(audit, meta, audits, now)
+        })?;
         Ok(())
+    }
+
+    /// Records a member's signed receipt for this node's feed and what it
+    /// says of each notice the batch carried.
+    pub fn record_receipt(
+        &self,
+        peer: &str,
+        acked: &Acked,
+        outcomes: &[(NoticeId, Delivery)],
+    ) -> Result<(), StoreError> {
+        let _g = self.lock();
+        (&self.acked, &self.deliveries).transaction(|(ack, del)| {
+            ack.insert(peer.as_bytes(), enc(acked))?;
+            for (id, d) in outcomes {
+                del.insert(delivery_key(id, peer), enc(d))?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// What became of a notice toward a member, if anything was decided.
+    pub fn delivery(&self, id: &NoticeId, member: &str) -> Result<Option<Delivery>, StoreError> {
+        self.deliveries
+            .get(delivery_key(id, member))?
+            .map(|b| dec(&b, "delivery"))
+            .transpose()
     }
 
     /// The last receipt from a member, if any.
