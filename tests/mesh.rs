@@ -242,3 +242,81 @@ async fn cancelling_an_updated_notice_erases_every_version_on_every_holder() {
     }
     mesh.shutdown().await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn expiry_beyond_a_members_retention_is_capped_there_and_status_is_per_member() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut charlie = MeshNode::new("charlie");
+    charlie.inbound.push("max_retention_days = 30".into());
+    let mesh = LocalMesh::start(
+        tmp.path(),
+        &[MeshNode::new("alpha"), MeshNode::new("bravo"), charlie],
+    )
+    .await
+    .unwrap();
+    let a = mesh.node("alpha").unwrap();
+    let to_all = a.issue(vigil::demo::sample_notice()).await.unwrap();
+    let only_bravo = a
+        .issue(notice_json(serde_json::json!(["bravo"]), "H2"))
+        .await
+        .unwrap();
+    assert!(
+        wait_until(DEADLINE, || holds(&mesh, "charlie", to_all)
+            && holds(&mesh, "bravo", only_bravo))
+        .await
+    );
+
+    let issued = a.core().show(&to_all).unwrap().unwrap().expires_at;
+    let at_bravo = mesh
+        .node("bravo")
+        .unwrap()
+        .core()
+        .show(&to_all)
+        .unwrap()
+        .unwrap();
+    let at_charlie = mesh
+        .node("charlie")
+        .unwrap()
+        .core()
+        .show(&to_all)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        at_bravo.expires_at, issued,
+        "bravo keeps the originator's expiry"
+    );
+    assert_eq!(
+        at_charlie.origin_expires_at.as_deref(),
+        Some(issued.as_str())
+    );
+    let capped = vigil::time::parse_rfc3339(&at_charlie.expires_at).unwrap();
+    let limit = vigil::time::now() + 30 * vigil::time::DAY;
+    assert!(
+        capped <= limit && capped > limit - 120,
+        "charlie caps expiry to 30 days: {capped} vs {limit}"
+    );
+    assert!(at_charlie.signature_verified);
+
+    // alpha's status view: delivered to bravo with a receipt time, withheld
+    // from charlie with the reason.
+    let delivered = wait_until(DEADLINE, || {
+        a.core()
+            .status(&only_bravo)
+            .unwrap()
+            .unwrap()
+            .iter()
+            .any(|s| s.member == "bravo" && s.state == "delivered")
+    })
+    .await;
+    assert!(delivered, "bravo's receipt is recorded");
+    let status = a.core().status(&only_bravo).unwrap().unwrap();
+    let bravo = status.iter().find(|s| s.member == "bravo").unwrap();
+    assert!(bravo.at.is_some());
+    let charlie = status.iter().find(|s| s.member == "charlie").unwrap();
+    assert_eq!(charlie.state, "withheld");
+    assert!(
+        charlie.reason.as_deref().unwrap().contains("audience"),
+        "{charlie:?}"
+    );
+    mesh.shutdown().await;
+}
