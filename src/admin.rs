@@ -119,6 +119,7 @@ pub async fn serve(
         .route("/v1/notices/{id}/status", get(status))
         .route("/v1/import", post(import))
         .route("/v1/peers", get(peers))
+        .route("/v1/audit", get(audit_export))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state);
@@ -154,6 +155,12 @@ async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
         .into_response();
     }
     next.run(req).await
+}
+
+async fn audit_export(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let core = s.core.clone();
+    let text = blocking(move || core.audit_export()).await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response())
 }
 
 async fn id(State(s): State<AppState>) -> Json<serde_json::Value> {

@@ -66,6 +66,37 @@ enum Cmd {
     },
     /// A three-node mesh in one process, narrating a notice's trip.
     Demo,
+    /// Export or verify the tamper-evident processing log.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+    /// Each member: connected or not, since when, last seen, cursor and backlog.
+    Peers {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Write the chain as JSON lines, closed by a head line signed by the node.
+    Export {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Recompute the chain of the live store or of an export; exit 2 and the
+    /// first broken entry when it does not hold.
+    Verify {
+        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -209,6 +240,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Id { config, json } => id(&config, json),
         Cmd::Run { config } => run(&config),
         Cmd::Notice { cmd } => notice(cmd),
+        Cmd::Audit { cmd } => audit(cmd),
+        Cmd::Peers { config, json } => peers(&config, json),
         Cmd::Demo => {
             let rt = runtime()?;
             let mut out = std::io::stdout();
@@ -526,6 +559,94 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The live chain: from the running node, or from the store itself when no
+/// node holds it.
+fn live_audit(config: &Path) -> anyhow::Result<(String, ed25519_dalek::VerifyingKey)> {
+    let cfg = Config::load(config)?;
+    let key = identity::load_signing_key(&cfg.signing_key, "identity.signing_key")?;
+    let c = client(config)?;
+    let text = match call(&c, "GET", "/v1/audit", None) {
+        Ok(bytes) => String::from_utf8(bytes)?,
+        Err(e)
+            if matches!(
+                e.downcast_ref::<ClientError>(),
+                Some(ClientError::Failed(_))
+            ) =>
+        {
+            let store = vigil::store::Store::open(&cfg.data_dir).with_context(|| {
+                format!(
+                    "node not reachable ({e}); opening {}",
+                    cfg.data_dir.display()
+                )
+            })?;
+            let entries: Vec<_> = store.audit_entries().collect::<Result<_, _>>()?;
+            vigil::audit::export(&cfg.node_id, &key, entries)
+        }
+        Err(e) => return Err(e),
+    };
+    Ok((text, key.verifying_key()))
+}
+
+fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
+    match cmd {
+        AuditCmd::Export { config, out } => {
+            let (text, _) = live_audit(&config)?;
+            identity::write_private(&out, text.as_bytes())
+                .map_err(|e| Usage(format!("--out {}: {e}", out.display())))?;
+            println!("{}", out.display());
+            Ok(())
+        }
+        AuditCmd::Verify { config, file } => {
+            let (text, key, source) = match (config, file) {
+                (Some(c), _) => {
+                    let (t, k) = live_audit(&c)?;
+                    (t, Some(k), c.display().to_string())
+                }
+                (None, Some(f)) => {
+                    let t = std::fs::read_to_string(&f)
+                        .map_err(|e| Usage(format!("{}: {e}", f.display())))?;
+                    (t, None, f.display().to_string())
+                }
+                (None, None) => return Err(Usage("give --config or --file".into()).into()),
+            };
+            let v = vigil::audit::verify(&text, key.as_ref())
+                .map_err(|b| Usage(format!("{source}: audit chain broken at {b}")))?;
+            println!(
+                "{source}: audit chain intact: {} entries of node {}, head {}",
+                v.entries, v.node, v.head
+            );
+            Ok(())
+        }
+    }
+}
+
+fn peers(config: &Path, json: bool) -> anyhow::Result<()> {
+    let c = client(config)?;
+    let out = call(&c, "GET", "/v1/peers", None)?;
+    if json {
+        println!("{}", String::from_utf8_lossy(&out));
+        return Ok(());
+    }
+    let rows: Vec<vigil::admin::PeerView> = serde_json::from_slice(&out)?;
+    println!(
+        "{:<16} {:<9} {:<20} {:<20} {:>9} {:>9} {:>9}",
+        "MEMBER", "CONNECTED", "SINCE", "LAST SEEN", "CURSOR IN", "ACKED OUT", "BACKLOG"
+    );
+    for r in rows {
+        println!(
+            "{:<16} {:<9} {:<20} {:<20} {:>9} {:>9} {:>9}",
+            r.id,
+            if r.connected { "yes" } else { "no" },
+            r.since.unwrap_or_default(),
+            r.last_seen.unwrap_or_default(),
+            r.cursor_in,
+            r.acked_out,
+            r.backlog_out
+        );
+    }
+    Ok(())
 }
 
 fn check_id(id: &str) -> anyhow::Result<()> {

@@ -762,6 +762,12 @@ impl Core {
         Ok(Some(out))
     }
 
+    /// The processing log as JSON lines with a signed head.
+    pub fn audit_export(&self) -> Result<String, NodeError> {
+        let entries: Vec<_> = self.store.audit_entries().collect::<Result<_, _>>()?;
+        Ok(crate::audit::export(self.me(), &self.signing, entries))
+    }
+
     /// Audits a refused connection or protocol violation.
     pub fn audit_refusal(&self, peer: Option<&str>, remote: SocketAddr, reason: &str) {
         self.audit_one(AuditDraft {

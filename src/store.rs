@@ -23,7 +23,7 @@ use sled::Transactional;
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::notice::{Envelope, Kind, NoticeId, SubjectField};
+use crate::notice::{Action, Body, Envelope, Kind, NoticeId, SubjectField};
 
 /// The on-disk format this build writes and understands.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -223,39 +223,143 @@ pub struct Effect {
 /// loop, far beyond any real notice's history).
 const MAX_CHAIN: usize = 10_000;
 
-/// Applies an effect to a held target inside a transaction; a target not
-/// held here is left alone. Erasure follows the target's chain of updates
-/// back, so a cancelled notice leaves no superseded version holding personal
-/// data behind.
-fn tx_effect(log: &TransactionalTree, notices: &TransactionalTree, e: &Effect) -> TxResult<()> {
-    let abort = |w: &str| ConflictableTransactionError::Abort(StoreError::Corrupt(w.to_string()));
+/// The trees one write touches, inside a transaction.
+struct W<'a> {
+    log: &'a TransactionalTree,
+    notices: &'a TransactionalTree,
+    oseq: &'a TransactionalTree,
+    cursors: &'a TransactionalTree,
+    screen: &'a TransactionalTree,
+    by_expiry: &'a TransactionalTree,
+    audit: &'a TransactionalTree,
+    meta: &'a TransactionalTree,
+}
+
+fn abort(what: &str) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(StoreError::Corrupt(what.to_string()))
+}
+
+fn expiry_key(expires_at: i64, id: &NoticeId) -> Vec<u8> {
+    let mut k = (expires_at.max(0) as u64).to_be_bytes().to_vec();
+    k.extend_from_slice(&id.0);
+    k
+}
+
+fn screen_key(hash: &[u8; 32], id: &NoticeId) -> Vec<u8> {
+    let mut k = hash.to_vec();
+    k.extend_from_slice(&id.0);
+    k
+}
+
+/// The screening index hashes of the subject fields an envelope discloses.
+/// Envelopes in the store were verified before they were written, so the
+/// disclosures decode; one that does not simply contributes no key.
+fn screen_hashes(env: &Envelope) -> Vec<[u8; 32]> {
+    let mut subject = crate::notice::Subject::default();
+    for d in &env.disclosures {
+        let _ = subject.set_from_bytes(d.field, &d.value);
+    }
+    crate::notice::screening::subject_keys(&subject)
+        .iter()
+        .map(|k| crate::notice::screening::key_hash(k))
+        .collect()
+}
+
+/// A message to write: this node's own or one received.
+struct NewMessage<'a> {
+    id: NoticeId,
+    origin: &'a str,
+    seq: u64,
+    kind: Kind,
+    expires_at: i64,
+    envelope: &'a Envelope,
+    from: Option<&'a str>,
+    stripped: &'a [SubjectField],
+    effect: Option<&'a Effect>,
+    now: i64,
+}
+
+/// Writes a message with its indexes and its effect on earlier notices.
+fn tx_store(w: &W<'_>, m: &NewMessage<'_>) -> TxResult<u64> {
+    let local = tx_next_local(w.meta)?;
+    w.log.insert(
+        &be(local),
+        enc(&LogEntry {
+            envelope: m.envelope.clone(),
+            from: m.from.map(str::to_string),
+        }),
+    )?;
+    let rec = NoticeRecord {
+        local_seq: local,
+        origin: m.origin.to_string(),
+        kind: m.kind,
+        state: NoticeState::Active,
+        expires_at: m.expires_at,
+        received_from: m.from.map(str::to_string),
+        stored_at: m.now,
+        stripped: m.stripped.to_vec(),
+    };
+    w.notices.insert(&m.id.0, enc(&rec))?;
+    w.oseq.insert(origin_seq_key(m.origin, m.seq), &m.id.0)?;
+    w.by_expiry.insert(expiry_key(m.expires_at, &m.id), &[])?;
+    for h in screen_hashes(m.envelope) {
+        w.screen.insert(screen_key(&h, &m.id), &[])?;
+    }
+    if let Some(e) = m.effect {
+        tx_effect(w, e)?;
+    }
+    Ok(local)
+}
+
+/// Moves a held notice to `state`; with `erase`, removes its personal data
+/// (disclosures and screening keys) and its expiry entry, keeping the signed
+/// body as a tombstone. Returns the id it supersedes, for chain erasure.
+fn tx_settle(
+    w: &W<'_>,
+    id: &NoticeId,
+    state: NoticeState,
+    erase: bool,
+) -> TxResult<Option<NoticeId>> {
+    let Some(raw) = w.notices.get(id.0)? else {
+        return Ok(None);
+    };
+    let mut rec: NoticeRecord = postcard::from_bytes(&raw).map_err(|_| abort("notice record"))?;
+    rec.state = state;
+    let mut supersedes = None;
+    if let Some(raw) = w.log.get(be(rec.local_seq))? {
+        let mut entry: LogEntry = postcard::from_bytes(&raw).map_err(|_| abort("log entry"))?;
+        // A version that is no longer current no longer answers screening.
+        for h in screen_hashes(&entry.envelope) {
+            w.screen.remove(screen_key(&h, id))?;
+        }
+        if let Ok(Body {
+            action: Action::Update { supersedes: s },
+            ..
+        }) = Body::decode(&entry.envelope.body)
+        {
+            supersedes = Some(s);
+        }
+        if erase {
+            entry.envelope.disclosures.clear();
+            w.log.insert(&be(rec.local_seq), enc(&entry))?;
+            w.by_expiry.remove(expiry_key(rec.expires_at, id))?;
+        }
+    }
+    w.notices.insert(&id.0, enc(&rec))?;
+    Ok(supersedes)
+}
+
+/// Applies an update's or a cancellation's effect to a held target; a
+/// target not held here is left alone. Erasure follows the target's chain of
+/// updates back, so a cancelled notice leaves no superseded version holding
+/// personal data behind.
+fn tx_effect(w: &W<'_>, e: &Effect) -> TxResult<()> {
     let mut next = Some(e.target);
     for _ in 0..MAX_CHAIN {
         let Some(target) = next.take() else {
             break;
         };
-        let Some(raw) = notices.get(target.0)? else {
-            break;
-        };
-        let mut rec: NoticeRecord =
-            postcard::from_bytes(&raw).map_err(|_| abort("notice record"))?;
-        rec.state = e.state;
-        if e.erase {
-            if let Some(raw) = log.get(be(rec.local_seq))? {
-                let mut entry: LogEntry =
-                    postcard::from_bytes(&raw).map_err(|_| abort("log entry"))?;
-                entry.envelope.disclosures.clear();
-                if let Ok(crate::notice::Body {
-                    action: crate::notice::Action::Update { supersedes },
-                    ..
-                }) = crate::notice::Body::decode(&entry.envelope.body)
-                {
-                    next = Some(supersedes);
-                }
-                log.insert(&be(rec.local_seq), enc(&entry))?;
-            }
-        }
-        notices.insert(&target.0, enc(&rec))?;
+        next = tx_settle(w, &target, e.state, e.erase)?.filter(|_| e.erase);
     }
     Ok(())
 }
@@ -279,6 +383,8 @@ pub struct Store {
     cursors: sled::Tree,
     acked: sled::Tree,
     deliveries: sled::Tree,
+    screen: sled::Tree,
+    by_expiry: sled::Tree,
     audit: sled::Tree,
     meta: sled::Tree,
     epoch: u64,
@@ -286,6 +392,8 @@ pub struct Store {
     /// sled would retry conflicts, but one writer at a time is simpler to
     /// reason about and no slower on one core.
     writer: Mutex<()>,
+    /// Held while this node's own messages are numbered and written.
+    issuing: Mutex<()>,
     head: tokio::sync::watch::Sender<u64>,
 }
 
@@ -408,11 +516,14 @@ impl Store {
             cursors: db.open_tree("cursors")?,
             acked: db.open_tree("acked")?,
             deliveries: db.open_tree("deliveries")?,
+            screen: db.open_tree("by_identifier")?,
+            by_expiry: db.open_tree("by_expiry")?,
             audit: db.open_tree("audit")?,
             meta,
             db,
             epoch,
             writer: Mutex::new(()),
+            issuing: Mutex::new(()),
             head: tx,
         })
     }
@@ -447,66 +558,108 @@ impl Store {
         }
     }
 
-    /// Issues this node's next message: `build` gets the next per-origin seq
-    /// and the previous message's id and returns the sealed message; its log
-    /// entry, record, origin index, own counters and audit entry are written
-    /// in one transaction. The caller flushes before answering.
+    /// Runs `f` in one transaction over every tree a message write touches,
+    /// one writer at a time.
+    fn write<T>(&self, f: impl Fn(&W<'_>) -> TxResult<T>) -> Result<T, StoreError> {
+        let _g = self.lock();
+        let r = (
+            &self.log,
+            &self.notices,
+            &self.origin_seq,
+            &self.cursors,
+            &self.screen,
+            &self.by_expiry,
+            &self.audit,
+            &self.meta,
+        )
+            .transaction(
+                |(log, notices, oseq, cursors, screen, by_expiry, audit, meta)| {
+                    f(&W {
+                        log,
+                        notices,
+                        oseq,
+                        cursors,
+                        screen,
+                        by_expiry,
+                        audit,
+                        meta,
+                    })
+                },
+            )?;
+        Ok(r)
+    }
+
+    /// Issues this node's next message; see [`Store::issue_batch`].
     pub fn issue<E: From<StoreError>>(
         &self,
         origin: &str,
         now: i64,
         build: impl FnOnce(u64, Option<NoticeId>) -> Result<Issued, E>,
     ) -> Result<NoticeId, E> {
-        let _g = self.lock();
-        let (seq, prev): (u64, Option<NoticeId>) =
+        let mut build = Some(build);
+        let ids = self.issue_batch(origin, now, 1, |seq, prev| match build.take() {
+            Some(b) => b(seq, prev),
+            None => Err(StoreError::Corrupt("issue builder called twice".into()).into()),
+        })?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("nothing issued".into()).into())
+    }
+
+    /// Issues `count` messages of this node: `build` gets each next
+    /// per-origin seq and the previous message's id and returns the sealed
+    /// message. All of them, with their records, indexes, own counters and
+    /// audit entries, are written in one transaction (all or nothing). The
+    /// caller flushes before answering.
+    pub fn issue_batch<E: From<StoreError>>(
+        &self,
+        origin: &str,
+        now: i64,
+        count: usize,
+        mut build: impl FnMut(u64, Option<NoticeId>) -> Result<Issued, E>,
+    ) -> Result<Vec<NoticeId>, E> {
+        // Held across building and writing so no other issue takes the same seq.
+        let _issuing = self.issuing.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut seq, mut prev): (u64, Option<NoticeId>) =
             match self.meta.get(META_OWN).map_err(StoreError::from)? {
-                None => (1, None),
+                None => (0, None),
                 Some(b) => {
                     let (s, p): (u64, NoticeId) = dec(&b, "own counters")?;
-                    (s + 1, Some(p))
+                    (s, Some(p))
                 }
             };
-        let issued = build(seq, prev)?;
-        let id = issued.id;
-        let entry = enc(&LogEntry {
-            envelope: issued.envelope,
-            from: None,
-        });
-        let origin_key = origin_seq_key(origin, seq);
-        let rec = enc(&NoticeRecord {
-            local_seq: 0,
-            origin: origin.to_string(),
-            kind: issued.kind,
-            state: NoticeState::Active,
-            expires_at: issued.expires_at,
-            received_from: None,
-            stored_at: now,
-            stripped: Vec::new(),
-        });
-        let audits = issued.audits;
-        let effect = issued.effect;
-        (
-            &self.log,
-            &self.notices,
-            &self.origin_seq,
-            &self.audit,
-            &self.meta,
-        )
-            .transaction(|(log, notices, oseq, audit, meta)| {
-                let local = tx_next_local(meta)?;
-                log.insert(&be(local), entry.as_slice())?;
-                notices.insert(&id.0, with_local_seq(&rec, local)?)?;
-                oseq.insert(origin_key.as_slice(), &id.0)?;
-                meta.insert(META_OWN, enc(&(seq, id)))?;
-                if let Some(e) = &effect {
-                    tx_effect(log, notices, e)?;
-                }
-                tx_audit(audit, meta, &audits, now)?;
-                Ok(())
-            })
-            .map_err(StoreError::from)?;
+        let mut issued = Vec::with_capacity(count);
+        for _ in 0..count {
+            seq += 1;
+            let i = build(seq, prev)?;
+            prev = Some(i.id);
+            issued.push((seq, i));
+        }
+        let ids: Vec<NoticeId> = issued.iter().map(|(_, i)| i.id).collect();
+        self.write(|w| {
+            for (seq, i) in &issued {
+                tx_store(
+                    w,
+                    &NewMessage {
+                        id: i.id,
+                        origin,
+                        seq: *seq,
+                        kind: i.kind,
+                        expires_at: i.expires_at,
+                        envelope: &i.envelope,
+                        from: None,
+                        stripped: &[],
+                        effect: i.effect.as_ref(),
+                        now,
+                    },
+                )?;
+                w.meta.insert(META_OWN, enc(&(*seq, i.id)))?;
+                tx_audit(w.audit, w.meta, &i.audits, now)?;
+            }
+            Ok(())
+        })?;
         self.bump_head();
-        Ok(id)
+        Ok(ids)
     }
 
     /// Stores one received batch atomically: accepted messages not already
@@ -541,56 +694,97 @@ impl Store {
         audits: &[AuditDraft],
         now: i64,
     ) -> Result<Vec<NoticeId>, StoreError> {
-        let _g = self.lock();
-        let stored = (
-            &self.log,
-            &self.notices,
-            &self.origin_seq,
-            &self.cursors,
-            &self.audit,
-            &self.meta,
-        )
-            .transaction(|(log, notices, oseq, cursors, audit, meta)| {
-                let mut stored = Vec::new();
-                for a in accepted {
-                    if notices.get(a.id.0)?.is_some() {
-                        continue;
-                    }
-                    let local = tx_next_local(meta)?;
-                    log.insert(
-                        &be(local),
-                        enc(&LogEntry {
-                            envelope: a.envelope.clone(),
-                            from: peer.map(str::to_string),
-                        }),
-                    )?;
-                    let rec = NoticeRecord {
-                        local_seq: local,
-                        origin: a.origin.clone(),
+        let stored = self.write(|w| {
+            let mut stored = Vec::new();
+            for a in accepted {
+                if w.notices.get(a.id.0)?.is_some() {
+                    continue;
+                }
+                tx_store(
+                    w,
+                    &NewMessage {
+                        id: a.id,
+                        origin: &a.origin,
+                        seq: a.seq,
                         kind: a.kind,
-                        state: NoticeState::Active,
                         expires_at: a.expires_at,
-                        received_from: peer.map(str::to_string),
-                        stored_at: now,
-                        stripped: a.stripped.clone(),
-                    };
-                    notices.insert(&a.id.0, enc(&rec))?;
-                    oseq.insert(origin_seq_key(&a.origin, a.seq), &a.id.0)?;
-                    if let Some(e) = &a.effect {
-                        tx_effect(log, notices, e)?;
-                    }
-                    stored.push(a.id);
-                }
-                if let (Some(p), Some(c)) = (peer, cursor) {
-                    cursors.insert(p.as_bytes(), enc(&c))?;
-                }
-                tx_audit(audit, meta, audits, now)?;
-                Ok(stored)
-            })?;
+                        envelope: &a.envelope,
+                        from: peer,
+                        stripped: &a.stripped,
+                        effect: a.effect.as_ref(),
+                        now,
+                    },
+                )?;
+                stored.push(a.id);
+            }
+            if let (Some(p), Some(c)) = (peer, cursor) {
+                w.cursors.insert(p.as_bytes(), enc(&c))?;
+            }
+            tx_audit(w.audit, w.meta, audits, now)?;
+            Ok(stored)
+        })?;
         if !stored.is_empty() {
             self.bump_head();
         }
         Ok(stored)
+    }
+
+    /// Erases up to `limit` notices whose (effective) expiry has passed:
+    /// personal data and screening keys removed, state `expired`, the signed
+    /// body kept as a tombstone, one `erase` audit entry each. Returns the
+    /// ids erased; call again while it returns `limit` of them.
+    pub fn sweep_expired(&self, now: i64, limit: usize) -> Result<Vec<NoticeId>, StoreError> {
+        let mut due = Vec::new();
+        for r in self
+            .by_expiry
+            .range(..expiry_key(now.saturating_add(1), &NoticeId([0; 32])))
+        {
+            let (k, _) = r?;
+            let arr: [u8; 32] = k
+                .get(8..40)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| StoreError::Corrupt("expiry key".into()))?;
+            due.push((k.to_vec(), NoticeId(arr)));
+            if due.len() >= limit {
+                break;
+            }
+        }
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let audits: Vec<AuditDraft> = due
+            .iter()
+            .map(|(_, id)| AuditDraft {
+                actor: "node".into(),
+                operation: Operation::Erase,
+                notice: Some(*id),
+                peer: None,
+                justification: Some("retention period ended".into()),
+                decision: "expired: personal data erased, tombstone kept".into(),
+            })
+            .collect();
+        self.write(|w| {
+            for (key, id) in &due {
+                w.by_expiry.remove(key.as_slice())?;
+                tx_settle(w, id, NoticeState::Expired, true)?;
+            }
+            tx_audit(w.audit, w.meta, &audits, now)
+        })?;
+        Ok(due.into_iter().map(|(_, id)| id).collect())
+    }
+
+    /// Notices held active under a screening key hash.
+    pub fn lookup(&self, hash: &[u8; 32]) -> Result<Vec<NoticeId>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.screen.scan_prefix(hash) {
+            let (k, _) = r?;
+            let arr: [u8; 32] = k
+                .get(32..64)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| StoreError::Corrupt("screen key".into()))?;
+            out.push(NoticeId(arr));
+        }
+        Ok(out)
     }
 
     /// Appends audit entries on their own (refusals, disclosures).
@@ -750,14 +944,6 @@ pub struct Issued {
     pub expires_at: i64,
     pub audits: Vec<AuditDraft>,
     pub effect: Option<Effect>,
-}
-
-fn with_local_seq(rec: &[u8], local: u64) -> TxResult<Vec<u8>> {
-    let mut r: NoticeRecord = postcard::from_bytes(rec).map_err(|_| {
-        ConflictableTransactionError::Abort(StoreError::Corrupt("notice record".into()))
-    })?;
-    r.local_seq = local;
-    Ok(enc(&r))
 }
 
 #[cfg(test)]

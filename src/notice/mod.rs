@@ -6,6 +6,7 @@
 pub mod envelope;
 pub mod input;
 pub mod model;
+pub mod screening;
 
 pub use envelope::{
     commit_subject, seal, strip, verify, verify_batch, Action, Body, Commitment, Disclosure,

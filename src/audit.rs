@@ -1,0 +1,323 @@
+//! The processing log as operators and auditors see it: export of the hash
+//! chain as JSON lines closed by a head line signed by the node, and
+//! verification that recomputes the chain and names the first broken entry.
+//! Pure: no I/O.
+
+use base64::Engine;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{format_public_key, parse_public_key};
+use crate::notice::NoticeId;
+use crate::store::{AuditEntry, Operation};
+
+/// Domain separation for the signed head of an export.
+pub const HEAD_DOMAIN: &[u8] = b"vigil/audit-head/v1\0";
+
+/// One entry as a JSON line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditLine {
+    pub seq: u64,
+    pub time: String,
+    pub actor: String,
+    pub operation: Operation,
+    pub notice: Option<String>,
+    pub peer: Option<String>,
+    pub justification: Option<String>,
+    pub decision: String,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// The last line of an export: the chain's head, signed by the node, so a
+/// truncated export is detected too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadLine {
+    pub node: String,
+    pub signing_key: String,
+    pub seq: u64,
+    pub hash: String,
+    pub signature: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeadWrapper {
+    head: HeadLine,
+}
+
+impl AuditLine {
+    /// The line for a stored entry.
+    pub fn from_entry(e: &AuditEntry) -> AuditLine {
+        AuditLine {
+            seq: e.seq,
+            time: crate::time::rfc3339(e.time),
+            actor: e.actor.clone(),
+            operation: e.operation,
+            notice: e.notice.map(|n| n.to_string()),
+            peer: e.peer.clone(),
+            justification: e.justification.clone(),
+            decision: e.decision.clone(),
+            prev: hex::encode(e.prev),
+            hash: hex::encode(e.hash()),
+        }
+    }
+
+    /// The entry a line claims to be (its hash is then recomputed).
+    fn to_entry(&self) -> Result<AuditEntry, String> {
+        let time = crate::time::parse_rfc3339(&self.time).ok_or("time is not RFC 3339")?;
+        let notice = match &self.notice {
+            None => None,
+            Some(n) => Some(NoticeId::parse(n).ok_or("notice is not an id")?),
+        };
+        let mut prev = [0u8; 32];
+        hex::decode_to_slice(&self.prev, &mut prev).map_err(|_| "prev is not a hash")?;
+        Ok(AuditEntry {
+            seq: self.seq,
+            time,
+            actor: self.actor.clone(),
+            operation: self.operation,
+            notice,
+            peer: self.peer.clone(),
+            justification: self.justification.clone(),
+            decision: self.decision.clone(),
+            prev,
+        })
+    }
+}
+
+fn head_message(node: &str, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+    let mut m = HEAD_DOMAIN.to_vec();
+    m.extend_from_slice(node.as_bytes());
+    m.push(0);
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(hash);
+    m
+}
+
+/// Exports entries (in chain order) as JSON lines plus a signed head line.
+pub fn export(
+    node: &str,
+    key: &SigningKey,
+    entries: impl IntoIterator<Item = AuditEntry>,
+) -> String {
+    let mut out = String::new();
+    let (mut seq, mut hash) = (0u64, [0u8; 32]);
+    for e in entries {
+        let line = AuditLine::from_entry(&e);
+        seq = e.seq;
+        hash = e.hash();
+        out.push_str(&serde_json::to_string(&line).unwrap_or_default());
+        out.push('\n');
+    }
+    let sig = key.sign(&head_message(node, seq, &hash));
+    let head = HeadWrapper {
+        head: HeadLine {
+            node: node.to_string(),
+            signing_key: format_public_key(&key.verifying_key()),
+            seq,
+            hash: hex::encode(hash),
+            signature: base64::engine::general_purpose::STANDARD.encode(sig.to_bytes()),
+        },
+    };
+    out.push_str(&serde_json::to_string(&head).unwrap_or_default());
+    out.push('\n');
+    out
+}
+
+/// An intact chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub node: String,
+    pub entries: u64,
+    pub head: String,
+}
+
+/// The first place where the chain does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}{}: {reason}", seq.map(|s| format!(" (entry {s})")).unwrap_or_default())]
+pub struct Broken {
+    pub line: usize,
+    pub seq: Option<u64>,
+    pub reason: String,
+}
+
+/// Recomputes the chain of an export: every entry's number follows the
+/// previous one, names the previous entry's hash, hashes to what it claims,
+/// and the signed head covers the last entry. `expected_key` pins the
+/// node's key (otherwise the key in the head is reported, not trusted).
+pub fn verify(text: &str, expected_key: Option<&VerifyingKey>) -> Result<Verified, Broken> {
+    let (mut seq, mut prev) = (0u64, [0u8; 32]);
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .peekable();
+    while let Some((i, l)) = lines.next() {
+        let n = i + 1;
+        let broken = |seq: Option<u64>, reason: String| Broken {
+            line: n,
+            seq,
+            reason,
+        };
+        if lines.peek().is_none() {
+            let head: HeadWrapper = serde_json::from_str(l).map_err(|e| {
+                broken(
+                    None,
+                    format!("last line is not the signed head ({e}); export truncated?"),
+                )
+            })?;
+            let h = head.head;
+            let key = parse_public_key(&h.signing_key)
+                .map_err(|e| broken(None, format!("head signing_key {e}")))?;
+            if expected_key.is_some_and(|k| *k != key) {
+                return Err(broken(
+                    None,
+                    "head is signed with another key than the node's".into(),
+                ));
+            }
+            let sig_bytes: [u8; 64] = base64::engine::general_purpose::STANDARD
+                .decode(&h.signature)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| broken(None, "head signature is malformed".into()))?;
+            key.verify_strict(
+                &head_message(&h.node, h.seq, &prev),
+                &Signature::from_bytes(&sig_bytes),
+            )
+            .map_err(|_| broken(None, "head signature does not cover this chain".into()))?;
+            if h.seq != seq || h.hash != hex::encode(prev) {
+                return Err(broken(
+                    Some(h.seq),
+                    format!("head names entry {} but the chain ends at {seq}", h.seq),
+                ));
+            }
+            return Ok(Verified {
+                node: h.node,
+                entries: seq,
+                head: h.hash,
+            });
+        }
+        let line: AuditLine = serde_json::from_str(l)
+            .map_err(|e| broken(None, format!("not an audit entry: {e}")))?;
+        let broken = |reason: String| Broken {
+            line: n,
+            seq: Some(line.seq),
+            reason,
+        };
+        if line.seq != seq + 1 {
+            return Err(broken(format!(
+                "entry {} follows entry {seq} (missing or reordered)",
+                line.seq
+            )));
+        }
+        let entry = line.to_entry().map_err(|r| broken(r.to_string()))?;
+        if entry.prev != prev {
+            return Err(broken("does not name the previous entry's hash".into()));
+        }
+        let hash = entry.hash();
+        if hex::encode(hash) != line.hash {
+            return Err(broken("content does not match its hash (altered)".into()));
+        }
+        seq = line.seq;
+        prev = hash;
+    }
+    Err(Broken {
+        line: 0,
+        seq: None,
+        reason: "empty export: no signed head".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: u64) -> (SigningKey, String) {
+        let key = SigningKey::from_bytes(&[3u8; 32]);
+        let mut prev = [0u8; 32];
+        let mut entries = Vec::new();
+        for seq in 1..=n {
+            let e = AuditEntry {
+                seq,
+                time: 1_800_000_000 + seq as i64,
+                actor: "node".into(),
+                operation: if seq % 2 == 0 {
+                    Operation::Collect
+                } else {
+                    Operation::Disclose
+                },
+                notice: Some(NoticeId([seq as u8; 32])),
+                peer: Some("bravo".into()),
+                justification: None,
+                decision: format!("decision {seq}"),
+                prev,
+            };
+            prev = e.hash();
+            entries.push(e);
+        }
+        let text = export("alpha", &key, entries);
+        (key, text)
+    }
+
+    fn lines(t: &str) -> Vec<String> {
+        t.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn intact_export_verifies() {
+        let (key, text) = chain(5);
+        let v = verify(&text, Some(&key.verifying_key())).unwrap();
+        assert_eq!(v.entries, 5);
+        assert_eq!(v.node, "alpha");
+    }
+
+    #[test]
+    fn changing_any_line_names_it() {
+        let (key, text) = chain(6);
+        for i in 0..6 {
+            let mut l = lines(&text);
+            l[i] = l[i].replace("\"decision\":\"decision", "\"decision\":\"altered");
+            let err = verify(&l.join("\n"), Some(&key.verifying_key())).unwrap_err();
+            assert_eq!(err.line, i + 1, "{err}");
+            assert_eq!(err.seq, Some(i as u64 + 1));
+        }
+    }
+
+    #[test]
+    fn deleting_any_line_is_detected() {
+        let (key, text) = chain(6);
+        for i in 0..7 {
+            let mut l = lines(&text);
+            l.remove(i);
+            let err = verify(&l.join("\n"), Some(&key.verifying_key())).unwrap_err();
+            assert!(err.line <= i + 1 || i == 6, "deleted {i}: {err}");
+        }
+    }
+
+    #[test]
+    fn reordering_lines_is_detected_at_the_first_swap() {
+        let (key, text) = chain(6);
+        for i in 0..5 {
+            let mut l = lines(&text);
+            l.swap(i, i + 1);
+            let err = verify(&l.join("\n"), Some(&key.verifying_key())).unwrap_err();
+            assert_eq!(err.line, i + 1, "{err}");
+        }
+    }
+
+    #[test]
+    fn a_head_from_another_key_or_truncated_export_fails() {
+        let (_, text) = chain(3);
+        let other = SigningKey::from_bytes(&[4u8; 32]).verifying_key();
+        assert!(verify(&text, Some(&other)).is_err());
+        let l = lines(&text);
+        assert!(verify(&l[..3].join("\n"), None).is_err(), "no head");
+        // Recomputing hashes after an edit does not help without the key.
+        let mut forged = lines(&text);
+        forged[2] = forged[2].replace("decision 3", "decision X");
+        assert!(verify(&forged.join("\n"), None).is_err());
+    }
+}

@@ -1,0 +1,229 @@
+//! Screening keys: the normalized forms under which identifiers and
+//! name + date of birth are indexed and looked up, so `Müller`, `MULLER`
+//! and ` muller ` meet, and `X 123-456` finds `x123456`. Pure functions.
+
+use sha2::{Digest, Sha256};
+use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
+
+use super::model::{Identifier, Subject};
+
+/// Lowercase, diacritics removed (compatibility decomposition, combining
+/// marks dropped), runs of white space folded to one space, trimmed.
+pub fn normalize_text(s: &str) -> String {
+    let folded: String = s
+        .nfkd()
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect();
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Identifier values compare without case, white space or punctuation.
+fn normalize_value(s: &str) -> String {
+    normalize_text(s)
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect()
+}
+
+/// The key of an identifier: scheme, country and value normalized.
+pub fn identifier_key(scheme: &str, country: &str, value: &str) -> String {
+    format!(
+        "id\0{}\0{}\0{}",
+        normalize_text(scheme),
+        normalize_value(country),
+        normalize_value(value)
+    )
+}
+
+/// The key of a name and date of birth. Family and given names are kept
+/// apart; punctuation inside names (hyphens, apostrophes) is ignored.
+pub fn name_key(family: &str, given: &str, dob: &str) -> String {
+    let clean = |s: &str| {
+        normalize_text(s)
+            .chars()
+            .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+            .collect::<String>()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    format!("name\0{}\0{}\0{}", clean(family), clean(given), dob.trim())
+}
+
+/// Parses an alias written `FAMILY, GIVEN` (or a single name).
+fn split_name(s: &str) -> (&str, &str) {
+    match s.split_once(',') {
+        Some((f, g)) => (f, g),
+        None => (s, ""),
+    }
+}
+
+/// Every screening key of the subject fields held: each identifier, and
+/// name + date of birth (for the name and each alias) when the date of birth
+/// is held.
+pub fn subject_keys(s: &Subject) -> Vec<String> {
+    let mut keys: Vec<String> = s
+        .identifiers
+        .iter()
+        .flatten()
+        .map(
+            |Identifier {
+                 scheme,
+                 country,
+                 value,
+             }| identifier_key(scheme, country, value),
+        )
+        .collect();
+    if let Some(dob) = &s.date_of_birth {
+        if let Some(family) = &s.family_name {
+            keys.push(name_key(
+                family,
+                s.given_names.as_deref().unwrap_or(""),
+                dob,
+            ));
+        }
+        for alias in s.aliases.iter().flatten() {
+            let (f, g) = split_name(alias);
+            keys.push(name_key(f, g, dob));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The fixed-size index form of a key.
+pub fn key_hash(key: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"vigil/screen/v1\0");
+    h.update(key.as_bytes());
+    h.finalize().into()
+}
+
+/// A screening query as an operator writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    /// `SCHEME:COUNTRY:VALUE`
+    Identifier {
+        scheme: String,
+        country: String,
+        value: String,
+    },
+    /// `FAMILY, GIVEN` and `YYYY-MM-DD`
+    Name {
+        family: String,
+        given: String,
+        dob: String,
+    },
+}
+
+impl Query {
+    /// Parses `SCHEME:COUNTRY:VALUE` (the value may itself contain colons).
+    pub fn identifier(s: &str) -> Option<Query> {
+        let mut parts = s.splitn(3, ':');
+        let (scheme, country, value) = (parts.next()?, parts.next()?, parts.next()?);
+        if [scheme, country, value].iter().any(|p| p.trim().is_empty()) {
+            return None;
+        }
+        Some(Query::Identifier {
+            scheme: scheme.into(),
+            country: country.into(),
+            value: value.into(),
+        })
+    }
+
+    /// Builds a name query from `FAMILY, GIVEN` and a date of birth.
+    pub fn name(name: &str, dob: &str) -> Option<Query> {
+        let (family, given) = split_name(name);
+        if family.trim().is_empty() || dob.trim().is_empty() {
+            return None;
+        }
+        Some(Query::Name {
+            family: family.into(),
+            given: given.into(),
+            dob: dob.into(),
+        })
+    }
+
+    /// The index key this query looks up.
+    pub fn key(&self) -> String {
+        match self {
+            Query::Identifier {
+                scheme,
+                country,
+                value,
+            } => identifier_key(scheme, country, value),
+            Query::Name { family, given, dob } => name_key(family, given, dob),
+        }
+    }
+
+    /// How an operator would write it, for the processing log.
+    pub fn describe(&self) -> String {
+        match self {
+            Query::Identifier {
+                scheme,
+                country,
+                value,
+            } => format!("identifier {scheme}:{country}:{value}"),
+            Query::Name { family, given, dob } => format!("name {family}, {given} born {dob}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_spacing_and_diacritics_are_folded() {
+        assert_eq!(normalize_text("  Müller\tÉlodie "), "muller elodie");
+        assert_eq!(
+            name_key("MÜLLER", "élodie  marie", "1980-04-01"),
+            name_key(" muller ", "Elodie Marie", "1980-04-01")
+        );
+        assert_eq!(
+            name_key("O'Brien-Smith", "Seán", "1990-01-01"),
+            name_key("o brien smith", "sean", "1990-01-01")
+        );
+        assert_ne!(
+            name_key("Doe", "John", "1980-04-01"),
+            name_key("Doe", "John", "1980-04-02")
+        );
+        assert_eq!(
+            identifier_key("passport", "NLD", "X 123-456"),
+            identifier_key("Passport", "nld", "x123456")
+        );
+        assert_ne!(
+            identifier_key("passport", "NLD", "X1"),
+            identifier_key("id-card", "NLD", "X1")
+        );
+    }
+
+    #[test]
+    fn subject_keys_cover_identifiers_names_and_aliases() {
+        let s = Subject {
+            family_name: Some("Doe".into()),
+            given_names: Some("John".into()),
+            aliases: Some(vec!["Smith, Johnny".into()]),
+            date_of_birth: Some("1980-04-01".into()),
+            identifiers: Some(vec![Identifier {
+                scheme: "passport".into(),
+                country: "NLD".into(),
+                value: "X1234567".into(),
+            }]),
+            ..Subject::default()
+        };
+        let keys = subject_keys(&s);
+        assert_eq!(keys.len(), 3);
+        for q in [
+            Query::identifier("PASSPORT:nld:x 1234567").unwrap(),
+            Query::name("doe, john", "1980-04-01").unwrap(),
+            Query::name("SMITH,  Johnny", "1980-04-01").unwrap(),
+        ] {
+            assert!(keys.contains(&q.key()), "{q:?}");
+        }
+        assert!(Query::identifier("passport:NLD").is_none());
+        assert!(Query::name(" , John", "1980-04-01").is_none());
+    }
+}
