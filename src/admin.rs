@@ -120,6 +120,8 @@ pub async fn serve(
         .route("/v1/import", post(import))
         .route("/v1/peers", get(peers))
         .route("/v1/audit", get(audit_export))
+        .route("/v1/screen", post(screen))
+        .route("/v1/hits", get(hits))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state);
@@ -163,6 +165,63 @@ async fn audit_export(State(s): State<AppState>) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response())
 }
 
+/// A screening request (`vigil screen`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScreenRequest {
+    pub reason: String,
+    #[serde(default)]
+    pub place: Option<String>,
+    /// `SCHEME:COUNTRY:VALUE`
+    #[serde(default)]
+    pub identifiers: Vec<String>,
+    /// `(FAMILY, GIVEN, DATE)` pairs of name and date of birth.
+    #[serde(default)]
+    pub names: Vec<(String, String)>,
+}
+
+/// Most queries one screening request may carry.
+const MAX_QUERIES: usize = 1000;
+
+async fn screen(
+    State(s): State<AppState>,
+    Json(req): Json<ScreenRequest>,
+) -> Result<Response, ApiError> {
+    if req.identifiers.len() + req.names.len() > MAX_QUERIES {
+        return Err(bad(
+            "identifier",
+            format!("more than {MAX_QUERIES} queries in one screening"),
+        ));
+    }
+    let mut queries = Vec::new();
+    for i in &req.identifiers {
+        queries.push(
+            crate::notice::screening::Query::identifier(i)
+                .ok_or_else(|| bad("identifier", format!("`{i}` is not SCHEME:COUNTRY:VALUE")))?,
+        );
+    }
+    for (name, dob) in &req.names {
+        let fmt = ::time::macros::format_description!("[year]-[month]-[day]");
+        if ::time::Date::parse(dob, &fmt).is_err() {
+            return Err(bad("dob", format!("`{dob}` is not a date YYYY-MM-DD")));
+        }
+        queries.push(
+            crate::notice::screening::Query::name(name, dob)
+                .ok_or_else(|| bad("name", format!("`{name}` is not \"FAMILY, GIVEN\"")))?,
+        );
+    }
+    let core = s.core.clone();
+    let place = req.place.unwrap_or_default();
+    let hits = blocking(move || core.screen(&queries, &req.reason, &place, "admin-api")).await?;
+    Ok(Json(hits).into_response())
+}
+
+async fn hits(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let core = s.core.clone();
+    let hits = blocking(move || core.hits_received()).await?;
+    Ok(Json(hits).into_response())
+}
+
 async fn id(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "id": s.core.me(),
@@ -171,6 +230,15 @@ async fn id(State(s): State<AppState>) -> Json<serde_json::Value> {
 }
 
 async fn issue(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    // An array issues several notices at once: all or none, one flush.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        let inputs = NoticeInput::from_json_array(&body)
+            .map_err(|e| bad(&e.field.clone(), e.to_string()))?;
+        let core = s.core.clone();
+        let ids = blocking(move || core.issue_many(&inputs, "admin-api")).await?;
+        let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        return Ok((StatusCode::CREATED, Json(serde_json::json!({ "ids": ids }))).into_response());
+    }
     let input = NoticeInput::from_json(&body).map_err(|e| bad(&e.field.clone(), e.to_string()))?;
     let core = s.core.clone();
     let id = blocking(move || core.issue(&input, "admin-api")).await?;
@@ -275,6 +343,7 @@ async fn import(
 struct ListQuery {
     kind: Option<String>,
     origin: Option<String>,
+    due_for_review: Option<bool>,
 }
 
 async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
@@ -283,6 +352,10 @@ async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<R
         Some(k) => Some(Kind::parse(k).ok_or_else(|| bad("kind", format!("unknown kind `{k}`")))?),
     };
     let core = s.core.clone();
+    if q.due_for_review.unwrap_or(false) {
+        let views = blocking(move || core.due_for_review(crate::time::now())).await?;
+        return Ok(Json(views).into_response());
+    }
     let views = blocking(move || core.list(kind, q.origin.as_deref())).await?;
     Ok(Json(views).into_response())
 }

@@ -54,6 +54,9 @@ struct RawNode {
     data_dir: String,
     #[serde(default)]
     relay: bool,
+    /// The 24/7 desk partners call about a hit reported by this node.
+    #[serde(default)]
+    contact: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -208,6 +211,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub relay: bool,
+    /// This node's 24/7 contact desk, carried in its hit reports.
+    pub contact: String,
     pub signing_key: PathBuf,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
@@ -430,12 +435,18 @@ impl Config {
             origins: ri.origins.clone(),
         };
 
+        let contact = raw
+            .node
+            .contact
+            .clone()
+            .unwrap_or_else(|| format!("{} 24/7 desk", raw.node.id));
         Ok(Config {
             path: path.to_path_buf(),
             node_id: raw.node.id,
             listen,
             data_dir: resolve(&raw.node.data_dir),
             relay: raw.node.relay,
+            contact,
             signing_key: resolve(&raw.identity.signing_key),
             tls_cert: resolve(&raw.identity.tls_cert),
             tls_key: resolve(&raw.identity.tls_key),

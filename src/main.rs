@@ -66,6 +66,35 @@ enum Cmd {
     },
     /// A three-node mesh in one process, narrating a notice's trip.
     Demo,
+    /// Screen identifiers or name + date of birth against every notice held.
+    Screen {
+        #[arg(long)]
+        config: PathBuf,
+        /// Why this screening is needed (logged with it).
+        #[arg(long)]
+        reason: String,
+        /// SCHEME:COUNTRY:VALUE, e.g. passport:NLD:X1234567 (repeatable).
+        #[arg(long)]
+        identifier: Vec<String>,
+        /// "FAMILY, GIVEN" (repeatable; each with a --dob in the same order).
+        #[arg(long)]
+        name: Vec<String>,
+        /// Date of birth YYYY-MM-DD for the --name at the same position.
+        #[arg(long)]
+        dob: Vec<String>,
+        /// Where the check happened, carried in hit reports to the origin.
+        #[arg(long, default_value = "")]
+        place: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hit reports received for this node's notices.
+    Hits {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Export or verify the tamper-evident processing log.
     Audit {
         #[command(subcommand)]
@@ -170,6 +199,9 @@ enum NoticeCmd {
         kind: Option<String>,
         #[arg(long)]
         origin: Option<String>,
+        /// Only active notices whose review date has passed.
+        #[arg(long)]
+        due_for_review: bool,
         #[arg(long)]
         json: bool,
     },
@@ -241,6 +273,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Run { config } => run(&config),
         Cmd::Notice { cmd } => notice(cmd),
         Cmd::Audit { cmd } => audit(cmd),
+        Cmd::Screen {
+            config,
+            reason,
+            identifier,
+            name,
+            dob,
+            place,
+            json,
+        } => screen(&config, reason, identifier, name, dob, place, json),
+        Cmd::Hits { config, json } => hits(&config, json),
         Cmd::Peers { config, json } => peers(&config, json),
         Cmd::Demo => {
             let rt = runtime()?;
@@ -408,14 +450,14 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
     match cmd {
         NoticeCmd::Issue { config, file } => {
             let c = client(&config)?;
-            let body = read_notice_file(&file)?;
+            let body = read_notice_file(&file, true)?;
             let out = in_file(&file, call(&c, "POST", "/v1/notices", Some(body)))?;
             print_id(&out)
         }
         NoticeCmd::Update { config, id, file } => {
             let c = client(&config)?;
             check_id(&id)?;
-            let body = read_notice_file(&file)?;
+            let body = read_notice_file(&file, false)?;
             let out = in_file(
                 &file,
                 call(&c, "POST", &format!("/v1/notices/{id}/update"), Some(body)),
@@ -514,10 +556,14 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
             config,
             kind,
             origin,
+            due_for_review,
             json,
         } => {
             let c = client(&config)?;
             let mut q = Vec::new();
+            if due_for_review {
+                q.push("due_for_review=true".to_string());
+            }
             if let Some(k) = &kind {
                 if vigil::notice::Kind::parse(k).is_none() {
                     return Err(Usage(format!("--kind: unknown kind `{k}`")).into());
@@ -622,6 +668,90 @@ fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
     }
 }
 
+fn screen(
+    config: &Path,
+    reason: String,
+    identifiers: Vec<String>,
+    names: Vec<String>,
+    dobs: Vec<String>,
+    place: String,
+    json: bool,
+) -> anyhow::Result<()> {
+    if reason.trim().is_empty() {
+        return Err(Usage("--reason: a justification is required to screen".into()).into());
+    }
+    if names.len() != dobs.len() {
+        return Err(Usage(format!(
+            "--dob: give one per --name ({} names, {} dates)",
+            names.len(),
+            dobs.len()
+        ))
+        .into());
+    }
+    if identifiers.is_empty() && names.is_empty() {
+        return Err(Usage("give at least one --identifier or --name with --dob".into()).into());
+    }
+    for i in &identifiers {
+        if vigil::notice::screening::Query::identifier(i).is_none() {
+            return Err(Usage(format!("--identifier: `{i}` is not SCHEME:COUNTRY:VALUE")).into());
+        }
+    }
+    let c = client(config)?;
+    let req = vigil::admin::ScreenRequest {
+        reason,
+        place: Some(place),
+        identifiers,
+        names: names.into_iter().zip(dobs).collect(),
+    };
+    let out = call(&c, "POST", "/v1/screen", Some(serde_json::to_vec(&req)?))?;
+    if json {
+        println!("{}", String::from_utf8_lossy(&out));
+        return Ok(());
+    }
+    let hits: Vec<vigil::node::Hit> = serde_json::from_slice(&out)?;
+    if hits.is_empty() {
+        println!("no hit");
+    }
+    for h in hits {
+        println!(
+            "HIT {} {} from {} ({}) matched on {}; call {}",
+            h.notice_id,
+            h.kind.as_str(),
+            h.origin,
+            h.summary,
+            h.matched,
+            h.contact
+        );
+    }
+    Ok(())
+}
+
+fn hits(config: &Path, json: bool) -> anyhow::Result<()> {
+    let c = client(config)?;
+    let out = call(&c, "GET", "/v1/hits", None)?;
+    if json {
+        println!("{}", String::from_utf8_lossy(&out));
+        return Ok(());
+    }
+    let hits: Vec<vigil::node::HitView> = serde_json::from_slice(&out)?;
+    for h in hits {
+        println!(
+            "{} notice {} seen by {} at {}; call {}{}",
+            h.at,
+            h.notice_id,
+            h.reporter,
+            h.place,
+            h.contact,
+            if h.signature_verified {
+                ""
+            } else {
+                " (SIGNATURE NOT VERIFIED)"
+            }
+        );
+    }
+    Ok(())
+}
+
 fn peers(config: &Path, json: bool) -> anyhow::Result<()> {
     let c = client(config)?;
     let out = call(&c, "GET", "/v1/peers", None)?;
@@ -656,12 +786,18 @@ fn check_id(id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads operator JSON and parses it locally first, so a malformed file is
-/// refused without a running node, naming the file and the field.
-fn read_notice_file(file: &Path) -> anyhow::Result<Vec<u8>> {
+/// Reads operator JSON (one notice, or for `issue` a list of them) and
+/// parses it locally first, so a malformed file is refused without a running
+/// node, naming the file and the field.
+fn read_notice_file(file: &Path, allow_list: bool) -> anyhow::Result<Vec<u8>> {
     let body = std::fs::read(file).map_err(|e| Usage(format!("{}: {e}", file.display())))?;
-    vigil::notice::NoticeInput::from_json(&body)
-        .map_err(|e| Usage(format!("{}: {e}", file.display())))?;
+    let is_list = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let parsed = if allow_list && is_list {
+        vigil::notice::NoticeInput::from_json_array(&body).map(|_| ())
+    } else {
+        vigil::notice::NoticeInput::from_json(&body).map(|_| ())
+    };
+    parsed.map_err(|e| Usage(format!("{}: {e}", file.display())))?;
     Ok(body)
 }
 
@@ -674,9 +810,15 @@ fn in_file(file: &Path, r: anyhow::Result<Vec<u8>>) -> anyhow::Result<Vec<u8>> {
     })
 }
 
+/// Prints the id the node answered (or, for a list, one id per line).
 fn print_id(out: &[u8]) -> anyhow::Result<()> {
     let v: serde_json::Value = serde_json::from_slice(out)?;
-    println!("{}", v["id"].as_str().unwrap_or_default());
+    match v["ids"].as_array() {
+        Some(ids) => ids
+            .iter()
+            .for_each(|i| println!("{}", i.as_str().unwrap_or_default())),
+        None => println!("{}", v["id"].as_str().unwrap_or_default()),
+    }
     Ok(())
 }
 

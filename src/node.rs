@@ -12,6 +12,8 @@ use tracing::{info, warn};
 use crate::config::{Config, ConfigError};
 use crate::identity::{format_public_key, Identity, IdentityError};
 use crate::net::{self, Net};
+use crate::notice::hit::{HitBody, HitReport};
+use crate::notice::screening::{self, Query};
 use crate::notice::{
     self, Action, Envelope, InputError, IssueContext, NoticeId, NoticeInput, Subject, SubjectField,
 };
@@ -434,13 +436,13 @@ impl Core {
         entries: Vec<(u64, Envelope)>,
     ) -> Result<ReceiptBody, String> {
         let now = crate::time::now();
-        let screened = self.screen(&format!("member:{peer}"), Some(peer), entries, now)?;
+        let checked = self.check_received(&format!("member:{peer}"), Some(peer), entries, now)?;
         let batch = InboundBatch {
             peer: peer.to_string(),
             epoch,
             through,
-            accepted: screened.accepted,
-            audits: screened.audits,
+            accepted: checked.accepted,
+            audits: checked.audits,
             now,
         };
         let stored = self.store.apply_batch(&batch).map_err(|e| e.to_string())?;
@@ -453,7 +455,7 @@ impl Core {
             sender: peer.to_string(),
             epoch,
             through,
-            rejected: screened.rejected,
+            rejected: checked.rejected,
             at: now,
         })
     }
@@ -485,18 +487,18 @@ impl Core {
         if self.store.contains(&id)? {
             return Ok((id, false));
         }
-        let screened = self
-            .screen(&format!("import:{source}"), None, vec![(0, envelope)], now)
+        let checked = self
+            .check_received(&format!("import:{source}"), None, vec![(0, envelope)], now)
             .map_err(NodeError::Io)?;
-        if let Some((_, reason)) = screened.rejected.first() {
+        if let Some((_, reason)) = checked.rejected.first() {
             // The refusal is part of the processing log too.
-            self.store.audit(&screened.audits, now)?;
+            self.store.audit(&checked.audits, now)?;
             self.store.flush()?;
             return Err(NodeError::Rejected(reason.clone()));
         }
         let stored = self
             .store
-            .apply_import(&screened.accepted, &screened.audits, now)?;
+            .apply_import(&checked.accepted, &checked.audits, now)?;
         self.store.flush()?;
         Ok((id, !stored.is_empty()))
     }
@@ -504,15 +506,15 @@ impl Core {
     /// The checks every received message passes, in order: signature (in one
     /// batch verification for the whole batch), disclosures, idempotence,
     /// equivocation, update/cancel target ownership, inbound policy.
-    fn screen(
+    fn check_received(
         &self,
         actor: &str,
         peer: Option<&str>,
         entries: Vec<(u64, Envelope)>,
         now: i64,
-    ) -> Result<Screened, String> {
-        let mut out = Screened::default();
-        let reject = |out: &mut Screened, seq: u64, id: NoticeId, reason: String| {
+    ) -> Result<Checked, String> {
+        let mut out = Checked::default();
+        let reject = |out: &mut Checked, seq: u64, id: NoticeId, reason: String| {
             warn!(peer = peer.unwrap_or("-"), local_seq = seq, notice = %id, reason = %reason, "notice refused");
             out.audits.push(AuditDraft {
                 actor: actor.to_string(),
@@ -762,6 +764,221 @@ impl Core {
         Ok(Some(out))
     }
 
+    /// Issues several notices from operators in one transaction and one
+    /// flush: all are stored or, if any is refused, none (the error names
+    /// the item, e.g. `[3].legal_basis`).
+    pub fn issue_many(
+        &self,
+        inputs: &[NoticeInput],
+        actor: &str,
+    ) -> Result<Vec<NoticeId>, NodeError> {
+        let now = crate::time::now();
+        let cfg = self.config.clone();
+        let retention = |k| cfg.inbound.retention_days(k);
+        let is_member = |m: &str| cfg.member(m).is_some();
+        let ctx = IssueContext {
+            origin: &cfg.node_id,
+            now,
+            max_retention_days: &retention,
+            is_member: &is_member,
+        };
+        let mut items = inputs.iter().enumerate();
+        let ids = self.store.issue_batch(
+            &cfg.node_id,
+            now,
+            inputs.len(),
+            |seq, prev| -> Result<Issued, NodeError> {
+                let (i, input) = items
+                    .next()
+                    .ok_or_else(|| NodeError::Io("issue batch overrun".into()))?;
+                let (id, envelope) = input
+                    .seal(&ctx, &self.signing, seq, prev, Action::Issue)
+                    .map_err(|e| InputError::new(format!("[{i}].{}", e.field), e.message))?;
+                let expires_at = notice::Body::decode(&envelope.body)
+                    .map(|b| b.expires_at)
+                    .map_err(|e| InputError::new(format!("[{i}]"), e.to_string()))?;
+                Ok(Issued {
+                    id,
+                    envelope,
+                    kind: input.kind,
+                    expires_at,
+                    audits: vec![AuditDraft {
+                        actor: format!("operator:{actor}"),
+                        operation: Operation::Collect,
+                        notice: Some(id),
+                        peer: None,
+                        justification: Some(input.legal_basis.clone()),
+                        decision: format!("issue issued, seq {seq}"),
+                    }],
+                    effect: None,
+                })
+            },
+        )?;
+        self.store.flush()?;
+        info!(count = ids.len(), "notices issued");
+        Ok(ids)
+    }
+
+    /// Erases every notice whose retention has ended (as of `now`: callers
+    /// pass the clock, so tests need no sleeps). Returns how many.
+    pub fn sweep(&self, now: i64) -> Result<usize, NodeError> {
+        const CHUNK: usize = 256;
+        let mut total = 0;
+        // Bounded: each round erases CHUNK notices that then leave the index.
+        for _ in 0..=(self.store.len() / CHUNK + 1) {
+            let erased = self.store.sweep_expired(now, CHUNK)?;
+            for id in &erased {
+                info!(notice = %id, "retention ended: personal data erased");
+            }
+            total += erased.len();
+            if erased.len() < CHUNK {
+                break;
+            }
+        }
+        if total > 0 {
+            self.store.flush()?;
+        }
+        Ok(total)
+    }
+
+    /// Active notices whose review date has passed (as of `now`).
+    pub fn due_for_review(&self, now: i64) -> Result<Vec<NoticeView>, NodeError> {
+        let mut out = Vec::new();
+        for v in self.list(None, None)? {
+            let due = v
+                .review_at
+                .as_deref()
+                .and_then(crate::time::parse_rfc3339)
+                .is_some_and(|t| t <= now);
+            if due && v.state == "active" {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Screens identifiers and names against every active notice held. The
+    /// consultation is logged with its justification; each hit on another
+    /// origin's notice produces a signed hit report addressed to the origin.
+    pub fn screen(
+        &self,
+        queries: &[Query],
+        reason: &str,
+        place: &str,
+        actor: &str,
+    ) -> Result<Vec<Hit>, NodeError> {
+        if reason.trim().is_empty() {
+            return Err(InputError::new("reason", "a justification is required to screen").into());
+        }
+        if queries.is_empty() {
+            return Err(InputError::new(
+                "identifier",
+                "give at least one --identifier or --name with --dob",
+            )
+            .into());
+        }
+        let now = crate::time::now();
+        let mut hits: Vec<Hit> = Vec::new();
+        let mut audits = Vec::new();
+        let mut reports = Vec::new();
+        for q in queries {
+            let matched = match q {
+                Query::Identifier { .. } => "identifier",
+                Query::Name { .. } => "name+dob",
+            };
+            let mut found = 0;
+            for id in self.store.lookup(&screening::key_hash(&q.key()))? {
+                let Some((rec, entry)) = self.store.get(&id)? else {
+                    continue;
+                };
+                if rec.state != NoticeState::Active
+                    || hits.iter().any(|h| h.notice_id == id.to_string())
+                {
+                    continue;
+                }
+                let body = notice::Body::decode(&entry.envelope.body)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                found += 1;
+                audits.push(AuditDraft {
+                    actor: format!("operator:{actor}"),
+                    operation: Operation::Consult,
+                    notice: Some(id),
+                    peer: None,
+                    justification: Some(reason.to_string()),
+                    decision: format!("hit on {}", q.describe()),
+                });
+                if body.origin != self.me() {
+                    reports.push(HitReport::sign(
+                        &self.signing,
+                        &HitBody {
+                            reporter: self.me().to_string(),
+                            origin: body.origin.clone(),
+                            notice: id,
+                            at: now,
+                            place: place.to_string(),
+                            contact: self.config.contact.clone(),
+                            matched: matched.to_string(),
+                            nonce: rand::random(),
+                        },
+                    ));
+                }
+                hits.push(Hit {
+                    notice_id: id.to_string(),
+                    kind: body.kind,
+                    origin: body.origin,
+                    contact: body.contact,
+                    summary: body.summary,
+                    case_ref: body.case_ref,
+                    matched: matched.to_string(),
+                    hit_report: reports
+                        .last()
+                        .is_some_and(|r| r.peek().is_ok_and(|b| b.notice == id)),
+                });
+            }
+            if found == 0 {
+                audits.push(AuditDraft {
+                    actor: format!("operator:{actor}"),
+                    operation: Operation::Consult,
+                    notice: None,
+                    peer: None,
+                    justification: Some(reason.to_string()),
+                    decision: format!("no hit on {}", q.describe()),
+                });
+            }
+        }
+        self.store.record_hits(&reports, &audits, now)?;
+        self.store.flush()?;
+        info!(queries = queries.len(), hits = hits.len(), "screening done");
+        Ok(hits)
+    }
+
+    /// Hit reports received for this node's notices, each verified against
+    /// its reporter's pinned key.
+    pub fn hits_received(&self) -> Result<Vec<HitView>, NodeError> {
+        let mut out = Vec::new();
+        for r in self.store.hit_reports() {
+            let r = r?;
+            let Ok(peek) = r.peek() else { continue };
+            if peek.origin != self.me() {
+                continue;
+            }
+            let verified = r
+                .verify(|o| self.config.member(o).map(|m| m.signing_key))
+                .is_ok();
+            out.push(HitView {
+                notice_id: peek.notice.to_string(),
+                reporter: peek.reporter,
+                at: crate::time::rfc3339(peek.at),
+                place: peek.place,
+                contact: peek.contact,
+                matched: peek.matched,
+                signature_verified: verified,
+            });
+        }
+        out.sort_by(|a, b| a.at.cmp(&b.at));
+        Ok(out)
+    }
+
     /// The processing log as JSON lines with a signed head.
     pub fn audit_export(&self) -> Result<String, NodeError> {
         let entries: Vec<_> = self.store.audit_entries().collect::<Result<_, _>>()?;
@@ -897,6 +1114,35 @@ impl NoticeView {
     }
 }
 
+/// One screening hit (`vigil screen --json`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Hit {
+    pub notice_id: String,
+    pub kind: notice::Kind,
+    pub origin: String,
+    /// The originator's 24/7 desk to call.
+    pub contact: String,
+    pub summary: String,
+    pub case_ref: String,
+    /// What matched: `identifier` or `name+dob`.
+    pub matched: String,
+    /// Whether a signed hit report was created for the origin.
+    pub hit_report: bool,
+}
+
+/// A hit report received for one of this node's notices (`vigil hits`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct HitView {
+    pub notice_id: String,
+    pub reporter: String,
+    pub at: String,
+    pub place: String,
+    /// The reporting node's 24/7 desk.
+    pub contact: String,
+    pub matched: String,
+    pub signature_verified: bool,
+}
+
 /// One member's line of `vigil notice status`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct MemberStatus {
@@ -911,10 +1157,10 @@ pub struct MemberStatus {
     pub stripped: Vec<SubjectField>,
 }
 
-/// What screening a batch produced: messages to store, audit entries, and
+/// What checking a received batch produced: messages to store, audit entries, and
 /// refusals to report in the receipt.
 #[derive(Default)]
-struct Screened {
+struct Checked {
     accepted: Vec<Accepted>,
     audits: Vec<AuditDraft>,
     rejected: Vec<(u64, String)>,
@@ -1009,6 +1255,7 @@ impl Node {
             .map_err(|e| NodeError::Io(e.to_string()))?;
         let listener = tokio::net::TcpListener::from_std(sockets.admin)
             .map_err(|e| NodeError::Io(e.to_string()))?;
+        tokio::spawn(sweeper(core.clone(), rx.clone()));
         let admin_task = tokio::spawn(crate::admin::serve(
             listener,
             core.clone(),
@@ -1031,6 +1278,26 @@ impl Node {
             shutdown,
             admin_task,
         })
+    }
+}
+
+/// How often the retention sweeper runs.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Erases expired notices every [`SWEEP_EVERY`] until shutdown.
+async fn sweeper(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let c = core.clone();
+        match tokio::task::spawn_blocking(move || c.sweep(crate::time::now())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(erased = n, "retention sweep"),
+            Ok(Err(e)) => warn!(error = %e, "retention sweep failed"),
+            Err(e) => warn!(error = %e, "retention sweep task failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

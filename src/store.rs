@@ -23,6 +23,7 @@ use sled::Transactional;
 use std::path::Path;
 use std::sync::Mutex;
 
+use crate::notice::hit::HitReport;
 use crate::notice::{Action, Body, Envelope, Kind, NoticeId, SubjectField};
 
 /// The on-disk format this build writes and understands.
@@ -383,6 +384,7 @@ pub struct Store {
     cursors: sled::Tree,
     acked: sled::Tree,
     deliveries: sled::Tree,
+    hits: sled::Tree,
     screen: sled::Tree,
     by_expiry: sled::Tree,
     audit: sled::Tree,
@@ -516,6 +518,7 @@ impl Store {
             cursors: db.open_tree("cursors")?,
             acked: db.open_tree("acked")?,
             deliveries: db.open_tree("deliveries")?,
+            hits: db.open_tree("hits")?,
             screen: db.open_tree("by_identifier")?,
             by_expiry: db.open_tree("by_expiry")?,
             audit: db.open_tree("audit")?,
@@ -773,6 +776,33 @@ impl Store {
         Ok(due.into_iter().map(|(_, id)| id).collect())
     }
 
+    /// Stores hit reports (this node's, awaiting delivery to the origin, or
+    /// received for this node's notices) with the screening's audit entries.
+    pub fn record_hits(
+        &self,
+        hits: &[HitReport],
+        audits: &[AuditDraft],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let _g = self.lock();
+        (&self.hits, &self.audit, &self.meta).transaction(|(h, audit, meta)| {
+            for r in hits {
+                let id: [u8; 32] = Sha256::digest(&r.body).into();
+                h.insert(&id, enc(r))?;
+            }
+            tx_audit(audit, meta, audits, now)
+        })?;
+        Ok(())
+    }
+
+    /// Every hit report held (sent or received), in id order.
+    pub fn hit_reports(&self) -> impl Iterator<Item = Result<HitReport, StoreError>> + '_ {
+        self.hits.iter().map(|r| {
+            let (_, v) = r?;
+            dec(&v, "hit report")
+        })
+    }
+
     /// Notices held active under a screening key hash.
     pub fn lookup(&self, hash: &[u8; 32]) -> Result<Vec<NoticeId>, StoreError> {
         let mut out = Vec::new();
@@ -920,6 +950,16 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// How many notices are held (any state).
+    pub fn len(&self) -> usize {
+        self.notices.len()
+    }
+
+    /// True when no notice is held.
+    pub fn is_empty(&self) -> bool {
+        self.notices.is_empty()
     }
 
     /// The last local seq written.

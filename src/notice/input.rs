@@ -135,6 +135,23 @@ impl NoticeInput {
         Ok(input)
     }
 
+    /// Parses a JSON array of notices strictly; errors name the item
+    /// (`[3].legal_basis`).
+    pub fn from_json_array(bytes: &[u8]) -> Result<Vec<NoticeInput>, InputError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let inputs: Vec<NoticeInput> =
+            serde_path_to_error::deserialize(&mut *de).map_err(|e| InputError::from_json(&e))?;
+        de.end()
+            .map_err(|e| InputError::new("(document)", format!("trailing characters: {e}")))?;
+        if inputs.is_empty() {
+            return Err(InputError::new(
+                "(document)",
+                "an empty list issues nothing",
+            ));
+        }
+        Ok(inputs)
+    }
+
     /// Checks every rule of DESIGN.md §4 and returns the audience and the
     /// parsed times (expires_at, review_at).
     pub fn validate(

@@ -4,6 +4,7 @@
 //! Pure logic: no storage, no networking, no clock (callers pass `now`).
 
 pub mod envelope;
+pub mod hit;
 pub mod input;
 pub mod model;
 pub mod screening;
