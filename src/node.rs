@@ -572,12 +572,14 @@ impl Core {
                     erase: true,
                 }),
             };
+            let mut target_held = false;
             if let Some(e) = &effect {
                 let target_origin = self
                     .store
                     .get(&e.target)
                     .map_err(|e| e.to_string())?
                     .map(|(r, _)| r.origin);
+                target_held = target_origin.is_some();
                 if target_origin.is_some_and(|o| o != v.body.origin) {
                     reject(
                         &mut out,
@@ -596,6 +598,7 @@ impl Core {
                 policy: &self.config.inbound,
                 now,
                 prior_at_seq: prior,
+                target_held,
             };
             let held: Vec<SubjectField> = env.disclosures.iter().map(|d| d.field).collect();
             match policy::inbound(&ctx, &id, &v.body, &held) {
