@@ -307,7 +307,7 @@ async fn export(State(s): State<AppState>, Path(id): Path<String>) -> Result<Res
     let (_, entry) = held.ok_or_else(|| ApiError::from(NodeError::NotFound(id)))?;
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
-        entry.envelope.to_file(),
+        entry.to_file(),
     )
         .into_response())
 }

@@ -21,6 +21,10 @@ pub struct MeshNode {
     pub outbound: Vec<(String, Vec<String>)>,
     /// Members this node links to directly; `None` means every other node.
     pub links: Option<Vec<String>>,
+    /// Configured (files, keys, config) but not started: others dial it in
+    /// vain until [`LocalMesh::restart`] starts it, or a test drives its
+    /// identity by hand.
+    pub offline: bool,
 }
 
 impl MeshNode {
@@ -126,7 +130,11 @@ impl LocalMesh {
             configs.push(path);
         }
         let mut nodes = Vec::new();
-        for ((_, socks), path) in sockets.into_iter().zip(&configs) {
+        for (((_, socks), path), spec) in sockets.into_iter().zip(&configs).zip(specs) {
+            if spec.offline {
+                // Its sockets close here; restart binds the same addresses.
+                continue;
+            }
             let cfg = Config::load(path).map_err(NodeError::from)?;
             nodes.push(Node::start_with(cfg, socks).await?);
         }

@@ -16,7 +16,9 @@ use tracing::{debug, info, warn};
 
 use crate::identity::{cert_dns_names, cert_sha256, Identity};
 use crate::node::Core;
-use crate::proto::{self, FeedReceiver, FeedSender, Message, ProtoError, SignedReceipt};
+use crate::proto::{
+    self, FeedReceiver, FeedSender, Message, ProtoError, SignedReceipt, TokenBucket,
+};
 
 /// Application close codes, so a refused peer learns why.
 pub mod close {
@@ -30,6 +32,8 @@ pub mod close {
     pub const PROTOCOL: u32 = 3;
     /// A better connection to the same member replaced this one.
     pub const DUPLICATE: u32 = 4;
+    /// The member exceeded its rate limit.
+    pub const RATE_LIMITED: u32 = 5;
 }
 
 /// Network setup failures.
@@ -55,6 +59,8 @@ pub enum LinkError {
     Io(String),
     #[error("{0}")]
     Node(String),
+    #[error("rate limit exceeded: {0}")]
+    RateLimited(&'static str),
 }
 
 const MAX_BIDI_STREAMS: u32 = 16;
@@ -486,6 +492,18 @@ async fn run_link(
     };
     match result {
         Ok(()) => debug!(peer = %peer, "link ended"),
+        Err(LinkError::RateLimited(what)) => {
+            warn!(peer = %peer, what, "member exceeded its rate limit; closing connection");
+            core.audit_refusal(
+                Some(&peer),
+                conn.remote_address(),
+                &format!("rate limit exceeded: {what}"),
+            );
+            conn.close(
+                VarInt::from_u32(close::RATE_LIMITED),
+                b"rate limit exceeded",
+            );
+        }
         Err(LinkError::Proto(e)) => {
             warn!(peer = %peer, error = %e, "protocol violation; closing connection");
             core.audit_refusal(
@@ -607,7 +625,7 @@ async fn serve_feed(
                     break;
                 }
                 let n = entries.len();
-                let carried = entries.iter().map(|(s, e)| (*s, crate::notice::NoticeId::of_body(&e.body))).collect();
+                let carried = entries.iter().map(|(s, item)| (*s, item.id())).collect();
                 write_msg(&mut send, &Message::Batch { through, entries }).await?;
                 feed.sent(through, carried);
                 debug!(peer = %peer, through, entries = n, "batch sent");
@@ -673,6 +691,9 @@ async fn follow_feed(
         info!(peer = %peer, old = stored_epoch, new = sender_epoch, "member's store epoch changed; restarting its feed from 0");
     }
     let mut cursor = FeedReceiver::new(stored_epoch, stored_through, sender_epoch);
+    let start = std::time::Instant::now();
+    let mut frames = TokenBucket::new(proto::FRAME_RATE, 0.0);
+    let mut items = TokenBucket::new(proto::ENTRY_RATE, 0.0);
     loop {
         let (through, entries) = match read_msg(&mut recv).await? {
             Some(Message::Batch { through, entries }) => (through, entries),
@@ -680,6 +701,13 @@ async fn follow_feed(
             None => return Ok(()),
         };
         links.seen(&peer);
+        let now = start.elapsed().as_secs_f64();
+        if !frames.take(now, 1.0) {
+            return Err(LinkError::RateLimited("batch frames per second"));
+        }
+        if !items.take(now, entries.len() as f64) {
+            return Err(LinkError::RateLimited("entries per second"));
+        }
         cursor.batch(through, &entries)?;
         let (c, p, epoch) = (core.clone(), peer.clone(), cursor.epoch());
         let receipt = blocking(move || c.receive_batch(&p, epoch, through, entries)).await?;

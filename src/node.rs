@@ -15,7 +15,8 @@ use crate::net::{self, Net};
 use crate::notice::hit::{HitBody, HitReport};
 use crate::notice::screening::{self, Query};
 use crate::notice::{
-    self, Action, Envelope, InputError, IssueContext, NoticeId, NoticeInput, Subject, SubjectField,
+    self, Action, Envelope, InputError, IssueContext, Item, NoticeId, NoticeInput, Subject,
+    SubjectField,
 };
 use crate::policy::{self, Inbound, InboundCtx, Outbound};
 use crate::proto::{self, ReceiptBody};
@@ -254,7 +255,7 @@ impl Core {
             )
             .into());
         }
-        notice::Body::decode(&entry.envelope.body)
+        notice::Body::decode(&entry.body)
             .map_err(|e| NodeError::StoreOp(StoreError::Corrupt(e.to_string())))
     }
 
@@ -318,13 +319,10 @@ impl Core {
     }
 
     /// Builds the next batch of this node's log for `peer` after `after`:
-    /// outbound policy decides each entry (sent, stripped or withheld), every
-    /// decision is audited and flushed before the batch leaves.
-    pub fn feed_batch(
-        &self,
-        peer: &str,
-        after: u64,
-    ) -> Result<(u64, Vec<(u64, Envelope)>), String> {
+    /// outbound policy decides each notice (sent, stripped or withheld), hit
+    /// reports go one step back toward their origin, every decision is
+    /// audited and flushed before the batch leaves.
+    pub fn feed_batch(&self, peer: &str, after: u64) -> Result<(u64, Vec<(u64, Item)>), String> {
         let member = self
             .config
             .member(peer)
@@ -336,34 +334,42 @@ impl Core {
         let through = log.last().map(|(s, _)| *s).unwrap_or(after);
         let mut out = Vec::new();
         let mut audits = Vec::new();
-        let mut decisions = Vec::new();
+        let mut decisions: Vec<(NoticeId, Delivery)> = Vec::new();
         let now = crate::time::now();
         for (seq, entry) in log {
-            let body = match notice::Body::decode(&entry.envelope.body) {
+            // The member a message came from already holds it.
+            if entry.from.as_deref() == Some(peer) {
+                continue;
+            }
+            let envelope = match entry.item {
+                Item::Notice(e) => e,
+                Item::Hit(h) => {
+                    if let Some(audit) = self.hit_toward(&h, peer).map_err(|e| e.to_string())? {
+                        audits.push(audit);
+                        out.push((seq, Item::Hit(h)));
+                    }
+                    continue;
+                }
+            };
+            let body = match notice::Body::decode(&envelope.body) {
                 Ok(b) => b,
                 Err(e) => {
                     warn!(peer = %peer, local_seq = seq, error = %e, "undecodable log entry skipped");
                     continue;
                 }
             };
-            // A node that is not a relay never forwards others' notices:
-            // there is no disclosure decision to make or log.
-            if body.origin != self.me() && !self.config.relay {
+            // A node that is not a relay never forwards others' notices, and
+            // nobody needs their own notice back: no decision to make or log.
+            if (body.origin != self.me() && !self.config.relay) || body.origin == peer {
                 continue;
             }
-            let id = NoticeId::of_body(&entry.envelope.body);
-            let held: Vec<SubjectField> =
-                entry.envelope.disclosures.iter().map(|d| d.field).collect();
-            // The member that sent us a notice already holds it: nothing to
-            // decide or log.
-            if body.origin == peer || entry.from.as_deref() == Some(peer) {
-                continue;
-            }
+            let id = NoticeId::of_body(&envelope.body);
+            let held: Vec<SubjectField> = envelope.disclosures.iter().map(|d| d.field).collect();
             // A cancel's target may have been decided earlier in this batch.
             let decided_here = match &body.action {
                 Action::Cancel { target, .. } => decisions
                     .iter()
-                    .find(|(i, _): &&(NoticeId, Delivery)| i == target)
+                    .find(|(i, _)| i == target)
                     .map(|(_, d)| d.disclosed()),
                 _ => None,
             };
@@ -382,17 +388,17 @@ impl Core {
                 target_disclosed,
             );
             let (decision_text, send, delivery) = match decision {
-                Outbound::Send { strip } if strip.is_empty() => (
-                    "sent".to_string(),
-                    Some(entry.envelope),
-                    Delivery::Sent {
-                        at: now,
-                        stripped: strip,
-                    },
-                ),
                 Outbound::Send { strip } => (
-                    format!("sent without {}", field_names(&strip)),
-                    Some(notice::strip(&entry.envelope, &strip)),
+                    if strip.is_empty() {
+                        "sent".to_string()
+                    } else {
+                        format!("sent without {}", field_names(&strip))
+                    },
+                    Some(if strip.is_empty() {
+                        envelope
+                    } else {
+                        notice::strip(&envelope, &strip)
+                    }),
                     Delivery::Sent {
                         at: now,
                         stripped: strip,
@@ -414,7 +420,7 @@ impl Core {
                 decision: decision_text,
             });
             if let Some(env) = send {
-                out.push((seq, env));
+                out.push((seq, Item::Notice(env)));
             }
         }
         if !audits.is_empty() {
@@ -426,6 +432,35 @@ impl Core {
         Ok((through, out))
     }
 
+    /// Whether a hit report in the log goes to `peer`: to its addressee, or
+    /// one step back along the path its notice came here by (the member it
+    /// was received from), which through relays leads to the origin.
+    /// Returns the audit entry of the disclosure when it goes.
+    fn hit_toward(&self, h: &HitReport, peer: &str) -> Result<Option<AuditDraft>, StoreError> {
+        let Ok(body) = h.peek() else {
+            return Ok(None);
+        };
+        let back = self
+            .store
+            .get(&body.notice)?
+            .and_then(|(rec, _)| rec.received_from)
+            .is_some_and(|from| from == peer);
+        if body.origin != peer && !back {
+            return Ok(None);
+        }
+        Ok(Some(AuditDraft {
+            actor: "node".into(),
+            operation: Operation::Disclose,
+            notice: Some(body.notice),
+            peer: Some(peer.to_string()),
+            justification: None,
+            decision: format!(
+                "hit report by {} sent toward {}",
+                body.reporter, body.origin
+            ),
+        }))
+    }
+
     /// Verifies, decides and stores one received batch, flushes, and returns
     /// the receipt to sign. Nothing is acknowledged that is not durable.
     pub fn receive_batch(
@@ -433,15 +468,28 @@ impl Core {
         peer: &str,
         epoch: u64,
         through: u64,
-        entries: Vec<(u64, Envelope)>,
+        entries: Vec<(u64, Item)>,
     ) -> Result<ReceiptBody, String> {
         let now = crate::time::now();
-        let checked = self.check_received(&format!("member:{peer}"), Some(peer), entries, now)?;
+        let mut notices = Vec::with_capacity(entries.len());
+        let mut reports = Vec::new();
+        for (seq, item) in entries {
+            match item {
+                Item::Notice(e) => notices.push((seq, e)),
+                Item::Hit(h) => reports.push((seq, h)),
+            }
+        }
+        let mut checked =
+            self.check_received(&format!("member:{peer}"), Some(peer), notices, now)?;
+        let hits = self
+            .check_hits(peer, reports, &mut checked)
+            .map_err(|e| e.to_string())?;
         let batch = InboundBatch {
             peer: peer.to_string(),
             epoch,
             through,
             accepted: checked.accepted,
+            hits,
             audits: checked.audits,
             now,
         };
@@ -458,6 +506,70 @@ impl Core {
             rejected: checked.rejected,
             at: now,
         })
+    }
+
+    /// Checks received hit reports: signed by the reporter's pinned key, and
+    /// either addressed to this node or, on a relay holding the notice,
+    /// passed on toward the origin. Returns (report, pass on) pairs.
+    fn check_hits(
+        &self,
+        peer: &str,
+        reports: Vec<(u64, HitReport)>,
+        out: &mut Checked,
+    ) -> Result<Vec<(HitReport, bool)>, StoreError> {
+        let mut accepted = Vec::new();
+        for (seq, h) in reports {
+            let verdict = match h.verify(|r| if r == self.me() { None } else { self.key_of(r) }) {
+                Err(e) => Err(format!("hit report: {e}")),
+                Ok(body) if body.origin == self.me() => Ok((body, false)),
+                Ok(body) if self.config.relay && self.store.contains(&body.notice)? => {
+                    Ok((body, true))
+                }
+                Ok(body) => Err(format!(
+                    "hit report addressed to `{}`, not relayed here",
+                    body.origin
+                )),
+            };
+            match verdict {
+                Ok((body, _))
+                    if self.store.has_hit(&h)? || accepted.iter().any(|(a, _)| a == &h) =>
+                {
+                    let _ = body;
+                }
+                Ok((body, forward)) => {
+                    info!(peer = %peer, notice = %body.notice, reporter = %body.reporter, "hit report received");
+                    out.audits.push(AuditDraft {
+                        actor: format!("member:{peer}"),
+                        operation: Operation::Collect,
+                        notice: Some(body.notice),
+                        peer: Some(peer.to_string()),
+                        justification: None,
+                        decision: if forward {
+                            format!(
+                                "hit report by {} accepted for relay to {}",
+                                body.reporter, body.origin
+                            )
+                        } else {
+                            format!("hit report by {} at {}", body.reporter, body.place)
+                        },
+                    });
+                    accepted.push((h, forward));
+                }
+                Err(reason) => {
+                    warn!(peer = %peer, local_seq = seq, reason = %reason, "hit report refused");
+                    out.audits.push(AuditDraft {
+                        actor: format!("member:{peer}"),
+                        operation: Operation::Reject,
+                        notice: None,
+                        peer: Some(peer.to_string()),
+                        justification: None,
+                        decision: reason.clone(),
+                    });
+                    out.rejected.push((seq, reason));
+                }
+            }
+        }
+        Ok(accepted)
     }
 
     /// Imports a notice file (offline transfer) through exactly the checks
@@ -710,12 +822,12 @@ impl Core {
 
     /// Per member: what became of a held notice (`vigil notice status`).
     pub fn status(&self, id: &NoticeId) -> Result<Option<Vec<MemberStatus>>, NodeError> {
-        let Some((_, entry)) = self.store.get(id)? else {
+        let Some((rec, entry)) = self.store.get(id)? else {
             return Ok(None);
         };
-        let body = notice::Body::decode(&entry.envelope.body)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let held: Vec<SubjectField> = entry.envelope.disclosures.iter().map(|d| d.field).collect();
+        let body =
+            notice::Body::decode(&entry.body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let held: Vec<SubjectField> = entry.disclosures.iter().map(|d| d.field).collect();
         let mut out = Vec::new();
         for m in &self.config.members {
             let st = |state: &str,
@@ -730,7 +842,7 @@ impl Core {
             };
             out.push(if m.id == body.origin {
                 st("origin", None, None, Vec::new())
-            } else if entry.from.as_deref() == Some(m.id.as_str()) {
+            } else if rec.received_from.as_deref() == Some(m.id.as_str()) {
                 st(
                     "source",
                     None,
@@ -899,7 +1011,7 @@ impl Core {
                 {
                     continue;
                 }
-                let body = notice::Body::decode(&entry.envelope.body)
+                let body = notice::Body::decode(&entry.body)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 found += 1;
                 audits.push(AuditDraft {
@@ -949,7 +1061,8 @@ impl Core {
                 });
             }
         }
-        self.store.record_hits(&reports, &audits, now)?;
+        let reports: Vec<(HitReport, bool)> = reports.into_iter().map(|r| (r, true)).collect();
+        self.store.record_hits(&reports, None, &audits, now)?;
         self.store.flush()?;
         info!(queries = queries.len(), hits = hits.len(), "screening done");
         Ok(hits)
@@ -1005,7 +1118,7 @@ impl Core {
         let Some((rec, entry)) = self.store.get(id)? else {
             return Ok(None);
         };
-        Ok(Some(self.view(id, &rec, &entry.envelope)))
+        Ok(Some(self.view(id, &rec, &entry)))
     }
 
     /// Held notices, optionally filtered by kind and origin.
@@ -1021,7 +1134,7 @@ impl Core {
                 continue;
             }
             if let Some((rec, entry)) = self.store.get(&id)? {
-                out.push(self.view(&id, &rec, &entry.envelope));
+                out.push(self.view(&id, &rec, &entry));
             }
         }
         out.sort_by(|a, b| a.stored_at.cmp(&b.stored_at).then(a.id.cmp(&b.id)));

@@ -6,7 +6,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
-use crate::notice::{Envelope, NoticeId};
+use crate::notice::{Item, NoticeId};
 
 /// ALPN protocol id of vigil over QUIC.
 pub const ALPN: &[u8] = b"vigil/1";
@@ -39,7 +39,7 @@ pub enum Message {
     /// entries still advance the cursor.
     Batch {
         through: u64,
-        entries: Vec<(u64, Envelope)>,
+        entries: Vec<(u64, Item)>,
     },
     /// Receiver → sender, after the batch is flushed.
     Receipt(SignedReceipt),
@@ -127,6 +127,48 @@ impl SignedReceipt {
         key.verify_strict(&msg, &Signature::from_bytes(&sig))
             .map_err(|_| ProtoError::BadReceipt("signature does not verify".into()))?;
         postcard::from_bytes(&self.body).map_err(|e| ProtoError::BadReceipt(e.to_string()))
+    }
+}
+
+/// Batch frames a member may send per second on its feed, and the burst.
+/// A sender at the machine's limit (~27k notices/s in batches of 256) needs
+/// about 110 frames/s.
+pub const FRAME_RATE: (f64, f64) = (200.0, 400.0);
+/// Feed entries a member may send per second, and the burst.
+pub const ENTRY_RATE: (f64, f64) = (50_000.0, 100_000.0);
+
+/// A token bucket for per-member rate limits. Time is passed in (seconds
+/// from any fixed origin), so it is tested without clocks.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    per_sec: f64,
+    capacity: f64,
+    tokens: f64,
+    last: f64,
+}
+
+impl TokenBucket {
+    /// A full bucket refilling at `per_sec` up to `capacity`.
+    pub fn new((per_sec, capacity): (f64, f64), now: f64) -> TokenBucket {
+        TokenBucket {
+            per_sec,
+            capacity,
+            tokens: capacity,
+            last: now,
+        }
+    }
+
+    /// Takes `n` tokens if available; false means the limit is exceeded.
+    pub fn take(&mut self, now: f64, n: f64) -> bool {
+        let elapsed = (now - self.last).max(0.0);
+        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
+        self.last = now;
+        if self.tokens >= n {
+            self.tokens -= n;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -220,7 +262,7 @@ impl FeedReceiver {
 
     /// Checks a batch: it must move forward and its entries must lie within
     /// (cursor, through], ascending. Advances the cursor.
-    pub fn batch(&mut self, through: u64, entries: &[(u64, Envelope)]) -> Result<(), ProtoError> {
+    pub fn batch<T>(&mut self, through: u64, entries: &[(u64, T)]) -> Result<(), ProtoError> {
         if through <= self.through {
             return Err(ProtoError::Unexpected("batch does not advance the cursor"));
         }
@@ -241,6 +283,19 @@ impl FeedReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_bucket_allows_the_burst_then_the_rate() {
+        let mut b = TokenBucket::new((10.0, 20.0), 0.0);
+        assert!((0..20).all(|_| b.take(0.0, 1.0)), "the burst");
+        assert!(!b.take(0.0, 1.0), "then nothing at the same instant");
+        assert!(b.take(0.5, 5.0), "half a second refills five");
+        assert!(!b.take(0.5, 1.0));
+        assert!(
+            b.take(100.0, 20.0) && !b.take(100.0, 1.0),
+            "never beyond capacity"
+        );
+    }
 
     #[test]
     fn oversize_prefix_is_refused_before_allocation() {
@@ -305,12 +360,82 @@ mod tests {
         assert!(s.can_send());
     }
 
+    fn receipt(epoch: u64, through: u64) -> ReceiptBody {
+        ReceiptBody {
+            receiver: "b".into(),
+            sender: "a".into(),
+            epoch,
+            through,
+            rejected: vec![],
+            at: 0,
+        }
+    }
+
+    fn none() -> [(u64, ()); 0] {
+        []
+    }
+
     #[test]
     fn epoch_change_restarts_from_zero() {
+        // The sender's store was rebuilt (epoch 4 -> 5): a cursor into the
+        // old epoch means nothing, both sides restart from 0.
         assert_eq!(FeedSender::new(5, 4, 10).after(), 0);
         let mut r = FeedReceiver::new(4, 10, 5);
         assert_eq!(r.epoch(), 5);
-        assert!(r.batch(3, &[]).is_ok());
-        assert!(r.batch(3, &[]).is_err(), "duplicate batch does not advance");
+        assert!(r.batch(3, &none()).is_ok());
+        // A receipt for the old epoch is refused.
+        let mut s = FeedSender::new(5, 4, 10);
+        s.sent(3, vec![]);
+        assert!(s.receipt(&receipt(4, 3)).is_err());
+        assert!(s.receipt(&receipt(5, 3)).is_ok());
+    }
+
+    #[test]
+    fn reconnect_mid_batch_resends_from_the_stored_cursor() {
+        let mut s = FeedSender::new(7, 7, 0);
+        s.sent(20, vec![(20, NoticeId([20; 32]))]);
+        s.sent(30, vec![(30, NoticeId([30; 32]))]);
+        let mut r = FeedReceiver::new(0, 0, 7);
+        r.batch(20, &[(20, ())]).unwrap();
+        // The connection drops while batch 30 is on the wire: the receiver
+        // stored through 20 only, and subscribes again from there.
+        let s2 = FeedSender::new(7, 7, 20);
+        assert_eq!(s2.after(), 20);
+        let mut r2 = FeedReceiver::new(7, 20, 7);
+        r2.batch(30, &[(25, ()), (30, ())]).unwrap();
+        drop(s);
+    }
+
+    #[test]
+    fn a_lost_receipt_costs_nothing_on_reconnect() {
+        // The receiver stored and flushed through 30, but its receipt never
+        // arrived: the sender's in-flight batch dies with the connection and
+        // the next subscription starts after 30, so nothing is sent twice.
+        let mut s = FeedSender::new(7, 7, 0);
+        s.sent(30, vec![]);
+        let resumed = FeedSender::new(7, 7, 30);
+        assert_eq!(resumed.after(), 30);
+        assert!(
+            s.receipt(&receipt(7, 31)).is_err(),
+            "a receipt for a batch never sent"
+        );
+    }
+
+    #[test]
+    fn duplicate_or_backward_batches_are_protocol_errors() {
+        let mut r = FeedReceiver::new(7, 0, 7);
+        r.batch(30, &[(10, ()), (30, ())]).unwrap();
+        assert!(r.batch(30, &[(30, ())]).is_err(), "same batch twice");
+        assert!(r.batch(20, &none()).is_err(), "going backward");
+        assert!(
+            r.batch(40, &[(35, ()), (35, ())]).is_err(),
+            "entries not ascending"
+        );
+        assert!(r.batch(40, &[(41, ())]).is_err(), "entry beyond through");
+        assert!(
+            r.batch(40, &[(30, ())]).is_err(),
+            "entry at or below the cursor"
+        );
+        r.batch(40, &[(31, ()), (40, ())]).unwrap();
     }
 }

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use crate::notice::hit::HitReport;
-use crate::notice::{Action, Body, Envelope, Kind, NoticeId, SubjectField};
+use crate::notice::{Action, Body, Envelope, Item, Kind, NoticeId, SubjectField};
 
 /// The on-disk format this build writes and understands.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -65,11 +65,11 @@ fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_allocvec(v).unwrap_or_default()
 }
 
-/// A held message: the envelope as stored here (possibly stripped) and the
-/// member it came from (`None` for this node's own).
+/// A held message: a notice as stored here (possibly stripped) or a hit
+/// report, and the member it came from (`None` for this node's own).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogEntry {
-    pub envelope: Envelope,
+    pub item: Item,
     pub from: Option<String>,
 }
 
@@ -232,6 +232,7 @@ struct W<'a> {
     cursors: &'a TransactionalTree,
     screen: &'a TransactionalTree,
     by_expiry: &'a TransactionalTree,
+    hits: &'a TransactionalTree,
     audit: &'a TransactionalTree,
     meta: &'a TransactionalTree,
 }
@@ -280,13 +281,38 @@ struct NewMessage<'a> {
     now: i64,
 }
 
+/// Writes hit reports not yet held: all to the hits tree, those to pass on
+/// also to the log. Returns how many were new.
+fn tx_hits(w: &W<'_>, hits: &[(HitReport, bool)], from: Option<&str>) -> TxResult<usize> {
+    let mut new = 0;
+    for (r, forward) in hits {
+        let id: [u8; 32] = Sha256::digest(&r.body).into();
+        if w.hits.get(id)?.is_some() {
+            continue;
+        }
+        w.hits.insert(&id, enc(r))?;
+        if *forward {
+            let local = tx_next_local(w.meta)?;
+            w.log.insert(
+                &be(local),
+                enc(&LogEntry {
+                    item: Item::Hit(r.clone()),
+                    from: from.map(str::to_string),
+                }),
+            )?;
+        }
+        new += 1;
+    }
+    Ok(new)
+}
+
 /// Writes a message with its indexes and its effect on earlier notices.
 fn tx_store(w: &W<'_>, m: &NewMessage<'_>) -> TxResult<u64> {
     let local = tx_next_local(w.meta)?;
     w.log.insert(
         &be(local),
         enc(&LogEntry {
-            envelope: m.envelope.clone(),
+            item: Item::Notice(m.envelope.clone()),
             from: m.from.map(str::to_string),
         }),
     )?;
@@ -329,19 +355,22 @@ fn tx_settle(
     let mut supersedes = None;
     if let Some(raw) = w.log.get(be(rec.local_seq))? {
         let mut entry: LogEntry = postcard::from_bytes(&raw).map_err(|_| abort("log entry"))?;
+        let Item::Notice(envelope) = &mut entry.item else {
+            return Err(abort("notice record points at a hit report"));
+        };
         // A version that is no longer current no longer answers screening.
-        for h in screen_hashes(&entry.envelope) {
+        for h in screen_hashes(envelope) {
             w.screen.remove(screen_key(&h, id))?;
         }
         if let Ok(Body {
             action: Action::Update { supersedes: s },
             ..
-        }) = Body::decode(&entry.envelope.body)
+        }) = Body::decode(&envelope.body)
         {
             supersedes = Some(s);
         }
         if erase {
-            entry.envelope.disclosures.clear();
+            envelope.disclosures.clear();
             w.log.insert(&be(rec.local_seq), enc(&entry))?;
             w.by_expiry.remove(expiry_key(rec.expires_at, id))?;
         }
@@ -371,6 +400,8 @@ pub struct InboundBatch {
     pub epoch: u64,
     pub through: u64,
     pub accepted: Vec<Accepted>,
+    /// Hit reports accepted, each with whether to pass it on.
+    pub hits: Vec<(HitReport, bool)>,
     pub audits: Vec<AuditDraft>,
     pub now: i64,
 }
@@ -572,11 +603,12 @@ impl Store {
             &self.cursors,
             &self.screen,
             &self.by_expiry,
+            &self.hits,
             &self.audit,
             &self.meta,
         )
             .transaction(
-                |(log, notices, oseq, cursors, screen, by_expiry, audit, meta)| {
+                |(log, notices, oseq, cursors, screen, by_expiry, hits, audit, meta)| {
                     f(&W {
                         log,
                         notices,
@@ -584,6 +616,7 @@ impl Store {
                         cursors,
                         screen,
                         by_expiry,
+                        hits,
                         audit,
                         meta,
                     })
@@ -673,6 +706,7 @@ impl Store {
             Some(&batch.peer),
             Some((batch.epoch, batch.through)),
             &batch.accepted,
+            &batch.hits,
             &batch.audits,
             batch.now,
         )
@@ -686,7 +720,7 @@ impl Store {
         audits: &[AuditDraft],
         now: i64,
     ) -> Result<Vec<NoticeId>, StoreError> {
-        self.apply(None, None, accepted, audits, now)
+        self.apply(None, None, accepted, &[], audits, now)
     }
 
     fn apply(
@@ -694,10 +728,11 @@ impl Store {
         peer: Option<&str>,
         cursor: Option<(u64, u64)>,
         accepted: &[Accepted],
+        hits: &[(HitReport, bool)],
         audits: &[AuditDraft],
         now: i64,
     ) -> Result<Vec<NoticeId>, StoreError> {
-        let stored = self.write(|w| {
+        let (stored, new_hits) = self.write(|w| {
             let mut stored = Vec::new();
             for a in accepted {
                 if w.notices.get(a.id.0)?.is_some() {
@@ -720,13 +755,14 @@ impl Store {
                 )?;
                 stored.push(a.id);
             }
+            let new_hits = tx_hits(w, hits, peer)?;
             if let (Some(p), Some(c)) = (peer, cursor) {
                 w.cursors.insert(p.as_bytes(), enc(&c))?;
             }
             tx_audit(w.audit, w.meta, audits, now)?;
-            Ok(stored)
+            Ok((stored, new_hits))
         })?;
-        if !stored.is_empty() {
+        if !stored.is_empty() || new_hits > 0 {
             self.bump_head();
         }
         Ok(stored)
@@ -776,23 +812,33 @@ impl Store {
         Ok(due.into_iter().map(|(_, id)| id).collect())
     }
 
-    /// Stores hit reports (this node's, awaiting delivery to the origin, or
-    /// received for this node's notices) with the screening's audit entries.
+    /// Stores hit reports with their audit entries in one transaction.
+    /// Reports with `forward` (this node's own, or ones a relay passes on
+    /// toward their origin) also enter the log, so feeds carry them; ones
+    /// addressed to this node only enter the hits tree. Reports already held
+    /// are skipped. Returns how many were new.
     pub fn record_hits(
         &self,
-        hits: &[HitReport],
+        hits: &[(HitReport, bool)],
+        from: Option<&str>,
         audits: &[AuditDraft],
         now: i64,
-    ) -> Result<(), StoreError> {
-        let _g = self.lock();
-        (&self.hits, &self.audit, &self.meta).transaction(|(h, audit, meta)| {
-            for r in hits {
-                let id: [u8; 32] = Sha256::digest(&r.body).into();
-                h.insert(&id, enc(r))?;
-            }
-            tx_audit(audit, meta, audits, now)
+    ) -> Result<usize, StoreError> {
+        let new = self.write(|w| {
+            let new = tx_hits(w, hits, from)?;
+            tx_audit(w.audit, w.meta, audits, now)?;
+            Ok(new)
         })?;
-        Ok(())
+        if new > 0 {
+            self.bump_head();
+        }
+        Ok(new)
+    }
+
+    /// True if this hit report is held.
+    pub fn has_hit(&self, r: &HitReport) -> Result<bool, StoreError> {
+        let id: [u8; 32] = Sha256::digest(&r.body).into();
+        Ok(self.hits.contains_key(id)?)
     }
 
     /// Every hit report held (sent or received), in id order.
@@ -903,8 +949,8 @@ impl Store {
         Ok(self.notices.contains_key(id.0)?)
     }
 
-    /// A held notice: its record and its log entry.
-    pub fn get(&self, id: &NoticeId) -> Result<Option<(NoticeRecord, LogEntry)>, StoreError> {
+    /// A held notice: its record and its envelope as held here.
+    pub fn get(&self, id: &NoticeId) -> Result<Option<(NoticeRecord, Envelope)>, StoreError> {
         let Some(rec) = self.notices.get(id.0)? else {
             return Ok(None);
         };
@@ -913,7 +959,13 @@ impl Store {
             .log
             .get(be(rec.local_seq))?
             .ok_or_else(|| StoreError::Corrupt(format!("log entry {} missing", rec.local_seq)))?;
-        Ok(Some((rec, dec(&entry, "log entry")?)))
+        match dec::<LogEntry>(&entry, "log entry")?.item {
+            Item::Notice(e) => Ok(Some((rec, e))),
+            Item::Hit(_) => Err(StoreError::Corrupt(format!(
+                "log entry {} is not a notice",
+                rec.local_seq
+            ))),
+        }
     }
 
     /// Every held notice's id and record, in id order.

@@ -59,7 +59,7 @@ async fn notice_issued_on_one_node_is_stored_verified_on_the_others() {
             .unwrap();
         assert_eq!(rec.origin, "alpha");
         // Re-verify the exact stored bytes against alpha's key, as a partner would.
-        let v = notice::verify(&entry.envelope, |o| (o == "alpha").then_some(alpha_key)).unwrap();
+        let v = notice::verify(&entry, |o| (o == "alpha").then_some(alpha_key)).unwrap();
         assert_eq!(v.id, id);
         assert_eq!(v.subject.family_name.as_deref(), Some("Doe"));
         assert_eq!(
@@ -69,7 +69,7 @@ async fn notice_issued_on_one_node_is_stored_verified_on_the_others() {
         );
         // And a forged key does not verify it.
         let other = vigil::identity::generate_signing_key().verifying_key();
-        assert!(notice::verify(&entry.envelope, |_| Some(other)).is_err());
+        assert!(notice::verify(&entry, |_| Some(other)).is_err());
     }
     let view = mesh
         .node("charlie")

@@ -16,6 +16,24 @@ pub use envelope::{
 pub use input::{InputError, IssueContext, NoticeInput};
 pub use model::*;
 
+/// One entry of a node's log and of a feed batch: a notice, or a hit report
+/// travelling back toward the notice's origin.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Item {
+    Notice(Envelope),
+    Hit(hit::HitReport),
+}
+
+impl Item {
+    /// The item's id: the notice id, or SHA-256 of the hit report's body.
+    pub fn id(&self) -> NoticeId {
+        match self {
+            Item::Notice(e) => NoticeId::of_body(&e.body),
+            Item::Hit(h) => NoticeId::of_body(&h.body),
+        }
+    }
+}
+
 /// Decodes postcard bytes that must hold exactly one `T`: trailing bytes
 /// are an error, so two encodings can never verify as the same message.
 pub fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
