@@ -1,12 +1,19 @@
-//! `vigil demo`: a three-node mesh in one process with throw-away keys,
-//! narrating what it observes as a notice travels (nothing is printed as
-//! assumed: every line reports state read back from a node).
+//! `vigil demo`: a three-node federation in one process with throw-away
+//! keys, narrating a notice's whole life. Every line reports state read back
+//! from a node after it was observed, never what is merely assumed.
+//!
+//! Topology: bravo is a hub (relay); alpha and charlie link only to bravo.
 
 use std::io::Write;
 use std::time::Duration;
 
 use crate::mesh::{wait_until, LocalMesh, MeshNode};
+use crate::node::NodeHandle;
+use crate::notice::screening::Query;
 use crate::notice::{NoticeId, NoticeInput};
+
+/// How long the demo waits for any one step before giving up.
+const STEP: Duration = Duration::from_secs(15);
 
 /// The notice the demo issues: a wanted person with a fingerprint record.
 pub fn sample_notice() -> NoticeInput {
@@ -32,101 +39,191 @@ pub fn sample_notice() -> NoticeInput {
 pub async fn run(out: &mut (impl Write + Send)) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let mut alpha = MeshNode::new("alpha");
-    alpha.outbound.push((
+    alpha.links = Some(vec!["bravo".into()]);
+    let mut bravo = MeshNode::new("bravo");
+    bravo.relay = true;
+    bravo.outbound.push((
         "charlie".into(),
         vec!["special_categories = \"strip\"".into()],
     ));
-    let specs = [alpha, MeshNode::new("bravo"), MeshNode::new("charlie")];
-    writeln!(out, "Starting three nodes (alpha, bravo, charlie) on 127.0.0.1 with a throw-away federation CA in {}", tmp.path().display())?;
+    let mut charlie = MeshNode::new("charlie");
+    charlie.links = Some(vec!["bravo".into()]);
     writeln!(
         out,
-        "  alpha's policy toward charlie: special categories (biometrics) are stripped"
+        "Three liaison offices on 127.0.0.1, throw-away federation CA in {}:",
+        tmp.path().display()
     )?;
-    let mesh = LocalMesh::start(tmp.path(), &specs).await?;
+    writeln!(out, "  alpha ── bravo (hub, relays) ── charlie")?;
+    writeln!(
+        out,
+        "  bravo's policy toward charlie: biometrics (special categories) are stripped"
+    )?;
+    let mesh = LocalMesh::start(tmp.path(), &[alpha, bravo, charlie]).await?;
     let result = narrate(&mesh, out).await;
     mesh.shutdown().await;
-    writeln!(out, "All nodes stopped.")?;
+    writeln!(out, "\nAll nodes stopped.")?;
     result
 }
 
+fn node<'a>(mesh: &'a LocalMesh, id: &str) -> anyhow::Result<&'a NodeHandle> {
+    mesh.node(id)
+        .ok_or_else(|| anyhow::anyhow!("node {id} missing"))
+}
+
+fn holds(n: &NodeHandle, id: NoticeId) -> bool {
+    n.core().store().contains(&id).unwrap_or(false)
+}
+
+async fn step(what: &str, cond: impl FnMut() -> bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        wait_until(STEP, cond).await,
+        "not observed within {STEP:?}: {what}"
+    );
+    Ok(())
+}
+
 async fn narrate(mesh: &LocalMesh, out: &mut (impl Write + Send)) -> anyhow::Result<()> {
-    let node = |id: &str| {
-        mesh.node(id)
-            .ok_or_else(|| anyhow::anyhow!("node {id} missing"))
-    };
-    let (a, b, c) = (node("alpha")?, node("bravo")?, node("charlie")?);
-    let linked = wait_until(Duration::from_secs(10), || {
-        a.peers().iter().all(|p| p.connected) && b.peers().iter().all(|p| p.connected)
-    })
-    .await;
-    anyhow::ensure!(linked, "nodes did not connect within 10 s");
+    let (a, b, c) = (
+        node(mesh, "alpha")?,
+        node(mesh, "bravo")?,
+        node(mesh, "charlie")?,
+    );
+    step("links up", || b.peers().iter().all(|p| p.connected)).await?;
     writeln!(
         out,
-        "Mutual-TLS QUIC links up: alpha–bravo, alpha–charlie, bravo–charlie"
+        "\nMutual-TLS QUIC links are up: alpha–bravo, bravo–charlie."
     )?;
 
+    // 1. A notice's trip.
     let id = a.issue(sample_notice()).await?;
-    writeln!(out, "\n1. alpha issues a wanted notice (with a fingerprint record), signed with alpha's key:\n   id {id}")?;
-    let held =
-        |n: &crate::node::NodeHandle, id: NoticeId| n.core().store().contains(&id).unwrap_or(false);
-    let arrived = wait_until(Duration::from_secs(10), || held(b, id) && held(c, id)).await;
-    anyhow::ensure!(
-        arrived,
-        "notice did not reach bravo and charlie within 10 s"
-    );
+    writeln!(out, "\n1. alpha issues a wanted notice (name, passport, fingerprint record), signed with alpha's key:")?;
+    writeln!(out, "   id {id}")?;
+    step("notice reaches bravo and charlie", || {
+        holds(b, id) && holds(c, id)
+    })
+    .await?;
     for n in [b, c] {
         let v = n
             .core()
             .show(&id)?
             .ok_or_else(|| anyhow::anyhow!("notice vanished"))?;
-        let prints = v
-            .subject
-            .fingerprints
-            .as_ref()
-            .map(|f| format!("fingerprints held ({} bytes)", f.0.len()))
-            .unwrap_or_else(|| "no fingerprints".into());
+        let prints = match &v.subject.fingerprints {
+            Some(f) => format!("fingerprints held ({} bytes)", f.0.len()),
+            None => "no fingerprints".into(),
+        };
+        let via = v.received_from.as_deref().unwrap_or("?");
         writeln!(
             out,
-            "2. {} stored it: {} {}, {}; alpha's signature verified: {}{}",
+            "   {} stored it (received from {via}): {} {}, {prints}; alpha's signature verified: {}{}",
             n.core().me(),
             v.subject.family_name.as_deref().unwrap_or("?"),
             v.subject.given_names.as_deref().unwrap_or("?"),
-            prints,
             v.signature_verified,
             if v.withheld_fields.is_empty() {
                 String::new()
             } else {
-                format!(
-                    "; withheld by policy: {}",
-                    v.withheld_fields
-                        .iter()
-                        .map(|f| f.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                let w: Vec<&str> = v.withheld_fields.iter().map(|f| f.as_str()).collect();
+                format!("\n   2. policy strip: bravo withheld {} from charlie; what charlie holds still verifies", w.join(", "))
             }
         )?;
     }
-    let disclosures: Vec<String> = a
-        .core()
-        .store()
-        .audit_entries()
-        .filter_map(Result::ok)
-        .filter(|e| e.notice == Some(id))
-        .map(|e| {
-            format!(
-                "   #{} {:?} {} -> {}",
-                e.seq,
-                e.operation,
-                e.peer.unwrap_or_default(),
-                e.decision
-            )
+    step("alpha sees bravo's receipt", || {
+        a.core().status(&id).ok().flatten().is_some_and(|s| {
+            s.iter()
+                .any(|m| m.member == "bravo" && m.state == "delivered")
         })
-        .collect();
+    })
+    .await?;
+    for s in a.core().status(&id)?.unwrap_or_default() {
+        writeln!(
+            out,
+            "   alpha's delivery status for {}: {}{}",
+            s.member,
+            s.state,
+            s.at.map(|t| format!(" (signed receipt at {t})"))
+                .unwrap_or_default()
+        )?;
+    }
+
+    // 3. A screening hit and the hit report travelling home.
+    let q =
+        Query::identifier("passport:nld:X 1234567").ok_or_else(|| anyhow::anyhow!("bad query"))?;
+    let hits = c.core().screen(
+        &[q],
+        "Border check, port of Antwerp",
+        "Port of Antwerp",
+        "demo-officer",
+    )?;
     writeln!(
         out,
-        "3. alpha's processing log for this notice:\n{}",
-        disclosures.join("\n")
+        "\n3. charlie screens passport NLD X 1234567 at the border: {} hit(s)",
+        hits.len()
     )?;
+    for h in &hits {
+        writeln!(
+            out,
+            "   HIT {} ({}) from {}; call {}",
+            h.kind.as_str(),
+            h.summary,
+            h.origin,
+            h.contact
+        )?;
+    }
+    step("hit report reaches alpha", || {
+        a.core().hits_received().is_ok_and(|h| !h.is_empty())
+    })
+    .await?;
+    for h in a.core().hits_received()? {
+        writeln!(
+            out,
+            "4. alpha received the hit report through the hub: seen by {} at {} ({}), call {}; signature verified: {}",
+            h.reporter, h.place, h.at, h.contact, h.signature_verified
+        )?;
+    }
+
+    // 5. Cancellation erases the personal data everywhere.
+    let cancel = a
+        .core()
+        .cancel(&id, "Subject arrested 2026-11-22", "demo-operator")?;
+    writeln!(
+        out,
+        "\n5. alpha cancels the notice (subject arrested): cancel {cancel}"
+    )?;
+    step("cancellation reaches every holder", || {
+        holds(b, cancel) && holds(c, cancel)
+    })
+    .await?;
+    for n in [a, b, c] {
+        let v = n
+            .core()
+            .show(&id)?
+            .ok_or_else(|| anyhow::anyhow!("notice vanished"))?;
+        writeln!(
+            out,
+            "   {}: state {}, personal data held: {}",
+            n.core().me(),
+            v.state,
+            if v.subject.is_empty() {
+                "none (erased; signed tombstone kept)".to_string()
+            } else {
+                serde_json::to_string(&v.subject)?
+            }
+        )?;
+    }
+
+    // 6. Every step is in each node's tamper-evident processing log.
+    writeln!(out, "\n6. processing logs (hash chains, signed heads):")?;
+    for n in [a, b, c] {
+        let export = n.core().audit_export()?;
+        match crate::audit::verify(&export, Some(&n.core().signing_key().verifying_key())) {
+            Ok(v) => writeln!(
+                out,
+                "   {}: {} entries, chain intact",
+                n.core().me(),
+                v.entries
+            )?,
+            Err(e) => anyhow::bail!("{}: audit chain broken: {e}", n.core().me()),
+        }
+    }
     Ok(())
 }

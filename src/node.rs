@@ -842,6 +842,16 @@ impl Core {
             };
             out.push(if m.id == body.origin {
                 st("origin", None, None, Vec::new())
+            } else if m.address.is_none() {
+                st(
+                    "indirect",
+                    None,
+                    Some(
+                        "no direct link: reached through relays, whose receipts stay with them"
+                            .into(),
+                    ),
+                    Vec::new(),
+                )
             } else if rec.received_from.as_deref() == Some(m.id.as_str()) {
                 st(
                     "source",
@@ -1263,8 +1273,8 @@ pub struct HitView {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct MemberStatus {
     pub member: String,
-    /// `delivered`, `pending`, `withheld`, `rejected`, or `origin`/`source`
-    /// for the member the notice came from.
+    /// `delivered`, `pending`, `withheld`, `rejected`, `indirect` (no
+    /// direct link), or `origin`/`source` for the member it came from.
     pub state: String,
     /// When it was sent, receipted, withheld or refused.
     pub at: Option<String>,
