@@ -120,6 +120,31 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// An identity from PEM text in memory (benchmarks and tools that make
+    /// throw-away identities without files).
+    pub fn from_pems(
+        node_id: &str,
+        signing: SigningKey,
+        tls: &NodeTls,
+        ca_pem: &str,
+    ) -> Result<Identity, String> {
+        let certs = |pem: &str| -> Result<Vec<CertificateDer<'static>>, String> {
+            rustls_pemfile::certs(&mut pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())
+        };
+        let tls_key = rustls_pemfile::private_key(&mut tls.key_pem.as_bytes())
+            .map_err(|e| e.to_string())?
+            .ok_or("no private key")?;
+        Ok(Identity {
+            node_id: node_id.to_string(),
+            signing,
+            tls_chain: certs(&tls.cert_pem)?,
+            tls_key,
+            ca: certs(ca_pem)?,
+        })
+    }
+
     /// Loads and checks every identity file named by the config.
     pub fn load(cfg: &Config) -> Result<Identity, IdentityError> {
         let signing = load_signing_key(&cfg.signing_key, "identity.signing_key")?;

@@ -95,6 +95,21 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Measure end-to-end throughput and latency against the machine's limit.
+    Bench {
+        /// Smaller sizes (a CI smoke run).
+        #[arg(long)]
+        quick: bool,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// N for catch-up, screening and memory (default 100,000; 10,000 quick).
+        #[arg(long)]
+        notices: Option<usize>,
+        /// Use tokio's multi-thread runtime instead of the current-thread one.
+        #[arg(long)]
+        multi_thread: bool,
+    },
     /// Export or verify the tamper-evident processing log.
     Audit {
         #[command(subcommand)]
@@ -283,6 +298,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             json,
         } => screen(&config, reason, identifier, name, dob, place, json),
         Cmd::Hits { config, json } => hits(&config, json),
+        Cmd::Bench {
+            quick,
+            json,
+            notices,
+            multi_thread,
+        } => bench(quick, json, notices, multi_thread),
         Cmd::Peers { config, json } => peers(&config, json),
         Cmd::Demo => {
             let rt = runtime()?;
@@ -748,6 +769,32 @@ fn hits(config: &Path, json: bool) -> anyhow::Result<()> {
                 " (SIGNATURE NOT VERIFIED)"
             }
         );
+    }
+    Ok(())
+}
+
+fn bench(
+    quick: bool,
+    json: bool,
+    notices: Option<usize>,
+    multi_thread: bool,
+) -> anyhow::Result<()> {
+    let opts = vigil::bench::Options::new(quick, notices);
+    let (rt, name) = if multi_thread {
+        (
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?,
+            "multi-thread",
+        )
+    } else {
+        (runtime()?, "current-thread")
+    };
+    let report = rt.block_on(vigil::bench::run(&opts, name))?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", vigil::bench::table(&report));
     }
     Ok(())
 }

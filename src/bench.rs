@@ -1,0 +1,541 @@
+//! `vigil bench`: what vigil exists for (moving signed, policy-checked
+//! notices durably between agencies) measured against the machine's own
+//! limit in the same run, so the figures hold on a noisy shared machine.
+//!
+//! The composed limit is the raw building blocks per notice with no vigil
+//! code around them: ed25519 sign, batch verify, sled insert with a flush
+//! per 64, and a framed QUIC send of the same bytes. Everything else runs
+//! real nodes through the library API on 127.0.0.1.
+
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+use crate::identity::{generate_ca, generate_signing_key, issue_node_cert, Identity};
+use crate::mesh::{LocalMesh, MeshNode};
+use crate::node::NodeHandle;
+use crate::notice::{self, screening, NoticeId, NoticeInput};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Smaller sizes, for CI smoke runs.
+    pub quick: bool,
+    /// N: notices for catch-up, screening and memory.
+    pub notices: usize,
+}
+
+impl Options {
+    /// The sizes of a full or a quick run.
+    pub fn new(quick: bool, notices: Option<usize>) -> Options {
+        Options {
+            quick,
+            notices: notices.unwrap_or(if quick { 10_000 } else { 100_000 }),
+        }
+    }
+}
+
+/// The figures of one run (`--json` prints exactly these keys).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub composed_limit_per_s: f64,
+    pub end_to_end_per_s: f64,
+    pub ratio: f64,
+    pub latency_p50_us: f64,
+    pub latency_p99_us: f64,
+    pub catchup_s: f64,
+    pub mesh5_p99_ms: f64,
+    pub screen_p99_us: f64,
+    pub rss_mib: f64,
+    /// N used for catch-up, screening and memory.
+    pub notices: usize,
+    /// The building blocks of the composed limit, microseconds per notice.
+    pub sign_us: f64,
+    pub batch_verify_us: f64,
+    pub sled_insert_us: f64,
+    pub quic_send_us: f64,
+    /// Full screening (lookup, consult audit entry, flush) p99.
+    pub screen_audited_p99_us: f64,
+    pub runtime: String,
+}
+
+type Res<T> = anyhow::Result<T>;
+
+fn pct(samples: &mut [f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i.min(samples.len() - 1)]
+}
+
+/// A realistic notice with distinct subject data per `i`.
+fn notice(i: usize) -> Res<NoticeInput> {
+    let mut v = serde_json::to_value(crate::demo::sample_notice())?;
+    v["subject"]["family_name"] = format!("Doe{i}").into();
+    v["subject"]["identifiers"] =
+        serde_json::json!([{"scheme": "passport", "country": "NLD", "value": format!("P{i:09}")}]);
+    Ok(serde_json::from_value(v)?)
+}
+
+fn progress(what: &str) {
+    eprintln!("vigil bench: {what}");
+}
+
+/// Runs every measurement; `progress` lines go to stderr.
+pub async fn run(opts: &Options, runtime: &str) -> Res<Report> {
+    let (sign_us, batch_verify_us, sled_insert_us, quic_send_us) = composed(opts).await?;
+    let per_notice = sign_us + batch_verify_us + sled_insert_us + quic_send_us;
+    let composed_limit_per_s = 1e6 / per_notice;
+    progress(&format!("composed limit {composed_limit_per_s:.0}/s"));
+
+    let tmp = tempfile::tempdir()?;
+    let mut mesh = LocalMesh::start(
+        &tmp.path().join("pair"),
+        &[MeshNode::new("alpha"), MeshNode::new("bravo")],
+    )
+    .await?;
+    linked(&mesh, 2).await?;
+    let end_to_end_per_s = end_to_end(&mesh, if opts.quick { 5_000 } else { 20_000 }).await?;
+    progress(&format!("end to end {end_to_end_per_s:.0}/s"));
+    let (latency_p50_us, latency_p99_us) =
+        latency(&mesh, if opts.quick { 50 } else { 300 }).await?;
+    progress(&format!(
+        "latency p50 {latency_p50_us:.0} us p99 {latency_p99_us:.0} us"
+    ));
+    let catchup_s = catchup(&mut mesh, opts.notices).await?;
+    progress(&format!(
+        "catch-up of {} notices in {catchup_s:.2} s",
+        opts.notices
+    ));
+    let bravo = mesh
+        .node("bravo")
+        .ok_or_else(|| anyhow::anyhow!("bravo missing"))?;
+    let (screen_p99_us, screen_audited_p99_us) = screening_latency(bravo, opts).await?;
+    progress(&format!(
+        "screening p99 {screen_p99_us:.0} us (audited {screen_audited_p99_us:.0} us)"
+    ));
+    let bravo_config = mesh
+        .configs
+        .get(1)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("bravo config"))?;
+    mesh.shutdown().await;
+    let rss_mib = rss_of_node(&bravo_config).await?;
+    progress(&format!(
+        "rss of a node holding the store: {rss_mib:.1} MiB"
+    ));
+
+    let mesh5 = LocalMesh::start(
+        &tmp.path().join("mesh5"),
+        &["n1", "n2", "n3", "n4", "n5"].map(MeshNode::new),
+    )
+    .await?;
+    linked(&mesh5, 5).await?;
+    let mesh5_p99_ms = mesh5_latency(&mesh5, if opts.quick { 20 } else { 100 }).await?;
+    mesh5.shutdown().await;
+    progress(&format!("mesh5 p99 {mesh5_p99_ms:.2} ms"));
+
+    Ok(Report {
+        composed_limit_per_s,
+        end_to_end_per_s,
+        ratio: end_to_end_per_s / composed_limit_per_s,
+        latency_p50_us,
+        latency_p99_us,
+        catchup_s,
+        mesh5_p99_ms,
+        screen_p99_us,
+        rss_mib,
+        notices: opts.notices,
+        sign_us,
+        batch_verify_us,
+        sled_insert_us,
+        quic_send_us,
+        screen_audited_p99_us,
+        runtime: runtime.to_string(),
+    })
+}
+
+async fn linked(mesh: &LocalMesh, n: usize) -> Res<()> {
+    let ok = crate::mesh::wait_until(Duration::from_secs(20), || {
+        mesh.nodes
+            .iter()
+            .all(|h| h.peers().iter().filter(|p| p.connected).count() == n - 1)
+    })
+    .await;
+    anyhow::ensure!(ok, "nodes did not connect");
+    Ok(())
+}
+
+/// The raw building blocks per notice, in microseconds.
+async fn composed(opts: &Options) -> Res<(f64, f64, f64, f64)> {
+    let n = if opts.quick { 2_048 } else { 16_384 };
+    let key = generate_signing_key();
+    let vk = key.verifying_key();
+    // The exact bytes a notice's signature covers, and its stored size.
+    let (id, env) = {
+        let input = notice(0)?;
+        let retention = |_| 3650;
+        let member = |_: &str| true;
+        let ctx = notice::IssueContext {
+            origin: "alpha",
+            now: crate::time::now(),
+            max_retention_days: &retention,
+            is_member: &member,
+        };
+        input.seal(&ctx, &key, 1, None, notice::Action::Issue)?
+    };
+    let _ = id;
+    let mut msg = notice::envelope::NOTICE_DOMAIN.to_vec();
+    msg.extend_from_slice(&env.body);
+    let stored = env.to_bytes();
+
+    use ed25519_dalek::Signer;
+    let t = Instant::now();
+    let sigs: Vec<ed25519_dalek::Signature> = (0..n).map(|_| key.sign(&msg)).collect();
+    let sign_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+
+    let t = Instant::now();
+    for chunk in sigs.chunks(64) {
+        let msgs: Vec<&[u8]> = chunk.iter().map(|_| msg.as_slice()).collect();
+        let keys = vec![vk; chunk.len()];
+        ed25519_dalek::verify_batch(&msgs, chunk, &keys)?;
+    }
+    let batch_verify_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+
+    let dir = tempfile::tempdir()?;
+    let db = sled::Config::new().path(dir.path()).open()?;
+    let tree = db.open_tree("raw")?;
+    let t = Instant::now();
+    for i in 0..n as u64 {
+        tree.insert(i.to_be_bytes(), stored.as_slice())?;
+        if i % 64 == 63 {
+            db.flush()?;
+        }
+    }
+    db.flush()?;
+    let sled_insert_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    drop(db);
+
+    let quic_send_us = quic_frames(&stored, n).await?;
+    Ok((sign_us, batch_verify_us, sled_insert_us, quic_send_us))
+}
+
+/// Microseconds per framed message sent over one QUIC stream on loopback,
+/// from the first write until the receiver has read the last frame.
+async fn quic_frames(payload: &[u8], n: usize) -> Res<f64> {
+    let ca = generate_ca("bench CA")?;
+    let ident = |id: &str| -> Res<Identity> {
+        let tls = issue_node_cert(&ca, id)?;
+        Identity::from_pems(id, generate_signing_key(), &tls, &ca.cert_pem)
+            .map_err(anyhow::Error::msg)
+    };
+    let server =
+        crate::net::endpoint(&ident("server")?, std::net::UdpSocket::bind("127.0.0.1:0")?)?;
+    let client =
+        crate::net::endpoint(&ident("client")?, std::net::UdpSocket::bind("127.0.0.1:0")?)?;
+    let addr = server.local_addr()?;
+    let reader = tokio::spawn(async move {
+        let conn = server
+            .accept()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no connection"))?
+            .await?;
+        let (_, mut recv) = conn.accept_bi().await?;
+        let mut count = 0usize;
+        let mut buf = vec![0u8; 1 << 20];
+        while count < n {
+            let mut prefix = [0u8; 4];
+            recv.read_exact(&mut prefix).await?;
+            let len = crate::proto::frame_len(prefix)?;
+            recv.read_exact(&mut buf[..len]).await?;
+            count += 1;
+        }
+        conn.close(0u32.into(), b"done");
+        server.wait_idle().await;
+        Res::Ok(count)
+    });
+    let conn = client.connect(addr, "server")?.await?;
+    let (mut send, _recv) = conn.open_bi().await?;
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(payload);
+    let t = Instant::now();
+    for _ in 0..n {
+        send.write_all(&frame).await?;
+    }
+    let got = reader.await??;
+    let us = t.elapsed().as_secs_f64() * 1e6 / got as f64;
+    client.close(0u32.into(), b"done");
+    Ok(us)
+}
+
+fn node<'a>(mesh: &'a LocalMesh, id: &str) -> Res<&'a NodeHandle> {
+    mesh.node(id)
+        .ok_or_else(|| anyhow::anyhow!("node {id} missing"))
+}
+
+/// Issues `count` notices on `at` in chunks (library API, one transaction
+/// and flush per chunk), numbering subjects from `from`.
+async fn issue_many(at: &NodeHandle, from: usize, count: usize) -> Res<Vec<NoticeId>> {
+    let mut ids = Vec::with_capacity(count);
+    for start in (from..from + count).step_by(500) {
+        let inputs: Vec<NoticeInput> = (start..(start + 500).min(from + count))
+            .map(notice)
+            .collect::<Res<_>>()?;
+        let core = at.core().clone();
+        ids.extend(tokio::task::spawn_blocking(move || core.issue_many(&inputs, "bench")).await??);
+    }
+    Ok(ids)
+}
+
+/// Waits (bounded) until `n` holds at least `count` notices.
+async fn until_holds(n: &NodeHandle, count: usize, limit: Duration) -> Res<()> {
+    let mut head = n.core().store().watch_head();
+    let end = Instant::now() + limit;
+    while n.core().store().len() < count {
+        anyhow::ensure!(
+            Instant::now() < end,
+            "{} holds {} of {count} after {limit:?}",
+            n.core().me(),
+            n.core().store().len()
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(50), head.changed()).await;
+    }
+    Ok(())
+}
+
+/// Notices per second from the first issue on alpha until bravo has stored
+/// all of them and alpha holds bravo's signed receipt for the last.
+async fn end_to_end(mesh: &LocalMesh, count: usize) -> Res<f64> {
+    let (a, b) = (node(mesh, "alpha")?, node(mesh, "bravo")?);
+    let before = b.core().store().len();
+    let t = Instant::now();
+    issue_many(a, 1_000_000, count).await?;
+    until_holds(b, before + count, Duration::from_secs(600)).await?;
+    let head = a.core().store().head();
+    let end = Instant::now() + Duration::from_secs(60);
+    while a
+        .core()
+        .store()
+        .acked("bravo")?
+        .map(|x| x.through)
+        .unwrap_or(0)
+        < head
+    {
+        anyhow::ensure!(Instant::now() < end, "no receipt for the last batch");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(count as f64 / t.elapsed().as_secs_f64())
+}
+
+/// One notice at a time: issue on alpha until stored at bravo.
+async fn latency(mesh: &LocalMesh, samples: usize) -> Res<(f64, f64)> {
+    let (a, b) = (node(mesh, "alpha")?, node(mesh, "bravo")?);
+    let mut head = b.core().store().watch_head();
+    let mut us = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let input = notice(2_000_000 + i)?;
+        let t = Instant::now();
+        let id = a.issue(input).await?;
+        while !b.core().store().contains(&id)? {
+            tokio::time::timeout(Duration::from_secs(10), head.changed()).await??;
+        }
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok((pct(&mut us, 0.5), pct(&mut us, 0.99)))
+}
+
+/// Seconds from bravo's return until it holds the `count` notices issued
+/// while it was offline.
+async fn catchup(mesh: &mut LocalMesh, count: usize) -> Res<f64> {
+    mesh.stop("bravo").await;
+    let before = {
+        let a = node(mesh, "alpha")?;
+        issue_many(a, 3_000_000, count).await?;
+        a.core().store().len()
+    };
+    let t = Instant::now();
+    mesh.restart("bravo").await?;
+    until_holds(node(mesh, "bravo")?, before, Duration::from_secs(1800)).await?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// p99 of the screening index path (lookup, record, body) and of a full
+/// audited screening (which also writes and flushes a consult entry).
+async fn screening_latency(n: &NodeHandle, opts: &Options) -> Res<(f64, f64)> {
+    let store = n.core().store();
+    let samples = if opts.quick { 2_000 } else { 20_000 };
+    let mut us = Vec::with_capacity(samples);
+    for i in 0..samples {
+        // Nine in ten look for a notice that is held, one in ten for none.
+        let which = (i * 7919) % opts.notices;
+        let value = if i % 10 == 9 {
+            format!("Q{which:09}")
+        } else {
+            format!("P{:09}", 3_000_000 + which)
+        };
+        let t = Instant::now();
+        let key = screening::key_hash(&screening::identifier_key("passport", "NLD", &value));
+        for id in store.lookup(&key)? {
+            if let Some((_, env)) = store.get(&id)? {
+                std::hint::black_box(notice::Body::decode(&env.body)?);
+            }
+        }
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let mut audited = Vec::new();
+    let core = n.core().clone();
+    for i in 0..(samples / 20).max(50) {
+        let q = screening::Query::identifier(&format!(
+            "passport:NLD:P{:09}",
+            3_000_000 + (i * 31) % opts.notices
+        ))
+        .ok_or_else(|| anyhow::anyhow!("query"))?;
+        let c = core.clone();
+        let t = Instant::now();
+        tokio::task::spawn_blocking(move || c.screen(&[q], "benchmark", "bench", "bench"))
+            .await??;
+        audited.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok((pct(&mut us, 0.99), pct(&mut audited, 0.99)))
+}
+
+/// Resident memory of one `vigil run` process on the store just built.
+async fn rss_of_node(config: &std::path::Path) -> Res<f64> {
+    // The in-process nodes just stopped; their sockets and store lock are
+    // released once their last tasks finish, so wait until the port binds.
+    let cfg = crate::config::Config::load(config)?;
+    let free = Instant::now() + Duration::from_secs(20);
+    while std::net::UdpSocket::bind(cfg.listen).is_err()
+        || std::net::TcpListener::bind(cfg.admin_listen).is_err()
+    {
+        anyhow::ensure!(Instant::now() < free, "ports of {} stay busy", cfg.node_id);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exe = std::env::current_exe()?;
+    let log_path = config.with_file_name("bench-run.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().ok_or_else(|| anyhow::anyhow!("no pid"))?;
+    let token = crate::identity::load_token(&cfg.token_file, "admin.token_file")?;
+    let client = crate::admin::Client {
+        addr: cfg.admin_listen,
+        token,
+    };
+    let end = Instant::now() + Duration::from_secs(60);
+    while client.call("GET", "/v1/id", None).await.is_err() {
+        if Instant::now() >= end || child.try_wait()?.is_some() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            anyhow::bail!("node did not start: {}", log.lines().last().unwrap_or(""));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Touch the index and the log the way an operator would.
+    for i in 0..200 {
+        let req = serde_json::json!({"reason": "bench", "identifiers": [format!("passport:NLD:P{:09}", 3_000_000 + i)]});
+        client
+            .call("POST", "/v1/screen", Some(serde_json::to_vec(&req)?))
+            .await?;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    child.start_kill()?;
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    Ok(kib / 1024.0)
+}
+
+/// p99 over samples of the time until a notice issued on one node of a
+/// five-node full mesh is stored on all four others.
+async fn mesh5_latency(mesh: &LocalMesh, samples: usize) -> Res<f64> {
+    let mut ms = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let from = &mesh.nodes[i % mesh.nodes.len()];
+        let mut others: Vec<_> = mesh
+            .nodes
+            .iter()
+            .filter(|n| n.core().me() != from.core().me())
+            .map(|n| (n.core().clone(), n.core().store().watch_head()))
+            .collect();
+        let t = Instant::now();
+        let id = from.issue(notice(4_000_000 + i)?).await?;
+        for (core, head) in others.iter_mut() {
+            while !core.store().contains(&id)? {
+                tokio::time::timeout(Duration::from_secs(10), head.changed()).await??;
+            }
+        }
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(pct(&mut ms, 0.99))
+}
+
+/// The readable table of a report.
+pub fn table(r: &Report) -> String {
+    let rows: [(&str, String, &str); 10] = [
+        (
+            "composed_limit_per_s",
+            format!("{:.0}", r.composed_limit_per_s),
+            "raw sign + batch verify + sled (flush/64) + QUIC frame, per notice",
+        ),
+        (
+            "end_to_end_per_s",
+            format!("{:.0}", r.end_to_end_per_s),
+            "issued on alpha -> stored, flushed and receipted by bravo",
+        ),
+        ("ratio", format!("{:.2}", r.ratio), "target >= 0.7"),
+        (
+            "latency_p50_us",
+            format!("{:.0}", r.latency_p50_us),
+            "one at a time, issue -> stored at the peer; target <= 1000",
+        ),
+        (
+            "latency_p99_us",
+            format!("{:.0}", r.latency_p99_us),
+            "target <= 5000",
+        ),
+        (
+            "catchup_s",
+            format!("{:.2}", r.catchup_s),
+            "peer back after N issued while offline; target <= 10 for 100k",
+        ),
+        (
+            "mesh5_p99_ms",
+            format!("{:.2}", r.mesh5_p99_ms),
+            "5-node full mesh, until stored on all others; target <= 50",
+        ),
+        (
+            "screen_p99_us",
+            format!("{:.0}", r.screen_p99_us),
+            "index lookup + record with N stored; target <= 200 at 1M",
+        ),
+        (
+            "rss_mib",
+            format!("{:.1}", r.rss_mib),
+            "one `vigil run` holding N notices; target <= 300 at 1M",
+        ),
+        (
+            "screen_audited_p99_us",
+            format!("{:.0}", r.screen_audited_p99_us),
+            "full screening incl. consult entry + flush",
+        ),
+    ];
+    let mut out = format!("vigil bench (N = {}, runtime {})\n", r.notices, r.runtime);
+    for (k, v, note) in rows {
+        out.push_str(&format!("  {k:<22} {v:>10}   {note}\n"));
+    }
+    out.push_str(&format!(
+        "  building blocks (us/notice): sign {:.1}, batch verify {:.1}, sled insert {:.1}, QUIC frame {:.1}\n",
+        r.sign_us, r.batch_verify_us, r.sled_insert_us, r.quic_send_us
+    ));
+    out
+}
