@@ -154,3 +154,23 @@ async fn screening_normalizes_and_reports_hits_to_the_origin() {
     assert!(b.screen(&cases[..1], " ", "", "officer").is_err());
     mesh.shutdown().await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn notices_past_their_review_date_are_listed_for_review() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mesh = LocalMesh::start(tmp.path(), &[MeshNode::new("alpha")])
+        .await
+        .unwrap();
+    let a = mesh.node("alpha").unwrap().core().clone();
+    let mut n = serde_json::to_value(notice("Doe", "John", "X1", 30)).unwrap();
+    n["review_at"] = vigil::time::rfc3339(vigil::time::now() + 5 * vigil::time::DAY).into();
+    let reviewed = a.issue(&serde_json::from_value(n).unwrap(), "t").unwrap();
+    let _unreviewed = a.issue(&notice("Roe", "Jane", "Y2", 30), "t").unwrap();
+    assert!(a.due_for_review(vigil::time::now()).unwrap().is_empty());
+    let due = a
+        .due_for_review(vigil::time::now() + 6 * vigil::time::DAY)
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, reviewed.to_string());
+    mesh.shutdown().await;
+}
