@@ -596,6 +596,13 @@ async fn serve_feed(
         },
     )
     .await?;
+    if let Some((seq, id)) = core
+        .store()
+        .last_of_origin(&peer)
+        .map_err(|e| LinkError::Node(e.to_string()))?
+    {
+        write_msg(&mut send, &Message::YourLast { seq, id }).await?;
+    }
     let mut feed = FeedSender::new(local_epoch, sub_epoch, after);
     let key = core
         .config()
@@ -697,6 +704,15 @@ async fn follow_feed(
     loop {
         let (through, entries) = match read_msg(&mut recv).await? {
             Some(Message::Batch { through, entries }) => (through, entries),
+            Some(Message::YourLast { seq, id }) => {
+                let c = core.clone();
+                if blocking(move || c.store().adopt_own_seq(seq, id).map_err(|e| e.to_string()))
+                    .await?
+                {
+                    warn!(peer = %peer, seq, "this node's own numbering was behind a peer's copy (store rebuilt?); continuing after it");
+                }
+                continue;
+            }
             Some(_) => return Err(ProtoError::Unexpected("expected batch").into()),
             None => return Ok(()),
         };

@@ -43,6 +43,11 @@ pub enum Message {
     },
     /// Receiver → sender, after the batch is flushed.
     Receipt(SignedReceipt),
+    /// Sender → receiver, after its Hello: the highest seq (and its id) of
+    /// the receiver's own notices that the sender holds, so a node whose
+    /// store was rebuilt continues its numbering instead of reusing seqs
+    /// that its peers would refuse as equivocation.
+    YourLast { seq: u64, id: NoticeId },
 }
 
 /// Protocol violations; each closes the stream with a reason.

@@ -933,6 +933,47 @@ impl Store {
         }
     }
 
+    /// The highest seq (and its id) held of `origin`'s notices.
+    pub fn last_of_origin(&self, origin: &str) -> Result<Option<(u64, NoticeId)>, StoreError> {
+        let mut prefix = origin.as_bytes().to_vec();
+        prefix.push(0);
+        let Some(r) = self.origin_seq.scan_prefix(&prefix).next_back() else {
+            return Ok(None);
+        };
+        let (k, v) = r?;
+        let seq: [u8; 8] = k
+            .get(prefix.len()..)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| StoreError::Corrupt("origin_seq key".into()))?;
+        let id: [u8; 32] = v.as_ref().try_into().map_err(corrupt("origin_seq value"))?;
+        Ok(Some((u64::from_be_bytes(seq), NoticeId(id))))
+    }
+
+    /// This node's last own seq and its id, if it issued anything.
+    pub fn own_last(&self) -> Result<Option<(u64, NoticeId)>, StoreError> {
+        self.meta
+            .get(META_OWN)?
+            .map(|b| dec(&b, "own counters"))
+            .transpose()
+    }
+
+    /// Continues this node's own numbering after `seq` if a peer holds a
+    /// later own notice than this store knows (the store was rebuilt).
+    /// Returns whether the numbering moved.
+    pub fn adopt_own_seq(&self, seq: u64, id: NoticeId) -> Result<bool, StoreError> {
+        let _issuing = self.issuing.lock().unwrap_or_else(|p| p.into_inner());
+        let current = match self.meta.get(META_OWN)? {
+            None => 0,
+            Some(b) => dec::<(u64, NoticeId)>(&b, "own counters")?.0,
+        };
+        if seq <= current {
+            return Ok(false);
+        }
+        self.meta.insert(META_OWN, enc(&(seq, id)))?;
+        self.db.flush()?;
+        Ok(true)
+    }
+
     /// The id recorded for (origin, seq), for equivocation checks.
     pub fn id_at(&self, origin: &str, seq: u64) -> Result<Option<NoticeId>, StoreError> {
         match self.origin_seq.get(origin_seq_key(origin, seq))? {

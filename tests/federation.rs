@@ -357,10 +357,10 @@ async fn a_wiped_store_gets_a_new_epoch_and_receives_everything_again_once() {
     mesh.shutdown().await;
 }
 
-/// A node rebuilt from an empty store must be able to issue again: its
-/// peers must not take its new notices for equivocation of the old ones.
+/// A node rebuilt from an empty store must be able to issue again once it
+/// has rejoined: its peers must not take its new notices for equivocation
+/// of the old ones.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "known gap: a rebuilt store restarts its own seq at 1, which peers refuse as equivocation (reported on issue 6)"]
 async fn a_wiped_node_can_issue_again() {
     let tmp = tempfile::tempdir().unwrap();
     let mut mesh = LocalMesh::start(
@@ -374,6 +374,18 @@ async fn a_wiped_node_can_issue_again() {
     mesh.stop("bravo").await;
     std::fs::remove_dir_all(mesh.dir.join("bravo").join("data")).unwrap();
     restart(&mut mesh, "bravo").await;
+    // Once linked again, alpha tells bravo the last of bravo's own notices
+    // it holds, and bravo continues its numbering after it.
+    let adopted = wait_until(Duration::from_secs(20), || {
+        node(&mesh, "bravo")
+            .core()
+            .store()
+            .own_last()
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    assert!(adopted, "bravo did not learn its last seq from alpha");
     let mut changed = vigil::demo::sample_notice();
     changed.case_ref = "after the rebuild".into();
     let after = issue(&mesh, "bravo", changed).await;
