@@ -8,15 +8,17 @@
 #![cfg(unix)]
 
 use std::fs;
-use std::net::{TcpListener, UdpSocket};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
+
+mod common;
+use common::*;
 
 /// How long any single wait may last before the test fails.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -26,99 +28,6 @@ const POLL: Duration = Duration::from_millis(100);
 // ---------------------------------------------------------------------------
 // Running the binary
 // ---------------------------------------------------------------------------
-
-/// What one finished `vigil` invocation produced.
-#[derive(Debug)]
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn assert_ok(&self, what: &str) -> &Self {
-        assert_eq!(self.code, Some(0), "{what} failed: {self:#?}");
-        self
-    }
-
-    /// Asserts exit code 2 and a one-line stderr containing every needle.
-    fn assert_refused(&self, what: &str, needles: &[&str]) {
-        assert_eq!(self.code, Some(2), "{what}: expected exit 2: {self:#?}");
-        let err = self.stderr.trim_end();
-        assert!(!err.is_empty(), "{what}: stderr is empty: {self:#?}");
-        assert!(
-            !err.contains('\n'),
-            "{what}: stderr is not one line: {self:#?}"
-        );
-        for n in needles {
-            assert!(
-                err.contains(n),
-                "{what}: stderr does not mention `{n}`: {self:#?}"
-            );
-        }
-    }
-}
-
-fn vigil_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
-    c.args(args).env("RUST_LOG", "info").stdin(Stdio::null());
-    c
-}
-
-/// Kills and reaps a child when dropped, so no process outlives its test.
-struct ChildGuard(Child);
-
-impl ChildGuard {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    /// Polls for the child's exit until `limit`; `None` if it is still running.
-    fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let end = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.0.try_wait().expect("try_wait") {
-                return Some(st);
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Runs a short-lived `vigil` command to completion (bounded by DEADLINE),
-/// capturing its output through files so full pipes cannot stall it.
-fn vigil(args: &[&str]) -> Out {
-    let cap = tempfile::tempdir().expect("tempdir");
-    let (o, e) = (cap.path().join("stdout"), cap.path().join("stderr"));
-    let mut child = ChildGuard(
-        vigil_cmd(args)
-            .stdout(fs::File::create(&o).expect("stdout file"))
-            .stderr(fs::File::create(&e).expect("stderr file"))
-            .spawn()
-            .expect("spawn vigil"),
-    );
-    let status = child.wait_for_exit(DEADLINE).unwrap_or_else(|| {
-        panic!(
-            "`vigil {}` did not finish within {DEADLINE:?}",
-            args.join(" ")
-        )
-    });
-    Out {
-        code: status.code(),
-        stdout: fs::read_to_string(&o).unwrap_or_default(),
-        stderr: fs::read_to_string(&e).unwrap_or_default(),
-    }
-}
 
 /// Polls `f` until it yields a value, failing the test after DEADLINE.
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -133,28 +42,6 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         );
         sleep(POLL);
     }
-}
-
-/// A free UDP port (for QUIC) on 127.0.0.1; the socket is closed on return.
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A free TCP port (for the admin API) on 127.0.0.1; closed on return.
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 // ---------------------------------------------------------------------------
@@ -403,15 +290,6 @@ fn printed_id(out: &Out, what: &str) -> String {
 // Notices
 // ---------------------------------------------------------------------------
 
-/// RFC 3339 for now + `days` (negative for the past).
-fn rfc3339_in_days(days: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() + time::Duration::days(days);
-    t.replace_nanosecond(0)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
-
 /// The DESIGN.md §4 example, expiring a year from now.
 fn sample_notice(audience: Value) -> Value {
     json!({
@@ -441,12 +319,6 @@ fn write_json(dir: &Path, name: &str, v: &Value) -> PathBuf {
     let p = dir.join(name);
     fs::write(&p, serde_json::to_vec_pretty(v).unwrap()).unwrap();
     p
-}
-
-fn is_notice_id(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn b64(bytes: &[u8]) -> String {

@@ -9,14 +9,16 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Stdio;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
+
+mod common;
+use common::*;
 
 /// How long one short-lived `vigil` command or one ordinary wait may last.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -33,78 +35,6 @@ const TOTAL: usize = BATCHES * PER_BATCH;
 // Running the binary
 // ---------------------------------------------------------------------------
 
-/// What one finished `vigil` invocation produced.
-#[derive(Debug)]
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn assert_ok(&self, what: &str) -> &Self {
-        assert_eq!(self.code, Some(0), "{what} failed: {self:#?}");
-        self
-    }
-}
-
-fn vigil_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
-    c.args(args).env("RUST_LOG", "info").stdin(Stdio::null());
-    c
-}
-
-/// Kills and reaps a child when dropped, so no process outlives its test.
-struct ChildGuard(Child);
-
-impl ChildGuard {
-    /// Polls for the child's exit until `limit`; `None` if it still runs.
-    fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let end = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.0.try_wait().expect("try_wait") {
-                return Some(st);
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Runs a short-lived `vigil` command to completion (bounded by DEADLINE),
-/// capturing its output through files so full pipes cannot stall it.
-fn vigil(args: &[&str]) -> Out {
-    let cap = tempfile::tempdir().expect("tempdir");
-    let (o, e) = (cap.path().join("stdout"), cap.path().join("stderr"));
-    let mut child = ChildGuard(
-        vigil_cmd(args)
-            .stdout(fs::File::create(&o).expect("stdout file"))
-            .stderr(fs::File::create(&e).expect("stderr file"))
-            .spawn()
-            .expect("spawn vigil"),
-    );
-    let status = child.wait_for_exit(DEADLINE).unwrap_or_else(|| {
-        panic!(
-            "`vigil {}` did not finish within {DEADLINE:?}",
-            args.join(" ")
-        )
-    });
-    Out {
-        code: status.code(),
-        stdout: fs::read_to_string(&o).unwrap_or_default(),
-        stderr: fs::read_to_string(&e).unwrap_or_default(),
-    }
-}
-
 /// Polls `f` until it yields a value, failing the test after `limit`.
 fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + limit;
@@ -118,31 +48,6 @@ fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) ->
         );
         sleep(POLL);
     }
-}
-
-/// Sends `signal` (e.g. "-KILL", "-TERM") to `pid` with kill(1).
-fn signal(pid: u32, signal: &str) {
-    let st = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(st.success(), "kill {signal} {pid} failed");
-}
-
-/// A free port on 127.0.0.1 (UDP for QUIC); the socket is closed on return.
-fn free_udp_port() -> u16 {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
-}
-
-/// A free port on 127.0.0.1 (TCP for the admin API); closed on return.
-fn free_tcp_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 // ---------------------------------------------------------------------------
@@ -339,15 +244,6 @@ fn assert_audit_intact(config: &str, what: &str) {
 // Notices
 // ---------------------------------------------------------------------------
 
-/// RFC 3339 for now + `days`.
-fn rfc3339_in_days(days: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() + time::Duration::days(days);
-    t.replace_nanosecond(0)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-}
-
 /// The DESIGN.md §4 example for audience "all", with a subject of its own.
 fn notice(i: usize) -> Value {
     json!({
@@ -379,12 +275,6 @@ fn write_batch(dir: &Path, name: &str, range: std::ops::Range<usize>) -> PathBuf
     let p = dir.join(name);
     fs::write(&p, serde_json::to_vec(&items).unwrap()).unwrap();
     p
-}
-
-fn is_notice_id(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The ids of a `notice list --json`, checking that all come from `origin`
