@@ -267,55 +267,74 @@ impl Core {
         actor: &str,
     ) -> Result<NoticeId, NodeError> {
         let now = crate::time::now();
-        let cfg = self.config.clone();
-        let retention = |k| cfg.inbound.retention_days(k);
-        let is_member = |m: &str| cfg.member(m).is_some();
-        let ctx = IssueContext {
-            origin: &cfg.node_id,
-            now,
-            max_retention_days: &retention,
-            is_member: &is_member,
-        };
         let what = action.as_str();
-        let id = self.store.issue(
-            &cfg.node_id,
-            now,
-            |seq, prev| -> Result<Issued, NodeError> {
-                let (id, envelope) = input.seal(&ctx, &self.signing, seq, prev, action)?;
-                let expires_at = notice::Body::decode(&envelope.body)
-                    .map(|b| b.expires_at)
-                    .map_err(|e| InputError::new("(notice)", e.to_string()))?;
-                let mut audits = vec![AuditDraft {
-                    actor: format!("operator:{actor}"),
-                    operation: Operation::Collect,
-                    notice: Some(id),
-                    peer: None,
-                    justification: Some(input.legal_basis.clone()),
-                    decision: format!("{what} issued, seq {seq}"),
-                }];
-                if let Some(e) = &effect {
-                    audits.push(AuditDraft {
-                        actor: format!("operator:{actor}"),
-                        operation: Operation::Alter,
-                        notice: Some(e.target),
-                        peer: None,
-                        justification: Some(input.legal_basis.clone()),
-                        decision: format!("superseded by {id}"),
-                    });
-                }
-                Ok(Issued {
-                    id,
-                    envelope,
-                    kind: input.kind,
-                    expires_at,
-                    audits,
-                    effect,
+        let id = self.with_issue_context(now, |ctx| {
+            self.store
+                .issue(self.me(), now, |seq, prev| -> Result<Issued, NodeError> {
+                    Ok(self.seal_input(ctx, input, seq, prev, action, effect, actor)?)
                 })
-            },
-        )?;
+        })?;
         self.store.flush()?;
         info!(notice = %id, action = what, kind = input.kind.as_str(), "notice issued");
         Ok(id)
+    }
+
+    /// Runs `f` with what validating operator input needs to know.
+    fn with_issue_context<T>(&self, now: i64, f: impl FnOnce(&IssueContext<'_>) -> T) -> T {
+        let retention = |k| self.config.inbound.retention_days(k);
+        let is_member = |m: &str| self.config.member(m).is_some();
+        f(&IssueContext {
+            origin: self.me(),
+            now,
+            max_retention_days: &retention,
+            is_member: &is_member,
+        })
+    }
+
+    /// Validates and seals operator input as this node's message `seq`,
+    /// with its audit entries (and the alter entry of an update's target).
+    #[allow(clippy::too_many_arguments)]
+    fn seal_input(
+        &self,
+        ctx: &IssueContext<'_>,
+        input: &NoticeInput,
+        seq: u64,
+        prev: Option<NoticeId>,
+        action: Action,
+        effect: Option<Effect>,
+        actor: &str,
+    ) -> Result<Issued, InputError> {
+        let what = action.as_str();
+        let (id, envelope) = input.seal(ctx, &self.signing, seq, prev, action)?;
+        let expires_at = notice::Body::decode(&envelope.body)
+            .map(|b| b.expires_at)
+            .map_err(|e| InputError::new("(notice)", e.to_string()))?;
+        let mut audits = vec![AuditDraft {
+            actor: format!("operator:{actor}"),
+            operation: Operation::Collect,
+            notice: Some(id),
+            peer: None,
+            justification: Some(input.legal_basis.clone()),
+            decision: format!("{what} issued, seq {seq}"),
+        }];
+        if let Some(e) = &effect {
+            audits.push(AuditDraft {
+                actor: format!("operator:{actor}"),
+                operation: Operation::Alter,
+                notice: Some(e.target),
+                peer: None,
+                justification: Some(input.legal_basis.clone()),
+                decision: format!("superseded by {id}"),
+            });
+        }
+        Ok(Issued {
+            id,
+            envelope,
+            kind: input.kind,
+            expires_at,
+            audits,
+            effect,
+        })
     }
 
     /// Builds the next batch of this node's log for `peer` after `after`:
@@ -898,47 +917,23 @@ impl Core {
         actor: &str,
     ) -> Result<Vec<NoticeId>, NodeError> {
         let now = crate::time::now();
-        let cfg = self.config.clone();
-        let retention = |k| cfg.inbound.retention_days(k);
-        let is_member = |m: &str| cfg.member(m).is_some();
-        let ctx = IssueContext {
-            origin: &cfg.node_id,
-            now,
-            max_retention_days: &retention,
-            is_member: &is_member,
-        };
         let mut items = inputs.iter().enumerate();
-        let ids = self.store.issue_batch(
-            &cfg.node_id,
-            now,
-            inputs.len(),
-            |seq, prev| -> Result<Issued, NodeError> {
-                let (i, input) = items
-                    .next()
-                    .ok_or_else(|| NodeError::Io("issue batch overrun".into()))?;
-                let (id, envelope) = input
-                    .seal(&ctx, &self.signing, seq, prev, Action::Issue)
-                    .map_err(|e| InputError::new(format!("[{i}].{}", e.field), e.message))?;
-                let expires_at = notice::Body::decode(&envelope.body)
-                    .map(|b| b.expires_at)
-                    .map_err(|e| InputError::new(format!("[{i}]"), e.to_string()))?;
-                Ok(Issued {
-                    id,
-                    envelope,
-                    kind: input.kind,
-                    expires_at,
-                    audits: vec![AuditDraft {
-                        actor: format!("operator:{actor}"),
-                        operation: Operation::Collect,
-                        notice: Some(id),
-                        peer: None,
-                        justification: Some(input.legal_basis.clone()),
-                        decision: format!("issue issued, seq {seq}"),
-                    }],
-                    effect: None,
-                })
-            },
-        )?;
+        let ids = self.with_issue_context(now, |ctx| {
+            self.store.issue_batch(
+                self.me(),
+                now,
+                inputs.len(),
+                |seq, prev| -> Result<Issued, NodeError> {
+                    let (i, input) = items
+                        .next()
+                        .ok_or_else(|| NodeError::Io("issue batch overrun".into()))?;
+                    self.seal_input(ctx, input, seq, prev, Action::Issue, None, actor)
+                        .map_err(|e| {
+                            InputError::new(format!("[{i}].{}", e.field), e.message).into()
+                        })
+                },
+            )
+        })?;
         self.store.flush()?;
         info!(count = ids.len(), "notices issued");
         Ok(ids)
