@@ -30,18 +30,8 @@ const POLL: Duration = Duration::from_millis(100);
 // ---------------------------------------------------------------------------
 
 /// Polls `f` until it yields a value, failing the test after DEADLINE.
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < end,
-            "timed out after {DEADLINE:?} waiting for {what}"
-        );
-        sleep(POLL);
-    }
+fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait_within(what, DEADLINE, POLL, f)
 }
 
 // ---------------------------------------------------------------------------

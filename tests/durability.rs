@@ -36,18 +36,8 @@ const TOTAL: usize = BATCHES * PER_BATCH;
 // ---------------------------------------------------------------------------
 
 /// Polls `f` until it yields a value, failing the test after `limit`.
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < end,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        sleep(POLL);
-    }
+fn wait_for<T>(what: &str, limit: Duration, f: impl FnMut() -> Option<T>) -> T {
+    wait_within(what, limit, POLL, f)
 }
 
 // ---------------------------------------------------------------------------

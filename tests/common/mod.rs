@@ -154,3 +154,24 @@ pub fn is_notice_id(s: &str) -> bool {
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
+
+/// Polls `f` every `poll` until it yields a value, failing the test after
+/// `limit`.
+pub fn wait_within<T>(
+    what: &str,
+    limit: Duration,
+    poll: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        sleep(poll);
+    }
+}
