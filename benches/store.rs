@@ -194,25 +194,17 @@ fn raw_fill(entries: &[Vec<u8>]) -> Duration {
     t.elapsed()
 }
 
-/// The exact log values vigil writes for `pool`, read back from its sled
-/// tree, so the raw baseline inserts the same bytes whatever the log
-/// entry's encoding is today.
+/// The exact log values vigil writes for `pool`, read back from its store,
+/// so the raw baseline inserts the same bytes whatever the log entry's
+/// encoding is today.
 fn log_entries(pool: &[Sealed]) -> Vec<Vec<u8>> {
     let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let store = Store::open(dir.path()).expect("store opens");
-        let now = vigil::time::now();
-        for c in pool.chunks(BATCH) {
-            store_batch(&store, &inbound(c, now));
-        }
+    let store = Store::open(dir.path()).expect("store opens");
+    let now = vigil::time::now();
+    for c in pool.chunks(BATCH) {
+        store_batch(&store, &inbound(c, now));
     }
-    let db = sled::open(dir.path()).expect("sled reopens");
-    let log = db.open_tree("log").expect("log tree");
-    let entries: Vec<Vec<u8>> = log
-        .iter()
-        .values()
-        .map(|v| v.expect("log value").to_vec())
-        .collect();
+    let entries = store.log_bytes().expect("log bytes");
     assert_eq!(entries.len(), pool.len(), "one log entry per notice");
     entries
 }

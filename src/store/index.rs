@@ -1,0 +1,225 @@
+//! The store's lookup structures, kept in memory (DESIGN.md §8 suggests
+//! sled trees for them; this is the documented "or better").
+//!
+//! Why in memory: written as sled trees, the indexes cost about seven sled
+//! inserts per notice besides the log entry, which held the store to 0.17×
+//! the raw sled rate (issue #5). Everything here is derived from the log, so
+//! it is rebuilt by one scan at startup and needs no write of its own.
+//!
+//! Keys are the first 8 bytes of a SHA-256 value (a notice id or a screening
+//! key hash). Two values may share that prefix, by chance or because a
+//! member ground one out, so every structure is a multimap and callers
+//! confirm a candidate against the full value held in the log.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The first 8 bytes of a 32-byte hash, as the in-memory key.
+pub(crate) fn prefix(hash: &[u8; 32]) -> u64 {
+    let mut p = [0u8; 8];
+    p.copy_from_slice(&hash[..8]);
+    u64::from_be_bytes(p)
+}
+
+/// What the index needs of one held notice.
+pub(crate) struct Row<'a> {
+    pub local: u64,
+    pub id: &'a [u8; 32],
+    pub origin: &'a str,
+    pub seq: u64,
+    /// Screening key hashes; empty unless the notice is the current version.
+    pub keys: &'a [[u8; 32]],
+    /// `None` once the notice's personal data is erased.
+    pub expires_at: Option<i64>,
+}
+
+/// A change to the index, recorded while a write is prepared and applied
+/// only once sled has taken the write, so readers never see an entry whose
+/// log record is not yet there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Op {
+    Add {
+        local: u64,
+        id: u64,
+        origin: String,
+        seq: u64,
+        keys: Vec<u64>,
+        expires_at: Option<i64>,
+    },
+    /// The version is no longer current: it stops answering screening.
+    Unscreen { local: u64, keys: Vec<u64> },
+    /// Personal data erased: nothing left for the sweeper.
+    Unexpire { local: u64, expires_at: i64 },
+}
+
+impl Op {
+    /// The `Add` for a row.
+    pub fn add(r: &Row<'_>) -> Op {
+        Op::Add {
+            local: r.local,
+            id: prefix(r.id),
+            origin: r.origin.to_string(),
+            seq: r.seq,
+            keys: r.keys.iter().map(prefix).collect(),
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+/// Lookups over every notice held, by local seq.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    /// id prefix → local seq.
+    ids: BTreeSet<(u64, u64)>,
+    /// origin → that origin's seq → local seq.
+    origins: HashMap<String, BTreeMap<u64, u64>>,
+    /// screening key prefix → local seq, current versions only.
+    keys: BTreeSet<(u64, u64)>,
+    /// effective expiry → local seq, notices not yet erased.
+    expiry: BTreeSet<(i64, u64)>,
+    notices: usize,
+}
+
+impl Index {
+    /// Applies one change.
+    pub fn apply(&mut self, op: Op) {
+        match op {
+            Op::Add {
+                local,
+                id,
+                origin,
+                seq,
+                keys,
+                expires_at,
+            } => {
+                if self.ids.insert((id, local)) {
+                    self.notices += 1;
+                }
+                self.origins.entry(origin).or_default().insert(seq, local);
+                for k in keys {
+                    self.keys.insert((k, local));
+                }
+                if let Some(at) = expires_at {
+                    self.expiry.insert((at, local));
+                }
+            }
+            Op::Unscreen { local, keys } => {
+                for k in keys {
+                    self.keys.remove(&(k, local));
+                }
+            }
+            Op::Unexpire { local, expires_at } => {
+                self.expiry.remove(&(expires_at, local));
+            }
+        }
+    }
+
+    /// Local seqs of notices whose id starts like `id`.
+    pub fn id_candidates(&self, id: &[u8; 32]) -> Vec<u64> {
+        let p = prefix(id);
+        self.ids
+            .range((p, 0)..=(p, u64::MAX))
+            .map(|&(_, l)| l)
+            .collect()
+    }
+
+    /// Local seqs of current notices with a screening key starting like `hash`.
+    pub fn key_candidates(&self, hash: &[u8; 32]) -> Vec<u64> {
+        let p = prefix(hash);
+        self.keys
+            .range((p, 0)..=(p, u64::MAX))
+            .map(|&(_, l)| l)
+            .collect()
+    }
+
+    /// The local seq of `origin`'s notice number `seq`.
+    pub fn at(&self, origin: &str, seq: u64) -> Option<u64> {
+        self.origins.get(origin)?.get(&seq).copied()
+    }
+
+    /// `origin`'s highest seq held, with its local seq.
+    pub fn last_of(&self, origin: &str) -> Option<(u64, u64)> {
+        self.origins
+            .get(origin)?
+            .last_key_value()
+            .map(|(&s, &l)| (s, l))
+    }
+
+    /// Up to `limit` (expiry, local seq) pairs due at `now`, earliest first.
+    pub fn due(&self, now: i64, limit: usize) -> Vec<(i64, u64)> {
+        self.expiry
+            .range(..=(now, u64::MAX))
+            .take(limit)
+            .copied()
+            .collect()
+    }
+
+    /// How many notices are held, in any state.
+    pub fn len(&self) -> usize {
+        self.notices
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(first: u8, rest: u8) -> [u8; 32] {
+        let mut a = [rest; 32];
+        a[0] = first;
+        a
+    }
+
+    #[test]
+    fn shared_prefixes_keep_every_candidate() {
+        let mut ix = Index::default();
+        // Same first 8 bytes, different ids: both must come back.
+        let (a, b) = (h(1, 0), {
+            let mut x = h(1, 0);
+            x[31] = 9;
+            x
+        });
+        for (local, id) in [(1, &a), (2, &b)] {
+            ix.apply(Op::add(&Row {
+                local,
+                id,
+                origin: "bravo",
+                seq: local,
+                keys: &[h(7, 7)],
+                expires_at: Some(100),
+            }));
+        }
+        assert_eq!(ix.id_candidates(&a), vec![1, 2]);
+        assert_eq!(ix.key_candidates(&h(7, 7)), vec![1, 2]);
+        assert_eq!(ix.len(), 2);
+        assert!(ix.id_candidates(&h(2, 0)).is_empty());
+    }
+
+    #[test]
+    fn unscreen_and_unexpire_remove_only_that_notice() {
+        let mut ix = Index::default();
+        for local in 1..=3 {
+            ix.apply(Op::add(&Row {
+                local,
+                id: &h(local as u8, 0),
+                origin: "bravo",
+                seq: local * 10,
+                keys: &[h(7, 7)],
+                expires_at: Some(100 + local as i64),
+            }));
+        }
+        ix.apply(Op::Unscreen {
+            local: 2,
+            keys: vec![prefix(&h(7, 7))],
+        });
+        ix.apply(Op::Unexpire {
+            local: 1,
+            expires_at: 101,
+        });
+        assert_eq!(ix.key_candidates(&h(7, 7)), vec![1, 3]);
+        assert_eq!(ix.due(102, 10), vec![(102, 2)]);
+        assert_eq!(ix.due(1000, 1), vec![(102, 2)]);
+        assert_eq!(ix.at("bravo", 20), Some(2));
+        assert_eq!(ix.last_of("bravo"), Some((30, 3)));
+        assert_eq!(ix.last_of("charlie"), None);
+    }
+}
