@@ -104,7 +104,9 @@ pub struct ReceiptBody {
 /// A receipt: exact body bytes and the receiver's signature over them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedReceipt {
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 

@@ -306,6 +306,22 @@ struct Held {
     item: Item,
 }
 
+impl Held {
+    /// The stored bytes, in one allocation of about the right size.
+    fn encode(&self) -> Vec<u8> {
+        let item = match &self.item {
+            Item::Notice(e) => {
+                e.body.len()
+                    + e.signature.len()
+                    + e.disclosures.iter().map(|d| d.value.len() + 24).sum::<usize>()
+            }
+            Item::Hit(h) => h.body.len() + h.signature.len(),
+        };
+        let meta = self.meta.as_ref().map_or(0, |m| 128 + 32 * m.keys.len());
+        postcard::to_extend(self, Vec::with_capacity(item + meta + 64)).unwrap_or_default()
+    }
+}
+
 /// The metadata and sender of a stored log entry, without its item.
 fn held_head(bytes: &[u8]) -> Result<(Option<Meta>, Option<String>), StoreError> {
     let (meta, rest) =
@@ -416,7 +432,7 @@ struct Tx<'s> {
     store: &'s Store,
     next_local: u64,
     audit_head: (u64, [u8; 32]),
-    log: BTreeMap<u64, Held>,
+    log: HashMap<u64, Held>,
     ids: HashMap<NoticeId, u64>,
     hits: HashSet<[u8; 32]>,
     puts: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -430,7 +446,7 @@ impl<'s> Tx<'s> {
             store,
             next_local: c.next_local,
             audit_head: c.audit,
-            log: BTreeMap::new(),
+            log: HashMap::new(),
             ids: HashMap::new(),
             hits: HashSet::new(),
             puts: BTreeMap::new(),
@@ -622,7 +638,7 @@ impl<'s> Tx<'s> {
         let mut b = sled::Batch::default();
         let mut empty = true;
         for (local, held) in &self.log {
-            b.insert(&seq_key(LOG, *local)[..], enc(held));
+            b.insert(&seq_key(LOG, *local)[..], held.encode());
             empty = false;
         }
         for (k, v) in self.puts {

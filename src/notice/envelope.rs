@@ -152,6 +152,7 @@ impl Body {
 pub struct Disclosure {
     pub salt: [u8; 16],
     pub field: SubjectField,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
 }
 
@@ -171,7 +172,9 @@ impl Disclosure {
 /// disclosures this holder may see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
     pub disclosures: Vec<Disclosure>,
 }

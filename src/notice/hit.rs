@@ -31,7 +31,9 @@ pub struct HitBody {
 /// A hit report: exact body bytes and the reporter's signature over them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HitReport {
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 

@@ -310,43 +310,9 @@ impl<'de> Deserialize<'de> for Binary {
                 .map(Binary)
                 .map_err(|e| serde::de::Error::custom(format!("invalid base64: {e}")))
         } else {
-            let v: serde_bytes_compat::ByteBuf = Deserialize::deserialize(d)?;
-            Ok(Binary(v.0))
-        }
-    }
-}
-
-/// A minimal byte-buffer visitor so postcard decodes `Binary` as one length
-/// plus bytes rather than a sequence of u8 values.
-mod serde_bytes_compat {
-    use serde::de::{Deserialize, Deserializer, Error, SeqAccess, Visitor};
-    use std::fmt;
-
-    pub struct ByteBuf(pub Vec<u8>);
-
-    impl<'de> Deserialize<'de> for ByteBuf {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = ByteBuf;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("bytes")
-                }
-                fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
-                    Ok(ByteBuf(v.to_vec()))
-                }
-                fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
-                    Ok(ByteBuf(v))
-                }
-                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ByteBuf, A::Error> {
-                    let mut out = Vec::new();
-                    while let Some(b) = seq.next_element::<u8>()? {
-                        out.push(b);
-                    }
-                    Ok(ByteBuf(out))
-                }
-            }
-            d.deserialize_byte_buf(V)
+            // One length and the bytes, not a sequence of u8 values.
+            let v: serde_bytes::ByteBuf = Deserialize::deserialize(d)?;
+            Ok(Binary(v.into_vec()))
         }
     }
 }
