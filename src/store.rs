@@ -306,19 +306,50 @@ struct Held {
     item: Item,
 }
 
-impl Held {
+/// A log entry borrowed for encoding: postcard writes it exactly as the
+/// [`Held`] it decodes to (same fields, same variant order), so storing a
+/// received notice needs no copy of its envelope.
+#[derive(Serialize)]
+struct HeldRef<'a> {
+    meta: Option<&'a Meta>,
+    from: Option<&'a str>,
+    item: ItemRef<'a>,
+}
+
+/// [`Item`], borrowed.
+#[derive(Serialize)]
+enum ItemRef<'a> {
+    Notice(&'a Envelope),
+    Hit(&'a HitReport),
+}
+
+impl HeldRef<'_> {
     /// The stored bytes, in one allocation of about the right size.
     fn encode(&self) -> Vec<u8> {
-        let item = match &self.item {
-            Item::Notice(e) => {
+        let item = match self.item {
+            ItemRef::Notice(e) => {
                 e.body.len()
                     + e.signature.len()
                     + e.disclosures.iter().map(|d| d.value.len() + 24).sum::<usize>()
             }
-            Item::Hit(h) => h.body.len() + h.signature.len(),
+            ItemRef::Hit(h) => h.body.len() + h.signature.len(),
         };
-        let meta = self.meta.as_ref().map_or(0, |m| 128 + 32 * m.keys.len());
+        let meta = self.meta.map_or(0, |m| 128 + 32 * m.keys.len());
         postcard::to_extend(self, Vec::with_capacity(item + meta + 64)).unwrap_or_default()
+    }
+}
+
+impl Held {
+    fn encode(&self) -> Vec<u8> {
+        HeldRef {
+            meta: self.meta.as_ref(),
+            from: self.from.as_deref(),
+            item: match &self.item {
+                Item::Notice(e) => ItemRef::Notice(e),
+                Item::Hit(h) => ItemRef::Hit(h),
+            },
+        }
+        .encode()
     }
 }
 
@@ -367,9 +398,17 @@ const MAX_CHAIN: usize = 10_000;
 /// Envelopes in the store were verified before they were written, so the
 /// disclosures decode; one that does not simply contributes no key.
 fn screen_hashes(env: &Envelope) -> Vec<[u8; 32]> {
+    use SubjectField as F;
     let mut subject = crate::notice::Subject::default();
+    // Only the fields keys are made of: images and descriptions are not
+    // decoded on the write path.
     for d in &env.disclosures {
-        let _ = subject.set_from_bytes(d.field, &d.value);
+        if matches!(
+            d.field,
+            F::Identifiers | F::FamilyName | F::GivenNames | F::Aliases | F::DateOfBirth
+        ) {
+            let _ = subject.set_from_bytes(d.field, &d.value);
+        }
     }
     crate::notice::screening::subject_keys(&subject)
         .iter()
@@ -426,13 +465,22 @@ pub struct Store {
     head: tokio::sync::watch::Sender<u64>,
 }
 
+/// A log entry in a write being prepared: encoded when appended, decoded
+/// again only if the same write settles it (a cancel in the batch that
+/// carried its target).
+enum Pending {
+    Bytes(Vec<u8>),
+    Held(Held),
+}
+
 /// One write being prepared: reads see the committed store plus what this
 /// write already changed; nothing reaches sled or the index until commit.
 struct Tx<'s> {
     store: &'s Store,
     next_local: u64,
     audit_head: (u64, [u8; 32]),
-    log: HashMap<u64, Held>,
+    /// Log entries this write adds or changes, by local seq.
+    log: HashMap<u64, Pending>,
     ids: HashMap<NoticeId, u64>,
     hits: HashSet<[u8; 32]>,
     puts: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -446,7 +494,7 @@ impl<'s> Tx<'s> {
             store,
             next_local: c.next_local,
             audit_head: c.audit,
-            log: HashMap::new(),
+            log: HashMap::with_capacity(128),
             ids: HashMap::new(),
             hits: HashSet::new(),
             puts: BTreeMap::new(),
@@ -461,14 +509,16 @@ impl<'s> Tx<'s> {
 
     fn meta(&self, local: u64) -> Result<Option<Meta>, StoreError> {
         match self.log.get(&local) {
-            Some(h) => Ok(h.meta.clone()),
+            Some(Pending::Bytes(b)) => Ok(held_head(b)?.0),
+            Some(Pending::Held(h)) => Ok(h.meta.clone()),
             None => self.store.meta_at(local),
         }
     }
 
     fn held(&self, local: u64) -> Result<Option<Held>, StoreError> {
         match self.log.get(&local) {
-            Some(h) => Ok(Some(h.clone())),
+            Some(Pending::Bytes(b)) => dec(b, "log entry").map(Some),
+            Some(Pending::Held(h)) => Ok(Some(h.clone())),
             None => self.store.held_at(local),
         }
     }
@@ -486,10 +536,10 @@ impl<'s> Tx<'s> {
         Ok(None)
     }
 
-    fn append(&mut self, held: Held) -> u64 {
+    fn append(&mut self, held: HeldRef<'_>) -> u64 {
         let local = self.next_local;
         self.next_local += 1;
-        self.log.insert(local, held);
+        self.log.insert(local, Pending::Bytes(held.encode()));
         local
     }
 
@@ -531,10 +581,10 @@ impl<'s> Tx<'s> {
         let local = self.next_local;
         self.ops.push(Op::add(&row(local, &meta)));
         self.ids.insert(m.id, local);
-        self.append(Held {
-            meta: Some(meta),
-            from: m.from.map(str::to_string),
-            item: Item::Notice(m.envelope.clone()),
+        self.append(HeldRef {
+            meta: Some(&meta),
+            from: m.from,
+            item: ItemRef::Notice(m.envelope),
         });
         if let Some(e) = m.effect {
             self.effect(e)?;
@@ -582,7 +632,7 @@ impl<'s> Tx<'s> {
             _ => None,
         };
         let id = meta.id;
-        self.log.insert(local, held);
+        self.log.insert(local, Pending::Held(held));
         Ok((id, supersedes))
     }
 
@@ -620,10 +670,10 @@ impl<'s> Tx<'s> {
             self.hits.insert(id);
             self.put(key(HIT, &id), enc(r));
             if *forward {
-                self.append(Held {
+                self.append(HeldRef {
                     meta: None,
-                    from: from.map(str::to_string),
-                    item: Item::Hit(r.clone()),
+                    from,
+                    item: ItemRef::Hit(r),
                 });
             }
             new += 1;
@@ -637,8 +687,12 @@ impl<'s> Tx<'s> {
         let grew = self.next_local != c.next_local;
         let mut b = sled::Batch::default();
         let mut empty = true;
-        for (local, held) in &self.log {
-            b.insert(&seq_key(LOG, *local)[..], held.encode());
+        for (local, entry) in self.log {
+            let bytes = match entry {
+                Pending::Bytes(b) => b,
+                Pending::Held(h) => h.encode(),
+            };
+            b.insert(&seq_key(LOG, local)[..], bytes);
             empty = false;
         }
         for (k, v) in self.puts {
@@ -1318,6 +1372,37 @@ mod tests {
                 .unwrap()
                 .key(),
         )
+    }
+
+    #[test]
+    fn borrowed_log_entries_encode_exactly_as_the_owned_ones_decode() {
+        let a = accepted(1, "P1", Action::Issue, None);
+        let held = Held {
+            meta: Some(Meta {
+                id: a.id,
+                origin: "bravo".into(),
+                seq: 1,
+                kind: a.kind,
+                state: NoticeState::Active,
+                erased: false,
+                expires_at: a.expires_at,
+                stored_at: NOW,
+                stripped: vec![SubjectField::Fingerprints],
+                keys: screen_hashes(&a.envelope),
+            }),
+            from: Some("bravo".into()),
+            item: Item::Notice(a.envelope),
+        };
+        assert_eq!(held.encode(), postcard::to_allocvec(&held).unwrap());
+        let hit = Held {
+            meta: None,
+            from: None,
+            item: Item::Hit(HitReport {
+                body: vec![1, 2, 3],
+                signature: vec![4; 64],
+            }),
+        };
+        assert_eq!(hit.encode(), postcard::to_allocvec(&hit).unwrap());
     }
 
     #[test]

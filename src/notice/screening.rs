@@ -52,14 +52,22 @@ pub fn identifier_key(scheme: &str, country: &str, value: &str) -> String {
 /// The key of a name and date of birth. Family and given names are kept
 /// apart; punctuation inside names (hyphens, apostrophes) is ignored.
 pub fn name_key(family: &str, given: &str, dob: &str) -> String {
+    // Punctuation becomes a word break; runs of breaks fold to one space.
     let clean = |s: &str| {
-        normalize_text(s)
-            .chars()
-            .map(|c| if c.is_alphanumeric() { c } else { ' ' })
-            .collect::<String>()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
+        let mut out = String::with_capacity(s.len());
+        let mut gap = false;
+        for c in normalize_text(s).chars() {
+            if !c.is_alphanumeric() {
+                gap = true;
+                continue;
+            }
+            if gap && !out.is_empty() {
+                out.push(' ');
+            }
+            gap = false;
+            out.push(c);
+        }
+        out
     };
     format!("name\0{}\0{}\0{}", clean(family), clean(given), dob.trim())
 }
@@ -200,6 +208,18 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn name_cleaning_folds_punctuation_like_split_and_join(s in "\\PC{0,30}") {
+            let reference = normalize_text(&s)
+                .chars()
+                .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+                .collect::<String>()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            prop_assert_eq!(name_key(&s, "", "x"), format!("name\0{reference}\0\0x"));
+        }
+
         #[test]
         fn ascii_fast_path_matches_the_unicode_path(s in "[\\x00-\\x7f]{0,40}") {
             prop_assert_eq!(normalize_text(&s), normalize_unicode(&s));
