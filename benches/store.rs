@@ -209,6 +209,41 @@ fn log_entries(pool: &[Sealed]) -> Vec<Vec<u8>> {
     entries
 }
 
+/// One fill of each kind with the write and the flush timed apart, per
+/// notice: shows whether a gap is CPU on the write path or the disk.
+fn split_fill(pool: &[Sealed], entries: &[Vec<u8>]) -> [(f64, f64); 2] {
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / pool.len() as f64;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sled::open(dir.path()).expect("sled opens");
+    let (mut w, mut f) = (Duration::ZERO, Duration::ZERO);
+    for (c, chunk) in entries.chunks(BATCH).enumerate() {
+        let t = Instant::now();
+        for (i, v) in chunk.iter().enumerate() {
+            db.insert(((c * BATCH + i) as u64 + 1).to_be_bytes(), v.as_slice())
+                .expect("insert");
+        }
+        let t2 = Instant::now();
+        db.flush().expect("flush");
+        w += t2 - t;
+        f += t2.elapsed();
+    }
+    let raw = (per(w), per(f));
+    let now = vigil::time::now();
+    let batches: Vec<InboundBatch> = pool.chunks(BATCH).map(|c| inbound(c, now)).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    let (mut w, mut f) = (Duration::ZERO, Duration::ZERO);
+    for b in &batches {
+        let t = Instant::now();
+        store.apply_batch(b).expect("batch stored");
+        let t2 = Instant::now();
+        store.flush().expect("flush");
+        w += t2 - t;
+        f += t2.elapsed();
+    }
+    [raw, (per(w), per(f))]
+}
+
 fn write_benches(c: &mut Criterion, pool: &[Sealed], entries: &[Vec<u8>]) {
     let mut g = c.benchmark_group("store");
     // Each iteration fills a whole fresh db, so few, long, equal samples.
@@ -264,6 +299,10 @@ fn report_writes(pool: &[Sealed], entries: &[Vec<u8>], envelope_bytes: usize) {
             vig / raw
         );
     }
+    let [(rw, rf), (vw, vf)] = split_fill(pool, entries);
+    println!(
+        "  per notice: raw insert {rw:.1} us + flush {rf:.1} us; vigil apply_batch {vw:.1} us + flush {vf:.1} us"
+    );
     let mut ratios: Vec<f64> = (0..PAIRED_ROUNDS)
         .map(|_| raw_fill(entries).as_secs_f64() / vigil_fill(pool).as_secs_f64())
         .collect();

@@ -330,7 +330,10 @@ impl HeldRef<'_> {
             ItemRef::Notice(e) => {
                 e.body.len()
                     + e.signature.len()
-                    + e.disclosures.iter().map(|d| d.value.len() + 24).sum::<usize>()
+                    + e.disclosures
+                        .iter()
+                        .map(|d| d.value.len() + 24)
+                        .sum::<usize>()
             }
             ItemRef::Hit(h) => h.body.len() + h.signature.len(),
         };
@@ -389,6 +392,13 @@ fn row<'a>(local: u64, m: &'a Meta) -> Row<'a> {
         expires_at: (!m.erased).then_some(m.expires_at),
     }
 }
+
+/// Audit entries per stored block. sled splits a leaf after 16 items
+/// whatever their size and copies the leaf on every change, and writes a
+/// node over 128 KiB as a separate blob file. Blocks of 16 entries (about
+/// 3 KiB) keep audit leaves near 50 KiB, where one block per 64-notice
+/// batch (13 KiB) let a leaf reach 200 KiB.
+const AUDIT_BLOCK: usize = 16;
 
 /// Longest chain of updates a cancellation follows back (a bound on the
 /// loop, far beyond any real notice's history).
@@ -699,8 +709,8 @@ impl<'s> Tx<'s> {
             b.insert(k, v);
             empty = false;
         }
-        if let Some(first) = self.audit.first() {
-            b.insert(&seq_key(AUDIT, first.seq)[..], enc(&self.audit));
+        for block in self.audit.chunks(AUDIT_BLOCK) {
+            b.insert(&seq_key(AUDIT, block[0].seq)[..], enc(&block));
             empty = false;
         }
         if !empty {
