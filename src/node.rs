@@ -1007,10 +1007,7 @@ impl Core {
                 Query::Name { .. } => "name+dob",
             };
             let mut found = 0;
-            for id in self.store.lookup(&screening::key_hash(&q.key()))? {
-                let Some((rec, entry)) = self.store.get(&id)? else {
-                    continue;
-                };
+            for (id, rec, entry) in self.store.lookup(&screening::key_hash(&q.key()))? {
                 if rec.state != NoticeState::Active
                     || hits.iter().any(|h| h.notice_id == id.to_string())
                 {

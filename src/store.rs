@@ -1068,15 +1068,22 @@ impl Store {
         })
     }
 
-    /// Current notices held under a screening key hash. Candidates from the
-    /// in-memory index are confirmed against the full hashes in the log.
-    pub fn lookup(&self, hash: &[u8; 32]) -> Result<Vec<NoticeId>, StoreError> {
+    /// Current notices held under a screening key hash, with their records
+    /// and envelopes: one log read per candidate from the in-memory index,
+    /// confirmed against the full hashes stored with the notice.
+    pub fn lookup(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Vec<(NoticeId, NoticeRecord, Envelope)>, StoreError> {
         let candidates = self.read_index().key_candidates(hash);
         let mut out = Vec::new();
         for l in candidates {
-            if let Some(m) = self.meta_at(l)? {
+            let Some(held) = self.held_at(l)? else {
+                continue;
+            };
+            if let (Some(m), Item::Notice(e)) = (held.meta, held.item) {
                 if m.state == NoticeState::Active && m.keys.contains(hash) {
-                    out.push(m.id);
+                    out.push((m.id, record(l, &m, &held.from), e));
                 }
             }
         }
@@ -1473,7 +1480,13 @@ mod tests {
             for p in ["P1", "P2", "P3"] {
                 assert!(store.lookup(&passport_key(p)).unwrap().is_empty(), "{p}");
             }
-            assert_eq!(store.lookup(&passport_key("P4")).unwrap(), vec![ids[3]]);
+            let found: Vec<NoticeId> = store
+                .lookup(&passport_key("P4"))
+                .unwrap()
+                .into_iter()
+                .map(|(id, _, _)| id)
+                .collect();
+            assert_eq!(found, vec![ids[3]]);
             for (i, state) in [
                 (0, NoticeState::Cancelled),
                 (1, NoticeState::Cancelled),
