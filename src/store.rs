@@ -480,7 +480,7 @@ pub struct Store {
 /// carried its target).
 enum Pending {
     Bytes(Vec<u8>),
-    Held(Held),
+    Held(Box<Held>),
 }
 
 /// One write being prepared: reads see the committed store plus what this
@@ -528,7 +528,7 @@ impl<'s> Tx<'s> {
     fn held(&self, local: u64) -> Result<Option<Held>, StoreError> {
         match self.log.get(&local) {
             Some(Pending::Bytes(b)) => dec(b, "log entry").map(Some),
-            Some(Pending::Held(h)) => Ok(Some(h.clone())),
+            Some(Pending::Held(h)) => Ok(Some(Held::clone(h))),
             None => self.store.held_at(local),
         }
     }
@@ -642,7 +642,7 @@ impl<'s> Tx<'s> {
             _ => None,
         };
         let id = meta.id;
-        self.log.insert(local, Pending::Held(held));
+        self.log.insert(local, Pending::Held(Box::new(held)));
         Ok((id, supersedes))
     }
 
