@@ -249,11 +249,32 @@ pub struct AuditEntry {
 impl AuditEntry {
     /// The entry's hash, which the next entry names as `prev`.
     pub fn hash(&self) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(b"vigil/audit/v1\0");
-        h.update(enc(self));
-        h.finalize().into()
+        hash_encoded_entry(&enc(self))
     }
+}
+
+/// An [`AuditEntry`] borrowed from its draft: postcard writes the same
+/// bytes, without copying the draft's strings.
+#[derive(Serialize)]
+struct AuditEntryRef<'a> {
+    seq: u64,
+    time: i64,
+    actor: &'a str,
+    operation: Operation,
+    notice: Option<NoticeId>,
+    peer: Option<&'a str>,
+    justification: Option<&'a str>,
+    decision: &'a str,
+    prev: [u8; 32],
+}
+
+/// [`AuditEntry::hash`] from the entry's postcard bytes, so the store
+/// encodes each entry once for both its hash and its block.
+fn hash_encoded_entry(bytes: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"vigil/audit/v1\0");
+    h.update(bytes);
+    h.finalize().into()
 }
 
 /// A received message to store, already verified and accepted by policy.
@@ -494,7 +515,8 @@ struct Tx<'s> {
     ids: HashMap<NoticeId, u64>,
     hits: HashSet<[u8; 32]>,
     puts: BTreeMap<Vec<u8>, Vec<u8>>,
-    audit: Vec<AuditEntry>,
+    /// New audit entries, encoded, in chain order.
+    audit: Vec<(u64, Vec<u8>)>,
     ops: Vec<Op>,
 }
 
@@ -504,7 +526,7 @@ impl<'s> Tx<'s> {
             store,
             next_local: c.next_local,
             audit_head: c.audit,
-            log: HashMap::with_capacity(128),
+            log: HashMap::new(),
             ids: HashMap::new(),
             hits: HashSet::new(),
             puts: BTreeMap::new(),
@@ -557,19 +579,19 @@ impl<'s> Tx<'s> {
     fn audit(&mut self, drafts: &[AuditDraft], now: i64) {
         for d in drafts {
             let (seq, prev) = self.audit_head;
-            let entry = AuditEntry {
+            let bytes = enc(&AuditEntryRef {
                 seq: seq + 1,
                 time: now,
-                actor: d.actor.clone(),
+                actor: &d.actor,
                 operation: d.operation,
                 notice: d.notice,
-                peer: d.peer.clone(),
-                justification: d.justification.clone(),
-                decision: d.decision.clone(),
+                peer: d.peer.as_deref(),
+                justification: d.justification.as_deref(),
+                decision: &d.decision,
                 prev,
-            };
-            self.audit_head = (seq + 1, entry.hash());
-            self.audit.push(entry);
+            });
+            self.audit_head = (seq + 1, hash_encoded_entry(&bytes));
+            self.audit.push((seq + 1, bytes));
         }
     }
 
@@ -710,7 +732,13 @@ impl<'s> Tx<'s> {
             empty = false;
         }
         for block in self.audit.chunks(AUDIT_BLOCK) {
-            b.insert(&seq_key(AUDIT, block[0].seq)[..], enc(&block));
+            // postcard writes a Vec as its length then each element, so a
+            // block of encoded entries decodes as a Vec<AuditEntry>.
+            let mut v = enc(&block.len());
+            for (_, bytes) in block {
+                v.extend_from_slice(bytes);
+            }
+            b.insert(&seq_key(AUDIT, block[0].0)[..], v);
             empty = false;
         }
         if !empty {
@@ -1346,6 +1374,8 @@ mod tests {
         assert_eq!(entries[1].prev, entries[0].hash());
         assert_eq!(entries[2].prev, entries[1].hash());
         assert_eq!(entries[2].seq, 3);
+        // The hash the store chained with is the entry's own hash.
+        assert_eq!(store.writer.lock().unwrap().audit, (3, entries[2].hash()));
     }
 
     use crate::notice::screening::{key_hash, Query};
