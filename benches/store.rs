@@ -167,32 +167,70 @@ fn store_batch(store: &Store, batch: &InboundBatch) {
     store.flush().expect("flush");
 }
 
-/// Fills a fresh store with `pool`; returns the time of the writes only.
-fn vigil_fill(pool: &[Sealed]) -> Duration {
+/// Time of one fill, the writes and the flushes apart: shows whether a gap
+/// is CPU on the write path or the disk.
+#[derive(Default)]
+struct Fill {
+    write: Duration,
+    flush: Duration,
+}
+
+impl Fill {
+    fn total(&self) -> Duration {
+        self.write + self.flush
+    }
+
+    /// Times `write` then `flush`.
+    fn step(&mut self, write: impl FnOnce(), flush: impl FnOnce()) {
+        let t = Instant::now();
+        write();
+        let t2 = Instant::now();
+        flush();
+        self.write += t2 - t;
+        self.flush += t2.elapsed();
+    }
+}
+
+/// Fills a fresh store with `pool` the way the receive path stores batches:
+/// one write, then the flush that must precede the receipt.
+fn vigil_fill(pool: &[Sealed]) -> Fill {
     let now = vigil::time::now();
     let batches: Vec<InboundBatch> = pool.chunks(BATCH).map(|c| inbound(c, now)).collect();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("store opens");
-    let t = Instant::now();
+    let mut fill = Fill::default();
     for b in &batches {
-        store_batch(&store, b);
+        fill.step(
+            || {
+                let stored = store.apply_batch(b).expect("batch stored");
+                // A skipped duplicate would make vigil look faster than it is.
+                assert_eq!(stored.len(), b.accepted.len());
+            },
+            || store.flush().expect("flush"),
+        );
     }
-    t.elapsed()
+    fill
 }
 
 /// Fills a fresh sled db with `entries`, a flush per `BATCH` inserts.
-fn raw_fill(entries: &[Vec<u8>]) -> Duration {
+fn raw_fill(entries: &[Vec<u8>]) -> Fill {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = sled::open(dir.path()).expect("sled opens");
-    let t = Instant::now();
-    for (i, v) in entries.iter().enumerate() {
-        db.insert((i as u64 + 1).to_be_bytes(), v.as_slice())
-            .expect("insert");
-        if (i + 1) % BATCH == 0 {
-            db.flush().expect("flush");
-        }
+    let mut fill = Fill::default();
+    for (c, chunk) in entries.chunks(BATCH).enumerate() {
+        fill.step(
+            || {
+                for (i, v) in chunk.iter().enumerate() {
+                    db.insert(((c * BATCH + i) as u64 + 1).to_be_bytes(), v.as_slice())
+                        .expect("insert");
+                }
+            },
+            || {
+                db.flush().expect("flush");
+            },
+        );
     }
-    t.elapsed()
+    fill
 }
 
 /// The exact log values vigil writes for `pool`, read back from its store,
@@ -210,41 +248,6 @@ fn log_entries(pool: &[Sealed]) -> Vec<Vec<u8>> {
     entries
 }
 
-/// One fill of each kind with the write and the flush timed apart, per
-/// notice: shows whether a gap is CPU on the write path or the disk.
-fn split_fill(pool: &[Sealed], entries: &[Vec<u8>]) -> [(f64, f64); 2] {
-    let per = |d: Duration| d.as_secs_f64() * 1e6 / pool.len() as f64;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = sled::open(dir.path()).expect("sled opens");
-    let (mut w, mut f) = (Duration::ZERO, Duration::ZERO);
-    for (c, chunk) in entries.chunks(BATCH).enumerate() {
-        let t = Instant::now();
-        for (i, v) in chunk.iter().enumerate() {
-            db.insert(((c * BATCH + i) as u64 + 1).to_be_bytes(), v.as_slice())
-                .expect("insert");
-        }
-        let t2 = Instant::now();
-        db.flush().expect("flush");
-        w += t2 - t;
-        f += t2.elapsed();
-    }
-    let raw = (per(w), per(f));
-    let now = vigil::time::now();
-    let batches: Vec<InboundBatch> = pool.chunks(BATCH).map(|c| inbound(c, now)).collect();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("store opens");
-    let (mut w, mut f) = (Duration::ZERO, Duration::ZERO);
-    for b in &batches {
-        let t = Instant::now();
-        store.apply_batch(b).expect("batch stored");
-        let t2 = Instant::now();
-        store.flush().expect("flush");
-        w += t2 - t;
-        f += t2.elapsed();
-    }
-    [raw, (per(w), per(f))]
-}
-
 fn write_benches(c: &mut Criterion, pool: &[Sealed], entries: &[Vec<u8>]) {
     let mut g = c.benchmark_group("store");
     // Each iteration fills a whole fresh db, so few, long, equal samples.
@@ -254,10 +257,10 @@ fn write_benches(c: &mut Criterion, pool: &[Sealed], entries: &[Vec<u8>]) {
         .measurement_time(Duration::from_secs(10))
         .throughput(Throughput::Elements(FILL as u64));
     g.bench_function("raw_sled_flush64", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| raw_fill(entries)).sum())
+        b.iter_custom(|iters| (0..iters).map(|_| raw_fill(entries).total()).sum())
     });
     g.bench_function("vigil_apply_batch64", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| vigil_fill(pool)).sum())
+        b.iter_custom(|iters| (0..iters).map(|_| vigil_fill(pool).total()).sum())
     });
     g.finish();
 }
@@ -300,12 +303,19 @@ fn report_writes(pool: &[Sealed], entries: &[Vec<u8>], envelope_bytes: usize) {
             vig / raw
         );
     }
-    let [(rw, rf), (vw, vf)] = split_fill(pool, entries);
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / pool.len() as f64;
+    let (raw, vig) = (raw_fill(entries), vigil_fill(pool));
+    let (rw, rf, vw, vf) = (
+        per(raw.write),
+        per(raw.flush),
+        per(vig.write),
+        per(vig.flush),
+    );
     println!(
         "  per notice: raw insert {rw:.1} us + flush {rf:.1} us; vigil apply_batch {vw:.1} us + flush {vf:.1} us"
     );
     let mut ratios: Vec<f64> = (0..PAIRED_ROUNDS)
-        .map(|_| raw_fill(entries).as_secs_f64() / vigil_fill(pool).as_secs_f64())
+        .map(|_| raw_fill(entries).total().as_secs_f64() / vigil_fill(pool).total().as_secs_f64())
         .collect();
     ratios.sort_by(f64::total_cmp);
     println!(
@@ -493,22 +503,9 @@ fn screening(n: usize) {
     );
     println!(
         "  bench process RSS with the store open: {:.0} MiB",
-        rss_kib() as f64 / 1024.0
+        vigil::bench::rss_mib("self")
     );
     rt.block_on(mesh.shutdown());
-}
-
-/// This process's resident set, from /proc (Linux only; 0 elsewhere).
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn main() {

@@ -441,6 +441,15 @@ async fn rss_of_node(config: &std::path::Path) -> Res<f64> {
             .call("POST", "/v1/screen", Some(serde_json::to_vec(&req)?))
             .await?;
     }
+    let rss = rss_mib(&pid.to_string());
+    child.start_kill()?;
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    Ok(rss)
+}
+
+/// A process's resident set in MiB, from `/proc/PID/status` (`"self"` for
+/// this process); NaN where it cannot be read.
+pub fn rss_mib(pid: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kib: f64 = status
         .lines()
@@ -448,9 +457,7 @@ async fn rss_of_node(config: &std::path::Path) -> Res<f64> {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN);
-    child.start_kill()?;
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-    Ok(kib / 1024.0)
+    kib / 1024.0
 }
 
 /// p99 over samples of the time until a notice issued on one node of a

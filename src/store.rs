@@ -557,15 +557,10 @@ impl<'s> Tx<'s> {
 
     /// The local seq of a notice held or written earlier in this write.
     fn find(&self, id: &NoticeId) -> Result<Option<u64>, StoreError> {
-        if let Some(&l) = self.ids.get(id) {
-            return Ok(Some(l));
+        match self.ids.get(id) {
+            Some(&l) => Ok(Some(l)),
+            None => self.store.find_by(id, |l| self.meta(l)),
         }
-        for l in self.store.read_index().id_candidates(&id.0) {
-            if self.meta(l)?.is_some_and(|m| m.id == *id) {
-                return Ok(Some(l));
-            }
-        }
-        Ok(None)
     }
 
     fn append(&mut self, held: HeldRef<'_>) -> u64 {
@@ -717,19 +712,17 @@ impl<'s> Tx<'s> {
     /// whether the log grew.
     fn commit(self, c: &mut Counters) -> Result<bool, StoreError> {
         let grew = self.next_local != c.next_local;
+        let empty = self.log.is_empty() && self.puts.is_empty() && self.audit.is_empty();
         let mut b = sled::Batch::default();
-        let mut empty = true;
         for (local, entry) in self.log {
             let bytes = match entry {
                 Pending::Bytes(b) => b,
                 Pending::Held(h) => h.encode(),
             };
             b.insert(&seq_key(LOG, local)[..], bytes);
-            empty = false;
         }
         for (k, v) in self.puts {
             b.insert(k, v);
-            empty = false;
         }
         for block in self.audit.chunks(AUDIT_BLOCK) {
             // postcard writes a Vec as its length then each element, so a
@@ -739,7 +732,6 @@ impl<'s> Tx<'s> {
                 v.extend_from_slice(bytes);
             }
             b.insert(&seq_key(AUDIT, block[0].0)[..], v);
-            empty = false;
         }
         if !empty {
             self.store.tree.apply_batch(b)?;
@@ -898,9 +890,19 @@ impl Store {
 
     /// The local seq of a held notice.
     fn find(&self, id: &NoticeId) -> Result<Option<u64>, StoreError> {
+        self.find_by(id, |l| self.meta_at(l))
+    }
+
+    /// The index's candidates for `id`, confirmed with `meta` (the committed
+    /// log, or a pending write's view of it).
+    fn find_by(
+        &self,
+        id: &NoticeId,
+        meta: impl Fn(u64) -> Result<Option<Meta>, StoreError>,
+    ) -> Result<Option<u64>, StoreError> {
         let candidates = self.read_index().id_candidates(&id.0);
         for l in candidates {
-            if self.meta_at(l)?.is_some_and(|m| m.id == *id) {
+            if meta(l)?.is_some_and(|m| m.id == *id) {
                 return Ok(Some(l));
             }
         }
