@@ -11,7 +11,7 @@
 //! member ground one out, so every structure is a multimap and callers
 //! confirm a candidate against the full value held in the log.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{hash_map::Entry, BTreeMap, BTreeSet, HashMap};
 
 /// The first 8 bytes of a 32-byte hash, as the in-memory key.
 pub(crate) fn prefix(hash: &[u8; 32]) -> u64 {
@@ -65,15 +65,70 @@ impl Op {
     }
 }
 
+/// A multimap from prefix to local seq, shaped for the usual case of one
+/// value per prefix: a hash map holds the first value of each prefix, a
+/// B-tree set any others (a shared prefix is rare: chance, or an id a
+/// member ground out). Random 8-byte keys made B-tree sets the most costly
+/// part of the in-memory index on the write path (issue #5 profile); the
+/// map's hasher is std's keyed one, so ground-out prefixes cannot aim at
+/// its buckets.
+#[derive(Debug, Default)]
+struct Multimap {
+    first: HashMap<u64, u64>,
+    more: BTreeSet<(u64, u64)>,
+}
+
+impl Multimap {
+    /// Adds `(key, local)`; false if it was there already.
+    fn insert(&mut self, key: u64, local: u64) -> bool {
+        match self.first.entry(key) {
+            Entry::Vacant(e) => {
+                e.insert(local);
+                true
+            }
+            Entry::Occupied(e) if *e.get() == local => false,
+            Entry::Occupied(_) => self.more.insert((key, local)),
+        }
+    }
+
+    fn remove(&mut self, key: u64, local: u64) {
+        if self.first.get(&key) != Some(&local) {
+            self.more.remove(&(key, local));
+            return;
+        }
+        // Promote another value of the same prefix, if any.
+        let next = self.more.range((key, 0)..=(key, u64::MAX)).next().copied();
+        match next {
+            Some(n) => {
+                self.more.remove(&n);
+                self.first.insert(key, n.1);
+            }
+            None => {
+                self.first.remove(&key);
+            }
+        }
+    }
+
+    /// Every local seq under `key`, in ascending order.
+    fn get(&self, key: u64) -> Vec<u64> {
+        let mut out: Vec<u64> = self.first.get(&key).copied().into_iter().collect();
+        if !out.is_empty() {
+            out.extend(self.more.range((key, 0)..=(key, u64::MAX)).map(|&(_, l)| l));
+            out.sort_unstable();
+        }
+        out
+    }
+}
+
 /// Lookups over every notice held, by local seq.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     /// id prefix → local seq.
-    ids: BTreeSet<(u64, u64)>,
+    ids: Multimap,
     /// origin → that origin's seq → local seq.
     origins: HashMap<String, BTreeMap<u64, u64>>,
     /// screening key prefix → local seq, current versions only.
-    keys: BTreeSet<(u64, u64)>,
+    keys: Multimap,
     /// effective expiry → local seq, notices not yet erased.
     expiry: BTreeSet<(i64, u64)>,
     notices: usize,
@@ -91,12 +146,19 @@ impl Index {
                 keys,
                 expires_at,
             } => {
-                if self.ids.insert((id, local)) {
+                if self.ids.insert(id, local) {
                     self.notices += 1;
                 }
-                self.origins.entry(origin).or_default().insert(seq, local);
+                match self.origins.get_mut(&origin) {
+                    Some(m) => {
+                        m.insert(seq, local);
+                    }
+                    None => {
+                        self.origins.insert(origin, BTreeMap::from([(seq, local)]));
+                    }
+                }
                 for k in keys {
-                    self.keys.insert((k, local));
+                    self.keys.insert(k, local);
                 }
                 if let Some(at) = expires_at {
                     self.expiry.insert((at, local));
@@ -104,7 +166,7 @@ impl Index {
             }
             Op::Unscreen { local, keys } => {
                 for k in keys {
-                    self.keys.remove(&(k, local));
+                    self.keys.remove(k, local);
                 }
             }
             Op::Unexpire { local, expires_at } => {
@@ -115,20 +177,12 @@ impl Index {
 
     /// Local seqs of notices whose id starts like `id`.
     pub fn id_candidates(&self, id: &[u8; 32]) -> Vec<u64> {
-        let p = prefix(id);
-        self.ids
-            .range((p, 0)..=(p, u64::MAX))
-            .map(|&(_, l)| l)
-            .collect()
+        self.ids.get(prefix(id))
     }
 
     /// Local seqs of current notices with a screening key starting like `hash`.
     pub fn key_candidates(&self, hash: &[u8; 32]) -> Vec<u64> {
-        let p = prefix(hash);
-        self.keys
-            .range((p, 0)..=(p, u64::MAX))
-            .map(|&(_, l)| l)
-            .collect()
+        self.keys.get(prefix(hash))
     }
 
     /// The local seq of `origin`'s notice number `seq`.
@@ -162,6 +216,32 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The multimap answers like a plain set of pairs, whatever the
+        /// order of inserts and removals on a few shared keys.
+        #[test]
+        fn multimap_matches_a_set_of_pairs(
+            ops in prop::collection::vec((any::<bool>(), 0u64..4, 0u64..6), 0..80)
+        ) {
+            let mut m = Multimap::default();
+            let mut model = BTreeSet::new();
+            for (add, k, v) in ops {
+                if add {
+                    prop_assert_eq!(m.insert(k, v), model.insert((k, v)));
+                } else {
+                    m.remove(k, v);
+                    model.remove(&(k, v));
+                }
+                for key in 0..4 {
+                    let want: Vec<u64> =
+                        model.range((key, 0)..=(key, u64::MAX)).map(|&(_, l)| l).collect();
+                    prop_assert_eq!(m.get(key), want);
+                }
+            }
+        }
+    }
 
     fn h(first: u8, rest: u8) -> [u8; 32] {
         let mut a = [rest; 32];
@@ -216,6 +296,17 @@ mod tests {
             expires_at: 101,
         });
         assert_eq!(ix.key_candidates(&h(7, 7)), vec![1, 3]);
+        // The first holder of a shared prefix leaving promotes another.
+        ix.apply(Op::Unscreen {
+            local: 1,
+            keys: vec![prefix(&h(7, 7))],
+        });
+        assert_eq!(ix.key_candidates(&h(7, 7)), vec![3]);
+        ix.apply(Op::Unscreen {
+            local: 3,
+            keys: vec![prefix(&h(7, 7))],
+        });
+        assert!(ix.key_candidates(&h(7, 7)).is_empty());
         assert_eq!(ix.due(102, 10), vec![(102, 2)]);
         assert_eq!(ix.due(1000, 1), vec![(102, 2)]);
         assert_eq!(ix.at("bravo", 20), Some(2));
