@@ -441,10 +441,7 @@ fn screen_hashes(env: &Envelope) -> Vec<[u8; 32]> {
             let _ = subject.set_from_bytes(d.field, &d.value);
         }
     }
-    crate::notice::screening::subject_keys(&subject)
-        .iter()
-        .map(|k| crate::notice::screening::key_hash(k))
-        .collect()
+    crate::notice::screening::subject_key_hashes(&subject)
 }
 
 /// A message to write: this node's own or one received.

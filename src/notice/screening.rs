@@ -10,20 +10,28 @@ use super::model::{Identifier, Subject};
 /// Lowercase, diacritics removed (compatibility decomposition, combining
 /// marks dropped), runs of white space folded to one space, trimmed.
 pub fn normalize_text(s: &str) -> String {
-    if s.is_ascii() {
-        // ASCII has no decompositions and no combining marks: the same
-        // result without NFKD's allocations (every stored notice's keys
-        // are computed on the write path).
-        let mut out = String::with_capacity(s.len());
-        for word in s.split_whitespace() {
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.extend(word.chars().map(|c| c.to_ascii_lowercase()));
-        }
-        return out;
+    let mut out = String::with_capacity(s.len());
+    push_text(&mut out, s);
+    out
+}
+
+/// Appends [`normalize_text`] of `s` to `out`. Keys are built by appending
+/// into one buffer: every stored notice's keys are computed on the write
+/// path, and a `String` per part showed in its profile.
+fn push_text(out: &mut String, s: &str) {
+    if !s.is_ascii() {
+        out.push_str(&normalize_unicode(s));
+        return;
     }
-    normalize_unicode(s)
+    // ASCII has no decompositions and no combining marks: the same result
+    // without NFKD's allocations.
+    let start = out.len();
+    for word in s.split_whitespace() {
+        if out.len() > start {
+            out.push(' ');
+        }
+        out.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+    }
 }
 
 /// [`normalize_text`] for any input: NFKD, combining marks dropped.
@@ -36,45 +44,80 @@ fn normalize_unicode(s: &str) -> String {
     folded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Identifier values compare without case, white space or punctuation.
-fn normalize_value(s: &str) -> String {
-    normalize_text(s)
-        .chars()
-        .filter(|c| c.is_alphanumeric())
-        .collect()
+/// Appends `s` normalized with only its letters and digits kept:
+/// identifier values compare without case, white space or punctuation.
+fn push_value(out: &mut String, s: &str) {
+    if s.is_ascii() {
+        out.extend(
+            s.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_lowercase()),
+        );
+    } else {
+        out.extend(normalize_unicode(s).chars().filter(|c| c.is_alphanumeric()));
+    }
+}
+
+/// Appends a name normalized with punctuation as a word break (hyphens and
+/// apostrophes inside names are ignored) and runs of breaks folded to one
+/// space.
+fn push_name(out: &mut String, s: &str) {
+    let unicode;
+    let text = if s.is_ascii() {
+        s
+    } else {
+        unicode = normalize_unicode(s);
+        &unicode
+    };
+    let start = out.len();
+    let mut gap = false;
+    for c in text.chars() {
+        if !c.is_alphanumeric() {
+            gap = true;
+            continue;
+        }
+        if gap && out.len() > start {
+            out.push(' ');
+        }
+        gap = false;
+        // A no-op on normalized text, which is already lowercase.
+        out.push(c.to_ascii_lowercase());
+    }
+}
+
+/// Appends the key of an identifier: scheme, country and value normalized.
+fn push_identifier_key(out: &mut String, scheme: &str, country: &str, value: &str) {
+    out.push_str("id\0");
+    push_text(out, scheme);
+    out.push('\0');
+    push_value(out, country);
+    out.push('\0');
+    push_value(out, value);
+}
+
+/// Appends the key of a name and date of birth; family and given names are
+/// kept apart.
+fn push_name_key(out: &mut String, family: &str, given: &str, dob: &str) {
+    out.push_str("name\0");
+    push_name(out, family);
+    out.push('\0');
+    push_name(out, given);
+    out.push('\0');
+    out.push_str(dob.trim());
 }
 
 /// The key of an identifier: scheme, country and value normalized.
 pub fn identifier_key(scheme: &str, country: &str, value: &str) -> String {
-    format!(
-        "id\0{}\0{}\0{}",
-        normalize_text(scheme),
-        normalize_value(country),
-        normalize_value(value)
-    )
+    let mut out = String::new();
+    push_identifier_key(&mut out, scheme, country, value);
+    out
 }
 
-/// The key of a name and date of birth. Family and given names are kept
-/// apart; punctuation inside names (hyphens, apostrophes) is ignored.
+/// The key of a name and date of birth.
 pub fn name_key(family: &str, given: &str, dob: &str) -> String {
-    // Punctuation becomes a word break; runs of breaks fold to one space.
-    let clean = |s: &str| {
-        let mut out = String::with_capacity(s.len());
-        let mut gap = false;
-        for c in normalize_text(s).chars() {
-            if !c.is_alphanumeric() {
-                gap = true;
-                continue;
-            }
-            if gap && !out.is_empty() {
-                out.push(' ');
-            }
-            gap = false;
-            out.push(c);
-        }
-        out
-    };
-    format!("name\0{}\0{}\0{}", clean(family), clean(given), dob.trim())
+    let mut out = String::new();
+    push_name_key(&mut out, family, given, dob);
+    out
 }
 
 /// Parses an alias written `FAMILY, GIVEN` (or a single name).
@@ -85,38 +128,59 @@ fn split_name(s: &str) -> (&str, &str) {
     }
 }
 
-/// Every screening key of the subject fields held: each identifier, and
-/// name + date of birth (for the name and each alias) when the date of birth
-/// is held.
-pub fn subject_keys(s: &Subject) -> Vec<String> {
-    let mut keys: Vec<String> = s
-        .identifiers
-        .iter()
-        .flatten()
-        .map(
-            |Identifier {
-                 scheme,
-                 country,
-                 value,
-             }| identifier_key(scheme, country, value),
-        )
-        .collect();
-    if let Some(dob) = &s.date_of_birth {
-        if let Some(family) = &s.family_name {
-            keys.push(name_key(
-                family,
-                s.given_names.as_deref().unwrap_or(""),
-                dob,
-            ));
-        }
-        for alias in s.aliases.iter().flatten() {
-            let (f, g) = split_name(alias);
-            keys.push(name_key(f, g, dob));
-        }
+/// Calls `f` with every screening key of the subject fields held, built in
+/// one buffer: each identifier, and name + date of birth (for the name and
+/// each alias) when the date of birth is held. Keys may repeat.
+fn for_each_key(s: &Subject, mut f: impl FnMut(&str)) {
+    let mut key = String::with_capacity(64);
+    for Identifier {
+        scheme,
+        country,
+        value,
+    } in s.identifiers.iter().flatten()
+    {
+        key.clear();
+        push_identifier_key(&mut key, scheme, country, value);
+        f(&key);
     }
+    let Some(dob) = &s.date_of_birth else {
+        return;
+    };
+    if let Some(family) = &s.family_name {
+        key.clear();
+        push_name_key(
+            &mut key,
+            family,
+            s.given_names.as_deref().unwrap_or(""),
+            dob,
+        );
+        f(&key);
+    }
+    for alias in s.aliases.iter().flatten() {
+        let (family, given) = split_name(alias);
+        key.clear();
+        push_name_key(&mut key, family, given, dob);
+        f(&key);
+    }
+}
+
+/// Every screening key of the subject, sorted, without repeats.
+pub fn subject_keys(s: &Subject) -> Vec<String> {
+    let mut keys = Vec::new();
+    for_each_key(s, |k| keys.push(k.to_string()));
     keys.sort();
     keys.dedup();
     keys
+}
+
+/// The index hashes of [`subject_keys`], sorted, without repeats: what the
+/// store keeps per notice.
+pub fn subject_key_hashes(s: &Subject) -> Vec<[u8; 32]> {
+    let mut hashes = Vec::new();
+    for_each_key(s, |k| hashes.push(key_hash(k)));
+    hashes.sort_unstable();
+    hashes.dedup();
+    hashes
 }
 
 /// The fixed-size index form of a key.
@@ -218,6 +282,12 @@ mod tests {
         #[test]
         fn ascii_fast_path_matches_the_unicode_path(s in "[\\x00-\\x7f]{0,40}") {
             prop_assert_eq!(normalize_text(&s), normalize_unicode(&s));
+            // Identifier values: the normalized text's letters and digits.
+            let mut value = String::new();
+            push_value(&mut value, &s);
+            let reference: String =
+                normalize_unicode(&s).chars().filter(|c| c.is_alphanumeric()).collect();
+            prop_assert_eq!(value, reference);
         }
     }
 
@@ -262,6 +332,9 @@ mod tests {
         };
         let keys = subject_keys(&s);
         assert_eq!(keys.len(), 3);
+        let mut hashes: Vec<[u8; 32]> = keys.iter().map(|k| key_hash(k)).collect();
+        hashes.sort_unstable();
+        assert_eq!(subject_key_hashes(&s), hashes);
         for q in [
             Query::identifier("PASSPORT:nld:x 1234567").unwrap(),
             Query::name("doe, john", "1980-04-01").unwrap(),
