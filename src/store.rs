@@ -1,11 +1,13 @@
 //! The node's durable memory (DESIGN.md §8), on sled 0.34.7.
 //!
 //! Layout: one sled tree, `vigil`, whose keys start with a tag byte:
-//! - `L` local seq (u64 BE) → a held message: the notice or hit report as
+//! - `L` local seq (u64 BE) of its first entry → a [`pack`] of consecutive
+//!   log entries. Each entry is a held message: the notice or hit report as
 //!   stored here, who sent it, and for a notice its local metadata (id,
 //!   origin, seq, state, effective expiry, stripped fields, screening key
 //!   hashes). Feeds to members read from here. Erasure rewrites the entry
-//!   without personal data, keeping the signed body as a tombstone.
+//!   (so its pack) without personal data, keeping the signed body as a
+//!   tombstone.
 //! - `A` first seq (u64 BE) → a block of [`AuditEntry`]s, the hash-chained
 //!   processing log, one block per write.
 //! - `C` member → (epoch, through), this node's cursor into the member's log.
@@ -21,10 +23,11 @@
 //! notice on top of the log entry, inside a nine-tree transaction, and held
 //! the store at 0.17× the raw sled rate. Now one write (a received batch, an
 //! issue, a sweep) is one `sled::Batch` on one tree: atomic, with the audit
-//! block and the cursor inside it, about one insert per notice. Callers
-//! flush before acknowledging. The store makes no policy decisions.
+//! block and the cursor inside it, about one insert per few notices.
+//! Callers flush before acknowledging. The store makes no policy decisions.
 
 mod index;
+mod pack;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -36,9 +39,10 @@ use crate::notice::hit::HitReport;
 use crate::notice::{Action, Body, Envelope, Item, Kind, NoticeId, SubjectField};
 use index::{Index, Op, Row};
 
-/// The on-disk format this build writes and understands. Format 1 (one sled
-/// tree per index) is refused with an explanation: no node ran it in service.
-pub const SCHEMA_VERSION: u64 = 2;
+/// The on-disk format this build writes and understands. Older formats (1:
+/// one sled tree per index; 2: one log entry per sled value) are refused
+/// with an explanation: no node ran them in service.
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// sled's page cache. The indexes live in memory, so sled's cache only
 /// speeds up reads of log entries (feeds, screening hits); sled's default
@@ -711,12 +715,60 @@ impl<'s> Tx<'s> {
         let grew = self.next_local != c.next_local;
         let empty = self.log.is_empty() && self.puts.is_empty() && self.audit.is_empty();
         let mut b = sled::Batch::default();
+        let mut ops = self.ops;
+        // New entries go into new packs; a changed held entry rewrites its pack.
+        let mut new = Vec::with_capacity(self.log.len());
+        let mut changed: BTreeMap<u64, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
         for (local, entry) in self.log {
             let bytes = match entry {
                 Pending::Bytes(b) => b,
                 Pending::Held(h) => h.encode(),
             };
-            b.insert(&seq_key(LOG, local)[..], bytes);
+            if local >= c.next_local {
+                new.push((local, bytes));
+            } else {
+                let start =
+                    self.store.read_index().pack_of(local).ok_or_else(|| {
+                        StoreError::Corrupt(format!("log entry {local} has no pack"))
+                    })?;
+                changed.entry(start).or_default().push((local, bytes));
+            }
+        }
+        for (start, changes) in &changed {
+            let old = self
+                .store
+                .tree
+                .get(seq_key(LOG, *start))?
+                .ok_or_else(|| StoreError::Corrupt(format!("log pack {start} missing")))?;
+            let mut entries = pack::entries(&old).map_err(corrupt("log pack"))?;
+            for (local, bytes) in changes {
+                let slot = entries
+                    .get_mut((local - start) as usize)
+                    .ok_or_else(|| StoreError::Corrupt(format!("log entry {local} missing")))?;
+                *slot = bytes;
+            }
+            b.insert(&seq_key(LOG, *start)[..], pack::encode(entries));
+        }
+        new.sort_unstable_by_key(|(l, _)| *l);
+        if new
+            .iter()
+            .zip(c.next_local..)
+            .any(|((local, _), want)| *local != want)
+        {
+            return Err(StoreError::Corrupt(
+                "new log entries are not contiguous".into(),
+            ));
+        }
+        let mut rest = &new[..];
+        for n in pack::split(new.iter().map(|(_, b)| b.len())) {
+            let (this, more) = rest.split_at(n);
+            rest = more;
+            let start = this[0].0;
+            b.insert(
+                &seq_key(LOG, start)[..],
+                pack::encode(this.iter().map(|(_, b)| b.as_slice())),
+            );
+            ops.push(Op::Pack { start });
         }
         for (k, v) in self.puts {
             b.insert(k, v);
@@ -736,7 +788,7 @@ impl<'s> Tx<'s> {
         c.next_local = self.next_local;
         c.audit = self.audit_head;
         let mut ix = self.store.index.write().unwrap_or_else(|p| p.into_inner());
-        for op in self.ops {
+        for op in ops {
             ix.apply(op);
         }
         Ok(grew)
@@ -801,9 +853,13 @@ impl Store {
         let mut last = 0;
         for r in tree.scan_prefix([LOG]) {
             let (k, v) = r?;
-            last = key_seq(&k, "log")?;
-            if let (Some(m), _) = held_head(&v)? {
-                index.apply(Op::add(&row(last, &m)));
+            let start = key_seq(&k, "log")?;
+            index.apply(Op::Pack { start });
+            for (local, e) in (start..).zip(pack::entries(&v).map_err(corrupt("log pack"))?) {
+                last = local;
+                if let (Some(m), _) = held_head(e)? {
+                    index.apply(Op::add(&row(local, &m)));
+                }
             }
         }
         let audit = match tree.scan_prefix([AUDIT]).next_back() {
@@ -871,18 +927,32 @@ impl Store {
         Ok(out)
     }
 
-    fn held_at(&self, local: u64) -> Result<Option<Held>, StoreError> {
-        self.tree
-            .get(seq_key(LOG, local))?
-            .map(|v| dec(&v, "log entry"))
+    /// `f` of the stored bytes of log entry `local`, if it is held.
+    fn with_entry<T>(
+        &self,
+        local: u64,
+        f: impl FnOnce(&[u8]) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let Some(start) = self.read_index().pack_of(local) else {
+            return Ok(None);
+        };
+        let v = self
+            .tree
+            .get(seq_key(LOG, start))?
+            .ok_or_else(|| StoreError::Corrupt(format!("log pack {start} missing")))?;
+        let entries = pack::entries(&v).map_err(corrupt("log pack"))?;
+        entries
+            .get((local - start) as usize)
+            .map(|e| f(e))
             .transpose()
     }
 
+    fn held_at(&self, local: u64) -> Result<Option<Held>, StoreError> {
+        self.with_entry(local, |e| dec(e, "log entry"))
+    }
+
     fn meta_at(&self, local: u64) -> Result<Option<Meta>, StoreError> {
-        match self.tree.get(seq_key(LOG, local))? {
-            None => Ok(None),
-            Some(v) => Ok(held_head(&v)?.0),
-        }
+        Ok(self.with_entry(local, held_head)?.and_then(|(m, _)| m))
     }
 
     /// The local seq of a held notice.
@@ -1250,14 +1320,19 @@ impl Store {
     pub fn records(
         &self,
     ) -> impl Iterator<Item = Result<(NoticeId, NoticeRecord), StoreError>> + '_ {
-        self.tree.scan_prefix([LOG]).filter_map(|r| {
-            let step = || {
+        self.tree.scan_prefix([LOG]).flat_map(|r| {
+            let pack = || {
                 let (k, v) = r?;
-                let local = key_seq(&k, "log")?;
-                let (meta, from) = held_head(&v)?;
-                Ok(meta.map(|m| (m.id, record(local, &m, &from))))
+                let start = key_seq(&k, "log")?;
+                let mut out = Vec::new();
+                for (local, e) in (start..).zip(pack::entries(&v).map_err(corrupt("log pack"))?) {
+                    if let (Some(m), from) = held_head(e)? {
+                        out.push(Ok((m.id, record(local, &m, &from))));
+                    }
+                }
+                Ok(out)
             };
-            step().transpose()
+            pack().unwrap_or_else(|e: StoreError| vec![Err(e)])
         })
     }
 
@@ -1271,24 +1346,27 @@ impl Store {
     ) -> Result<Vec<(u64, LogEntry)>, StoreError> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        let start = seq_key(LOG, after.saturating_add(1));
-        for r in self.tree.range(start..seq_key(LOG, u64::MAX)) {
+        let from = after.saturating_add(1);
+        let first = self.read_index().pack_of(from).unwrap_or(0);
+        for r in self.tree.range(seq_key(LOG, first)..seq_key(LOG, u64::MAX)) {
             let (k, v) = r?;
-            let seq = key_seq(&k, "log")?;
-            if !out.is_empty() && bytes + v.len() > max_bytes {
-                break;
-            }
-            bytes += v.len();
-            let held: Held = dec(&v, "log entry")?;
-            out.push((
-                seq,
-                LogEntry {
-                    item: held.item,
-                    from: held.from,
-                },
-            ));
-            if out.len() >= max {
-                break;
+            let start = key_seq(&k, "log")?;
+            for (seq, e) in (start..).zip(pack::entries(&v).map_err(corrupt("log pack"))?) {
+                if seq < from {
+                    continue;
+                }
+                if out.len() >= max || (!out.is_empty() && bytes + e.len() > max_bytes) {
+                    return Ok(out);
+                }
+                bytes += e.len();
+                let held: Held = dec(e, "log entry")?;
+                out.push((
+                    seq,
+                    LogEntry {
+                        item: held.item,
+                        from: held.from,
+                    },
+                ));
             }
         }
         Ok(out)
@@ -1326,11 +1404,17 @@ impl Store {
     /// sled baseline inserts exactly these.
     #[doc(hidden)]
     pub fn log_bytes(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.tree
-            .scan_prefix([LOG])
-            .values()
-            .map(|v| Ok(v?.to_vec()))
-            .collect()
+        let mut out = Vec::new();
+        for v in self.tree.scan_prefix([LOG]).values() {
+            let v = v?;
+            out.extend(
+                pack::entries(&v)
+                    .map_err(corrupt("log pack"))?
+                    .into_iter()
+                    .map(<[u8]>::to_vec),
+            );
+        }
+        Ok(out)
     }
 }
 
@@ -1555,6 +1639,83 @@ mod tests {
         let (rec, env) = store.get(&ids[3]).unwrap().unwrap();
         assert_eq!(rec.state, NoticeState::Expired);
         assert!(env.disclosures.is_empty());
+    }
+
+    /// Entries packed together stay separately addressable: a cancel in a
+    /// later write erases one notice inside a pack and leaves its neighbours
+    /// whole, and a feed read from any position gets every entry after it.
+    #[test]
+    fn a_change_inside_a_pack_touches_only_that_entry() {
+        let n = 20u64;
+        let notices: Vec<Accepted> = (1..=n)
+            .map(|s| accepted(s, &format!("P{s}"), Action::Issue, None))
+            .collect();
+        let ids: Vec<NoticeId> = notices.iter().map(|a| a.id).collect();
+        let batch = |accepted: Vec<Accepted>, through| InboundBatch {
+            peer: "bravo".into(),
+            epoch: 7,
+            through,
+            accepted,
+            hits: Vec::new(),
+            audits: Vec::new(),
+            now: NOW,
+        };
+        let mut cancel = accepted(
+            n + 1,
+            "none",
+            Action::Cancel {
+                target: ids[9],
+                reason: "found".into(),
+            },
+            Some(Effect {
+                target: ids[9],
+                state: NoticeState::Cancelled,
+                erase: true,
+            }),
+        );
+        cancel.envelope.disclosures.clear();
+        let dir = tempfile::tempdir().unwrap();
+        let check = |store: &Store| {
+            assert_eq!(store.len(), n as usize + 1);
+            for (i, id) in ids.iter().enumerate() {
+                let (rec, env) = store.get(id).unwrap().unwrap();
+                let hits = store.lookup(&passport_key(&format!("P{}", i + 1))).unwrap();
+                if i == 9 {
+                    assert_eq!(rec.state, NoticeState::Cancelled);
+                    assert!(env.disclosures.is_empty());
+                    assert!(hits.is_empty());
+                } else {
+                    assert_eq!(rec.state, NoticeState::Active, "notice {i}");
+                    assert!(!env.disclosures.is_empty(), "notice {i}");
+                    assert_eq!(hits.len(), 1, "notice {i}");
+                }
+            }
+            for after in 0..=n + 1 {
+                let got: Vec<u64> = store
+                    .read_log(after, 100, usize::MAX)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(seq, _)| seq)
+                    .collect();
+                assert_eq!(
+                    got,
+                    (after + 1..=n + 1).collect::<Vec<_>>(),
+                    "after {after}"
+                );
+            }
+            // The bounds still hold inside a pack.
+            let two = store.read_log(3, 2, usize::MAX).unwrap();
+            assert_eq!(two.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![4, 5]);
+            assert_eq!(store.read_log(3, 100, 1).unwrap().len(), 1);
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.apply_batch(&batch(notices, n)).unwrap();
+            store.apply_batch(&batch(vec![cancel], n + 1)).unwrap();
+            check(&store);
+            store.flush().unwrap();
+        }
+        check(&Store::open(dir.path()).unwrap());
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub(crate) enum Op {
     Unscreen { local: u64, keys: Vec<u64> },
     /// Personal data erased: nothing left for the sweeper.
     Unexpire { local: u64, expires_at: i64 },
+    /// A new log pack whose first entry is `start` (see [`super::pack`]).
+    Pack { start: u64 },
 }
 
 impl Op {
@@ -131,6 +133,9 @@ pub(crate) struct Index {
     keys: Multimap,
     /// effective expiry → local seq, notices not yet erased.
     expiry: BTreeSet<(i64, u64)>,
+    /// First local seq of every log pack, ascending (packs are only added
+    /// after the last one).
+    packs: Vec<u64>,
     notices: usize,
 }
 
@@ -172,7 +177,20 @@ impl Index {
             Op::Unexpire { local, expires_at } => {
                 self.expiry.remove(&(expires_at, local));
             }
+            Op::Pack { start } => {
+                if self.packs.last().is_none_or(|&l| l < start) {
+                    self.packs.push(start);
+                }
+            }
         }
+    }
+
+    /// The first local seq of the pack that would hold `local`: the last
+    /// pack starting at or before it. Whether the pack reaches `local` is
+    /// for its reader to see.
+    pub fn pack_of(&self, local: u64) -> Option<u64> {
+        let after = self.packs.partition_point(|&s| s <= local);
+        after.checked_sub(1).map(|i| self.packs[i])
     }
 
     /// Local seqs of notices whose id starts like `id`.
@@ -312,5 +330,22 @@ mod tests {
         assert_eq!(ix.at("bravo", 20), Some(2));
         assert_eq!(ix.last_of("bravo"), Some((30, 3)));
         assert_eq!(ix.last_of("charlie"), None);
+    }
+
+    #[test]
+    fn pack_of_finds_the_last_pack_starting_at_or_before() {
+        let mut ix = Index::default();
+        assert_eq!(ix.pack_of(1), None);
+        for start in [1, 9, 12] {
+            ix.apply(Op::Pack { start });
+        }
+        // Out of order or repeated: ignored, the list stays sorted.
+        ix.apply(Op::Pack { start: 5 });
+        assert_eq!(ix.pack_of(0), None);
+        assert_eq!(ix.pack_of(1), Some(1));
+        assert_eq!(ix.pack_of(8), Some(1));
+        assert_eq!(ix.pack_of(9), Some(9));
+        assert_eq!(ix.pack_of(11), Some(9));
+        assert_eq!(ix.pack_of(500), Some(12));
     }
 }
