@@ -420,14 +420,17 @@ fn run(config: &Path) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async move {
         let node = Node::start(cfg).await?;
-        wait_for_stop().await?;
+        serve_until_stopped(&node, config).await?;
         node.shutdown().await;
         Ok(())
     })
 }
 
+/// Runs until SIGTERM or SIGINT. SIGHUP reloads members and policy from
+/// `config`; a file that does not load is refused with its reason and the
+/// config in force stays.
 #[cfg(unix)]
-async fn wait_for_stop() -> anyhow::Result<()> {
+async fn serve_until_stopped(node: &vigil::node::NodeHandle, config: &Path) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -437,9 +440,12 @@ async fn wait_for_stop() -> anyhow::Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                // Caught so that SIGHUP does not kill the node; live reload
-                // of members and policy is not implemented yet.
-                tracing::warn!("SIGHUP received: live reload is not supported yet; restart the node to apply config changes");
+                let reloaded = Config::load(config)
+                    .map_err(vigil::node::NodeError::from)
+                    .and_then(|c| node.reload(c));
+                if let Err(e) = reloaded {
+                    tracing::error!(error = %e, "config reload refused; the config in force stays");
+                }
             }
         }
     }
@@ -448,7 +454,10 @@ async fn wait_for_stop() -> anyhow::Result<()> {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_stop() -> anyhow::Result<()> {
+async fn serve_until_stopped(
+    _node: &vigil::node::NodeHandle,
+    _config: &Path,
+) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -7,7 +7,7 @@
 
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 use rustls::pki_types::CertificateDer;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,6 +34,9 @@ pub mod close {
     pub const DUPLICATE: u32 = 4;
     /// The member exceeded its rate limit.
     pub const RATE_LIMITED: u32 = 5;
+    /// A config reload removed the member or changed how it is reached or
+    /// authenticated; a new connection is authorized under the new config.
+    pub const RELOADED: u32 = 6;
 }
 
 /// Network setup failures.
@@ -260,6 +263,14 @@ impl Links {
         self.changed.notify_waiters();
     }
 
+    /// Closes the connection to `peer`, if any (config reload).
+    pub fn close_peer(&self, peer: &str) {
+        if let Some(l) = self.map().get(peer) {
+            l.conn
+                .close(VarInt::from_u32(close::RELOADED), b"member entry reloaded");
+        }
+    }
+
     fn close_all(&self) {
         for l in self.map().values() {
             l.conn.close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
@@ -271,6 +282,11 @@ impl Links {
 pub struct Net {
     pub endpoint: Endpoint,
     pub links: Arc<Links>,
+    /// Members with a running dial loop. A loop leaves the set, under its
+    /// lock, when its member no longer has a direct link, so a reload that
+    /// brings the link back always finds out whether to start a new one.
+    dialing: Arc<Mutex<HashSet<String>>>,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Net {
@@ -283,16 +299,32 @@ impl Net {
             links.clone(),
             shutdown.clone(),
         ));
+        let net = Net {
+            endpoint,
+            links,
+            dialing: Arc::new(Mutex::new(HashSet::new())),
+            shutdown,
+        };
+        net.dial_new_members(&core);
+        net
+    }
+
+    /// Starts a dial loop for every member with a direct link that has none
+    /// (at start, and after a config reload).
+    pub fn dial_new_members(&self, core: &Arc<Core>) {
+        let mut dialing = self.dialing.lock().unwrap_or_else(|p| p.into_inner());
         for m in core.config().members.iter().filter(|m| m.address.is_some()) {
-            tokio::spawn(dial_loop(
-                core.clone(),
-                endpoint.clone(),
-                links.clone(),
-                m.id.clone(),
-                shutdown.clone(),
-            ));
+            if dialing.insert(m.id.clone()) {
+                tokio::spawn(dial_loop(
+                    core.clone(),
+                    self.endpoint.clone(),
+                    self.links.clone(),
+                    m.id.clone(),
+                    self.dialing.clone(),
+                    self.shutdown.clone(),
+                ));
+            }
         }
-        Net { endpoint, links }
     }
 
     /// Closes every connection and waits briefly for peers to learn it.
@@ -399,6 +431,7 @@ async fn dial_loop(
     ep: Endpoint,
     links: Arc<Links>,
     peer: String,
+    dialing: Arc<Mutex<HashSet<String>>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = BACKOFF_MIN;
@@ -423,8 +456,17 @@ async fn dial_loop(
             }
             continue;
         }
-        let Some(addr) = core.config().member(&peer).and_then(|m| m.address) else {
-            return;
+        let addr = {
+            let mut dialing = dialing.lock().unwrap_or_else(|p| p.into_inner());
+            match core.config().member(&peer).and_then(|m| m.address) {
+                Some(a) => a,
+                None => {
+                    // Removed or no longer direct (a reload): stop dialing.
+                    dialing.remove(&peer);
+                    debug!(peer = %peer, "no direct link any more; dialing stopped");
+                    return;
+                }
+            }
         };
         match dial(&core, &ep, &peer, addr).await {
             Ok(conn) => {

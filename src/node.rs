@@ -5,7 +5,7 @@
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::Serialize;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -51,9 +51,28 @@ pub enum NodeError {
 
 /// The node's business steps, shared by the network and admin shells.
 pub struct Core {
-    config: Arc<Config>,
+    /// This node's id (fixed for the life of the process).
+    me: String,
+    /// The configuration in force; SIGHUP swaps in new members and policy.
+    /// Each operation takes one snapshot, so it decides under one config.
+    config: RwLock<Arc<Config>>,
     signing: SigningKey,
     store: Arc<Store>,
+}
+
+/// What a config reload changed (member ids).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reload {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    /// Removed, or reached or authenticated differently: their connection
+    /// is closed so the next one is authorized under the new config.
+    pub relink: Vec<String>,
+    pub policy_changed: bool,
+    /// Config keys that differ from the running config but apply only
+    /// after a restart.
+    pub needs_restart: Vec<&'static str>,
 }
 
 /// A notice as operators see it (`show --json`, `list --json`).
@@ -100,12 +119,83 @@ pub struct NoticeView {
 impl Core {
     /// This node's id.
     pub fn me(&self) -> &str {
-        &self.config.node_id
+        &self.me
     }
 
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
-        self.config.clone()
+        // A poisoned lock still holds a whole config: swaps replace the Arc.
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Puts the members and inbound policy of `new` in force (SIGHUP). The
+    /// rest of the config (addresses, data directory, identity files, admin
+    /// API, relay role, contact desk) is bound at start: a change there is
+    /// reported in `needs_restart` and not applied. A different node id is
+    /// refused outright: it names another node.
+    pub fn reload(&self, new: Config) -> Result<Reload, NodeError> {
+        let mut slot = self.config.write().unwrap_or_else(|p| p.into_inner());
+        let old = slot.clone();
+        if new.node_id != old.node_id {
+            return Err(ConfigError {
+                file: new.path.clone(),
+                field: "node.id".into(),
+                message: format!(
+                    "is `{}`, but this node runs as `{}`; restart to change it",
+                    new.node_id, old.node_id
+                ),
+            }
+            .into());
+        }
+        let mut report = Reload::default();
+        for (name, differs) in [
+            ("node.listen", new.listen != old.listen),
+            ("node.data_dir", new.data_dir != old.data_dir),
+            ("node.relay", new.relay != old.relay),
+            ("node.contact", new.contact != old.contact),
+            ("identity.signing_key", new.signing_key != old.signing_key),
+            ("identity.tls_cert", new.tls_cert != old.tls_cert),
+            ("identity.tls_key", new.tls_key != old.tls_key),
+            ("identity.ca_cert", new.ca_cert != old.ca_cert),
+            ("admin.listen", new.admin_listen != old.admin_listen),
+            ("admin.token_file", new.token_file != old.token_file),
+        ] {
+            if differs {
+                report.needs_restart.push(name);
+            }
+        }
+        for m in &new.members {
+            match old.member(&m.id) {
+                None => report.added.push(m.id.clone()),
+                Some(o) if o != m => {
+                    report.changed.push(m.id.clone());
+                    // Who the member is or where it is reached changed:
+                    // its connection must be authorized again.
+                    if (o.address, o.cert_sha256, o.signing_key)
+                        != (m.address, m.cert_sha256, m.signing_key)
+                    {
+                        report.relink.push(m.id.clone());
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        for o in &old.members {
+            if new.member(&o.id).is_none() {
+                report.removed.push(o.id.clone());
+                report.relink.push(o.id.clone());
+            }
+        }
+        report.policy_changed = new.inbound != old.inbound;
+        *slot = Arc::new(Config {
+            members: new.members,
+            inbound: new.inbound,
+            ..Config::clone(&old)
+        });
+        Ok(report)
     }
 
     /// The node's store.
@@ -123,7 +213,7 @@ impl Core {
         if origin == self.me() {
             return Some(self.signing.verifying_key());
         }
-        self.config.member(origin).map(|m| m.signing_key)
+        self.config().member(origin).map(|m| m.signing_key)
     }
 
     fn audit_one(&self, d: AuditDraft) {
@@ -179,7 +269,7 @@ impl Core {
         if t.expires_at <= now {
             return Err(InputError::new("id", "the notice has already expired").into());
         }
-        let cfg = self.config.clone();
+        let cfg = self.config();
         let id = self.store.issue(
             &cfg.node_id,
             now,
@@ -281,8 +371,9 @@ impl Core {
 
     /// Runs `f` with what validating operator input needs to know.
     fn with_issue_context<T>(&self, now: i64, f: impl FnOnce(&IssueContext<'_>) -> T) -> T {
-        let retention = |k| self.config.inbound.retention_days(k);
-        let is_member = |m: &str| self.config.member(m).is_some();
+        let cfg = self.config();
+        let retention = |k| cfg.inbound.retention_days(k);
+        let is_member = |m: &str| cfg.member(m).is_some();
         f(&IssueContext {
             origin: self.me(),
             now,
@@ -342,8 +433,8 @@ impl Core {
     /// reports go one step back toward their origin, every decision is
     /// audited and flushed before the batch leaves.
     pub fn feed_batch(&self, peer: &str, after: u64) -> Result<(u64, Vec<(u64, Item)>), String> {
-        let member = self
-            .config
+        let cfg = self.config();
+        let member = cfg
             .member(peer)
             .ok_or_else(|| format!("`{peer}` is not a member"))?;
         let log = self
@@ -379,7 +470,7 @@ impl Core {
             };
             // A node that is not a relay never forwards others' notices, and
             // nobody needs their own notice back: no decision to make or log.
-            if (body.origin != self.me() && !self.config.relay) || body.origin == peer {
+            if (body.origin != self.me() && !cfg.relay) || body.origin == peer {
                 continue;
             }
             let id = NoticeId::of_body(&envelope.body);
@@ -398,14 +489,8 @@ impl Core {
                     .target_disclosed(&body, peer)
                     .map_err(|e| e.to_string())?,
             };
-            let decision = policy::outbound(
-                self.me(),
-                self.config.relay,
-                member,
-                &body,
-                &held,
-                target_disclosed,
-            );
+            let decision =
+                policy::outbound(self.me(), cfg.relay, member, &body, &held, target_disclosed);
             let (decision_text, send, delivery) = match decision {
                 Outbound::Send { strip } => (
                     if strip.is_empty() {
@@ -541,7 +626,7 @@ impl Core {
             let verdict = match h.verify(|r| if r == self.me() { None } else { self.key_of(r) }) {
                 Err(e) => Err(format!("hit report: {e}")),
                 Ok(body) if body.origin == self.me() => Ok((body, false)),
-                Ok(body) if self.config.relay && self.store.contains(&body.notice)? => {
+                Ok(body) if self.config().relay && self.store.contains(&body.notice)? => {
                     Ok((body, true))
                 }
                 Ok(body) => Err(format!(
@@ -644,6 +729,8 @@ impl Core {
         entries: Vec<(u64, Envelope)>,
         now: i64,
     ) -> Result<Checked, String> {
+        // One policy for the whole batch, even if a reload lands meanwhile.
+        let cfg = self.config();
         let mut out = Checked::default();
         let reject = |out: &mut Checked, seq: u64, id: NoticeId, reason: String| {
             warn!(peer = peer.unwrap_or("-"), local_seq = seq, notice = %id, reason = %reason, "notice refused");
@@ -726,7 +813,7 @@ impl Core {
             }
             let ctx = InboundCtx {
                 local_id: self.me(),
-                policy: &self.config.inbound,
+                policy: &cfg.inbound,
                 now,
                 prior_at_seq: prior,
                 target_held,
@@ -848,7 +935,8 @@ impl Core {
             notice::Body::decode(&entry.body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let held: Vec<SubjectField> = entry.disclosures.iter().map(|d| d.field).collect();
         let mut out = Vec::new();
-        for m in &self.config.members {
+        let cfg = self.config();
+        for m in &cfg.members {
             let st = |state: &str,
                       at: Option<i64>,
                       reason: Option<String>,
@@ -893,15 +981,12 @@ impl Core {
                         st("rejected", Some(at), Some(reason), Vec::new())
                     }
                     // Not scanned for this member yet: say what policy would do.
-                    None => {
-                        match policy::outbound(self.me(), self.config.relay, m, &body, &held, false)
-                        {
-                            Outbound::Withhold(reason) => {
-                                st("withheld", None, Some(reason), Vec::new())
-                            }
-                            Outbound::Send { strip } => st("pending", None, None, strip),
+                    None => match policy::outbound(self.me(), cfg.relay, m, &body, &held, false) {
+                        Outbound::Withhold(reason) => {
+                            st("withheld", None, Some(reason), Vec::new())
                         }
-                    }
+                        Outbound::Send { strip } => st("pending", None, None, strip),
+                    },
                 }
             });
         }
@@ -1033,7 +1118,7 @@ impl Core {
                             notice: id,
                             at: now,
                             place: place.to_string(),
-                            contact: self.config.contact.clone(),
+                            contact: self.config().contact.clone(),
                             matched: matched.to_string(),
                             nonce: rand::random(),
                         },
@@ -1081,7 +1166,7 @@ impl Core {
                 continue;
             }
             let verified = r
-                .verify(|o| self.config.member(o).map(|m| m.signing_key))
+                .verify(|o| self.config().member(o).map(|m| m.signing_key))
                 .is_ok();
             out.push(HitView {
                 notice_id: peek.notice.to_string(),
@@ -1357,7 +1442,8 @@ impl Node {
             .map_err(|e| NodeError::Io(e.to_string()))?;
         let endpoint = net::endpoint(&identity, sockets.quic)?;
         let core = Arc::new(Core {
-            config: Arc::new(config),
+            me: config.node_id.clone(),
+            config: RwLock::new(Arc::new(config)),
             signing: identity.signing,
             store: Arc::new(store),
         });
@@ -1457,6 +1543,34 @@ impl NodeHandle {
         self.quic_addr
     }
 
+    /// Reloads members and policy from `new` (see [`Core::reload`]), then
+    /// closes the links `relink` names and dials members that gained a
+    /// direct link. Each step is logged.
+    pub fn reload(&self, new: Config) -> Result<Reload, NodeError> {
+        let report = self.core.reload(new)?;
+        for peer in &report.relink {
+            self.net.links.close_peer(peer);
+        }
+        self.net.dial_new_members(&self.core);
+        info!(
+            node = %self.core.me(),
+            added = ?report.added,
+            removed = ?report.removed,
+            changed = ?report.changed,
+            relinked = ?report.relink,
+            policy_changed = report.policy_changed,
+            "config reloaded"
+        );
+        if !report.needs_restart.is_empty() {
+            warn!(
+                node = %self.core.me(),
+                keys = ?report.needs_restart,
+                "config keys changed that only apply after a restart"
+            );
+        }
+        Ok(report)
+    }
+
     /// Issues a notice as an operator would (blocking work off the runtime).
     pub async fn issue(&self, input: NoticeInput) -> Result<NoticeId, NodeError> {
         let core = self.core.clone();
@@ -1469,7 +1583,18 @@ impl NodeHandle {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         self.net.shutdown().await;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.admin_task).await;
+        let mut admin = self.admin_task;
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut admin)
+            .await
+            .is_err()
+        {
+            // Graceful shutdown waits for open HTTP connections; one a
+            // client keeps alive must not hold the admin port (and, through
+            // the links it holds, the QUIC port) after the node stopped.
+            warn!(node = %self.core.me(), "admin API still busy after 5 s; aborting it");
+            admin.abort();
+            let _ = admin.await;
+        }
         if let Err(e) = self.core.store.flush() {
             warn!(error = %e, "final flush failed");
         }

@@ -610,6 +610,71 @@ fn run_stops_cleanly_on_sigterm() {
     );
 }
 
+/// `vigil peers --json` of a running node, parsed: (id, connected) each.
+fn peers(cfg: &str) -> Vec<(String, bool)> {
+    let out = vigil(&["peers", "--config", cfg, "--json"]);
+    out.assert_ok("vigil peers --json");
+    let v: Value = serde_json::from_str(out.stdout.trim()).expect("peers --json is JSON");
+    v.as_array()
+        .expect("peers --json is an array")
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().expect("id").to_string(),
+                p["connected"].as_bool().expect("connected"),
+            )
+        })
+        .collect()
+}
+
+/// SIGHUP reloads members from the edited file: a member added while the
+/// node runs is connected and gets the notices it was missing. A file that
+/// no longer loads is refused with its reason in the log, and the node
+/// carries on under the config in force.
+#[test]
+fn sighup_reloads_members_and_keeps_the_config_in_force_when_the_file_is_bad() {
+    let fed = Federation::new();
+    let alpha = fed.init("alpha");
+    let bravo = fed.init("bravo");
+    bravo.add_member(&alpha);
+    let a = alpha.start();
+    let b = bravo.start();
+    assert!(peers(a.cfg()).is_empty());
+
+    let file = write_json(&alpha.dir, "notice.json", &sample_notice(json!("all")));
+    let first = a.issue_ok(&file);
+    alpha.add_member(&bravo);
+    signal(a.child.pid(), "-HUP");
+    wait_for("alpha to connect to bravo after SIGHUP", || {
+        (peers(a.cfg()) == vec![("bravo".to_string(), true)]).then_some(())
+    });
+    b.wait_until_shows("alpha's notice at bravo after the reload", &first, |_| true);
+
+    let good = fs::read_to_string(&alpha.config).unwrap();
+    fs::write(&alpha.config, format!("{good}\n[[members]]\nid = 7\n")).unwrap();
+    signal(a.child.pid(), "-HUP");
+    wait_for("the refused reload in alpha's log", || {
+        a.log().contains("config reload refused").then_some(())
+    });
+    assert!(
+        a.log().contains("members"),
+        "the refusal does not name the field: {}",
+        a.log()
+    );
+    let mut a = a;
+    assert!(
+        a.child.0.try_wait().unwrap().is_none(),
+        "a bad file stopped the node: {}",
+        a.log()
+    );
+    fs::write(&alpha.config, good).unwrap();
+    assert_eq!(peers(a.cfg()), vec![("bravo".to_string(), true)]);
+    let second = a.issue_ok(&file);
+    b.wait_until_shows("a notice issued after the refused reload", &second, |_| {
+        true
+    });
+}
+
 #[test]
 fn config_type_error_names_the_field() {
     let fed = Federation::new();

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use vigil::config::Config;
 use vigil::mesh::{wait_until, LocalMesh, MeshNode};
 use vigil::notice::{self, NoticeId, NoticeInput};
 
@@ -319,4 +320,128 @@ async fn expiry_beyond_a_members_retention_is_capped_there_and_status_is_per_mem
         "{charlie:?}"
     );
     mesh.shutdown().await;
+}
+
+/// Rewrites `node`'s config file with `edit` applied to its TOML and loads
+/// it, as an operator editing the file before SIGHUP.
+fn edited_config(mesh: &LocalMesh, node: &str, edit: impl FnOnce(&mut toml::Table)) -> Config {
+    let path = mesh
+        .configs
+        .iter()
+        .find(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .is_some_and(|n| n == node)
+        })
+        .unwrap();
+    let mut t: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
+    edit(&mut t);
+    std::fs::write(path, toml::to_string(&t).unwrap()).unwrap();
+    Config::load(path).unwrap()
+}
+
+fn member_state(mesh: &LocalMesh, node: &str, id: &NoticeId, member: &str) -> Option<String> {
+    let statuses = mesh.node(node).unwrap().core().status(id).unwrap()?;
+    statuses
+        .into_iter()
+        .find(|s| s.member == member)
+        .map(|s| s.state)
+}
+
+/// A reload (what SIGHUP does) puts members and inbound policy in force on
+/// a running node: a removed member is cut off and refused, a member put
+/// back is dialed again and catches up, and a narrower inbound policy
+/// applies to the next batch. Keys bound at start are reported, not applied.
+#[tokio::test(flavor = "current_thread")]
+async fn a_reload_changes_members_and_policy_of_a_running_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mesh = LocalMesh::start(
+        tmp.path(),
+        &[MeshNode::new("alpha"), MeshNode::new("bravo")],
+    )
+    .await
+    .unwrap();
+    let (a, b) = (mesh.node("alpha").unwrap(), mesh.node("bravo").unwrap());
+    let n1 = a.issue(vigil::demo::sample_notice()).await.unwrap();
+    assert!(wait_until(DEADLINE, || holds(&mesh, "bravo", n1)).await);
+    let original: toml::Table = std::fs::read_to_string(&mesh.configs[0])
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Bravo leaves alpha's config: the link goes and stays down.
+    let without = edited_config(&mesh, "alpha", |t| {
+        t.remove("members");
+    });
+    let r = a.reload(without).unwrap();
+    assert_eq!(r.removed, vec!["bravo".to_string()]);
+    assert_eq!(r.relink, vec!["bravo".to_string()]);
+    assert!(r.needs_restart.is_empty(), "{r:?}");
+    assert!(a.peers().is_empty(), "alpha still lists bravo");
+    assert!(
+        wait_until(DEADLINE, || b.peers().iter().all(|p| !p.connected)).await,
+        "bravo stays connected to alpha after alpha dropped it"
+    );
+    let n2 = a.issue(vigil::demo::sample_notice()).await.unwrap();
+    assert_eq!(member_state(&mesh, "alpha", &n2, "bravo"), None);
+    // Bravo keeps dialing; alpha keeps refusing it, so n2 stays at alpha.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !holds(&mesh, "bravo", n2),
+        "a removed member received a notice"
+    );
+
+    // Bravo is put back: alpha dials it again and bravo catches up.
+    let back = edited_config(&mesh, "alpha", |t| *t = original.clone());
+    let r = a.reload(back).unwrap();
+    assert_eq!(r.added, vec!["bravo".to_string()]);
+    assert!(
+        wait_until(DEADLINE, || holds(&mesh, "bravo", n2)).await,
+        "bravo did not catch up after it was put back"
+    );
+
+    // Bravo narrows its inbound policy: alpha's next wanted notice is refused.
+    let narrow = edited_config(&mesh, "bravo", |t| {
+        let policy = t.entry("policy").or_insert(toml::Table::new().into());
+        let inbound = policy
+            .as_table_mut()
+            .unwrap()
+            .entry("inbound")
+            .or_insert(toml::Table::new().into());
+        inbound
+            .as_table_mut()
+            .unwrap()
+            .insert("kinds".into(), toml::Value::Array(vec!["missing".into()]));
+    });
+    let r = b.reload(narrow).unwrap();
+    assert!(r.policy_changed && r.relink.is_empty(), "{r:?}");
+    let n3 = a.issue(vigil::demo::sample_notice()).await.unwrap();
+    assert!(
+        wait_until(DEADLINE, || member_state(&mesh, "alpha", &n3, "bravo")
+            .as_deref()
+            == Some("rejected"))
+        .await,
+        "bravo did not refuse a kind its reloaded policy no longer accepts: {:?}",
+        member_state(&mesh, "alpha", &n3, "bravo")
+    );
+    assert!(!holds(&mesh, "bravo", n3));
+
+    // Settings bound at start are reported and left as they are; another
+    // node id is refused and changes nothing.
+    let moved = edited_config(&mesh, "bravo", |t| {
+        t["admin"]["listen"] = "127.0.0.1:1".into();
+    });
+    let r = b.reload(moved).unwrap();
+    assert_eq!(r.needs_restart, vec!["admin.listen"]);
+    assert_ne!(b.core().config().admin_listen.port(), 1);
+    let renamed = edited_config(&mesh, "bravo", |t| {
+        t["node"]["id"] = "zulu".into();
+    });
+    let err = b.reload(renamed).unwrap_err().to_string();
+    assert!(err.contains("node.id"), "{err}");
+    assert_eq!(b.core().me(), "bravo");
+    assert_eq!(
+        b.core().config().inbound.kinds.as_ref().map(Vec::len),
+        Some(1)
+    );
 }
