@@ -5,7 +5,9 @@
 //!     each, then `flush`) against raw sled inserts of the very bytes the
 //!     store writes to its log, also flushed every 64. Target: vigil
 //!     >= 0.7x the raw rate per notice. Sealing is done beforehand: it is
-//!     measured in `benches/notice.rs`.
+//!     measured in `benches/notice.rs`. A second baseline, raw sled inserts
+//!     of the packs vigil stores its log in (two or so entries per value),
+//!     shows what vigil's own code adds on top of that layout.
 //! (b) screening latency with N notices held: the index path
 //!     (`Store::lookup`, which returns each hit's record and envelope, as
 //!     `Core::screen` uses it)
@@ -233,10 +235,13 @@ fn raw_fill(entries: &[Vec<u8>]) -> Fill {
     fill
 }
 
-/// The exact log values vigil writes for `pool`, read back from its store,
-/// so the raw baseline inserts the same bytes whatever the log entry's
-/// encoding is today.
-fn log_entries(pool: &[Sealed]) -> Vec<Vec<u8>> {
+/// A log pack as vigil stores it: first local seq, entry count, bytes.
+type Pack = (u64, usize, Vec<u8>);
+
+/// The exact log entries vigil writes for `pool`, and the packs it stores
+/// them in, read back from its store, so the raw baselines insert the same
+/// bytes whatever the encoding is today.
+fn stored_log(pool: &[Sealed]) -> (Vec<Vec<u8>>, Vec<Pack>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("store opens");
     let now = vigil::time::now();
@@ -245,7 +250,39 @@ fn log_entries(pool: &[Sealed]) -> Vec<Vec<u8>> {
     }
     let entries = store.log_bytes().expect("log bytes");
     assert_eq!(entries.len(), pool.len(), "one log entry per notice");
-    entries
+    (entries, store.log_packs().expect("log packs"))
+}
+
+/// The second baseline: raw sled inserts of vigil's own packs, a flush
+/// after each `BATCH` notices (packs never straddle a batch). Shows what
+/// vigil adds on top of its layout, where the first baseline shows what it
+/// costs against one sled value per notice.
+fn raw_packed_fill(packs: &[Pack]) -> Fill {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sled::open(dir.path()).expect("sled opens");
+    let mut fill = Fill::default();
+    let mut rest = packs;
+    while !rest.is_empty() {
+        let (mut n, mut k) = (0, 0);
+        while k < rest.len() && n < BATCH {
+            n += rest[k].1;
+            k += 1;
+        }
+        let (batch, more) = rest.split_at(k);
+        rest = more;
+        fill.step(
+            || {
+                for (start, _, v) in batch {
+                    db.insert(start.to_be_bytes(), v.as_slice())
+                        .expect("insert");
+                }
+            },
+            || {
+                db.flush().expect("flush");
+            },
+        );
+    }
+    fill
 }
 
 fn write_benches(c: &mut Criterion, pool: &[Sealed], entries: &[Vec<u8>]) {
@@ -284,7 +321,7 @@ fn target_dir() -> PathBuf {
 /// between; a ratio taken within each round cancels most of that.
 const PAIRED_ROUNDS: usize = 5;
 
-fn report_writes(pool: &[Sealed], entries: &[Vec<u8>], envelope_bytes: usize) {
+fn report_writes(pool: &[Sealed], entries: &[Vec<u8>], packs: &[Pack], envelope_bytes: usize) {
     let per_s = |id: &str, stat: &str| {
         estimate_ns(id, stat).map_or(f64::NAN, |ns| FILL as f64 / (ns / 1e9))
     };
@@ -314,15 +351,33 @@ fn report_writes(pool: &[Sealed], entries: &[Vec<u8>], envelope_bytes: usize) {
     println!(
         "  per notice: raw insert {rw:.1} us + flush {rf:.1} us; vigil apply_batch {vw:.1} us + flush {vf:.1} us"
     );
-    let mut ratios: Vec<f64> = (0..PAIRED_ROUNDS)
-        .map(|_| raw_fill(entries).total().as_secs_f64() / vigil_fill(pool).total().as_secs_f64())
-        .collect();
-    ratios.sort_by(f64::total_cmp);
+    let (mut ratios, mut packed): (Vec<f64>, Vec<f64>) = (0..PAIRED_ROUNDS)
+        .map(|_| {
+            let raw = raw_fill(entries).total().as_secs_f64();
+            let raw_packed = raw_packed_fill(packs).total().as_secs_f64();
+            let vig = vigil_fill(pool).total().as_secs_f64();
+            (raw / vig, raw_packed / vig)
+        })
+        .unzip();
+    for r in [&mut ratios, &mut packed] {
+        r.sort_by(f64::total_cmp);
+    }
+    let spread = |r: &[f64]| {
+        format!(
+            "median {:.2}x (min {:.2}x, max {:.2}x)",
+            r[PAIRED_ROUNDS / 2],
+            r[0],
+            r[PAIRED_ROUNDS - 1]
+        )
+    };
     println!(
-        "  paired, {PAIRED_ROUNDS} interleaved rounds: vigil/raw median {:.2}x (min {:.2}x, max {:.2}x)",
-        ratios[PAIRED_ROUNDS / 2],
-        ratios[0],
-        ratios[PAIRED_ROUNDS - 1]
+        "  paired, {PAIRED_ROUNDS} interleaved rounds: vigil/raw {}",
+        spread(&ratios)
+    );
+    println!(
+        "  same rounds, against raw sled inserts of vigil's own packs ({} notices per value): vigil/raw-packed {}",
+        format_args!("{:.1}", pool.len() as f64 / packs.len() as f64),
+        spread(&packed)
     );
 }
 
@@ -514,7 +569,7 @@ fn main() {
     let wall = Instant::now();
     let mut sealer = Sealer::new();
     let pool: Vec<Sealed> = (0..FILL).map(|_| sealer.next()).collect();
-    let entries = log_entries(&pool);
+    let (entries, packs) = stored_log(&pool);
     let envelope_bytes = pool[0].envelope.to_bytes().len();
 
     let mut c = Criterion::default().configure_from_args();
@@ -523,7 +578,7 @@ fn main() {
     if !bench_mode {
         return;
     }
-    report_writes(&pool, &entries, envelope_bytes);
+    report_writes(&pool, &entries, &packs, envelope_bytes);
     println!("  wall time so far {:.0} s", wall.elapsed().as_secs_f64());
 
     let mut sizes = vec![100_000];

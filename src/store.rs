@@ -1400,6 +1400,19 @@ impl Store {
         })
     }
 
+    /// Every stored log pack with its first local seq and entry count, in
+    /// order: the benchmark's second baseline inserts exactly these.
+    #[doc(hidden)]
+    pub fn log_packs(&self) -> Result<Vec<(u64, usize, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.tree.scan_prefix([LOG]) {
+            let (k, v) = r?;
+            let n = pack::entries(&v).map_err(corrupt("log pack"))?.len();
+            out.push((key_seq(&k, "log")?, n, v.to_vec()));
+        }
+        Ok(out)
+    }
+
     /// The stored bytes of every log entry, in order: the benchmark's raw
     /// sled baseline inserts exactly these.
     #[doc(hidden)]
