@@ -433,19 +433,13 @@ const MAX_CHAIN: usize = 10_000;
 /// Envelopes in the store were verified before they were written, so the
 /// disclosures decode; one that does not simply contributes no key.
 fn screen_hashes(env: &Envelope) -> Vec<[u8; 32]> {
-    use SubjectField as F;
-    let mut subject = crate::notice::Subject::default();
-    // Only the fields keys are made of: images and descriptions are not
-    // decoded on the write path.
+    use crate::notice::screening::{key_hashes, KeyFields};
+    let mut fields = KeyFields::default();
     for d in &env.disclosures {
-        if matches!(
-            d.field,
-            F::Identifiers | F::FamilyName | F::GivenNames | F::Aliases | F::DateOfBirth
-        ) {
-            let _ = subject.set_from_bytes(d.field, &d.value);
-        }
+        // Images and descriptions are not decoded on the write path.
+        let _ = fields.set_from_bytes(d.field, &d.value);
     }
-    crate::notice::screening::subject_key_hashes(&subject)
+    key_hashes(&fields)
 }
 
 /// A message to write: this node's own or one received.
@@ -534,6 +528,15 @@ impl<'s> Tx<'s> {
             audit: Vec::new(),
             ops: Vec::new(),
         }
+    }
+
+    /// Room for `notices` new messages and `audits` audit entries, so a
+    /// received batch does not regrow its maps entry by entry.
+    fn reserve(&mut self, notices: usize, audits: usize) {
+        self.log.reserve(notices);
+        self.ids.reserve(notices);
+        self.ops.reserve(notices);
+        self.audit.reserve(audits);
     }
 
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -1076,7 +1079,8 @@ impl Store {
         now: i64,
     ) -> Result<Vec<NoticeId>, StoreError> {
         self.write(|tx| {
-            let mut stored = Vec::new();
+            tx.reserve(accepted.len() + hits.len(), audits.len());
+            let mut stored = Vec::with_capacity(accepted.len());
             for a in accepted {
                 if tx.find(&a.id)?.is_some() {
                     continue;

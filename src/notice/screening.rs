@@ -5,7 +5,7 @@
 use sha2::{Digest, Sha256};
 use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
 
-use super::model::{Identifier, Subject};
+use super::model::{Identifier, Subject, SubjectField};
 
 /// Lowercase, diacritics removed (compatibility decomposition, combining
 /// marks dropped), runs of white space folded to one space, trimmed.
@@ -128,35 +128,94 @@ fn split_name(s: &str) -> (&str, &str) {
     }
 }
 
-/// Calls `f` with every screening key of the subject fields held, built in
-/// one buffer: each identifier, and name + date of birth (for the name and
-/// each alias) when the date of birth is held. Keys may repeat.
-fn for_each_key(s: &Subject, mut f: impl FnMut(&str)) {
+/// An identifier's parts, borrowed. postcard writes a struct as its fields
+/// in order, so this decodes the bytes of an [`Identifier`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub struct IdentifierRef<'a> {
+    pub scheme: &'a str,
+    pub country: &'a str,
+    pub value: &'a str,
+}
+
+/// The subject fields screening keys are made of, borrowed: from a
+/// [`Subject`], or straight from a stored envelope's disclosure bytes. The
+/// store computes the keys of every notice it writes, and decoding owned
+/// strings for that was a tenth of its write path (issue #5 profile).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KeyFields<'a> {
+    pub identifiers: Vec<IdentifierRef<'a>>,
+    pub family_name: Option<&'a str>,
+    pub given_names: Option<&'a str>,
+    pub aliases: Vec<&'a str>,
+    pub date_of_birth: Option<&'a str>,
+}
+
+impl<'a> KeyFields<'a> {
+    /// The key fields a subject holds.
+    pub fn of(s: &'a Subject) -> KeyFields<'a> {
+        KeyFields {
+            identifiers: s
+                .identifiers
+                .iter()
+                .flatten()
+                .map(|i: &'a Identifier| IdentifierRef {
+                    scheme: &i.scheme,
+                    country: &i.country,
+                    value: &i.value,
+                })
+                .collect(),
+            family_name: s.family_name.as_deref(),
+            given_names: s.given_names.as_deref(),
+            aliases: s.aliases.iter().flatten().map(String::as_str).collect(),
+            date_of_birth: s.date_of_birth.as_deref(),
+        }
+    }
+
+    /// Takes one disclosed field from its committed bytes (the postcard
+    /// encoding [`Subject::set_from_bytes`] reads); fields no key is made
+    /// of are skipped without decoding.
+    pub fn set_from_bytes(&mut self, field: SubjectField, bytes: &'a [u8]) -> Result<(), String> {
+        use SubjectField as F;
+        match field {
+            F::Identifiers => self.identifiers = decode_borrowed(bytes)?,
+            F::FamilyName => self.family_name = Some(decode_borrowed(bytes)?),
+            F::GivenNames => self.given_names = Some(decode_borrowed(bytes)?),
+            F::Aliases => self.aliases = decode_borrowed(bytes)?,
+            F::DateOfBirth => self.date_of_birth = Some(decode_borrowed(bytes)?),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Like [`super::decode_exact`], borrowing from `bytes`.
+fn decode_borrowed<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((v, [])) => Ok(v),
+        Ok(_) => Err("trailing bytes".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Calls `f` with every screening key of the fields held, built in one
+/// buffer: each identifier, and name + date of birth (for the name and each
+/// alias) when the date of birth is held. Keys may repeat.
+fn for_each_key(s: &KeyFields<'_>, mut f: impl FnMut(&str)) {
     let mut key = String::with_capacity(64);
-    for Identifier {
-        scheme,
-        country,
-        value,
-    } in s.identifiers.iter().flatten()
-    {
+    for i in &s.identifiers {
         key.clear();
-        push_identifier_key(&mut key, scheme, country, value);
+        push_identifier_key(&mut key, i.scheme, i.country, i.value);
         f(&key);
     }
-    let Some(dob) = &s.date_of_birth else {
+    let Some(dob) = s.date_of_birth else {
         return;
     };
-    if let Some(family) = &s.family_name {
+    if let Some(family) = s.family_name {
         key.clear();
-        push_name_key(
-            &mut key,
-            family,
-            s.given_names.as_deref().unwrap_or(""),
-            dob,
-        );
+        push_name_key(&mut key, family, s.given_names.unwrap_or(""), dob);
         f(&key);
     }
-    for alias in s.aliases.iter().flatten() {
+    for alias in &s.aliases {
         let (family, given) = split_name(alias);
         key.clear();
         push_name_key(&mut key, family, given, dob);
@@ -167,17 +226,17 @@ fn for_each_key(s: &Subject, mut f: impl FnMut(&str)) {
 /// Every screening key of the subject, sorted, without repeats.
 pub fn subject_keys(s: &Subject) -> Vec<String> {
     let mut keys = Vec::new();
-    for_each_key(s, |k| keys.push(k.to_string()));
+    for_each_key(&KeyFields::of(s), |k| keys.push(k.to_string()));
     keys.sort();
     keys.dedup();
     keys
 }
 
-/// The index hashes of [`subject_keys`], sorted, without repeats: what the
-/// store keeps per notice.
-pub fn subject_key_hashes(s: &Subject) -> Vec<[u8; 32]> {
+/// The index hashes of the keys of `fields`, sorted, without repeats: what
+/// the store keeps per notice.
+pub fn key_hashes(fields: &KeyFields<'_>) -> Vec<[u8; 32]> {
     let mut hashes = Vec::new();
-    for_each_key(s, |k| hashes.push(key_hash(k)));
+    for_each_key(fields, |k| hashes.push(key_hash(k)));
     hashes.sort_unstable();
     hashes.dedup();
     hashes
@@ -334,7 +393,24 @@ mod tests {
         assert_eq!(keys.len(), 3);
         let mut hashes: Vec<[u8; 32]> = keys.iter().map(|k| key_hash(k)).collect();
         hashes.sort_unstable();
-        assert_eq!(subject_key_hashes(&s), hashes);
+        assert_eq!(key_hashes(&KeyFields::of(&s)), hashes);
+        // The same fields read back from their committed bytes, borrowed,
+        // alongside a field keys are not made of.
+        let values = Subject {
+            description: Some("scar on the left hand".into()),
+            ..s.clone()
+        }
+        .field_values();
+        let mut borrowed = KeyFields::default();
+        for (field, bytes) in &values {
+            borrowed.set_from_bytes(*field, bytes).unwrap();
+        }
+        assert_eq!(borrowed, KeyFields::of(&s));
+        assert_eq!(key_hashes(&borrowed), hashes);
+        let (field, bytes) = &values[0];
+        assert!(borrowed
+            .set_from_bytes(*field, &bytes[..bytes.len() - 1])
+            .is_err());
         for q in [
             Query::identifier("PASSPORT:nld:x 1234567").unwrap(),
             Query::name("doe, john", "1980-04-01").unwrap(),
