@@ -492,11 +492,18 @@ fn screening(n: usize) {
         disk_bytes(&dir) as f64 / (1 << 20) as f64
     );
     // Opening rebuilds the in-memory index with one scan of the log.
+    // The RSS it adds is what a node pays for the index and for the pages
+    // sled keeps from the rebuild scan (measured before the store closes).
+    let rss_before = vigil::bench::rss_mib("self");
     let t = Instant::now();
-    let held = Store::open(&dir).expect("store opens").len();
+    let store = Store::open(&dir).expect("store opens");
+    let opened = t.elapsed();
+    let held = store.len();
+    let rss_added = vigil::bench::rss_mib("self") - rss_before;
+    drop(store);
     println!(
-        "  open with index rebuild: {:.2} s for {held} notices",
-        t.elapsed().as_secs_f64()
+        "  open with index rebuild: {:.2} s for {held} notices; RSS grew by {rss_added:.0} MiB",
+        opened.as_secs_f64()
     );
     // Core has no public constructor: start a one-node mesh (no members, so
     // no network traffic) whose data directory is the built store. Both
