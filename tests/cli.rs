@@ -10,12 +10,11 @@
 use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tempfile::TempDir;
 
 mod common;
 use common::*;
@@ -38,57 +37,6 @@ fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
 // Federations and nodes
 // ---------------------------------------------------------------------------
 
-/// A temporary folder holding a federation CA and its nodes.
-struct Federation {
-    dir: TempDir,
-}
-
-impl Federation {
-    fn new() -> Federation {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ca = dir.path().join("ca");
-        vigil(&["ca", "init", "--dir", s(&ca)]).assert_ok("vigil ca init");
-        assert!(ca.join("ca.crt").is_file() && ca.join("ca.key").is_file());
-        Federation { dir }
-    }
-
-    /// `vigil init` for a node on fresh loopback ports.
-    fn init(&self, id: &str) -> NodeDir {
-        let dir = self.dir.path().join(id);
-        let ca = self.dir.path().join("ca");
-        let listen = format!("127.0.0.1:{}", free_udp_port());
-        let admin = format!("127.0.0.1:{}", free_tcp_port());
-        let out = vigil(&[
-            "init",
-            "--node-id",
-            id,
-            "--dir",
-            s(&dir),
-            "--ca-cert",
-            s(&ca.join("ca.crt")),
-            "--ca-key",
-            s(&ca.join("ca.key")),
-            "--listen",
-            &listen,
-            "--admin-listen",
-            &admin,
-        ]);
-        out.assert_ok("vigil init");
-        let line = out.stdout.trim().to_string();
-        let key = line
-            .strip_prefix(&format!("{id} "))
-            .unwrap_or_else(|| panic!("init printed `{line}`, not `{id} ed25519:...`"));
-        assert_ed25519(key);
-        NodeDir {
-            id: id.to_string(),
-            config: dir.join("vigil.toml"),
-            dir,
-            listen,
-            init_line: line,
-        }
-    }
-}
-
 fn assert_ed25519(key: &str) {
     use base64::Engine;
     let b64 = key
@@ -100,21 +48,8 @@ fn assert_ed25519(key: &str) {
     assert_eq!(raw.len(), 32, "`{key}` is not a 32-byte key");
 }
 
-/// One node's folder as `vigil init` created it.
-struct NodeDir {
-    id: String,
-    dir: PathBuf,
-    config: PathBuf,
-    listen: String,
-    /// What `vigil init` printed: `ID ed25519:BASE64`.
-    init_line: String,
-}
-
+/// What the contract tests do with a node's folder beyond the shared harness.
 impl NodeDir {
-    fn cfg(&self) -> &str {
-        s(&self.config)
-    }
-
     /// `vigil id --config .. --json`, checked for shape.
     fn id_json(&self) -> Value {
         let out = vigil(&["id", "--config", self.cfg(), "--json"]);
@@ -122,32 +57,6 @@ impl NodeDir {
         let v: Value = serde_json::from_str(out.stdout.trim()).expect("id --json is JSON");
         assert_eq!(v["id"], json!(self.id), "{v}");
         v
-    }
-
-    /// Appends a `[[members]]` entry for `other`, as an operator would.
-    fn add_member(&self, other: &NodeDir) {
-        self.push_member(other, Some(&other.listen));
-    }
-
-    /// Appends a `[[members]]` entry for `other` without an `address`: its
-    /// key is pinned but there is no network link (offline transfer only).
-    fn add_offline_member(&self, other: &NodeDir) {
-        self.push_member(other, None);
-    }
-
-    fn push_member(&self, other: &NodeDir, address: Option<&str>) {
-        let v = other.id_json();
-        let key = v["signing_key"].as_str().expect("signing_key is a string");
-        let mut entry = format!(
-            "\n[[members]]\nid = \"{}\"\nsigning_key = \"{key}\"\n",
-            other.id
-        );
-        if let Some(a) = address {
-            entry.push_str(&format!("address = \"{a}\"\n"));
-        }
-        let mut text = fs::read_to_string(&self.config).unwrap();
-        text.push_str(&entry);
-        fs::write(&self.config, text).unwrap();
     }
 
     /// Writes a variant of this node's config beside it (so relative paths
@@ -160,57 +69,10 @@ impl NodeDir {
         fs::write(&p, edited).unwrap();
         p
     }
-
-    /// Starts `vigil run` and waits until its admin API answers.
-    fn start(&self) -> RunningNode {
-        let log = self.dir.join("run.log");
-        let child = vigil_cmd(&["run", "--config", self.cfg()])
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn vigil run");
-        let mut node = RunningNode {
-            child: ChildGuard(child),
-            config: self.config.clone(),
-            log,
-        };
-        wait_for(&format!("{}'s admin API", self.id), || {
-            if let Some(st) = node.child.0.try_wait().unwrap() {
-                panic!("vigil run exited early ({st}); log:\n{}", node.log());
-            }
-            (vigil(&["notice", "list", "--config", node.cfg(), "--json"]).code == Some(0))
-                .then_some(())
-        });
-        node
-    }
 }
 
-/// A `vigil run` process, killed when dropped.
-struct RunningNode {
-    child: ChildGuard,
-    config: PathBuf,
-    log: PathBuf,
-}
-
+/// The contract tests' view of a running node.
 impl RunningNode {
-    fn cfg(&self) -> &str {
-        s(&self.config)
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `vigil notice list --json`, parsed.
-    fn list(&self) -> Vec<Value> {
-        let out = vigil(&["notice", "list", "--config", self.cfg(), "--json"]);
-        out.assert_ok("vigil notice list --json");
-        match serde_json::from_str(out.stdout.trim()).expect("list --json is JSON") {
-            Value::Array(a) => a,
-            other => panic!("list --json is not an array: {other}"),
-        }
-    }
-
     /// `vigil notice SUB --config .. ARGS..`; returns the raw result.
     fn notice(&self, sub: &str, args: &[&str]) -> Out {
         let mut a = vec!["notice", sub, "--config", self.cfg()];
@@ -363,7 +225,9 @@ fn two_nodes_exchange_a_notice_via_the_cli() {
     let alpha = fed.init("alpha");
     let bravo = fed.init("bravo");
 
-    // `vigil id` prints exactly what `vigil init` printed, in both forms.
+    // `vigil init` printed a 32-byte ed25519 key, and `vigil id` prints
+    // exactly the same, in both forms.
+    assert_ed25519(&alpha.key);
     let out = vigil(&["id", "--config", alpha.cfg()]);
     out.assert_ok("vigil id");
     assert_eq!(out.stdout.trim(), alpha.init_line);
@@ -586,28 +450,8 @@ fn usage_errors_exit_2() {
 #[test]
 fn run_stops_cleanly_on_sigterm() {
     let fed = Federation::new();
-    let alpha = fed.init("alpha");
-    let mut node = alpha.start();
-
-    let pid = node.child.pid().to_string();
-    let kill = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
-    assert!(kill.success(), "kill -TERM {pid} failed");
-
-    let st = node.child.wait_for_exit(DEADLINE).unwrap_or_else(|| {
-        panic!(
-            "vigil run ignored SIGTERM for {DEADLINE:?}; log:\n{}",
-            node.log()
-        )
-    });
-    assert_eq!(
-        st.code(),
-        Some(0),
-        "vigil run exited with {st}; log:\n{}",
-        node.log()
-    );
+    // Sends SIGTERM and fails unless the process exits with code 0 in time.
+    fed.init("alpha").start().stop();
 }
 
 /// `vigil peers --json` of a running node, parsed: (id, connected) each.
@@ -644,7 +488,7 @@ fn sighup_reloads_members_and_keeps_the_config_in_force_when_the_file_is_bad() {
     let file = write_json(&alpha.dir, "notice.json", &sample_notice(json!("all")));
     let first = a.issue_ok(&file);
     alpha.add_member(&bravo);
-    signal(a.child.pid(), "-HUP");
+    signal(a.pid(), "-HUP");
     wait_for("alpha to connect to bravo after SIGHUP", || {
         (peers(a.cfg()) == vec![("bravo".to_string(), true)]).then_some(())
     });
@@ -652,7 +496,7 @@ fn sighup_reloads_members_and_keeps_the_config_in_force_when_the_file_is_bad() {
 
     let good = fs::read_to_string(&alpha.config).unwrap();
     fs::write(&alpha.config, format!("{good}\n[[members]]\nid = 7\n")).unwrap();
-    signal(a.child.pid(), "-HUP");
+    signal(a.pid(), "-HUP");
     wait_for("the refused reload in alpha's log", || {
         a.log().contains("config reload refused").then_some(())
     });

@@ -10,12 +10,10 @@
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tempfile::TempDir;
 
 mod common;
 use common::*;
@@ -44,158 +42,8 @@ fn wait_for<T>(what: &str, limit: Duration, f: impl FnMut() -> Option<T>) -> T {
 // Nodes
 // ---------------------------------------------------------------------------
 
-/// A temporary folder holding a federation CA and its nodes.
-struct Federation {
-    dir: TempDir,
-}
-
-impl Federation {
-    fn new() -> Federation {
-        let dir = tempfile::tempdir().expect("tempdir");
-        vigil(&["ca", "init", "--dir", s(&dir.path().join("ca"))]).assert_ok("vigil ca init");
-        Federation { dir }
-    }
-
-    /// `vigil init` for a node on fresh loopback ports.
-    fn init(&self, id: &str) -> NodeDir {
-        let dir = self.dir.path().join(id);
-        let ca = self.dir.path().join("ca");
-        let listen = format!("127.0.0.1:{}", free_udp_port());
-        let admin = format!("127.0.0.1:{}", free_tcp_port());
-        let out = vigil(&[
-            "init",
-            "--node-id",
-            id,
-            "--dir",
-            s(&dir),
-            "--ca-cert",
-            s(&ca.join("ca.crt")),
-            "--ca-key",
-            s(&ca.join("ca.key")),
-            "--listen",
-            &listen,
-            "--admin-listen",
-            &admin,
-        ]);
-        out.assert_ok("vigil init");
-        let key = out
-            .stdout
-            .trim()
-            .strip_prefix(&format!("{id} "))
-            .unwrap_or_else(|| panic!("init printed `{}`", out.stdout.trim()))
-            .to_string();
-        assert!(key.starts_with("ed25519:"), "init printed key `{key}`");
-        NodeDir {
-            id: id.to_string(),
-            config: dir.join("vigil.toml"),
-            dir,
-            listen,
-            key,
-        }
-    }
-}
-
-/// One node's folder as `vigil init` created it.
-struct NodeDir {
-    id: String,
-    dir: PathBuf,
-    config: PathBuf,
-    listen: String,
-    /// The public signing key `vigil init` printed.
-    key: String,
-}
-
-impl NodeDir {
-    fn cfg(&self) -> &str {
-        s(&self.config)
-    }
-
-    /// Appends a `[[members]]` entry for `other` with a direct link.
-    fn add_member(&self, other: &NodeDir) {
-        let mut text = fs::read_to_string(&self.config).unwrap();
-        text.push_str(&format!(
-            "\n[[members]]\nid = \"{}\"\nsigning_key = \"{}\"\naddress = \"{}\"\n",
-            other.id, other.key, other.listen
-        ));
-        fs::write(&self.config, text).unwrap();
-    }
-
-    /// Starts `vigil run` (its log appended to `run.log`) and waits until its
-    /// admin API answers.
-    fn start(&self) -> RunningNode {
-        let log = self.dir.join("run.log");
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log file");
-        let child = vigil_cmd(&["run", "--config", self.cfg()])
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("spawn vigil run");
-        let mut node = RunningNode {
-            id: self.id.clone(),
-            child: ChildGuard(child),
-            config: self.config.clone(),
-            log,
-        };
-        wait_for(&format!("{}'s admin API", self.id), DEADLINE, || {
-            if let Some(st) = node.child.0.try_wait().unwrap() {
-                panic!("vigil run exited early ({st}); log:\n{}", node.log());
-            }
-            (vigil(&["peers", "--config", node.cfg(), "--json"]).code == Some(0)).then_some(())
-        });
-        node
-    }
-}
-
-/// A `vigil run` process, killed when dropped.
-struct RunningNode {
-    id: String,
-    child: ChildGuard,
-    config: PathBuf,
-    log: PathBuf,
-}
-
+/// What the durability tests read off a running node.
 impl RunningNode {
-    fn cfg(&self) -> &str {
-        s(&self.config)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.0.id()
-    }
-
-    fn log(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    }
-
-    /// SIGTERM, then waits for a clean exit (code 0).
-    fn stop(mut self) {
-        signal(self.pid(), "-TERM");
-        let st = self.child.wait_for_exit(DEADLINE).unwrap_or_else(|| {
-            panic!(
-                "{} ignored SIGTERM for {DEADLINE:?}; log:\n{}",
-                self.id,
-                self.log()
-            )
-        });
-        assert_eq!(st.code(), Some(0), "{} exited with {st}", self.id);
-    }
-
-    /// `vigil notice list --json`, parsed.
-    fn list(&self) -> Vec<Value> {
-        let out = vigil(&["notice", "list", "--config", self.cfg(), "--json"]);
-        out.assert_ok("vigil notice list --json");
-        match serde_json::from_str(out.stdout.trim()).expect("list --json is JSON") {
-            Value::Array(a) => a,
-            other => panic!("list --json is not an array: {other}"),
-        }
-    }
-
     /// This node's `vigil peers --json` entry for `member`, if the call works.
     fn peer(&self, member: &str) -> Option<Value> {
         let out = vigil(&["peers", "--config", self.cfg(), "--json"]);

@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::net::{TcpListener, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -173,5 +173,194 @@ pub fn wait_within<T>(
             "timed out after {limit:?} waiting for {what}"
         );
         sleep(poll);
+    }
+}
+
+/// How long a started `vigil run` may take before its admin API answers.
+pub const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A temporary folder holding a federation CA and its nodes.
+pub struct Federation {
+    pub dir: tempfile::TempDir,
+}
+
+impl Federation {
+    /// `vigil ca init` in a fresh temporary folder.
+    pub fn new() -> Federation {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = dir.path().join("ca");
+        vigil(&["ca", "init", "--dir", s(&ca)]).assert_ok("vigil ca init");
+        assert!(ca.join("ca.crt").is_file() && ca.join("ca.key").is_file());
+        Federation { dir }
+    }
+
+    /// `vigil init` for a node on fresh loopback ports; checks what it
+    /// printed (`ID ed25519:BASE64`).
+    pub fn init(&self, id: &str) -> NodeDir {
+        let dir = self.dir.path().join(id);
+        let ca = self.dir.path().join("ca");
+        let listen = format!("127.0.0.1:{}", free_udp_port());
+        let admin = format!("127.0.0.1:{}", free_tcp_port());
+        let out = vigil(&[
+            "init",
+            "--node-id",
+            id,
+            "--dir",
+            s(&dir),
+            "--ca-cert",
+            s(&ca.join("ca.crt")),
+            "--ca-key",
+            s(&ca.join("ca.key")),
+            "--listen",
+            &listen,
+            "--admin-listen",
+            &admin,
+        ]);
+        out.assert_ok("vigil init");
+        let init_line = out.stdout.trim().to_string();
+        let key = init_line
+            .strip_prefix(&format!("{id} "))
+            .unwrap_or_else(|| panic!("init printed `{init_line}`, not `{id} ed25519:...`"))
+            .to_string();
+        assert!(key.starts_with("ed25519:"), "init printed key `{key}`");
+        NodeDir {
+            id: id.to_string(),
+            config: dir.join("vigil.toml"),
+            dir,
+            listen,
+            init_line,
+            key,
+        }
+    }
+}
+
+/// One node's folder as `vigil init` created it.
+pub struct NodeDir {
+    pub id: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub listen: String,
+    /// What `vigil init` printed: `ID ed25519:BASE64`.
+    pub init_line: String,
+    /// The public signing key from that line.
+    pub key: String,
+}
+
+impl NodeDir {
+    pub fn cfg(&self) -> &str {
+        s(&self.config)
+    }
+
+    /// Appends a `[[members]]` entry for `other` with a direct link, as an
+    /// operator would.
+    pub fn add_member(&self, other: &NodeDir) {
+        self.push_member(other, Some(&other.listen));
+    }
+
+    /// Appends a `[[members]]` entry for `other` without an `address`: its
+    /// key is pinned but there is no network link (offline transfer only).
+    pub fn add_offline_member(&self, other: &NodeDir) {
+        self.push_member(other, None);
+    }
+
+    fn push_member(&self, other: &NodeDir, address: Option<&str>) {
+        let mut entry = format!(
+            "\n[[members]]\nid = \"{}\"\nsigning_key = \"{}\"\n",
+            other.id, other.key
+        );
+        if let Some(a) = address {
+            entry.push_str(&format!("address = \"{a}\"\n"));
+        }
+        let mut text = fs::read_to_string(&self.config).expect("read config");
+        text.push_str(&entry);
+        fs::write(&self.config, text).expect("write config");
+    }
+
+    /// Starts `vigil run` (its log appended to `run.log`, so a restart
+    /// keeps the earlier run's lines) and waits until its admin API answers.
+    pub fn start(&self) -> RunningNode {
+        let log = self.dir.join("run.log");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let child = vigil_cmd(&["run", "--config", self.cfg()])
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn vigil run");
+        let mut node = RunningNode {
+            id: self.id.clone(),
+            child: ChildGuard(child),
+            config: self.config.clone(),
+            log,
+        };
+        wait_within(
+            &format!("{}'s admin API", self.id),
+            START_DEADLINE,
+            Duration::from_millis(100),
+            || {
+                if let Some(st) = node.child.0.try_wait().expect("try_wait") {
+                    panic!("vigil run exited early ({st}); log:\n{}", node.log());
+                }
+                (vigil(&["peers", "--config", node.cfg(), "--json"]).code == Some(0)).then_some(())
+            },
+        );
+        node
+    }
+}
+
+/// A `vigil run` process, killed when dropped.
+pub struct RunningNode {
+    pub id: String,
+    pub child: ChildGuard,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl RunningNode {
+    pub fn cfg(&self) -> &str {
+        s(&self.config)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// The last 40 lines of its log (enough to explain a failure).
+    pub fn log(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// SIGTERM, then waits for a clean exit (code 0).
+    pub fn stop(mut self) {
+        signal(self.pid(), "-TERM");
+        let st = self.child.wait_for_exit(START_DEADLINE).unwrap_or_else(|| {
+            panic!(
+                "{} ignored SIGTERM for {START_DEADLINE:?}; log:\n{}",
+                self.id,
+                self.log()
+            )
+        });
+        assert_eq!(
+            st.code(),
+            Some(0),
+            "{} exited with {st}; log:\n{}",
+            self.id,
+            self.log()
+        );
+    }
+
+    /// `vigil notice list --json`, parsed.
+    pub fn list(&self) -> Vec<serde_json::Value> {
+        let out = vigil(&["notice", "list", "--config", self.cfg(), "--json"]);
+        out.assert_ok("vigil notice list --json");
+        match serde_json::from_str(out.stdout.trim()).expect("list --json is JSON") {
+            serde_json::Value::Array(a) => a,
+            other => panic!("list --json is not an array: {other}"),
+        }
     }
 }
