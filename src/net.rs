@@ -73,6 +73,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_HANDSHAKES: usize = 32;
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A link that ends sooner than this after it was made counts as a failed
+/// dial (the member refused it, say because a reload removed this node from
+/// its config), so the dialer backs off instead of redialing at once.
+const STABLE_LINK: Duration = Duration::from_secs(5);
 
 fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
@@ -376,6 +380,13 @@ async fn accept_loop(
                 );
                 return;
             }
+            // A reload swaps the config before it closes links: checking
+            // again after the install means a member it removed cannot
+            // keep a link installed in between.
+            if authorize(&core, &conn, Some(&peer)).is_none() {
+                links.remove(&peer, &conn);
+                return;
+            }
             info!(peer = %peer, %remote, "member connected (incoming)");
             run_link(core, links, peer, conn, shutdown).await;
         });
@@ -443,6 +454,7 @@ async fn dial_loop(
             _ = shutdown.changed() => return,
         }
     }
+    let mut linked_at: Option<std::time::Instant> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -455,6 +467,16 @@ async fn dial_loop(
                 _ = shutdown.changed() => return,
             }
             continue;
+        }
+        if let Some(at) = linked_at.take() {
+            if at.elapsed() < STABLE_LINK {
+                debug!(peer = %peer, "link ended soon after it was made; backing off");
+                if !pause(&mut backoff, &mut shutdown).await {
+                    return;
+                }
+            } else {
+                backoff = BACKOFF_MIN;
+            }
         }
         let addr = {
             let mut dialing = dialing.lock().unwrap_or_else(|p| p.into_inner());
@@ -470,8 +492,14 @@ async fn dial_loop(
         };
         match dial(&core, &ep, &peer, addr).await {
             Ok(conn) => {
-                backoff = BACKOFF_MIN;
                 if links.install(&peer, &conn, true) {
+                    linked_at = Some(std::time::Instant::now());
+                    if authorize(&core, &conn, Some(&peer)).is_none() {
+                        // A reload removed or re-keyed the member between
+                        // the handshake check and the install.
+                        links.remove(&peer, &conn);
+                        continue;
+                    }
                     info!(peer = %peer, %addr, "member connected (outgoing)");
                     tokio::spawn(run_link(
                         core.clone(),
@@ -489,17 +517,25 @@ async fn dial_loop(
             }
             Err(e) => {
                 debug!(peer = %peer, %addr, error = %e, "dial failed");
-                let jitter = Duration::from_millis(
-                    rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1),
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff + jitter) => {},
-                    _ = shutdown.changed() => return,
+                if !pause(&mut backoff, &mut shutdown).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
+}
+
+/// Sleeps `backoff` plus jitter and doubles it (up to [`BACKOFF_MAX`]);
+/// false if the node is shutting down.
+async fn pause(backoff: &mut Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    let jitter =
+        Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
+    tokio::select! {
+        _ = tokio::time::sleep(*backoff + jitter) => {},
+        _ = shutdown.changed() => return false,
+    }
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    true
 }
 
 async fn dial(

@@ -385,10 +385,38 @@ async fn a_reload_changes_members_and_policy_of_a_running_node() {
     let n2 = a.issue(vigil::demo::sample_notice()).await.unwrap();
     assert_eq!(member_state(&mesh, "alpha", &n2, "bravo"), None);
     // Bravo keeps dialing; alpha keeps refusing it, so n2 stays at alpha.
+    // Each refusal is audited, so bravo must back off rather than redial
+    // the moment alpha closes on it.
+    let refusals = || {
+        a.core()
+            .store()
+            .audit_entries()
+            .filter(|e| e.as_ref().unwrap().decision.contains("not a member"))
+            .count()
+    };
+    let before = refusals();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         !holds(&mesh, "bravo", n2),
         "a removed member received a notice"
+    );
+    let refused = refusals() - before;
+    assert!(refused <= 8, "bravo was refused {refused} times in 1.5 s");
+
+    // From here on only alpha can dial: bravo's entry for alpha points at a
+    // closed port (bravo still accepts alpha's incoming connections).
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let unreachable = edited_config(&mesh, "bravo", |t| {
+        for m in t["members"].as_array_mut().unwrap() {
+            m["address"] = closed.to_string().into();
+        }
+    });
+    assert_eq!(
+        b.reload(unreachable).unwrap().relink,
+        vec!["alpha".to_string()]
     );
 
     // Bravo is put back: alpha dials it again and bravo catches up.

@@ -257,6 +257,12 @@ impl NodeDir {
         self.push_member(other, Some(&other.listen));
     }
 
+    /// Appends a `[[members]]` entry for `other` reached at `address`
+    /// (which may be wrong on purpose).
+    pub fn add_member_at(&self, other: &NodeDir, address: &str) {
+        self.push_member(other, Some(address));
+    }
+
     /// Appends a `[[members]]` entry for `other` without an `address`: its
     /// key is pinned but there is no network link (offline transfer only).
     pub fn add_offline_member(&self, other: &NodeDir) {
