@@ -69,6 +69,12 @@ pub enum StoreError {
     Refused(String),
 }
 
+impl From<pack::EncodeError> for StoreError {
+    fn from(e: pack::EncodeError) -> StoreError {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
 fn corrupt<T>(what: &str) -> impl FnOnce(T) -> StoreError + '_ {
     move |_| StoreError::Corrupt(what.to_string())
 }
@@ -750,7 +756,7 @@ impl<'s> Tx<'s> {
                     .ok_or_else(|| StoreError::Corrupt(format!("log entry {local} missing")))?;
                 *slot = bytes;
             }
-            b.insert(&seq_key(LOG, *start)[..], pack::encode(entries));
+            b.insert(&seq_key(LOG, *start)[..], pack::encode(entries)?);
         }
         new.sort_unstable_by_key(|(l, _)| *l);
         if new
@@ -769,7 +775,7 @@ impl<'s> Tx<'s> {
             let start = this[0].0;
             b.insert(
                 &seq_key(LOG, start)[..],
-                pack::encode(this.iter().map(|(_, b)| b.as_slice())),
+                pack::encode(this.iter().map(|(_, b)| b.as_slice()))?,
             );
             ops.push(Op::Pack { start });
         }
@@ -857,8 +863,19 @@ impl Store {
         for r in tree.scan_prefix([LOG]) {
             let (k, v) = r?;
             let start = key_seq(&k, "log")?;
+            let entries = pack::entries(&v).map_err(corrupt("log pack"))?;
+            // Packs tile the log from 1 without gaps or overlaps; anything
+            // else would hand out an entry for the wrong seq, or reuse one.
+            if start != last + 1
+                || entries.is_empty()
+                || start.checked_add(entries.len() as u64).is_none()
+            {
+                return Err(StoreError::Corrupt(format!(
+                    "log pack at {start} does not follow entry {last}"
+                )));
+            }
             index.apply(Op::Pack { start });
-            for (local, e) in (start..).zip(pack::entries(&v).map_err(corrupt("log pack"))?) {
+            for (local, e) in (start..).zip(entries) {
                 last = local;
                 if let (Some(m), _) = held_head(e)? {
                     index.apply(Op::add(&row(local, &m)));
@@ -1733,6 +1750,41 @@ mod tests {
             store.flush().unwrap();
         }
         check(&Store::open(dir.path()).unwrap());
+    }
+
+    /// Packs must tile the log from 1: a gap or an overlap (a damaged
+    /// store) is refused at open instead of serving wrong entries.
+    #[test]
+    fn packs_that_do_not_tile_the_log_are_refused() {
+        for bad_start in [0u64, 3, 9] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let store = Store::open(dir.path()).unwrap();
+                let batch = InboundBatch {
+                    peer: "bravo".into(),
+                    epoch: 7,
+                    through: 4,
+                    accepted: (1..=4)
+                        .map(|s| accepted(s, &format!("P{s}"), Action::Issue, None))
+                        .collect(),
+                    hits: Vec::new(),
+                    audits: Vec::new(),
+                    now: NOW,
+                };
+                store.apply_batch(&batch).unwrap();
+                assert_eq!(store.head(), 4);
+                store
+                    .tree
+                    .insert(seq_key(LOG, bad_start), pack::encode([&b"x"[..]]).unwrap())
+                    .unwrap();
+                store.flush().unwrap();
+            }
+            let err = Store::open(dir.path()).err().unwrap();
+            assert!(
+                err.to_string().contains("does not follow"),
+                "{bad_start}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -36,11 +36,20 @@ pub(crate) const TARGET_BYTES: usize = 1536;
 #[error("log pack does not decode")]
 pub(crate) struct BadPack;
 
+/// A pack that could not be encoded (never expected: postcard into a
+/// `Vec` only fails on allocation). An error, so that no empty pack is
+/// ever written over real entries.
+#[derive(Debug, thiserror::Error)]
+#[error("log pack does not encode: {0}")]
+pub(crate) struct EncodeError(postcard::Error);
+
 /// One pack holding `entries`, in order.
-pub(crate) fn encode<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+pub(crate) fn encode<'a>(
+    entries: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<u8>, EncodeError> {
     let entries: Vec<&Bytes> = entries.into_iter().map(Bytes::new).collect();
     let size = entries.iter().map(|e| e.len() + 3).sum::<usize>() + 2;
-    postcard::to_extend(&entries, Vec::with_capacity(size)).unwrap_or_default()
+    postcard::to_extend(&entries, Vec::with_capacity(size)).map_err(EncodeError)
 }
 
 /// The entries of a pack, borrowed from it.
@@ -78,7 +87,7 @@ mod tests {
         fn entries_come_back_as_packed(
             es in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..12)
         ) {
-            let pack = encode(es.iter().map(Vec::as_slice));
+            let pack = encode(es.iter().map(Vec::as_slice)).unwrap();
             let back = entries(&pack).unwrap();
             prop_assert_eq!(back.len(), es.len());
             for (a, b) in back.iter().zip(&es) {
@@ -106,7 +115,7 @@ mod tests {
 
     #[test]
     fn a_truncated_pack_is_refused() {
-        let pack = encode([&b"first entry"[..], &b"second"[..]]);
+        let pack = encode([&b"first entry"[..], &b"second"[..]]).unwrap();
         assert!(entries(&pack[..pack.len() - 1]).is_err());
         assert!(entries(&[]).is_err());
     }
