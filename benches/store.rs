@@ -214,17 +214,22 @@ fn vigil_fill(pool: &[Sealed]) -> Fill {
     fill
 }
 
-/// Fills a fresh sled db with `entries`, a flush per `BATCH` inserts.
-fn raw_fill(entries: &[Vec<u8>]) -> Fill {
+/// What a raw baseline inserts: per flush, the values written before it.
+type Flushes = Vec<Vec<Vec<u8>>>;
+
+/// Fills a fresh sled db with `flushes`, keyed 1, 2, ..., a flush after
+/// each group.
+fn raw_fill(flushes: &Flushes) -> Fill {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = sled::open(dir.path()).expect("sled opens");
     let mut fill = Fill::default();
-    for (c, chunk) in entries.chunks(BATCH).enumerate() {
+    let mut key = 0u64;
+    for group in flushes {
         fill.step(
             || {
-                for (i, v) in chunk.iter().enumerate() {
-                    db.insert(((c * BATCH + i) as u64 + 1).to_be_bytes(), v.as_slice())
-                        .expect("insert");
+                for v in group {
+                    key += 1;
+                    db.insert(key.to_be_bytes(), v.as_slice()).expect("insert");
                 }
             },
             || {
@@ -235,57 +240,39 @@ fn raw_fill(entries: &[Vec<u8>]) -> Fill {
     fill
 }
 
-/// A log pack as vigil stores it: first local seq, entry count, bytes.
-type Pack = (u64, usize, Vec<u8>);
-
-/// The exact log entries vigil writes for `pool`, and the packs it stores
-/// them in, read back from its store, so the raw baselines insert the same
-/// bytes whatever the encoding is today.
-fn stored_log(pool: &[Sealed]) -> (Vec<Vec<u8>>, Vec<Pack>) {
+/// The two raw baselines, from the exact bytes vigil stores for `pool`
+/// (read back from its store, so they follow whatever the encoding is
+/// today), each with a flush per `BATCH` notices as vigil flushes:
+/// - one sled value per log entry;
+/// - one sled value per log pack, as vigil stores them (packs never
+///   straddle a batch). This one shows what vigil's own code adds on top
+///   of its layout, where the first shows its cost against the plain one.
+fn baselines(pool: &[Sealed]) -> (Flushes, Flushes) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("store opens");
     let now = vigil::time::now();
     for c in pool.chunks(BATCH) {
         store_batch(&store, &inbound(c, now));
     }
-    let entries = store.log_bytes().expect("log bytes");
+    let packs = store.log_packs().expect("log packs");
+    let entries: Vec<Vec<u8>> = packs.iter().flat_map(|(e, _)| e.clone()).collect();
     assert_eq!(entries.len(), pool.len(), "one log entry per notice");
-    (entries, store.log_packs().expect("log packs"))
-}
-
-/// The second baseline: raw sled inserts of vigil's own packs, a flush
-/// after each `BATCH` notices (packs never straddle a batch). Shows what
-/// vigil adds on top of its layout, where the first baseline shows what it
-/// costs against one sled value per notice.
-fn raw_packed_fill(packs: &[Pack]) -> Fill {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = sled::open(dir.path()).expect("sled opens");
-    let mut fill = Fill::default();
-    let mut rest = packs;
-    while !rest.is_empty() {
-        let (mut n, mut k) = (0, 0);
-        while k < rest.len() && n < BATCH {
-            n += rest[k].1;
-            k += 1;
+    let per_entry = entries.chunks(BATCH).map(<[Vec<u8>]>::to_vec).collect();
+    let mut per_pack: Flushes = Vec::new();
+    let mut notices = 0;
+    for (e, bytes) in packs {
+        if notices % BATCH == 0 {
+            per_pack.push(Vec::new());
         }
-        let (batch, more) = rest.split_at(k);
-        rest = more;
-        fill.step(
-            || {
-                for (start, _, v) in batch {
-                    db.insert(start.to_be_bytes(), v.as_slice())
-                        .expect("insert");
-                }
-            },
-            || {
-                db.flush().expect("flush");
-            },
-        );
+        notices += e.len();
+        if let Some(group) = per_pack.last_mut() {
+            group.push(bytes);
+        }
     }
-    fill
+    (per_entry, per_pack)
 }
 
-fn write_benches(c: &mut Criterion, pool: &[Sealed], entries: &[Vec<u8>]) {
+fn write_benches(c: &mut Criterion, pool: &[Sealed], per_entry: &Flushes) {
     let mut g = c.benchmark_group("store");
     // Each iteration fills a whole fresh db, so few, long, equal samples.
     g.sample_size(10)
@@ -294,7 +281,7 @@ fn write_benches(c: &mut Criterion, pool: &[Sealed], entries: &[Vec<u8>]) {
         .measurement_time(Duration::from_secs(10))
         .throughput(Throughput::Elements(FILL as u64));
     g.bench_function("raw_sled_flush64", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| raw_fill(entries).total()).sum())
+        b.iter_custom(|iters| (0..iters).map(|_| raw_fill(per_entry).total()).sum())
     });
     g.bench_function("vigil_apply_batch64", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| vigil_fill(pool).total()).sum())
@@ -321,11 +308,13 @@ fn target_dir() -> PathBuf {
 /// between; a ratio taken within each round cancels most of that.
 const PAIRED_ROUNDS: usize = 5;
 
-fn report_writes(pool: &[Sealed], entries: &[Vec<u8>], packs: &[Pack], envelope_bytes: usize) {
+fn report_writes(pool: &[Sealed], per_entry: &Flushes, per_pack: &Flushes, envelope_bytes: usize) {
     let per_s = |id: &str, stat: &str| {
         estimate_ns(id, stat).map_or(f64::NAN, |ns| FILL as f64 / (ns / 1e9))
     };
-    let avg = entries.iter().map(Vec::len).sum::<usize>() as f64 / entries.len() as f64;
+    let bytes: usize = per_entry.iter().flatten().map(Vec::len).sum();
+    let avg = bytes as f64 / pool.len() as f64;
+    let values: usize = per_pack.iter().map(Vec::len).sum();
     println!(
         "\n(a) storing notices, {FILL} per fresh db, flush per {BATCH} (target: vigil >= 0.7x raw)"
     );
@@ -341,7 +330,7 @@ fn report_writes(pool: &[Sealed], entries: &[Vec<u8>], packs: &[Pack], envelope_
         );
     }
     let per = |d: Duration| d.as_secs_f64() * 1e6 / pool.len() as f64;
-    let (raw, vig) = (raw_fill(entries), vigil_fill(pool));
+    let (raw, vig) = (raw_fill(per_entry), vigil_fill(pool));
     let (rw, rf, vw, vf) = (
         per(raw.write),
         per(raw.flush),
@@ -353,8 +342,8 @@ fn report_writes(pool: &[Sealed], entries: &[Vec<u8>], packs: &[Pack], envelope_
     );
     let (mut ratios, mut packed): (Vec<f64>, Vec<f64>) = (0..PAIRED_ROUNDS)
         .map(|_| {
-            let raw = raw_fill(entries).total().as_secs_f64();
-            let raw_packed = raw_packed_fill(packs).total().as_secs_f64();
+            let raw = raw_fill(per_entry).total().as_secs_f64();
+            let raw_packed = raw_fill(per_pack).total().as_secs_f64();
             let vig = vigil_fill(pool).total().as_secs_f64();
             (raw / vig, raw_packed / vig)
         })
@@ -376,7 +365,7 @@ fn report_writes(pool: &[Sealed], entries: &[Vec<u8>], packs: &[Pack], envelope_
     );
     println!(
         "  same rounds, against raw sled inserts of vigil's own packs ({} notices per value): vigil/raw-packed {}",
-        format_args!("{:.1}", pool.len() as f64 / packs.len() as f64),
+        format_args!("{:.1}", pool.len() as f64 / values as f64),
         spread(&packed)
     );
 }
@@ -576,16 +565,16 @@ fn main() {
     let wall = Instant::now();
     let mut sealer = Sealer::new();
     let pool: Vec<Sealed> = (0..FILL).map(|_| sealer.next()).collect();
-    let (entries, packs) = stored_log(&pool);
+    let (per_entry, per_pack) = baselines(&pool);
     let envelope_bytes = pool[0].envelope.to_bytes().len();
 
     let mut c = Criterion::default().configure_from_args();
-    write_benches(&mut c, &pool, &entries);
+    write_benches(&mut c, &pool, &per_entry);
     c.final_summary();
     if !bench_mode {
         return;
     }
-    report_writes(&pool, &entries, &packs, envelope_bytes);
+    report_writes(&pool, &per_entry, &per_pack, envelope_bytes);
     println!("  wall time so far {:.0} s", wall.elapsed().as_secs_f64());
 
     let mut sizes = vec![100_000];

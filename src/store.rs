@@ -1421,36 +1421,27 @@ impl Store {
         })
     }
 
-    /// Every stored log pack with its first local seq and entry count, in
-    /// order: the benchmark's second baseline inserts exactly these.
+    /// Every stored log pack, in order, as its entries and its stored
+    /// bytes: the benchmark's raw baselines insert exactly these (one value
+    /// per entry, and one per pack).
     #[doc(hidden)]
-    pub fn log_packs(&self) -> Result<Vec<(u64, usize, Vec<u8>)>, StoreError> {
-        let mut out = Vec::new();
-        for r in self.tree.scan_prefix([LOG]) {
-            let (k, v) = r?;
-            let n = pack::entries(&v).map_err(corrupt("log pack"))?.len();
-            out.push((key_seq(&k, "log")?, n, v.to_vec()));
-        }
-        Ok(out)
-    }
-
-    /// The stored bytes of every log entry, in order: the benchmark's raw
-    /// sled baseline inserts exactly these.
-    #[doc(hidden)]
-    pub fn log_bytes(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub fn log_packs(&self) -> Result<Vec<StoredPack>, StoreError> {
         let mut out = Vec::new();
         for v in self.tree.scan_prefix([LOG]).values() {
             let v = v?;
-            out.extend(
-                pack::entries(&v)
-                    .map_err(corrupt("log pack"))?
-                    .into_iter()
-                    .map(<[u8]>::to_vec),
-            );
+            let entries = pack::entries(&v).map_err(corrupt("log pack"))?;
+            out.push((
+                entries.into_iter().map(<[u8]>::to_vec).collect(),
+                v.to_vec(),
+            ));
         }
         Ok(out)
     }
 }
+
+/// A stored log pack: its entries, and its bytes as stored (benchmarks).
+#[doc(hidden)]
+pub type StoredPack = (Vec<Vec<u8>>, Vec<u8>);
 
 /// What `Store::issue`'s builder returns.
 pub struct Issued {
