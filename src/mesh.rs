@@ -158,16 +158,22 @@ impl LocalMesh {
         }
     }
 
-    /// Starts a stopped node again from its config, on its original ports.
-    pub async fn restart(&mut self, id: &str) -> Result<(), MeshError> {
-        let path = self
-            .configs
+    /// The config file of node `id` (tests edit it, as an operator would).
+    pub fn config_path(&self, id: &str) -> Option<&Path> {
+        self.configs
             .iter()
             .find(|p| {
                 p.parent()
                     .and_then(|d| d.file_name())
                     .is_some_and(|n| n == id)
             })
+            .map(PathBuf::as_path)
+    }
+
+    /// Starts a stopped node again from its config, on its original ports.
+    pub async fn restart(&mut self, id: &str) -> Result<(), MeshError> {
+        let path = self
+            .config_path(id)
             .ok_or_else(|| MeshError::Setup(format!("no node {id}")))?;
         let cfg = Config::load(path).map_err(NodeError::from)?;
         // A node just stopped frees its socket and store lock only when its

@@ -325,15 +325,7 @@ async fn expiry_beyond_a_members_retention_is_capped_there_and_status_is_per_mem
 /// Rewrites `node`'s config file with `edit` applied to its TOML and loads
 /// it, as an operator editing the file before SIGHUP.
 fn edited_config(mesh: &LocalMesh, node: &str, edit: impl FnOnce(&mut toml::Table)) -> Config {
-    let path = mesh
-        .configs
-        .iter()
-        .find(|p| {
-            p.parent()
-                .and_then(|d| d.file_name())
-                .is_some_and(|n| n == node)
-        })
-        .unwrap();
+    let path = mesh.config_path(node).unwrap();
     let mut t: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
     edit(&mut t);
     std::fs::write(path, toml::to_string(&t).unwrap()).unwrap();
@@ -364,7 +356,7 @@ async fn a_reload_changes_members_and_policy_of_a_running_node() {
     let (a, b) = (mesh.node("alpha").unwrap(), mesh.node("bravo").unwrap());
     let n1 = a.issue(vigil::demo::sample_notice()).await.unwrap();
     assert!(wait_until(DEADLINE, || holds(&mesh, "bravo", n1)).await);
-    let original: toml::Table = std::fs::read_to_string(&mesh.configs[0])
+    let original: toml::Table = std::fs::read_to_string(mesh.config_path("alpha").unwrap())
         .unwrap()
         .parse()
         .unwrap();
