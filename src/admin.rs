@@ -19,6 +19,7 @@ use tracing::warn;
 use crate::identity::format_public_key;
 use crate::net::Links;
 use crate::node::{Core, NodeError};
+use crate::notice::screening::{Query as ScreenQuery, QueryError};
 use crate::notice::{Kind, NoticeId, NoticeInput};
 
 /// Largest request body accepted (a notice is at most 256 KiB; base64 and
@@ -121,6 +122,10 @@ pub async fn serve(
         .route("/v1/peers", get(peers))
         .route("/v1/audit", get(audit_export))
         .route("/v1/screen", post(screen))
+        .route(
+            "/v1/screen/manifest",
+            post(screen_manifest).layer(axum::extract::DefaultBodyLimit::max(MAX_MANIFEST)),
+        )
         .route("/v1/hits", get(hits))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
@@ -196,24 +201,52 @@ async fn screen(
     let mut queries = Vec::new();
     for i in &req.identifiers {
         queries.push(
-            crate::notice::screening::Query::identifier(i)
-                .ok_or_else(|| bad("identifier", format!("`{i}` is not SCHEME:COUNTRY:VALUE")))?,
+            ScreenQuery::identifier(i).map_err(|e| bad("identifier", format!("`{i}`: {e}")))?,
         );
     }
+    let today = crate::time::now();
     for (name, dob) in &req.names {
-        let fmt = ::time::macros::format_description!("[year]-[month]-[day]");
-        if ::time::Date::parse(dob, &fmt).is_err() {
-            return Err(bad("dob", format!("`{dob}` is not a date YYYY-MM-DD")));
-        }
-        queries.push(
-            crate::notice::screening::Query::name(name, dob)
-                .ok_or_else(|| bad("name", format!("`{name}` is not \"FAMILY, GIVEN\"")))?,
-        );
+        queries.push(ScreenQuery::name(name, dob, today).map_err(|e| {
+            let field = if matches!(e, QueryError::Dob(_)) {
+                "dob"
+            } else {
+                "name"
+            };
+            bad(field, e.to_string())
+        })?);
     }
     let core = s.core.clone();
     let place = req.place.unwrap_or_default();
     let hits = blocking(move || core.screen(&queries, &req.reason, &place, "admin-api")).await?;
     Ok(Json(hits).into_response())
+}
+
+/// A manifest to screen (`vigil screen --csv`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestRequest {
+    pub reason: String,
+    #[serde(default)]
+    pub place: Option<String>,
+    /// The CSV text, header first.
+    pub csv: String,
+}
+
+/// Largest manifest request: [`crate::notice::screening::manifest::MAX_ROWS`] rows of a
+/// full passenger record, JSON-escaped.
+pub const MAX_MANIFEST: usize = 32 * 1024 * 1024;
+
+async fn screen_manifest(
+    State(s): State<AppState>,
+    Json(req): Json<ManifestRequest>,
+) -> Result<Response, ApiError> {
+    let core = s.core.clone();
+    let place = req.place.unwrap_or_default();
+    let report = blocking(move || {
+        core.screen_manifest(req.csv.as_bytes(), &req.reason, &place, "admin-api")
+    })
+    .await?;
+    Ok(Json(report).into_response())
 }
 
 async fn hits(State(s): State<AppState>) -> Result<Response, ApiError> {
@@ -344,6 +377,8 @@ struct ListQuery {
     kind: Option<String>,
     origin: Option<String>,
     due_for_review: Option<bool>,
+    /// Cancelled chains too.
+    all: Option<bool>,
 }
 
 async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
@@ -356,7 +391,8 @@ async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<R
         let views = blocking(move || core.due_for_review(crate::time::now())).await?;
         return Ok(Json(views).into_response());
     }
-    let views = blocking(move || core.list(kind, q.origin.as_deref())).await?;
+    let all = q.all.unwrap_or(false);
+    let views = blocking(move || core.list(kind, q.origin.as_deref(), all)).await?;
     Ok(Json(views).into_response())
 }
 

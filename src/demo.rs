@@ -146,8 +146,7 @@ async fn narrate(mesh: &LocalMesh, out: &mut (impl Write + Send)) -> anyhow::Res
     }
 
     // 3. A screening hit and the hit report travelling home.
-    let q =
-        Query::identifier("passport:nld:X 1234567").ok_or_else(|| anyhow::anyhow!("bad query"))?;
+    let q = Query::identifier("passport:nld:X 1234567")?;
     let hits = c.core().screen(
         &[q],
         "Border check, port of Antwerp",

@@ -66,22 +66,31 @@ enum Cmd {
     },
     /// A three-node mesh in one process, narrating a notice's trip.
     Demo,
-    /// Screen identifiers or name + date of birth against every notice held.
+    /// Screen documents, names with a date of birth, or a manifest (CSV)
+    /// against every notice held.
     Screen {
         #[arg(long)]
         config: PathBuf,
         /// Why this screening is needed (logged with it).
         #[arg(long)]
         reason: String,
-        /// SCHEME:COUNTRY:VALUE, e.g. passport:NLD:X1234567 (repeatable).
+        /// SCHEME:COUNTRY:VALUE, e.g. passport:NLD:X1234567 (repeatable);
+        /// country as ISO alpha-3, alpha-2, numeric or ICAO code.
         #[arg(long)]
         identifier: Vec<String>,
-        /// "FAMILY, GIVEN" (repeatable; each with a --dob in the same order).
+        /// A name in any order, e.g. "Doe, John" or "John Doe" (repeatable;
+        /// each with a --dob in the same order).
         #[arg(long)]
         name: Vec<String>,
-        /// Date of birth YYYY-MM-DD for the --name at the same position.
+        /// Date of birth YYYY-MM-DD, YYYY-MM or YYYY for the --name at the
+        /// same position.
         #[arg(long)]
         dob: Vec<String>,
+        /// A manifest to screen, one query per row: CSV with columns
+        /// family_name, given_names, date_of_birth, nationality,
+        /// document_scheme, document_country, document_number (by header).
+        #[arg(long, conflicts_with_all = ["identifier", "name", "dob"])]
+        csv: Option<PathBuf>,
         /// Where the check happened, carried in hit reports to the origin.
         #[arg(long, default_value = "")]
         place: String,
@@ -206,17 +215,22 @@ enum NoticeCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Notices held.
+    /// Notices held: one row per notice chain, in its current state.
     List {
         #[arg(long)]
         config: PathBuf,
+        /// Only this kind (or its colour alias).
         #[arg(long)]
         kind: Option<String>,
+        /// Only notices issued by this member.
         #[arg(long)]
         origin: Option<String>,
         /// Only active notices whose review date has passed.
         #[arg(long)]
         due_for_review: bool,
+        /// Cancelled notices too.
+        #[arg(long)]
+        all: bool,
         #[arg(long)]
         json: bool,
     },
@@ -294,9 +308,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             identifier,
             name,
             dob,
+            csv,
             place,
             json,
-        } => screen(&config, reason, identifier, name, dob, place, json),
+        } => match csv {
+            Some(file) => screen_csv(&config, reason, &file, place, json),
+            None => screen(&config, reason, identifier, name, dob, place, json),
+        },
         Cmd::Hits { config, json } => hits(&config, json),
         Cmd::Bench {
             quick,
@@ -587,12 +605,16 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
             kind,
             origin,
             due_for_review,
+            all,
             json,
         } => {
             let c = client(&config)?;
             let mut q = Vec::new();
             if due_for_review {
                 q.push("due_for_review=true".to_string());
+            }
+            if all {
+                q.push("all=true".to_string());
             }
             if let Some(k) = &kind {
                 if vigil::notice::Kind::parse(k).is_none() {
@@ -707,6 +729,7 @@ fn screen(
     place: String,
     json: bool,
 ) -> anyhow::Result<()> {
+    use vigil::notice::screening::{Query, QueryError};
     if reason.trim().is_empty() {
         return Err(Usage("--reason: a justification is required to screen".into()).into());
     }
@@ -719,12 +742,19 @@ fn screen(
         .into());
     }
     if identifiers.is_empty() && names.is_empty() {
-        return Err(Usage("give at least one --identifier or --name with --dob".into()).into());
+        return Err(
+            Usage("give at least one --identifier, --name with --dob, or --csv".into()).into(),
+        );
     }
     for i in &identifiers {
-        if vigil::notice::screening::Query::identifier(i).is_none() {
-            return Err(Usage(format!("--identifier: `{i}` is not SCHEME:COUNTRY:VALUE")).into());
-        }
+        Query::identifier(i).map_err(|e| Usage(format!("--identifier `{i}`: {e}")))?;
+    }
+    let today = vigil::time::now();
+    for (n, d) in names.iter().zip(&dobs) {
+        Query::name(n, d, today).map_err(|e| match e {
+            QueryError::Dob(_) => Usage(format!("--dob: {e}")),
+            _ => Usage(format!("--name: {e}")),
+        })?;
     }
     let c = client(config)?;
     let req = vigil::admin::ScreenRequest {
@@ -742,17 +772,82 @@ fn screen(
     if hits.is_empty() {
         println!("no hit");
     }
-    for h in hits {
-        println!(
-            "HIT {} {} from {} ({}) matched on {}; call {}",
-            h.notice_id,
-            h.kind.as_str(),
-            h.origin,
-            h.summary,
-            h.matched,
-            h.contact
-        );
+    for h in &hits {
+        println!("{}", hit_line(h));
     }
+    Ok(())
+}
+
+/// One hit as a line for the desk: strength and score first, then what to do.
+fn hit_line(h: &vigil::node::Hit) -> String {
+    let strength = match h.found.strength {
+        vigil::notice::screening::Strength::Exact => "exact",
+        vigil::notice::screening::Strength::Possible => "POSSIBLE, check it",
+    };
+    format!(
+        "HIT {} {} from {} ({}), {strength} {:.2} on {}; call {}",
+        h.notice_id,
+        h.kind.as_str(),
+        h.origin,
+        h.summary,
+        h.found.score,
+        h.found.fields.join(", "),
+        h.contact
+    )
+}
+
+fn screen_csv(
+    config: &Path,
+    reason: String,
+    file: &Path,
+    place: String,
+    json: bool,
+) -> anyhow::Result<()> {
+    if reason.trim().is_empty() {
+        return Err(Usage("--reason: a justification is required to screen".into()).into());
+    }
+    let bytes = std::fs::read(file).map_err(|e| Usage(format!("--csv {}: {e}", file.display())))?;
+    // Refused here already (exit 2) when the file is no manifest at all.
+    vigil::notice::screening::manifest::parse(&bytes, vigil::time::now())
+        .map_err(|e| Usage(format!("--csv {}: {e}", file.display())))?;
+    let csv = String::from_utf8(bytes)
+        .map_err(|_| Usage(format!("--csv {}: not UTF-8 text", file.display())))?;
+    let c = client(config)?;
+    let req = vigil::admin::ManifestRequest {
+        reason,
+        place: Some(place),
+        csv,
+    };
+    let out = in_file(
+        file,
+        call(
+            &c,
+            "POST",
+            "/v1/screen/manifest",
+            Some(serde_json::to_vec(&req)?),
+        ),
+    )?;
+    if json {
+        println!("{}", String::from_utf8_lossy(&out));
+        return Ok(());
+    }
+    let report: vigil::node::ManifestReport = serde_json::from_slice(&out)?;
+    for r in &report.hits {
+        println!("row {}: {}", r.row, r.query);
+        for h in &r.hits {
+            println!("  {}", hit_line(h));
+        }
+    }
+    for e in &report.errors {
+        println!("row {}: column {}: {}", e.row, e.column, e.message);
+    }
+    let hits: usize = report.hits.iter().map(|r| r.hits.len()).sum();
+    println!(
+        "{} rows screened: {} with hits ({hits} hits), {} cells with errors",
+        report.rows,
+        report.hits.len(),
+        report.errors.len()
+    );
     Ok(())
 }
 
@@ -879,28 +974,127 @@ fn print_id(out: &[u8]) -> anyhow::Result<()> {
 }
 
 fn print_view(v: &NoticeView) -> anyhow::Result<()> {
-    println!("id:          {}", v.id);
-    println!("origin:      {} (seq {})", v.origin, v.seq);
-    println!("action:      {}", v.action);
-    println!("state:       {}", v.state);
-    println!("kind:        {}", v.kind.as_str());
-    println!("summary:     {}", v.summary);
-    println!("legal basis: {}", v.legal_basis);
-    println!("case ref:    {}", v.case_ref);
-    println!("contact:     {}", v.contact);
-    println!("expires:     {}", v.expires_at);
-    println!(
-        "signature:   {}",
+    use vigil::notice::SubjectField as F;
+    let line = |label: &str, value: &str| println!("{:<20} {}", format!("{label}:"), value);
+    line("id", &v.id);
+    line("origin", &format!("{} (seq {})", v.origin, v.seq));
+    let action = match (&v.action[..], &v.target) {
+        ("update", Some(t)) => format!("update of {t}"),
+        ("cancel", Some(t)) => format!("cancellation of {t}"),
+        (a, _) => a.to_string(),
+    };
+    line("action", &action);
+    line("state", &v.state);
+    if let Some(r) = &v.replaced_by {
+        line("replaced by", r);
+    }
+    line("kind", v.kind.as_str());
+    let handling = format!("{:?}", v.handling);
+    match &v.handling_note {
+        Some(n) => line("handling", &format!("{handling} ({n})")),
+        None => line("handling", &handling),
+    }
+    line("grading", &grading(&v.grading));
+    line("purpose", &kebab(&v.purpose));
+    line("legal basis", &v.legal_basis);
+    line("subject category", &kebab(&v.subject_category));
+    line("nature", &kebab(&v.nature));
+    let audience = match &v.audience {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    };
+    line("audience", &audience);
+    line("issued at", &v.issued_at);
+    match &v.origin_expires_at {
+        Some(o) => line(
+            "expires at",
+            &format!("{} (local retention; origin: {o})", v.expires_at),
+        ),
+        None => line("expires at", &v.expires_at),
+    }
+    line("review at", v.review_at.as_deref().unwrap_or("-"));
+    line("summary", &v.summary);
+    line("case ref", &v.case_ref);
+    line("contact", &v.contact);
+    line(
+        "received from",
+        v.received_from.as_deref().unwrap_or("(issued here)"),
+    );
+    line("stored at", &v.stored_at);
+    line(
+        "signature",
         if v.signature_verified {
-            "verified"
+            "verified against the origin's pinned key"
         } else {
             "NOT VERIFIED"
-        }
+        },
     );
-    println!("subject:     {}", serde_json::to_string(&v.subject)?);
-    if !v.withheld_fields.is_empty() {
-        let w: Vec<&str> = v.withheld_fields.iter().map(|f| f.as_str()).collect();
-        println!("withheld:    {}", w.join(", "));
+    let held = subject_lines(&v.subject);
+    for f in F::ALL {
+        let label = f.as_str().replace('_', " ");
+        if v.erased_fields.contains(&f) {
+            line(&label, "erased");
+        } else if v.withheld_fields.contains(&f) {
+            line(&label, "withheld by policy");
+        } else if let Some((_, values)) = held.iter().find(|(h, _)| *h == f) {
+            for (i, value) in values.iter().enumerate() {
+                line(if i == 0 { &label } else { "" }, value);
+            }
+        }
     }
     Ok(())
+}
+
+/// The held subject fields as text, one or more lines each.
+fn subject_lines(s: &vigil::notice::Subject) -> Vec<(vigil::notice::SubjectField, Vec<String>)> {
+    use vigil::notice::SubjectField as F;
+    let mut out = Vec::new();
+    let mut one = |f: F, v: Option<String>| {
+        if let Some(v) = v {
+            out.push((f, vec![v]));
+        }
+    };
+    one(F::FamilyName, s.family_name.clone());
+    one(F::GivenNames, s.given_names.clone());
+    one(F::Aliases, s.aliases.as_ref().map(|a| a.join("; ")));
+    one(F::Sex, s.sex.as_ref().map(kebab));
+    one(F::DateOfBirth, s.date_of_birth.clone());
+    one(F::PlaceOfBirth, s.place_of_birth.clone());
+    one(
+        F::Nationalities,
+        s.nationalities.as_ref().map(|n| n.join(", ")),
+    );
+    one(F::Description, s.description.clone());
+    one(F::LastKnownLocation, s.last_known_location.clone());
+    let bytes = |b: &vigil::notice::Binary| format!("held ({} bytes)", b.0.len());
+    one(F::FacialImage, s.facial_image.as_ref().map(bytes));
+    one(F::Fingerprints, s.fingerprints.as_ref().map(bytes));
+    one(F::DnaProfile, s.dna_profile.clone());
+    if let Some(ids) = &s.identifiers {
+        out.push((
+            F::Identifiers,
+            ids.iter()
+                .map(|i| format!("{} {} {}", i.scheme, i.country, i.value))
+                .collect(),
+        ));
+    }
+    out
+}
+
+/// An enumeration as operators write it (its kebab-case JSON name).
+fn kebab<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
+fn grading(g: &vigil::notice::Grading) -> String {
+    format!("{}{}", kebab(&g.source), kebab(&g.information))
 }

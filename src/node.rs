@@ -4,6 +4,8 @@
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
@@ -13,7 +15,8 @@ use crate::config::{Config, ConfigError};
 use crate::identity::{format_public_key, Identity, IdentityError};
 use crate::net::{self, Net};
 use crate::notice::hit::{HitBody, HitReport};
-use crate::notice::screening::{self, Query};
+use crate::notice::screening::manifest::RowError;
+use crate::notice::screening::{self, Match, Query, Strength};
 use crate::notice::{
     self, Action, Envelope, InputError, IssueContext, Item, NoticeId, NoticeInput, Subject,
     SubjectField,
@@ -108,8 +111,15 @@ pub struct NoticeView {
     pub contact: String,
     /// Only the subject fields held here.
     pub subject: Subject,
-    /// Subject fields the originator committed to but that are not held here.
+    /// Subject fields the originator committed to that a policy withheld
+    /// (the sender's outbound policy or this node's inbound policy).
     pub withheld_fields: Vec<SubjectField>,
+    /// Subject fields erased here by a cancellation or at expiry.
+    #[serde(default)]
+    pub erased_fields: Vec<SubjectField>,
+    /// The version that replaced this one (an update or a cancellation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
     pub received_from: Option<String>,
     pub stored_at: String,
     /// The stored envelope re-verified against the origin's pinned key.
@@ -1049,7 +1059,7 @@ impl Core {
     /// Active notices whose review date has passed (as of `now`).
     pub fn due_for_review(&self, now: i64) -> Result<Vec<NoticeView>, NodeError> {
         let mut out = Vec::new();
-        for v in self.list(None, None)? {
+        for v in self.list(None, None, false)? {
             let due = v
                 .review_at
                 .as_deref()
@@ -1086,58 +1096,10 @@ impl Core {
         let mut hits: Vec<Hit> = Vec::new();
         let mut audits = Vec::new();
         let mut reports = Vec::new();
+        let mut seen = HashSet::new();
         for q in queries {
-            let matched = match q {
-                Query::Identifier { .. } => "identifier",
-                Query::Name { .. } => "name+dob",
-            };
-            let mut found = 0;
-            for (id, rec, entry) in self.store.lookup(&screening::key_hash(&q.key()))? {
-                if rec.state != NoticeState::Active
-                    || hits.iter().any(|h| h.notice_id == id.to_string())
-                {
-                    continue;
-                }
-                let body = notice::Body::decode(&entry.body)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                found += 1;
-                audits.push(AuditDraft {
-                    actor: format!("operator:{actor}"),
-                    operation: Operation::Consult,
-                    notice: Some(id),
-                    peer: None,
-                    justification: Some(reason.to_string()),
-                    decision: format!("hit on {}", q.describe()),
-                });
-                if body.origin != self.me() {
-                    reports.push(HitReport::sign(
-                        &self.signing,
-                        &HitBody {
-                            reporter: self.me().to_string(),
-                            origin: body.origin.clone(),
-                            notice: id,
-                            at: now,
-                            place: place.to_string(),
-                            contact: self.config().contact.clone(),
-                            matched: matched.to_string(),
-                            nonce: rand::random(),
-                        },
-                    ));
-                }
-                hits.push(Hit {
-                    notice_id: id.to_string(),
-                    kind: body.kind,
-                    origin: body.origin,
-                    contact: body.contact,
-                    summary: body.summary,
-                    case_ref: body.case_ref,
-                    matched: matched.to_string(),
-                    hit_report: reports
-                        .last()
-                        .is_some_and(|r| r.peek().is_ok_and(|b| b.notice == id)),
-                });
-            }
-            if found == 0 {
+            let found = self.hits_for(q, now, place, &mut seen, &mut reports)?;
+            if found.is_empty() {
                 audits.push(AuditDraft {
                     actor: format!("operator:{actor}"),
                     operation: Operation::Consult,
@@ -1147,12 +1109,169 @@ impl Core {
                     decision: format!("no hit on {}", q.describe()),
                 });
             }
+            for (id, hit) in found {
+                audits.push(AuditDraft {
+                    actor: format!("operator:{actor}"),
+                    operation: Operation::Consult,
+                    notice: Some(id),
+                    peer: None,
+                    justification: Some(reason.to_string()),
+                    decision: format!(
+                        "{} hit ({:.2}) on {}",
+                        strength_name(hit.found.strength),
+                        hit.found.score,
+                        q.describe()
+                    ),
+                });
+                hits.push(hit);
+            }
         }
         let reports: Vec<(HitReport, bool)> = reports.into_iter().map(|r| (r, true)).collect();
         self.store.record_hits(&reports, None, &audits, now)?;
         self.store.flush()?;
         info!(queries = queries.len(), hits = hits.len(), "screening done");
         Ok(hits)
+    }
+
+    /// Screens a manifest (CSV, one query per row): every row that can be
+    /// screened is, bad cells are reported by row and column. One consult
+    /// entry for the whole manifest (reason, place, row and hit counts, a
+    /// hash of the file) and the hit reports are written in one batch and
+    /// flushed once before the answer.
+    pub fn screen_manifest(
+        &self,
+        csv: &[u8],
+        reason: &str,
+        place: &str,
+        actor: &str,
+    ) -> Result<ManifestReport, NodeError> {
+        if reason.trim().is_empty() {
+            return Err(InputError::new("reason", "a justification is required to screen").into());
+        }
+        let now = crate::time::now();
+        let manifest = screening::manifest::parse(csv, now)
+            .map_err(|e| InputError::new("csv", e.to_string()))?;
+        let mut reports = Vec::new();
+        let mut rows = Vec::new();
+        let mut notices = HashSet::new();
+        let mut total = 0;
+        for row in &manifest.queries {
+            // A notice hit by several rows is reported for each of them.
+            let mut seen = HashSet::new();
+            let found = self.hits_for(&row.query, now, place, &mut seen, &mut reports)?;
+            if found.is_empty() {
+                continue;
+            }
+            total += found.len();
+            notices.extend(found.iter().map(|(id, _)| *id));
+            rows.push(RowHits {
+                row: row.row,
+                query: row.query.describe(),
+                hits: found.into_iter().map(|(_, h)| h).collect(),
+            });
+        }
+        let mut ids: Vec<String> = notices.iter().map(|id| id.to_string()).collect();
+        ids.sort();
+        let listed = ids.len().min(MAX_AUDITED_IDS);
+        let mut decision = format!(
+            "manifest sha256 {} screened at {}: {} rows, {} with hits, {} hits on {} notices",
+            hex::encode(Sha256::digest(csv)),
+            if place.is_empty() {
+                "(no place)"
+            } else {
+                place
+            },
+            manifest.rows,
+            rows.len(),
+            total,
+            ids.len()
+        );
+        if listed > 0 {
+            decision.push_str(&format!(": {}", ids[..listed].join(", ")));
+            if ids.len() > listed {
+                decision.push_str(&format!(" and {} more", ids.len() - listed));
+            }
+        }
+        let audit = AuditDraft {
+            actor: format!("operator:{actor}"),
+            operation: Operation::Consult,
+            notice: None,
+            peer: None,
+            justification: Some(reason.to_string()),
+            decision,
+        };
+        let reports: Vec<(HitReport, bool)> = reports.into_iter().map(|r| (r, true)).collect();
+        self.store.record_hits(&reports, None, &[audit], now)?;
+        self.store.flush()?;
+        info!(
+            rows = manifest.rows,
+            hits = total,
+            errors = manifest.errors.len(),
+            "manifest screened"
+        );
+        Ok(ManifestReport {
+            rows: manifest.rows,
+            hits: rows,
+            errors: manifest.errors,
+        })
+    }
+
+    /// The hits of one query on notices not in `seen`, each with a signed
+    /// hit report in `reports` when the notice is another origin's.
+    fn hits_for(
+        &self,
+        q: &Query,
+        now: i64,
+        place: &str,
+        seen: &mut HashSet<NoticeId>,
+        reports: &mut Vec<HitReport>,
+    ) -> Result<Vec<(NoticeId, Hit)>, NodeError> {
+        let mut out = Vec::new();
+        for h in self.store.screen(q)? {
+            if !seen.insert(h.id) {
+                continue;
+            }
+            let body = notice::Body::decode(&h.envelope.body)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let matched = matched_on(&h.found);
+            let report = body.origin != self.me();
+            if report {
+                reports.push(HitReport::sign(
+                    &self.signing,
+                    &HitBody {
+                        reporter: self.me().to_string(),
+                        origin: body.origin.clone(),
+                        notice: h.id,
+                        at: now,
+                        place: place.to_string(),
+                        contact: self.config().contact.clone(),
+                        matched: matched.clone(),
+                        nonce: rand::random(),
+                    },
+                ));
+            }
+            out.push((
+                h.id,
+                Hit {
+                    notice_id: h.id.to_string(),
+                    kind: body.kind,
+                    origin: body.origin,
+                    contact: body.contact,
+                    summary: body.summary,
+                    case_ref: body.case_ref,
+                    matched,
+                    found: h.found,
+                    hit_report: report,
+                },
+            ));
+        }
+        // Strongest first.
+        out.sort_by(|a, b| {
+            (b.1.found.strength == Strength::Exact, b.1.found.score)
+                .partial_cmp(&(a.1.found.strength == Strength::Exact, a.1.found.score))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        Ok(out)
     }
 
     /// Hit reports received for this node's notices, each verified against
@@ -1200,37 +1319,77 @@ impl Core {
         });
     }
 
-    /// A held notice as operators see it.
+    /// A held notice as operators see it: any version of a chain, or the
+    /// cancellation itself, with the version that replaced it.
     pub fn show(&self, id: &NoticeId) -> Result<Option<NoticeView>, NodeError> {
         let Some((rec, entry)) = self.store.get(id)? else {
             return Ok(None);
         };
-        Ok(Some(self.view(id, &rec, &entry)))
+        let mut v = self.view(id, &rec, &entry);
+        if v.replaced_by.is_none() && v.action != "cancel" && rec.state != NoticeState::Active {
+            // Replaced before the store kept successors (format 3).
+            v.replaced_by = self
+                .all_views()?
+                .into_iter()
+                .find_map(|o| (o.target.as_deref() == Some(v.id.as_str())).then_some(o.id));
+        }
+        Ok(Some(v))
     }
 
-    /// Held notices, optionally filtered by kind and origin.
-    pub fn list(
-        &self,
-        kind: Option<notice::Kind>,
-        origin: Option<&str>,
-    ) -> Result<Vec<NoticeView>, NodeError> {
+    /// Every held notice and cancellation, in arrival order.
+    fn all_views(&self) -> Result<Vec<NoticeView>, NodeError> {
         let mut out = Vec::new();
         for r in self.store.records() {
-            let (id, rec) = r?;
-            if kind.is_some_and(|k| k != rec.kind) || origin.is_some_and(|o| o != rec.origin) {
-                continue;
-            }
+            let (id, _) = r?;
             if let Some((rec, entry)) = self.store.get(&id)? {
                 out.push(self.view(&id, &rec, &entry));
             }
         }
+        Ok(out)
+    }
+
+    /// The inbox: one row per notice chain, in its current state (the
+    /// latest version held), optionally filtered by kind and origin. An
+    /// update or cancellation is never a row of its own; cancelled chains
+    /// are shown only with `all`.
+    pub fn list(
+        &self,
+        kind: Option<notice::Kind>,
+        origin: Option<&str>,
+        all: bool,
+    ) -> Result<Vec<NoticeView>, NodeError> {
+        let views = self.all_views()?;
+        // Successors by target: an update replaces its target as the
+        // chain's current version; a cancellation only closes it.
+        let mut updated = HashSet::new();
+        let mut successor = std::collections::HashMap::new();
+        for v in &views {
+            if let Some(t) = &v.target {
+                if v.action == "update" {
+                    updated.insert(t.clone());
+                }
+                successor.entry(t.clone()).or_insert_with(|| v.id.clone());
+            }
+        }
+        let mut out: Vec<NoticeView> = views
+            .into_iter()
+            .filter(|v| v.action != "cancel" && !updated.contains(&v.id))
+            .filter(|v| all || v.state != NoticeState::Cancelled.as_str())
+            .filter(|v| kind.is_none_or(|k| k == v.kind) && origin.is_none_or(|o| o == v.origin))
+            .map(|mut v| {
+                if v.replaced_by.is_none() {
+                    v.replaced_by = successor.get(&v.id).cloned();
+                }
+                v
+            })
+            .collect();
         out.sort_by(|a, b| a.stored_at.cmp(&b.stored_at).then(a.id.cmp(&b.id)));
         Ok(out)
     }
 
     fn view(&self, id: &NoticeId, rec: &NoticeRecord, env: &Envelope) -> NoticeView {
         let verified = notice::verify(env, |o| self.key_of(o));
-        let (body, subject, withheld, ok) = match &verified {
+        let (body, subject, mut withheld, ok) = match &verified {
             Ok(v) => (v.body.clone(), v.subject.clone(), v.withheld_fields(), true),
             Err(_) => match notice::Body::decode(&env.body) {
                 Ok(b) => (b, Subject::default(), Vec::new(), false),
@@ -1244,13 +1403,25 @@ impl Core {
             Action::Update { supersedes } => ("update", Some(supersedes.to_string())),
             Action::Cancel { target, .. } => ("cancel", Some(target.to_string())),
         };
+        // What a tombstone no longer holds was erased, not withheld.
+        let erased = if rec.erased {
+            std::mem::take(&mut withheld)
+        } else {
+            Vec::new()
+        };
+        // A cancellation record is the end of its chain, not a live notice.
+        let state = if action == "cancel" {
+            NoticeState::Cancelled
+        } else {
+            rec.state
+        };
         NoticeView {
             id: id.to_string(),
             origin: body.origin.clone(),
             seq: body.seq,
             action: action.into(),
             target,
-            state: rec.state.as_str().into(),
+            state: state.as_str().into(),
             kind: body.kind,
             purpose: body.purpose,
             legal_basis: body.legal_basis.clone(),
@@ -1273,6 +1444,8 @@ impl Core {
             contact: body.contact.clone(),
             subject,
             withheld_fields: withheld,
+            erased_fields: erased,
+            replaced_by: rec.replaced_by.map(|r| r.to_string()),
             received_from: rec.received_from.clone(),
             stored_at: crate::time::rfc3339(rec.stored_at),
             signature_verified: ok,
@@ -1310,6 +1483,8 @@ impl NoticeView {
             contact: String::new(),
             subject: Subject::default(),
             withheld_fields: Vec::new(),
+            erased_fields: Vec::new(),
+            replaced_by: rec.replaced_by.map(|r| r.to_string()),
             received_from: rec.received_from.clone(),
             stored_at: crate::time::rfc3339(rec.stored_at),
             signature_verified: false,
@@ -1327,10 +1502,68 @@ pub struct Hit {
     pub contact: String,
     pub summary: String,
     pub case_ref: String,
-    /// What matched: `identifier` or `name+dob`.
+    /// What matched, in short: `identifier`, `name+dob` or both, and
+    /// `possible` when the officer must check it (as the hit report says).
     pub matched: String,
+    /// What matched and how strongly: `fields`, `score`, `strength`.
+    #[serde(rename = "match")]
+    pub found: Match,
     /// Whether a signed hit report was created for the origin.
     pub hit_report: bool,
+}
+
+/// The hits of one manifest row (`vigil screen --csv --json`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct RowHits {
+    /// From 1, after the header.
+    pub row: usize,
+    /// The row as screened, in words.
+    pub query: String,
+    pub hits: Vec<Hit>,
+}
+
+/// What screening a manifest found (`vigil screen --csv --json`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ManifestReport {
+    /// Data rows read.
+    pub rows: usize,
+    /// Rows with hits, in row order.
+    pub hits: Vec<RowHits>,
+    /// Bad cells; the rest of their rows was still screened.
+    pub errors: Vec<RowError>,
+}
+
+/// Most notice ids named in a manifest's consult entry; the hit reports
+/// carry the rest, and the entry stays bounded.
+const MAX_AUDITED_IDS: usize = 20;
+
+fn strength_name(s: Strength) -> &'static str {
+    match s {
+        Strength::Exact => "exact",
+        Strength::Possible => "possible",
+    }
+}
+
+/// The short "what matched" of a hit: `identifier`, `name+dob`, both, and
+/// `possible` when it is one.
+fn matched_on(m: &Match) -> String {
+    let has = |f: &str| m.fields.iter().any(|x| x == f);
+    let mut parts = Vec::new();
+    if has("identifiers") {
+        parts.push("identifier");
+    }
+    if has("family_name") || has("aliases") {
+        parts.push(if has("date_of_birth") {
+            "name+dob"
+        } else {
+            "name"
+        });
+    }
+    let mut s = parts.join("+");
+    if m.strength == Strength::Possible {
+        s.push_str(" (possible)");
+    }
+    s
 }
 
 /// A hit report received for one of this node's notices (`vigil hits`).

@@ -27,6 +27,7 @@
 //! Callers flush before acknowledging. The store makes no policy decisions.
 
 mod index;
+mod migrate;
 mod pack;
 
 use serde::{Deserialize, Serialize};
@@ -36,13 +37,15 @@ use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
 use crate::notice::hit::HitReport;
+use crate::notice::screening::{self, Candidate, KeyFields, Match, Query};
 use crate::notice::{Action, Body, Envelope, Item, Kind, NoticeId, SubjectField};
 use index::{Index, Op, Row};
 
-/// The on-disk format this build writes and understands. Older formats (1:
-/// one sled tree per index; 2: one log entry per sled value) are refused
-/// with an explanation: no node ran them in service.
-pub const SCHEMA_VERSION: u64 = 3;
+/// The on-disk format this build writes and understands. Format 3 (the
+/// screening keys of issue #5) is migrated at open; older formats (1: one
+/// sled tree per index; 2: one log entry per sled value) are refused with
+/// an explanation: no node ran them in service.
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// sled's page cache. The indexes live in memory, so sled's cache only
 /// speeds up reads of log entries (feeds, screening hits); sled's default
@@ -176,6 +179,10 @@ pub struct NoticeRecord {
     pub stored_at: i64,
     /// Disclosures removed by this node's inbound policy.
     pub stripped: Vec<SubjectField>,
+    /// Personal data erased (cancelled or expired): a tombstone.
+    pub erased: bool,
+    /// The update or cancellation that replaced this version, when held.
+    pub replaced_by: Option<NoticeId>,
 }
 
 /// The last receipt a member signed for this node's feed.
@@ -323,9 +330,17 @@ struct Meta {
     expires_at: i64,
     stored_at: i64,
     stripped: Vec<SubjectField>,
-    /// Screening key hashes of the disclosed subject; cleared on erasure,
-    /// since a hash of a passport number is still personal data.
-    keys: Vec<[u8; 32]>,
+    /// Screening keys of the disclosed subject (the first 8 bytes of each
+    /// [`IndexEntry`] hash); cleared on erasure, since a hash of a passport
+    /// number is still personal data.
+    keys: Vec<u64>,
+    /// The disclosed names in match form under the packed date of birth
+    /// ([`IndexEntry::names`]); cleared on erasure.
+    names: Option<(u32, String)>,
+    /// The update or cancellation that replaced this version, once one is
+    /// held (the inbox shows one row per chain, `show` names the
+    /// successor).
+    replaced_by: Option<NoticeId>,
 }
 
 /// A log entry as stored. `meta` comes first so the index rebuild decodes
@@ -356,7 +371,7 @@ enum ItemRef<'a> {
 
 impl HeldRef<'_> {
     /// The stored bytes, in one allocation of about the right size.
-    fn encode(&self) -> Vec<u8> {
+    fn encode(&self) -> Result<Vec<u8>, StoreError> {
         let item = match self.item {
             ItemRef::Notice(e) => {
                 e.body.len()
@@ -368,13 +383,16 @@ impl HeldRef<'_> {
             }
             ItemRef::Hit(h) => h.body.len() + h.signature.len(),
         };
-        let meta = self.meta.map_or(0, |m| 128 + 32 * m.keys.len());
-        postcard::to_extend(self, Vec::with_capacity(item + meta + 64)).unwrap_or_default()
+        let meta = self.meta.map_or(0, |m| {
+            128 + 8 * m.keys.len() + m.names.as_ref().map_or(0, |(_, n)| n.len())
+        });
+        postcard::to_extend(self, Vec::with_capacity(item + meta + 64))
+            .map_err(|e| StoreError::Corrupt(format!("encoding a log entry: {e}")))
     }
 }
 
 impl Held {
-    fn encode(&self) -> Vec<u8> {
+    fn encode(&self) -> Result<Vec<u8>, StoreError> {
         HeldRef {
             meta: self.meta.as_ref(),
             from: self.from.as_deref(),
@@ -406,6 +424,8 @@ fn record(local: u64, m: &Meta, from: &Option<String>) -> NoticeRecord {
         received_from: from.clone(),
         stored_at: m.stored_at,
         stripped: m.stripped.clone(),
+        erased: m.erased,
+        replaced_by: m.replaced_by,
     }
 }
 
@@ -420,6 +440,11 @@ fn row<'a>(local: u64, m: &'a Meta) -> Row<'a> {
         } else {
             &[]
         },
+        names: m
+            .names
+            .as_ref()
+            .filter(|_| m.state == NoticeState::Active)
+            .map(|(d, n)| (*d, n.as_str())),
         expires_at: (!m.erased).then_some(m.expires_at),
     }
 }
@@ -435,17 +460,82 @@ const AUDIT_BLOCK: usize = 16;
 /// loop, far beyond any real notice's history).
 const MAX_CHAIN: usize = 10_000;
 
-/// The screening index hashes of the subject fields an envelope discloses.
-/// Envelopes in the store were verified before they were written, so the
-/// disclosures decode; one that does not simply contributes no key.
-fn screen_hashes(env: &Envelope) -> Vec<[u8; 32]> {
-    use crate::notice::screening::{key_hashes, KeyFields};
+/// The fields screening reads from the subject fields an envelope
+/// discloses. Envelopes in the store were verified before they were
+/// written, so the disclosures decode; one that does not simply
+/// contributes nothing.
+fn screen_fields(env: &Envelope) -> KeyFields<'_> {
     let mut fields = KeyFields::default();
     for d in &env.disclosures {
         // Images and descriptions are not decoded on the write path.
         let _ = fields.set_from_bytes(d.field, &d.value);
     }
-    key_hashes(&fields)
+    fields
+}
+
+/// What the screening index keeps of an envelope: key prefixes and names.
+fn screen_entry(env: &Envelope) -> (Vec<u64>, Option<(u32, String)>) {
+    let entry = screening::index_entry(&screen_fields(env));
+    (entry.keys.iter().map(index::prefix).collect(), entry.names)
+}
+
+/// [`Meta`] as store format 3 wrote it: screening keys were whole hashes
+/// of scheme, country and value, and names were not kept.
+#[derive(Serialize, Deserialize)]
+struct MetaV3 {
+    id: NoticeId,
+    origin: String,
+    seq: u64,
+    kind: Kind,
+    state: NoticeState,
+    erased: bool,
+    expires_at: i64,
+    stored_at: i64,
+    stripped: Vec<SubjectField>,
+    keys: Vec<[u8; 32]>,
+}
+
+/// [`Held`] as store format 3 wrote it.
+#[derive(Serialize, Deserialize)]
+struct HeldV3 {
+    meta: Option<MetaV3>,
+    from: Option<String>,
+    item: Item,
+}
+
+/// Converts a format 3 log entry: the screening index entry is computed
+/// again from what the notice discloses here.
+fn convert_v3(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let old: HeldV3 = dec(bytes, "format 3 log entry")?;
+    let meta = old.meta.map(|m| {
+        // The old keys hashed scheme and country as written; they are
+        // computed again from the disclosures.
+        drop(m.keys);
+        let (keys, names) = match &old.item {
+            Item::Notice(env) if !m.erased => screen_entry(env),
+            _ => (Vec::new(), None),
+        };
+        Meta {
+            id: m.id,
+            origin: m.origin,
+            seq: m.seq,
+            kind: m.kind,
+            state: m.state,
+            erased: m.erased,
+            expires_at: m.expires_at,
+            stored_at: m.stored_at,
+            stripped: m.stripped,
+            keys,
+            names,
+            replaced_by: None,
+        }
+    });
+    Held {
+        meta,
+        from: old.from,
+        item: old.item,
+    }
+    .encode()
 }
 
 /// A message to write: this node's own or one received.
@@ -573,11 +663,12 @@ impl<'s> Tx<'s> {
         }
     }
 
-    fn append(&mut self, held: HeldRef<'_>) -> u64 {
+    fn append(&mut self, held: HeldRef<'_>) -> Result<u64, StoreError> {
+        let bytes = held.encode()?;
         let local = self.next_local;
         self.next_local += 1;
-        self.log.insert(local, Pending::Bytes(held.encode()));
-        local
+        self.log.insert(local, Pending::Bytes(bytes));
+        Ok(local)
     }
 
     /// Appends audit drafts to the chain.
@@ -603,6 +694,7 @@ impl<'s> Tx<'s> {
     /// Writes a message with its index entries and its effect on earlier
     /// notices.
     fn store_notice(&mut self, m: &NewMessage<'_>) -> Result<u64, StoreError> {
+        let (keys, names) = screen_entry(m.envelope);
         let meta = Meta {
             id: m.id,
             origin: m.origin.to_string(),
@@ -613,18 +705,19 @@ impl<'s> Tx<'s> {
             expires_at: m.expires_at,
             stored_at: m.now,
             stripped: m.stripped.to_vec(),
-            keys: screen_hashes(m.envelope),
+            keys,
+            names,
+            replaced_by: None,
         };
-        let local = self.next_local;
-        self.ops.push(Op::add(&row(local, &meta)));
-        self.ids.insert(m.id, local);
-        self.append(HeldRef {
+        let local = self.append(HeldRef {
             meta: Some(&meta),
             from: m.from,
             item: ItemRef::Notice(m.envelope),
-        });
+        })?;
+        self.ops.push(Op::add(&row(local, &meta)));
+        self.ids.insert(m.id, local);
         if let Some(e) = m.effect {
-            self.effect(e)?;
+            self.effect(e, m.id)?;
         }
         Ok(local)
     }
@@ -637,6 +730,7 @@ impl<'s> Tx<'s> {
         local: u64,
         state: NoticeState,
         erase: bool,
+        by: Option<NoticeId>,
     ) -> Result<(NoticeId, Option<NoticeId>), StoreError> {
         let Some(mut held) = self.held(local)? else {
             return Err(StoreError::Corrupt(format!("log entry {local} missing")));
@@ -647,10 +741,14 @@ impl<'s> Tx<'s> {
             )));
         };
         meta.state = state;
+        if by.is_some() {
+            meta.replaced_by = by;
+        }
         // A version that is no longer current no longer answers screening.
         self.ops.push(Op::Unscreen {
             local,
-            keys: meta.keys.iter().map(index::prefix).collect(),
+            keys: meta.keys.clone(),
+            dob: meta.names.as_ref().map(|(d, _)| *d),
         });
         if erase && !meta.erased {
             self.ops.push(Op::Unexpire {
@@ -659,6 +757,7 @@ impl<'s> Tx<'s> {
             });
             envelope.disclosures.clear();
             meta.keys.clear();
+            meta.names = None;
             meta.erased = true;
         }
         let supersedes = match Body::decode(&envelope.body) {
@@ -677,8 +776,9 @@ impl<'s> Tx<'s> {
     /// target not held here is left alone. Erasure follows the target's
     /// chain of updates back, so a cancelled notice leaves no superseded
     /// version holding personal data behind.
-    fn effect(&mut self, e: &Effect) -> Result<(), StoreError> {
+    fn effect(&mut self, e: &Effect, by: NoticeId) -> Result<(), StoreError> {
         let mut next = Some(e.target);
+        let mut by = Some(by);
         for _ in 0..MAX_CHAIN {
             let Some(target) = next.take() else {
                 break;
@@ -686,7 +786,10 @@ impl<'s> Tx<'s> {
             let Some(local) = self.find(&target)? else {
                 break;
             };
-            next = self.settle(local, e.state, e.erase)?.1.filter(|_| e.erase);
+            next = self
+                .settle(local, e.state, e.erase, by.take())?
+                .1
+                .filter(|_| e.erase);
         }
         Ok(())
     }
@@ -711,7 +814,7 @@ impl<'s> Tx<'s> {
                     meta: None,
                     from,
                     item: ItemRef::Hit(r),
-                });
+                })?;
             }
             new += 1;
         }
@@ -731,7 +834,7 @@ impl<'s> Tx<'s> {
         for (local, entry) in self.log {
             let bytes = match entry {
                 Pending::Bytes(b) => b,
-                Pending::Held(h) => h.encode(),
+                Pending::Held(h) => h.encode()?,
             };
             if local >= c.next_local {
                 new.push((local, bytes));
@@ -838,6 +941,9 @@ impl Store {
                     found: v,
                     supported: SCHEMA_VERSION,
                 })
+            }
+            Some(3) => {
+                migrate::rewrite_log(&db, &tree, 3, SCHEMA_VERSION, &convert_v3)?;
             }
             Some(v) if v < SCHEMA_VERSION => {
                 return Err(StoreError::OlderFormat {
@@ -1136,7 +1242,7 @@ impl Store {
             let due = tx.store.read_index().due(now, limit);
             let mut erased = Vec::with_capacity(due.len());
             for (_, local) in due {
-                let (id, _) = tx.settle(local, NoticeState::Expired, true)?;
+                let (id, _) = tx.settle(local, NoticeState::Expired, true, None)?;
                 tx.audit(
                     &[AuditDraft {
                         actor: "node".into(),
@@ -1186,23 +1292,44 @@ impl Store {
         })
     }
 
-    /// Current notices held under a screening key hash, with their records
-    /// and envelopes: one log read per candidate from the in-memory index,
-    /// confirmed against the full hashes stored with the notice.
-    pub fn lookup(
-        &self,
-        hash: &[u8; 32],
-    ) -> Result<Vec<(NoticeId, NoticeRecord, Envelope)>, StoreError> {
-        let candidates = self.read_index().key_candidates(hash);
+    /// The current notices that `query` hits, each with its record, its
+    /// envelope as held here and what matched. Candidates come from the
+    /// in-memory index (document numbers and name words by key; names by
+    /// date of birth, compared in memory); each is then read from the log
+    /// and matched on the fields it discloses here.
+    pub fn screen(&self, query: &Query) -> Result<Vec<StoredHit>, StoreError> {
+        let mut locals = {
+            let ix = self.read_index();
+            let mut v = Vec::new();
+            for k in query.lookup_keys() {
+                v.extend(ix.key_candidates(&k));
+            }
+            v.extend(ix.name_candidates(&query.dob_ranges(), |sketch, dob| {
+                query.matches_names(sketch, screening::PartialDate::unpacked(dob).as_ref())
+            }));
+            v
+        };
+        locals.sort_unstable();
+        locals.dedup();
         let mut out = Vec::new();
-        for l in candidates {
+        for l in locals {
             let Some(held) = self.held_at(l)? else {
                 continue;
             };
-            if let (Some(m), Item::Notice(e)) = (held.meta, held.item) {
-                if m.state == NoticeState::Active && m.keys.contains(hash) {
-                    out.push((m.id, record(l, &m, &held.from), e));
-                }
+            let (Some(m), Item::Notice(envelope)) = (held.meta, held.item) else {
+                continue;
+            };
+            if m.state != NoticeState::Active || m.erased {
+                continue;
+            }
+            let found = query.matches(&Candidate::of(&screen_fields(&envelope)));
+            if let Some(found) = found {
+                out.push(StoredHit {
+                    id: m.id,
+                    record: record(l, &m, &held.from),
+                    envelope,
+                    found,
+                });
             }
         }
         Ok(out)
@@ -1439,6 +1566,16 @@ impl Store {
     }
 }
 
+/// A current notice a screening query hit ([`Store::screen`]).
+#[derive(Debug, Clone)]
+pub struct StoredHit {
+    pub id: NoticeId,
+    pub record: NoticeRecord,
+    pub envelope: Envelope,
+    /// What matched and how strongly.
+    pub found: Match,
+}
+
 /// A stored log pack: its entries, and its bytes as stored (benchmarks).
 #[doc(hidden)]
 pub type StoredPack = (Vec<Vec<u8>>, Vec<u8>);
@@ -1486,7 +1623,7 @@ mod tests {
         assert_eq!(store.writer.lock().unwrap().audit, (3, entries[2].hash()));
     }
 
-    use crate::notice::screening::{key_hash, Query};
+    use crate::notice::screening::Query;
     use crate::notice::{Identifier, IssueContext};
     use ed25519_dalek::SigningKey;
 
@@ -1521,12 +1658,15 @@ mod tests {
         }
     }
 
-    fn passport_key(p: &str) -> [u8; 32] {
-        key_hash(
-            &Query::identifier(&format!("passport:NLD:{p}"))
-                .unwrap()
-                .key(),
-        )
+    /// The notices a screening for passport `p` hits.
+    fn passport(store: &Store, p: &str) -> Vec<NoticeId> {
+        let q = Query::identifier(&format!("passport:NLD:{p}")).unwrap();
+        store
+            .screen(&q)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id)
+            .collect()
     }
 
     #[test]
@@ -1543,12 +1683,17 @@ mod tests {
                 expires_at: a.expires_at,
                 stored_at: NOW,
                 stripped: vec![SubjectField::Fingerprints],
-                keys: screen_hashes(&a.envelope),
+                keys: screen_entry(&a.envelope).0,
+                names: screen_entry(&a.envelope).1,
+                replaced_by: None,
             }),
             from: Some("bravo".into()),
             item: Item::Notice(a.envelope),
         };
-        assert_eq!(held.encode(), postcard::to_allocvec(&held).unwrap());
+        assert_eq!(
+            held.encode().unwrap(),
+            postcard::to_allocvec(&held).unwrap()
+        );
         let hit = Held {
             meta: None,
             from: None,
@@ -1557,7 +1702,7 @@ mod tests {
                 signature: vec![4; 64],
             }),
         };
-        assert_eq!(hit.encode(), postcard::to_allocvec(&hit).unwrap());
+        assert_eq!(hit.encode().unwrap(), postcard::to_allocvec(&hit).unwrap());
     }
 
     #[test]
@@ -1616,15 +1761,9 @@ mod tests {
             assert_eq!(store.len(), 4, "the duplicate is stored once");
             assert_eq!(store.head(), 4);
             for p in ["P1", "P2", "P3"] {
-                assert!(store.lookup(&passport_key(p)).unwrap().is_empty(), "{p}");
+                assert!(passport(store, p).is_empty(), "{p}");
             }
-            let found: Vec<NoticeId> = store
-                .lookup(&passport_key("P4"))
-                .unwrap()
-                .into_iter()
-                .map(|(id, _, _)| id)
-                .collect();
-            assert_eq!(found, vec![ids[3]]);
+            assert_eq!(passport(store, "P4"), vec![ids[3]]);
             for (i, state) in [
                 (0, NoticeState::Cancelled),
                 (1, NoticeState::Cancelled),
@@ -1660,7 +1799,7 @@ mod tests {
         want.sort();
         assert_eq!(swept, want);
         assert!(store.sweep_expired(i64::MAX, 10).unwrap().is_empty());
-        assert!(store.lookup(&passport_key("P4")).unwrap().is_empty());
+        assert!(passport(&store, "P4").is_empty());
         let (rec, env) = store.get(&ids[3]).unwrap().unwrap();
         assert_eq!(rec.state, NoticeState::Expired);
         assert!(env.disclosures.is_empty());
@@ -1704,7 +1843,7 @@ mod tests {
             assert_eq!(store.len(), n as usize + 1);
             for (i, id) in ids.iter().enumerate() {
                 let (rec, env) = store.get(id).unwrap().unwrap();
-                let hits = store.lookup(&passport_key(&format!("P{}", i + 1))).unwrap();
+                let hits = passport(store, &format!("P{}", i + 1));
                 if i == 9 {
                     assert_eq!(rec.state, NoticeState::Cancelled);
                     assert!(env.disclosures.is_empty());
@@ -1808,5 +1947,145 @@ mod tests {
         let err = Store::open(old.path()).err().unwrap();
         assert!(matches!(err, StoreError::OlderFormat { found: 1, .. }));
         assert!(err.to_string().contains("move the data directory aside"));
+    }
+
+    /// Rewrites a store as format 3 wrote it (old key hashes, no names),
+    /// as a node of the previous release left it.
+    fn downgrade_to_v3(dir: &Path) {
+        let db = sled::open(dir).unwrap();
+        let tree = db.open_tree("vigil").unwrap();
+        for r in tree.scan_prefix([LOG]) {
+            let (k, v) = r.unwrap();
+            let entries: Vec<Vec<u8>> = pack::entries(&v)
+                .unwrap()
+                .into_iter()
+                .map(|e| {
+                    let h: Held = dec(e, "entry").unwrap();
+                    let meta = h.meta.map(|m| MetaV3 {
+                        id: m.id,
+                        origin: m.origin,
+                        seq: m.seq,
+                        kind: m.kind,
+                        state: m.state,
+                        erased: m.erased,
+                        expires_at: m.expires_at,
+                        stored_at: m.stored_at,
+                        stripped: m.stripped,
+                        keys: vec![[7; 32]],
+                    });
+                    postcard::to_allocvec(&HeldV3 {
+                        meta,
+                        from: h.from,
+                        item: h.item,
+                    })
+                    .unwrap()
+                })
+                .collect();
+            tree.insert(k, pack::encode(entries.iter().map(Vec::as_slice)).unwrap())
+                .unwrap();
+        }
+        tree.insert(key(META, META_SCHEMA), &3u64.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+
+    /// Stores five notices of bravo's, the last cancelled; returns their ids.
+    fn five_with_a_cancel(dir: &Path) -> Vec<NoticeId> {
+        let mut batch: Vec<Accepted> = (1..=4)
+            .map(|i| accepted(i, &format!("P{i}"), Action::Issue, None))
+            .collect();
+        let ids: Vec<NoticeId> = batch.iter().map(|a| a.id).collect();
+        let mut cancel = accepted(
+            5,
+            "P5",
+            Action::Cancel {
+                target: ids[3],
+                reason: "withdrawn".into(),
+            },
+            Some(Effect {
+                target: ids[3],
+                state: NoticeState::Cancelled,
+                erase: true,
+            }),
+        );
+        cancel.envelope.disclosures.clear();
+        batch.push(cancel);
+        let store = Store::open(dir).unwrap();
+        store
+            .apply_batch(&InboundBatch {
+                peer: "bravo".into(),
+                epoch: 1,
+                through: 5,
+                accepted: batch,
+                hits: Vec::new(),
+                audits: Vec::new(),
+                now: NOW,
+            })
+            .unwrap();
+        store.flush().unwrap();
+        ids
+    }
+
+    #[test]
+    fn a_format_3_store_is_migrated_and_answers_screening() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = five_with_a_cancel(dir.path());
+        downgrade_to_v3(dir.path());
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.len(), 5);
+        for (i, id) in ids.iter().enumerate().take(3) {
+            assert_eq!(passport(&store, &format!("P{}", i + 1)), vec![*id]);
+        }
+        assert!(passport(&store, "P4").is_empty(), "a cancelled notice hits");
+        // By name too, which format 3 did not index.
+        let q = Query::name("John Doe", "1980-04-01", NOW).unwrap();
+        assert_eq!(store.screen(&q).unwrap().len(), 3);
+        let (rec, _) = store.get(&ids[3]).unwrap().unwrap();
+        assert_eq!(rec.state, NoticeState::Cancelled);
+        drop(store);
+        // Opening again finds format 4 and changes nothing.
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(passport(&store, "P1"), vec![ids[0]]);
+    }
+
+    #[test]
+    fn an_interrupted_migration_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = five_with_a_cancel(dir.path());
+        downgrade_to_v3(dir.path());
+        {
+            // Killed after staging and half of the move: the marker says
+            // staging is complete, one staged pack is already moved.
+            let db = sled::open(dir.path()).unwrap();
+            let tree = db.open_tree("vigil").unwrap();
+            let mut staged = 0;
+            for r in tree.scan_prefix([LOG]) {
+                let (k, v) = r.unwrap();
+                let entries = pack::entries(&v).unwrap();
+                let new: Vec<Vec<u8>> = entries
+                    .into_iter()
+                    .map(|e| convert_v3(e).unwrap())
+                    .collect();
+                let mut sk = k.to_vec();
+                sk[0] = b'l';
+                tree.insert(sk, pack::encode(new.iter().map(Vec::as_slice)).unwrap())
+                    .unwrap();
+                staged += 1;
+            }
+            assert!(staged > 0);
+            tree.insert(key(META, b"migrating"), &SCHEMA_VERSION.to_be_bytes())
+                .unwrap();
+            let (k, v) = tree.scan_prefix([b'l']).next().unwrap().unwrap();
+            let mut log = k.to_vec();
+            log[0] = LOG;
+            tree.insert(log, v).unwrap();
+            tree.remove(k).unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.len(), 5);
+        assert_eq!(passport(&store, "P2"), vec![ids[1]]);
+        assert!(store.tree.scan_prefix([b'l']).next().is_none());
+        assert!(store.tree.get(key(META, b"migrating")).unwrap().is_none());
     }
 }

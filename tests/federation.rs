@@ -151,7 +151,11 @@ async fn full_mesh_of_five_converges_on_a_thousand_notices_without_duplicates() 
         let store = node(&mesh, n).core().store();
         let missing = ids.iter().filter(|id| !store.contains(id).unwrap()).count();
         assert_eq!(missing, 0, "{n} misses notices");
-        let own = node(&mesh, n).core().list(None, Some(n)).unwrap().len();
+        let own = node(&mesh, n)
+            .core()
+            .list(None, Some(n), true)
+            .unwrap()
+            .len();
         assert_eq!(own, 200, "{n}: own notices");
     }
     assert_no_duplicates(&mesh, &names, 1000);

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use vigil::mesh::{wait_until, LocalMesh, MeshNode};
-use vigil::notice::screening::Query;
+use vigil::notice::screening::{Query, Strength};
 use vigil::notice::NoticeInput;
 use vigil::store::Operation;
 
@@ -94,8 +94,8 @@ async fn screening_normalizes_and_reports_hits_to_the_origin() {
 
     let cases = [
         Query::identifier("PASSPORT:nld:x 123-4567").unwrap(),
-        Query::name("MULLER,  elodie marie", "1980-04-01").unwrap(),
-        Query::name(" müller , ÉLODIE MARIE ", "1980-04-01").unwrap(),
+        Query::name("MULLER,  elodie marie", "1980-04-01", vigil::time::now()).unwrap(),
+        Query::name(" müller , ÉLODIE MARIE ", "1980-04-01", vigil::time::now()).unwrap(),
     ];
     for q in &cases {
         let hits = b
@@ -112,9 +112,9 @@ async fn screening_normalizes_and_reports_hits_to_the_origin() {
         assert!(hits[0].hit_report);
     }
     for miss in [
-        Query::name("Muller, Elodie Marie", "1980-04-02").unwrap(),
+        Query::name("Muller, Elodie Marie", "1980-04-02", vigil::time::now()).unwrap(),
         Query::identifier("passport:BEL:X1234567").unwrap(),
-        Query::identifier("id-card:NLD:X1234567").unwrap(),
+        Query::identifier("passport:NLD:X1234568").unwrap(),
     ] {
         assert!(
             b.screen(std::slice::from_ref(&miss), "check", "", "officer")
@@ -150,6 +150,18 @@ async fn screening_normalizes_and_reports_hits_to_the_origin() {
         assert_eq!(body.notice, id);
         assert_eq!(body.place, "Schiphol");
     }
+    // The same number under another document type is a possible hit: the
+    // officer checks it, it is never dropped.
+    let other = b
+        .screen(
+            &[Query::identifier("id-card:NLD:X1234567").unwrap()],
+            "check",
+            "",
+            "officer",
+        )
+        .unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].found.strength, Strength::Possible);
     // A screening without a justification is refused.
     assert!(b.screen(&cases[..1], " ", "", "officer").is_err());
     mesh.shutdown().await;

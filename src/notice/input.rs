@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::envelope::*;
 use super::model::*;
+use super::screening::{self, PartialDate};
 use crate::time::{parse_rfc3339, DAY};
 
 /// A refusal of operator input, naming the field at fault.
@@ -90,6 +91,16 @@ pub struct NoticeInput {
     pub subject: Subject,
 }
 
+/// Operator input after every check: what is signed.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub audience: Audience,
+    pub expires_at: i64,
+    pub review_at: Option<i64>,
+    /// The subject with its identity data normalised.
+    pub subject: Subject,
+}
+
 /// What the issuing node knows when validating operator input.
 pub struct IssueContext<'a> {
     /// This node's id (the origin).
@@ -119,11 +130,118 @@ fn required_text(field: &str, v: &str) -> Result<(), InputError> {
     Ok(())
 }
 
-fn valid_date(field: &str, v: &str) -> Result<(), InputError> {
-    let fmt = ::time::macros::format_description!("[year]-[month]-[day]");
-    ::time::Date::parse(v, &fmt)
-        .map(|_| ())
-        .map_err(|_| InputError::new(field, format!("`{v}` is not a date YYYY-MM-DD")))
+/// Longest identifier value, nationality or alias list accepted.
+const MAX_LIST: usize = 64;
+
+/// A country code as stored: ISO 3166-1 alpha-3 (or an ICAO 9303 code
+/// with no ISO equivalent), from any accepted form.
+fn country_code(field: &str, v: &str) -> Result<String, InputError> {
+    screening::country::canonical(v)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            InputError::new(
+                field,
+                format!(
+                    "`{v}` is not a country code (ISO 3166-1 alpha-3, alpha-2 or numeric, or ICAO 9303)"
+                ),
+            )
+        })
+}
+
+/// The subject as it is signed: countries as alpha-3, identifier schemes
+/// by their canonical names, a date of birth (full or partial) that is a
+/// day of the calendar and not in the future. Every refusal names the
+/// field.
+fn normalized_subject(s: &Subject, now: i64) -> Result<Subject, InputError> {
+    let mut out = s.clone();
+    if let Some(d) = &s.date_of_birth {
+        let field = "subject.date_of_birth";
+        let date = PartialDate::parse(d).map_err(|e| InputError::new(field, e.to_string()))?;
+        date.check_not_after(now)
+            .map_err(|e| InputError::new(field, e.to_string()))?;
+        out.date_of_birth = Some(date.to_string());
+    }
+    for (name, v) in [
+        ("subject.family_name", &s.family_name),
+        ("subject.given_names", &s.given_names),
+        ("subject.place_of_birth", &s.place_of_birth),
+        ("subject.description", &s.description),
+        ("subject.last_known_location", &s.last_known_location),
+        ("subject.dna_profile", &s.dna_profile),
+    ] {
+        if let Some(v) = v {
+            required_text(name, v)?;
+        }
+    }
+    if let Some(list) = &s.aliases {
+        if list.len() > MAX_LIST {
+            return Err(InputError::new(
+                "subject.aliases",
+                format!("more than {MAX_LIST}"),
+            ));
+        }
+        for (i, a) in list.iter().enumerate() {
+            required_text(&format!("subject.aliases[{i}]"), a)?;
+        }
+    }
+    if let Some(list) = &s.nationalities {
+        if list.len() > MAX_LIST {
+            return Err(InputError::new(
+                "subject.nationalities",
+                format!("more than {MAX_LIST}"),
+            ));
+        }
+        let mut codes = Vec::with_capacity(list.len());
+        for (i, c) in list.iter().enumerate() {
+            let code = country_code(&format!("subject.nationalities[{i}]"), c)?;
+            if !codes.contains(&code) {
+                codes.push(code);
+            }
+        }
+        out.nationalities = Some(codes);
+    }
+    if let Some(ids) = &s.identifiers {
+        if ids.len() > MAX_LIST {
+            return Err(InputError::new(
+                "subject.identifiers",
+                format!("more than {MAX_LIST}"),
+            ));
+        }
+        let mut normalized = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            let field = |part: &str| format!("subject.identifiers[{i}].{part}");
+            for (part, v) in [
+                ("scheme", &id.scheme),
+                ("country", &id.country),
+                ("value", &id.value),
+            ] {
+                required_text(&field(part), v)?;
+            }
+            let scheme = screening::scheme::canonical(&id.scheme).ok_or_else(|| {
+                InputError::new(
+                    field("scheme"),
+                    format!(
+                        "`{}` is not an identifier scheme (known: {})",
+                        id.scheme,
+                        screening::scheme::names()
+                    ),
+                )
+            })?;
+            if screening::identifier_value(&id.value).is_empty() {
+                return Err(InputError::new(
+                    field("value"),
+                    format!("`{}` has no letter or digit", id.value),
+                ));
+            }
+            normalized.push(Identifier {
+                scheme: scheme.to_string(),
+                country: country_code(&field("country"), &id.country)?,
+                value: id.value.trim().to_string(),
+            });
+        }
+        out.identifiers = Some(normalized);
+    }
+    Ok(out)
 }
 
 impl NoticeInput {
@@ -152,12 +270,11 @@ impl NoticeInput {
         Ok(inputs)
     }
 
-    /// Checks every rule of DESIGN.md §4 and returns the audience and the
-    /// parsed times (expires_at, review_at).
-    pub fn validate(
-        &self,
-        ctx: &IssueContext<'_>,
-    ) -> Result<(Audience, i64, Option<i64>), InputError> {
+    /// Checks every rule of DESIGN.md §4 and returns what is signed: the
+    /// audience, the parsed times (expires_at, review_at) and the subject
+    /// with its identity data normalised (countries as alpha-3, schemes by
+    /// canonical name, the date of birth as written by [`PartialDate`]).
+    pub fn validate(&self, ctx: &IssueContext<'_>) -> Result<Validated, InputError> {
         required_text("legal_basis", &self.legal_basis)?;
         required_text("summary", &self.summary)?;
         required_text("case_ref", &self.case_ref)?;
@@ -241,35 +358,13 @@ impl NoticeInput {
                 Some(t)
             }
         };
-        if let Some(d) = &self.subject.date_of_birth {
-            valid_date("subject.date_of_birth", d)?;
-        }
-        for (name, v) in [
-            ("subject.family_name", &self.subject.family_name),
-            ("subject.given_names", &self.subject.given_names),
-            ("subject.place_of_birth", &self.subject.place_of_birth),
-            ("subject.description", &self.subject.description),
-            (
-                "subject.last_known_location",
-                &self.subject.last_known_location,
-            ),
-        ] {
-            if let Some(v) = v {
-                required_text(name, v)?;
-            }
-        }
-        if let Some(ids) = &self.subject.identifiers {
-            for (i, id) in ids.iter().enumerate() {
-                for (part, v) in [
-                    ("scheme", &id.scheme),
-                    ("country", &id.country),
-                    ("value", &id.value),
-                ] {
-                    required_text(&format!("subject.identifiers[{i}].{part}"), v)?;
-                }
-            }
-        }
-        Ok((audience, expires_at, review_at))
+        let subject = normalized_subject(&self.subject, ctx.now)?;
+        Ok(Validated {
+            audience,
+            expires_at,
+            review_at,
+            subject,
+        })
     }
 
     /// Validates and seals the input as this node's next message.
@@ -281,8 +376,13 @@ impl NoticeInput {
         prev: Option<NoticeId>,
         action: Action,
     ) -> Result<(NoticeId, Envelope), InputError> {
-        let (audience, expires_at, review_at) = self.validate(ctx)?;
-        let (commitments, disclosures) = commit_subject(&self.subject);
+        let Validated {
+            audience,
+            expires_at,
+            review_at,
+            subject,
+        } = self.validate(ctx)?;
+        let (commitments, disclosures) = commit_subject(&subject);
         let body = Body {
             origin: ctx.origin.to_string(),
             seq,
@@ -442,6 +542,35 @@ mod tests {
                 "subject.date_of_birth",
             ),
             (
+                with(&["subject", "date_of_birth"], "-1980-04-01".into()),
+                "subject.date_of_birth",
+            ),
+            (
+                with(&["subject", "date_of_birth"], "2999-01-01".into()),
+                "subject.date_of_birth",
+            ),
+            (
+                with(
+                    &["subject", "nationalities"],
+                    serde_json::json!(["NLD", "XQ"]),
+                ),
+                "subject.nationalities[1]",
+            ),
+            (
+                with(
+                    &["subject", "identifiers"],
+                    serde_json::json!([{"scheme": "Passport No", "country": "ZZ", "value": "X"}]),
+                ),
+                "subject.identifiers[0].country",
+            ),
+            (
+                with(
+                    &["subject", "identifiers"],
+                    serde_json::json!([{"scheme": "shoe size", "country": "NLD", "value": "X"}]),
+                ),
+                "subject.identifiers[0].scheme",
+            ),
+            (
                 with(
                     &["subject", "identifiers"],
                     serde_json::json!([{"scheme": "passport", "country": "", "value": "X"}]),
@@ -452,6 +581,36 @@ mod tests {
         for (v, field) in cases {
             assert_eq!(field_of(v.clone()), field, "for {v}");
         }
+    }
+
+    #[test]
+    fn identity_data_is_stored_normalised() {
+        let mut v = base();
+        v["subject"]["nationalities"] = serde_json::json!(["nl", "528", "D"]);
+        v["subject"]["date_of_birth"] = "1980-04".into();
+        v["subject"]["identifiers"] =
+            serde_json::json!([{"scheme": "Passport No.", "country": "D", "value": " C01X00T47 "}]);
+        let input = NoticeInput::from_json(v.to_string().as_bytes()).unwrap();
+        let retention = |_| 365;
+        let is_member = |_: &str| true;
+        let ctx = IssueContext {
+            origin: "alpha",
+            now: NOW,
+            max_retention_days: &retention,
+            is_member: &is_member,
+        };
+        let s = input.validate(&ctx).unwrap().subject;
+        assert_eq!(s.nationalities, Some(vec!["NLD".into(), "DEU".into()]));
+        assert_eq!(s.date_of_birth.as_deref(), Some("1980-04"));
+        let id = &s.identifiers.unwrap()[0];
+        assert_eq!(
+            (id.scheme.as_str(), id.country.as_str(), id.value.as_str()),
+            ("passport", "DEU", "C01X00T47")
+        );
+        let key = SigningKey::from_bytes(&[1u8; 32]);
+        let (_, env) = input.seal(&ctx, &key, 1, None, Action::Issue).unwrap();
+        let held = verify(&env, |_| Some(key.verifying_key())).unwrap();
+        assert_eq!(held.subject.identifiers.unwrap()[0].country, "DEU");
     }
 
     #[test]

@@ -26,8 +26,11 @@ pub(crate) struct Row<'a> {
     pub id: &'a [u8; 32],
     pub origin: &'a str,
     pub seq: u64,
-    /// Screening key hashes; empty unless the notice is the current version.
-    pub keys: &'a [[u8; 32]],
+    /// Screening key prefixes; empty unless the notice is the current version.
+    pub keys: &'a [u64],
+    /// Names in match form under the packed date of birth; `None` unless
+    /// the notice is the current version and holds both.
+    pub names: Option<(u32, &'a str)>,
     /// `None` once the notice's personal data is erased.
     pub expires_at: Option<i64>,
 }
@@ -43,10 +46,16 @@ pub(crate) enum Op {
         origin: String,
         seq: u64,
         keys: Vec<u64>,
+        names: Option<(u32, Box<str>)>,
         expires_at: Option<i64>,
     },
     /// The version is no longer current: it stops answering screening.
-    Unscreen { local: u64, keys: Vec<u64> },
+    Unscreen {
+        local: u64,
+        keys: Vec<u64>,
+        /// Its packed date of birth, where its names are filed.
+        dob: Option<u32>,
+    },
     /// Personal data erased: nothing left for the sweeper.
     Unexpire { local: u64, expires_at: i64 },
     /// A new log pack whose first entry is `start` (see [`super::pack`]).
@@ -61,7 +70,8 @@ impl Op {
             id: prefix(r.id),
             origin: r.origin.to_string(),
             seq: r.seq,
-            keys: r.keys.iter().map(prefix).collect(),
+            keys: r.keys.to_vec(),
+            names: r.names.map(|(d, n)| (d, n.into())),
             expires_at: r.expires_at,
         }
     }
@@ -131,6 +141,12 @@ pub(crate) struct Index {
     origins: HashMap<String, BTreeMap<u64, u64>>,
     /// screening key prefix → local seq, current versions only.
     keys: Multimap,
+    /// packed date of birth → the names of current versions born then, in
+    /// match form (see [`crate::notice::screening::names::sketch`]). Name
+    /// screening reads only these: a query's date of birth selects a few
+    /// notices, and their names are compared in memory, with typing errors,
+    /// before any log entry is read.
+    names: BTreeMap<u32, Vec<(u64, Box<str>)>>,
     /// effective expiry → local seq, notices not yet erased.
     expiry: BTreeSet<(i64, u64)>,
     /// First local seq of every log pack, ascending (packs are only added
@@ -149,6 +165,7 @@ impl Index {
                 origin,
                 seq,
                 keys,
+                names,
                 expires_at,
             } => {
                 if self.ids.insert(id, local) {
@@ -165,13 +182,27 @@ impl Index {
                 for k in keys {
                     self.keys.insert(k, local);
                 }
+                if let Some((dob, sketch)) = names {
+                    let born = self.names.entry(dob).or_default();
+                    if !born.iter().any(|(l, _)| *l == local) {
+                        born.push((local, sketch));
+                    }
+                }
                 if let Some(at) = expires_at {
                     self.expiry.insert((at, local));
                 }
             }
-            Op::Unscreen { local, keys } => {
+            Op::Unscreen { local, keys, dob } => {
                 for k in keys {
                     self.keys.remove(k, local);
+                }
+                if let Some(dob) = dob {
+                    if let Some(born) = self.names.get_mut(&dob) {
+                        born.retain(|(l, _)| *l != local);
+                        if born.is_empty() {
+                            self.names.remove(&dob);
+                        }
+                    }
                 }
             }
             Op::Unexpire { local, expires_at } => {
@@ -201,6 +232,27 @@ impl Index {
     /// Local seqs of current notices with a screening key starting like `hash`.
     pub fn key_candidates(&self, hash: &[u8; 32]) -> Vec<u64> {
         self.keys.get(prefix(hash))
+    }
+
+    /// Local seqs of current notices whose packed date of birth is in one
+    /// of `ranges` and whose names `accept` takes (it gets the names and
+    /// the packed date).
+    pub fn name_candidates(
+        &self,
+        ranges: &[std::ops::RangeInclusive<u32>],
+        mut accept: impl FnMut(&str, u32) -> bool,
+    ) -> Vec<u64> {
+        let mut out = Vec::new();
+        for r in ranges {
+            for (dob, born) in self.names.range(r.clone()) {
+                out.extend(
+                    born.iter()
+                        .filter(|(_, sketch)| accept(sketch, *dob))
+                        .map(|(l, _)| *l),
+                );
+            }
+        }
+        out
     }
 
     /// The local seq of `origin`'s notice number `seq`.
@@ -282,13 +334,23 @@ mod tests {
                 id,
                 origin: "bravo",
                 seq: local,
-                keys: &[h(7, 7)],
+                keys: &[prefix(&h(7, 7))],
+                names: Some((19800401, "doe|john")),
                 expires_at: Some(100),
             }));
         }
         assert_eq!(ix.id_candidates(&a), vec![1, 2]);
         assert_eq!(ix.key_candidates(&h(7, 7)), vec![1, 2]);
         assert_eq!(ix.len(), 2);
+        let all = |_: &str, _: u32| true;
+        assert_eq!(ix.name_candidates(&[19800401..=19800401], all), vec![1, 2]);
+        assert!(ix.name_candidates(&[19800402..=19801231], all).is_empty());
+        ix.apply(Op::Unscreen {
+            local: 1,
+            keys: vec![],
+            dob: Some(19800401),
+        });
+        assert_eq!(ix.name_candidates(&[19800000..=19801231], all), vec![2]);
         assert!(ix.id_candidates(&h(2, 0)).is_empty());
     }
 
@@ -301,13 +363,15 @@ mod tests {
                 id: &h(local as u8, 0),
                 origin: "bravo",
                 seq: local * 10,
-                keys: &[h(7, 7)],
+                keys: &[prefix(&h(7, 7))],
+                names: None,
                 expires_at: Some(100 + local as i64),
             }));
         }
         ix.apply(Op::Unscreen {
             local: 2,
             keys: vec![prefix(&h(7, 7))],
+            dob: None,
         });
         ix.apply(Op::Unexpire {
             local: 1,
@@ -318,11 +382,13 @@ mod tests {
         ix.apply(Op::Unscreen {
             local: 1,
             keys: vec![prefix(&h(7, 7))],
+            dob: None,
         });
         assert_eq!(ix.key_candidates(&h(7, 7)), vec![3]);
         ix.apply(Op::Unscreen {
             local: 3,
             keys: vec![prefix(&h(7, 7))],
+            dob: None,
         });
         assert!(ix.key_candidates(&h(7, 7)).is_empty());
         assert_eq!(ix.due(102, 10), vec![(102, 2)]);
