@@ -1151,26 +1151,62 @@ impl Core {
         let now = crate::time::now();
         let manifest = screening::manifest::parse(csv, now)
             .map_err(|e| InputError::new("csv", e.to_string()))?;
-        let mut reports = Vec::new();
-        let mut rows = Vec::new();
-        let mut notices = HashSet::new();
-        let mut total = 0;
-        for row in &manifest.queries {
-            // A notice hit by several rows is reported for each of them.
-            let mut seen = HashSet::new();
-            let found = self.hits_for(&row.query, now, place, &mut seen, &mut reports)?;
-            if found.is_empty() {
-                continue;
-            }
-            total += found.len();
-            notices.extend(found.iter().map(|(id, _)| *id));
-            rows.push(RowHits {
-                row: row.row,
-                query: row.query.describe(),
-                hits: found.into_iter().map(|(_, h)| h).collect(),
-            });
+        // Rows are screened on every core: screening only reads the
+        // index and the log, and signing hit reports is most of the cost.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_SCREEN_THREADS);
+        let per = manifest
+            .queries
+            .len()
+            .div_ceil(threads)
+            .max(MIN_ROWS_PER_THREAD);
+        let screened: Vec<Result<ScreenedRows, NodeError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = manifest
+                .queries
+                .chunks(per)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        let (mut rows, mut reports) = (Vec::new(), Vec::new());
+                        for row in chunk {
+                            // A notice hit by several rows is reported
+                            // for each of them.
+                            let mut seen = HashSet::new();
+                            let found =
+                                self.hits_for(&row.query, now, place, &mut seen, &mut reports)?;
+                            if !found.is_empty() {
+                                rows.push(RowHits {
+                                    row: row.row,
+                                    query: row.query.describe(),
+                                    hits: found.into_iter().map(|(_, h)| h).collect(),
+                                });
+                            }
+                        }
+                        Ok((rows, reports))
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(NodeError::Io("a screening worker panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        let (mut rows, mut reports) = (Vec::new(), Vec::new());
+        for part in screened {
+            let (r, h) = part?;
+            rows.extend(r);
+            reports.extend(h);
         }
-        let mut ids: Vec<String> = notices.iter().map(|id| id.to_string()).collect();
+        let total: usize = rows.iter().map(|r| r.hits.len()).sum();
+        let notices: HashSet<&str> = rows
+            .iter()
+            .flat_map(|r| r.hits.iter().map(|h| h.notice_id.as_str()))
+            .collect();
+        let mut ids: Vec<&str> = notices.into_iter().collect();
         ids.sort();
         let listed = ids.len().min(MAX_AUDITED_IDS);
         let mut decision = format!(
@@ -1536,6 +1572,16 @@ pub struct ManifestReport {
 /// Most notice ids named in a manifest's consult entry; the hit reports
 /// carry the rest, and the entry stays bounded.
 const MAX_AUDITED_IDS: usize = 20;
+
+/// What one screening worker found: rows with hits, and the hit reports
+/// to send.
+type ScreenedRows = (Vec<RowHits>, Vec<HitReport>);
+
+/// Most threads one manifest is screened on.
+const MAX_SCREEN_THREADS: usize = 8;
+
+/// Fewer rows than this are not worth a thread of their own.
+const MIN_ROWS_PER_THREAD: usize = 256;
 
 fn strength_name(s: Strength) -> &'static str {
     match s {

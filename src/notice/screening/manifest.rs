@@ -159,19 +159,23 @@ fn row_query(row: usize, c: &[&str; 7], today: i64, errors: &mut Vec<RowError>) 
     if !number.is_empty() {
         // A bad scheme or country is reported; the number is still looked
         // for, under any scheme or country (a possible hit at most).
-        let scheme = match IdQuery::new(scheme, "", "x") {
-            Ok(_) => scheme,
-            Err(e) => {
-                err("document_scheme", e.to_string());
-                ""
-            }
+        let scheme = if scheme.is_empty() || super::scheme::canonical(scheme).is_some() {
+            scheme
+        } else {
+            err(
+                "document_scheme",
+                QueryError::Scheme(scheme.into()).to_string(),
+            );
+            ""
         };
-        let issuer = match IdQuery::new("", issuer, "x") {
-            Ok(_) => issuer,
-            Err(e) => {
-                err("document_country", e.to_string());
-                ""
-            }
+        let issuer = if issuer.is_empty() || country::canonical(issuer).is_some() {
+            issuer
+        } else {
+            err(
+                "document_country",
+                QueryError::Country(issuer.into()).to_string(),
+            );
+            ""
         };
         match IdQuery::new(scheme, issuer, number) {
             Ok(i) => q.identifier = Some(i),

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use super::model::{Identifier, Subject, SubjectField};
 pub use dob::{DateError, PartialDate};
-pub use names::Word;
+pub use names::NameWords;
 
 /// Normalises an identifier's value for comparison: transliterated, only
 /// letters and digits, lowercase (`X 123-456` = `x123456`).
@@ -48,17 +48,26 @@ pub fn key_hash(key: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// A screening key from its kind and value, hashed without copying them.
+fn tagged_key(tag: &[u8], value: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"vigil/screen/v2\0");
+    h.update(tag);
+    h.update(value.as_bytes());
+    h.finalize().into()
+}
+
 /// The key a notice holding an identifier is indexed under: its value
 /// alone, so a query with another country code or scheme alias, or none,
 /// still finds it; [`Query::matches`] then compares scheme and country.
 fn identifier_key(value_norm: &str) -> [u8; 32] {
-    key_hash(&format!("id\0{value_norm}"))
+    tagged_key(b"id\0", value_norm)
 }
 
 /// The key a notice without a date of birth is indexed under, per family
 /// word (and joined family name).
 fn name_word_key(folded: &str) -> [u8; 32] {
-    key_hash(&format!("name\0{folded}"))
+    tagged_key(b"name\0", folded)
 }
 
 /// An identifier's parts, borrowed. postcard writes a struct as its fields
@@ -283,7 +292,7 @@ impl IdQuery {
 /// A name with a date of birth to look for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameQuery {
-    pub words: Vec<Word>,
+    pub words: NameWords,
     pub dob: PartialDate,
     /// The name as typed, for the processing log.
     pub typed: String,
@@ -293,7 +302,7 @@ impl NameQuery {
     /// A name query: any order, any punctuation; `today` (Unix seconds)
     /// refuses a date of birth in the future.
     pub fn new(name: &str, dob: &str, today: i64) -> Result<NameQuery, QueryError> {
-        let words = names::query_words(name);
+        let words = NameWords::new(name);
         if words.is_empty() {
             return Err(QueryError::Name(name.to_string()));
         }
@@ -411,11 +420,7 @@ impl Query {
             keys.push(identifier_key(&i.value));
         }
         if let Some(n) = &self.name {
-            keys.extend(
-                names::query_lookup_words(&n.words)
-                    .iter()
-                    .map(|w| name_word_key(w)),
-            );
+            keys.extend(n.words.lookup_words().into_iter().map(name_word_key));
         }
         keys
     }

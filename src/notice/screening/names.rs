@@ -85,9 +85,10 @@ pub fn match_form(name: &str) -> String {
         .join(" ")
 }
 
-/// One word of a name: as transliterated, and folded. Both are compared:
-/// the fold meets spellings (`Mueller`, `Muller`), the plain form keeps a
-/// typing error next to a folded letter at one edit (`Noel`, `Niel`).
+/// One word of a name, owned: as transliterated, and folded. Both are
+/// compared: the fold meets spellings (`Mueller`, `Muller`), the plain
+/// form keeps a typing error next to a folded letter at one edit (`Noel`,
+/// `Niel`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Word {
     pub plain: String,
@@ -103,28 +104,95 @@ impl Word {
     }
 
     /// Several words joined into one (`van der Berg` as `vanderberg`).
-    fn joined(words: &[&Word]) -> Word {
-        let plain: String = words.iter().map(|w| w.plain.as_str()).collect();
-        let folded = fold(&words.iter().map(|w| w.folded.as_str()).collect::<String>());
+    fn joined(words: &[W<'_>]) -> Word {
+        let plain: String = words.iter().map(|w| w.plain).collect();
+        let folded = fold(&words.iter().map(|w| w.folded).collect::<String>());
         Word { plain, folded }
+    }
+
+    fn w(&self) -> W<'_> {
+        W {
+            plain: &self.plain,
+            folded: &self.folded,
+        }
+    }
+}
+
+/// A word borrowed, from a query or from a notice's sketch: comparing a
+/// query against a notice allocates nothing in the common case.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct W<'a> {
+    plain: &'a str,
+    folded: &'a str,
+}
+
+/// The words of a query's name, prepared once: each word, and every run
+/// of two or more neighbouring words joined (compared against family
+/// names written as one word or several).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameWords {
+    pub words: Vec<Word>,
+    /// (first, end, joined) for each run `words[first..end]`.
+    runs: Vec<(usize, usize, Word)>,
+}
+
+impl NameWords {
+    /// The words of a name as typed, at most [`MAX_QUERY_WORDS`].
+    pub fn new(name: &str) -> NameWords {
+        let words: Vec<Word> = latin_words(name, MAX_QUERY_WORDS)
+            .iter()
+            .map(|w| Word::new(w))
+            .collect();
+        let mut runs = Vec::new();
+        let ws: Vec<W<'_>> = words.iter().map(Word::w).collect();
+        for i in 0..ws.len() {
+            // Family names of more than four words are not joined.
+            for j in i + 2..=ws.len().min(i + 4) {
+                runs.push((i, j, Word::joined(&ws[i..j])));
+            }
+        }
+        NameWords { words, runs }
+    }
+
+    /// True when the name has no word.
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// The folded words and runs: what a query looks up among notices
+    /// indexed by family words.
+    pub fn lookup_words(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .words
+            .iter()
+            .chain(self.runs.iter().map(|(_, _, w)| w))
+            .map(|w| w.folded.as_str())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 }
 
 /// The names of a notice as the store keeps them for screening: one line
-/// per name, `family words|given words`, transliterated. An alias written
-/// `FAMILY, GIVEN` is split at the comma; one without a comma is all
-/// family words.
+/// per name, `plain family|plain given|folded family|folded given`, words
+/// separated by one space. An alias written `FAMILY, GIVEN` is split at
+/// the comma; one without a comma is all family words.
 pub fn sketch(family: Option<&str>, given: Option<&str>, aliases: &[&str]) -> String {
     let mut out = String::new();
     let mut push = |f: &str, g: &str| {
-        let (f, g) = (
-            latin_words(f, MAX_WORDS).join(" "),
-            latin_words(g, MAX_WORDS).join(" "),
-        );
+        let (f, g) = (latin_words(f, MAX_WORDS), latin_words(g, MAX_WORDS));
         if f.is_empty() && g.is_empty() {
             return;
         }
-        let line = format!("{f}|{g}");
+        let folded = |ws: &[String]| ws.iter().map(|w| fold(w)).collect::<Vec<_>>().join(" ");
+        let line = format!(
+            "{}|{}|{}|{}",
+            f.join(" "),
+            g.join(" "),
+            folded(&f),
+            folded(&g)
+        );
         if out.lines().any(|l| l == line) {
             return;
         }
@@ -145,20 +213,41 @@ pub fn sketch(family: Option<&str>, given: Option<&str>, aliases: &[&str]) -> St
     out
 }
 
+/// Up to [`MAX_WORDS`] words of one name part, on the stack.
+#[derive(Debug, Clone, Copy, Default)]
+struct Part<'a> {
+    words: [W<'a>; MAX_WORDS],
+    len: usize,
+}
+
+impl<'a> Part<'a> {
+    fn of(plain: &'a str, folded: &'a str) -> Part<'a> {
+        let mut p = Part::default();
+        let pairs = plain
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .zip(folded.split(' ').filter(|w| !w.is_empty()));
+        for (plain, folded) in pairs.take(MAX_WORDS) {
+            p.words[p.len] = W { plain, folded };
+            p.len += 1;
+        }
+        p
+    }
+
+    fn words(&self) -> &[W<'a>] {
+        &self.words[..self.len]
+    }
+}
+
 /// The family and given words of one sketch line; a name with no family
 /// words is matched on its given words as the family.
-fn parse_line(line: &str) -> (Vec<Word>, Vec<Word>) {
-    let (f, g) = line.split_once('|').unwrap_or((line, ""));
-    let split = |s: &str| -> Vec<Word> {
-        s.split(' ')
-            .filter(|w| !w.is_empty())
-            .take(MAX_WORDS)
-            .map(Word::new)
-            .collect()
-    };
-    let (f, g) = (split(f), split(g));
-    if f.is_empty() {
-        (g, Vec::new())
+fn parse_line(line: &str) -> (Part<'_>, Part<'_>) {
+    let mut parts = line.splitn(4, '|');
+    let (pf, pg) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (ff, fg) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (f, g) = (Part::of(pf, ff), Part::of(pg, fg));
+    if f.len == 0 {
+        (g, Part::default())
     } else {
         (f, g)
     }
@@ -171,23 +260,9 @@ pub fn sketch_family_words(sketch: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in sketch.lines().take(MAX_NAMES) {
         let (f, _) = parse_line(line);
-        out.extend(f.iter().map(|w| w.folded.clone()));
-        if f.len() > 1 {
-            out.push(Word::joined(&f.iter().collect::<Vec<_>>()).folded);
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// A query's folded words and every run of neighbouring words joined:
-/// what a query looks up among notices indexed by family words.
-pub fn query_lookup_words(words: &[Word]) -> Vec<String> {
-    let mut out: Vec<String> = words.iter().map(|w| w.folded.clone()).collect();
-    for i in 0..words.len() {
-        for j in i + 2..=words.len() {
-            out.push(Word::joined(&words[i..j].iter().collect::<Vec<_>>()).folded);
+        out.extend(f.words().iter().map(|w| w.folded.to_string()));
+        if f.len > 1 {
+            out.push(Word::joined(f.words()).folded);
         }
     }
     out.sort();
@@ -218,6 +293,9 @@ pub fn within_one_edit<T: Eq>(a: &[T], b: &[T]) -> bool {
 }
 
 fn one_edit_str(a: &str, b: &str) -> bool {
+    if a.len().abs_diff(b.len()) > 4 {
+        return false;
+    }
     if a.is_ascii() && b.is_ascii() {
         within_one_edit(a.as_bytes(), b.as_bytes())
     } else {
@@ -238,14 +316,14 @@ enum Cmp {
 /// apart (when `edits` allows it) when their plain or folded forms are,
 /// and the longer word has at least three letters, so one typing error
 /// leaves it recognisable.
-fn compare(a: &Word, b: &Word, edits: bool) -> Cmp {
+fn compare(a: W<'_>, b: W<'_>, edits: bool) -> Cmp {
     if a.folded == b.folded {
         return Cmp::Same;
     }
     if !edits || a.plain.len().max(b.plain.len()) < 3 {
         return Cmp::Differs;
     }
-    if one_edit_str(&a.folded, &b.folded) || one_edit_str(&a.plain, &b.plain) {
+    if one_edit_str(a.folded, b.folded) || one_edit_str(a.plain, b.plain) {
         Cmp::OneEdit
     } else {
         Cmp::Differs
@@ -270,16 +348,18 @@ impl Family {
     }
 }
 
-fn significant(w: &Word) -> bool {
-    w.folded.len() >= 3 && !PARTICLES.contains(&w.plain.as_str())
+fn significant(w: W<'_>) -> bool {
+    w.folded.len() >= 3 && !PARTICLES.contains(&w.plain)
 }
 
-/// Matches family words `f` against query words `q`: word by word, or the
-/// whole family name against a run of neighbouring query words joined.
-fn match_family(q: &[&Word], f: &[Word], edits: bool) -> Option<Family> {
+/// Matches family words `f` against the query: word by word, or the whole
+/// family name against a run of neighbouring query words joined.
+fn match_family(q: &NameWords, f: &[W<'_>], edits: bool) -> Option<Family> {
     if f.is_empty() {
         return None;
     }
+    let qw = |j: usize| q.words[j].w();
+    let n = q.words.len().min(MAX_QUERY_WORDS);
     let mut best: Option<Family> = None;
     let mut consider = |c: Family| {
         if best.is_none_or(|b| c.better_than(&b)) {
@@ -292,11 +372,11 @@ fn match_family(q: &[&Word], f: &[Word], edits: bool) -> Option<Family> {
     let mut significant_hit = false;
     for (i, fw) in f.iter().enumerate() {
         if let Some(j) =
-            (0..q.len()).find(|&j| used & (1 << j) == 0 && compare(q[j], fw, false) == Cmp::Same)
+            (0..n).find(|&j| used & (1 << j) == 0 && compare(qw(j), *fw, false) == Cmp::Same)
         {
             used |= 1 << j;
             matched[i] = true;
-            significant_hit |= significant(fw);
+            significant_hit |= significant(*fw);
         }
     }
     let mut word_edits = 0u8;
@@ -305,13 +385,13 @@ fn match_family(q: &[&Word], f: &[Word], edits: bool) -> Option<Family> {
             if matched[i] || word_edits > 0 {
                 continue;
             }
-            if let Some(j) = (0..q.len())
-                .find(|&j| used & (1 << j) == 0 && compare(q[j], fw, true) == Cmp::OneEdit)
+            if let Some(j) =
+                (0..n).find(|&j| used & (1 << j) == 0 && compare(qw(j), *fw, true) == Cmp::OneEdit)
             {
                 used |= 1 << j;
                 matched[i] = true;
                 word_edits = 1;
-                significant_hit |= significant(fw);
+                significant_hit |= significant(*fw);
             }
         }
     }
@@ -323,24 +403,35 @@ fn match_family(q: &[&Word], f: &[Word], edits: bool) -> Option<Family> {
             complete: all,
         });
     }
-    // Joined: the whole family name against runs of query words.
-    let joined = Word::joined(&f.iter().collect::<Vec<_>>());
-    for i in 0..q.len() {
-        for j in i + 1..=q.len() {
-            if f.len() == 1 && j - i == 1 {
-                continue; // word by word covered it
-            }
-            let run = Word::joined(&q[i..j]);
-            let c = compare(&run, &joined, edits);
-            if c == Cmp::Differs {
-                continue;
-            }
+    if all && word_edits == 0 {
+        return best;
+    }
+    // Joined: the whole family name against single query words (when it
+    // has several words) and runs of query words.
+    let owned;
+    let joined = if f.len() == 1 {
+        f[0]
+    } else {
+        owned = Word::joined(f);
+        owned.w()
+    };
+    let mut try_span = |i: usize, j: usize, w: W<'_>| {
+        let c = compare(w, joined, edits);
+        if c != Cmp::Differs {
             consider(Family {
                 used: ((1u32 << j) - 1) & !((1u32 << i) - 1),
                 edits: u8::from(c == Cmp::OneEdit),
                 complete: true,
             });
         }
+    };
+    if f.len() > 1 {
+        for i in 0..n {
+            try_span(i, i + 1, qw(i));
+        }
+    }
+    for (i, j, w) in &q.runs {
+        try_span(*i, *j, w.w());
     }
     best
 }
@@ -360,24 +451,24 @@ enum Given {
 /// Compares the query words left after the family name with the given
 /// names; `None` when both are there and none of them agree (another
 /// person).
-fn match_given(left: &[&Word], g: &[Word], edits: bool) -> Option<Given> {
+fn match_given(left: &[W<'_>], g: &[W<'_>], edits: bool) -> Option<Given> {
     if g.is_empty() {
         return Some(Given::NotHeld);
     }
     if left.is_empty() {
         return Some(Given::NotCompared);
     }
-    let initial = |a: &Word, b: &Word| {
-        a.plain.chars().count() == 1 && b.plain.starts_with(&a.plain) && b.plain.len() > 1
+    let initial = |a: W<'_>, b: W<'_>| {
+        a.plain.chars().count() == 1 && b.plain.starts_with(a.plain) && b.plain.len() > 1
     };
     let mut best = None;
     for l in left {
         for gw in g {
-            match compare(l, gw, edits) {
+            match compare(*l, *gw, edits) {
                 Cmp::Same => return Some(Given::Same),
                 Cmp::OneEdit => best = Some(Given::OneEdit),
                 Cmp::Differs => {
-                    if best.is_none() && (initial(l, gw) || initial(gw, l)) {
+                    if best.is_none() && (initial(*l, *gw) || initial(*gw, *l)) {
                         best = Some(Given::Initial);
                     }
                 }
@@ -386,8 +477,7 @@ fn match_given(left: &[&Word], g: &[Word], edits: bool) -> Option<Given> {
     }
     if best.is_none() && (left.len() > 1 || g.len() > 1) {
         // `Jean Pierre` against `Jeanpierre`.
-        let g: Vec<&Word> = g.iter().collect();
-        match compare(&Word::joined(left), &Word::joined(&g), edits) {
+        match compare(Word::joined(left).w(), Word::joined(g).w(), edits) {
             Cmp::Same => return Some(Given::Same),
             Cmp::OneEdit => best = Some(Given::OneEdit),
             Cmp::Differs => {}
@@ -432,15 +522,19 @@ enum Dob {
 
 /// Matches query words against one name of a sketch, given how the dates
 /// of birth compare: (score, exact, given names compared).
-fn match_line(q: &[&Word], line: &str, dob: Dob) -> Option<(f32, bool, bool)> {
+fn match_line(q: &NameWords, line: &str, dob: Dob) -> Option<(f32, bool, bool)> {
     let (f, g) = parse_line(line);
     let edits = dob == Dob::SameFull;
-    let fam = match_family(q, &f, edits)?;
-    let left: Vec<&Word> = (0..q.len())
-        .filter(|j| fam.used & (1 << j) == 0)
-        .map(|j| q[j])
-        .collect();
-    let given = match_given(&left, &g, edits && fam.edits == 0)?;
+    let fam = match_family(q, f.words(), edits)?;
+    let mut left = [W::default(); MAX_QUERY_WORDS];
+    let mut n = 0;
+    for (j, w) in q.words.iter().enumerate().take(MAX_QUERY_WORDS) {
+        if fam.used & (1 << j) == 0 {
+            left[n] = w.w();
+            n += 1;
+        }
+    }
+    let given = match_given(&left[..n], g.words(), edits && fam.edits == 0)?;
     let typo = fam.edits > 0 || given == Given::OneEdit;
     // Without a date of birth on the notice only the whole name, with
     // agreeing given names, is a (possible) match.
@@ -478,7 +572,7 @@ fn match_line(q: &[&Word], line: &str, dob: Dob) -> Option<(f32, bool, bool)> {
 /// names someone else: a date of birth in conflict, a family name more
 /// than one edit away, given names that do not agree.
 pub fn match_name(
-    words: &[Word],
+    q: &NameWords,
     query_dob: &PartialDate,
     sketch: &str,
     notice_dob: Option<&PartialDate>,
@@ -490,10 +584,9 @@ pub fn match_name(
         Some(d) if d == query_dob => Dob::Same,
         Some(_) => Dob::Agrees,
     };
-    let q: Vec<&Word> = words.iter().take(MAX_QUERY_WORDS).collect();
     let mut best: Option<NameMatch> = None;
     for (i, line) in sketch.lines().take(MAX_NAMES).enumerate() {
-        let Some((score, exact, given_compared)) = match_line(&q, line, dob) else {
+        let Some((score, exact, given_compared)) = match_line(q, line, dob) else {
             continue;
         };
         let m = NameMatch {
@@ -507,14 +600,6 @@ pub fn match_name(
         }
     }
     best
-}
-
-/// The words of a name as typed in a query.
-pub fn query_words(name: &str) -> Vec<Word> {
-    latin_words(name, MAX_QUERY_WORDS)
-        .iter()
-        .map(|w| Word::new(w))
-        .collect()
 }
 
 #[cfg(test)]
@@ -556,7 +641,7 @@ mod tests {
         let qd = PartialDate::parse(qd).unwrap();
         let nd = nd.map(|d| PartialDate::parse(d).unwrap());
         match_name(
-            &query_words(q),
+            &NameWords::new(q),
             &qd,
             &sketch(Some(f), Some(g), &[]),
             nd.as_ref(),
@@ -625,7 +710,7 @@ mod tests {
         fn match_form_is_idempotent(s in "\\PC{0,40}") {
             let once = match_form(&s);
             prop_assert_eq!(match_form(&once), once.clone());
-            let folded: Vec<String> = query_words(&s).into_iter().map(|w| w.folded).collect();
+            let folded: Vec<String> = NameWords::new(&s).words.into_iter().map(|w| w.folded).collect();
             prop_assert_eq!(folded.join(" "), once);
         }
 
@@ -635,7 +720,7 @@ mod tests {
         fn own_name_hits_in_any_order(f in name(), g in name(), d in date(), rev in any::<bool>()) {
             prop_assume!(!match_form(&f).is_empty());
             let typed = if rev { format!("{g} {f}") } else { format!("{f}, {g}") };
-            let hit = match_name(&query_words(&typed), &d, &sketch(Some(&f), Some(&g), &[]), Some(&d));
+            let hit = match_name(&NameWords::new(&typed), &d, &sketch(Some(&f), Some(&g), &[]), Some(&d));
             prop_assert!(hit.is_some_and(|h| h.exact), "{typed} / {f}, {g}");
         }
 
@@ -648,7 +733,7 @@ mod tests {
             typo[i] = c.chars().next().unwrap();
             let typo: String = typo.into_iter().collect();
             let d = PartialDate::parse("1980-04-01").unwrap();
-            let hit = match_name(&query_words(&format!("{typo}, {g}")), &d, &sketch(Some(&f), Some(&g), &[]), Some(&d));
+            let hit = match_name(&NameWords::new(&format!("{typo}, {g}")), &d, &sketch(Some(&f), Some(&g), &[]), Some(&d));
             prop_assert!(hit.is_some(), "{typo} / {f}");
         }
     }
