@@ -33,7 +33,14 @@ fn sealed(key: &SigningKey, n: usize) -> Vec<Envelope> {
     (0..n)
         .map(|i| {
             input
-                .seal(&ctx, key, i as u64 + 1, None, Action::Issue)
+                .seal(
+                    &ctx,
+                    key,
+                    i as u64 + 1,
+                    None,
+                    Action::Issue,
+                    &mut rand::rngs::OsRng,
+                )
                 .unwrap()
                 .1
         })
@@ -65,7 +72,11 @@ fn benches(c: &mut Criterion) {
             is_member: &is_member,
         };
         let input = input();
-        b.iter(|| input.seal(&ctx, &key, 1, None, Action::Issue).unwrap())
+        b.iter(|| {
+            input
+                .seal(&ctx, &key, 1, None, Action::Issue, &mut rand::rngs::OsRng)
+                .unwrap()
+        })
     });
     g.bench_function("raw_verify_strict", |b| {
         b.iter(|| vk.verify_strict(black_box(&msgs[0]), &sigs[0]).unwrap())
@@ -88,7 +99,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("encode", |b| b.iter(|| black_box(&envs[0]).to_bytes()));
     g.bench_function("decode", |b| {
         b.iter_batched(
-            || envs[0].to_bytes(),
+            || envs[0].to_bytes().expect("encode"),
             |bytes| {
                 let e = Envelope::from_bytes(&bytes).unwrap();
                 notice::Body::decode(&e.body).unwrap()

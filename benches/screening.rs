@@ -38,7 +38,8 @@ fn main() {
             let inputs: Vec<_> = (start..(start + 1000).min(n))
                 .map(|i| notice(3_000_000 + i).expect("notice"))
                 .collect();
-            core.issue_many(&inputs, "bench").expect("issue");
+            core.issue_many(&inputs, "bench", vigil::time::now())
+                .expect("issue");
         }
         println!(
             "store of {n} notices built in {:.1} s",
@@ -52,7 +53,13 @@ fn main() {
         for round in 0..rounds {
             let t = Instant::now();
             let report = core
-                .screen_manifest(csv.as_bytes(), "bench", "bench", "bench")
+                .screen_manifest(
+                    csv.as_bytes(),
+                    "bench",
+                    "bench",
+                    "bench",
+                    vigil::time::now(),
+                )
                 .expect("manifest");
             let s = t.elapsed().as_secs_f64();
             assert_eq!(report.hits.len(), expected);

@@ -106,7 +106,14 @@ impl Sealer {
             is_member: &is_member,
         };
         let (id, envelope) = input
-            .seal(&ctx, &self.key, self.seq, self.prev, Action::Issue)
+            .seal(
+                &ctx,
+                &self.key,
+                self.seq,
+                self.prev,
+                Action::Issue,
+                &mut rand::rngs::OsRng,
+            )
             .expect("bench notice seals");
         self.prev = Some(id);
         let expires_at = notice::Body::decode(&envelope.body)
@@ -538,9 +545,15 @@ fn screening(n: usize) {
         |q| lookup(store, q),
     );
     let screen = |q: &Query| {
-        core.screen(std::slice::from_ref(q), "bench", "bench", "bench")
-            .expect("screen")
-            .len()
+        core.screen(
+            std::slice::from_ref(q),
+            "bench",
+            "bench",
+            "bench",
+            vigil::time::now(),
+        )
+        .expect("screen")
+        .len()
     };
     timed(
         "Core::screen, existing",
@@ -566,7 +579,7 @@ fn main() {
     let mut sealer = Sealer::new();
     let pool: Vec<Sealed> = (0..FILL).map(|_| sealer.next()).collect();
     let (per_entry, per_pack) = baselines(&pool);
-    let envelope_bytes = pool[0].envelope.to_bytes().len();
+    let envelope_bytes = pool[0].envelope.to_bytes().expect("encode").len();
 
     let mut c = Criterion::default().configure_from_args();
     write_benches(&mut c, &pool, &per_entry);

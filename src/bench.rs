@@ -230,12 +230,19 @@ async fn composed(opts: &Options) -> Res<(f64, f64, f64, f64)> {
             max_retention_days: &retention,
             is_member: &member,
         };
-        input.seal(&ctx, &key, 1, None, notice::Action::Issue)?
+        input.seal(
+            &ctx,
+            &key,
+            1,
+            None,
+            notice::Action::Issue,
+            &mut rand::rngs::OsRng,
+        )?
     };
     let _ = id;
     let mut msg = notice::envelope::NOTICE_DOMAIN.to_vec();
     msg.extend_from_slice(&env.body);
-    let stored = env.to_bytes();
+    let stored = env.to_bytes()?;
 
     use ed25519_dalek::Signer;
     let t = Instant::now();
@@ -330,7 +337,12 @@ async fn issue_many(at: &NodeHandle, from: usize, count: usize) -> Res<Vec<Notic
             .map(notice)
             .collect::<Res<_>>()?;
         let core = at.core().clone();
-        ids.extend(tokio::task::spawn_blocking(move || core.issue_many(&inputs, "bench")).await??);
+        ids.extend(
+            tokio::task::spawn_blocking(move || {
+                core.issue_many(&inputs, "bench", crate::time::now())
+            })
+            .await??,
+        );
     }
     Ok(ids)
 }
@@ -437,8 +449,10 @@ async fn screening_latency(n: &NodeHandle, opts: &Options) -> Res<(f64, f64)> {
         ))?;
         let c = core.clone();
         let t = Instant::now();
-        tokio::task::spawn_blocking(move || c.screen(&[q], "benchmark", "bench", "bench"))
-            .await??;
+        tokio::task::spawn_blocking(move || {
+            c.screen(&[q], "benchmark", "bench", "bench", crate::time::now())
+        })
+        .await??;
         audited.push(t.elapsed().as_secs_f64() * 1e6);
     }
     Ok((pct(&mut us, 0.99), pct(&mut audited, 0.99)))
@@ -496,7 +510,13 @@ async fn screen_bulk(n: &NodeHandle, peer: &str, opts: &Options) -> Res<f64> {
         let (core, csv) = (n.core().clone(), csv.clone());
         let t = Instant::now();
         let report = tokio::task::spawn_blocking(move || {
-            core.screen_manifest(csv.as_bytes(), "benchmark", "bench", "bench")
+            core.screen_manifest(
+                csv.as_bytes(),
+                "benchmark",
+                "bench",
+                "bench",
+                crate::time::now(),
+            )
         })
         .await??;
         rates.push(MANIFEST_ROWS as f64 / t.elapsed().as_secs_f64());

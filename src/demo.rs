@@ -152,6 +152,7 @@ async fn narrate(mesh: &LocalMesh, out: &mut (impl Write + Send)) -> anyhow::Res
         "Border check, port of Antwerp",
         "Port of Antwerp",
         "demo-officer",
+        crate::time::now(),
     )?;
     writeln!(
         out,
@@ -181,9 +182,12 @@ async fn narrate(mesh: &LocalMesh, out: &mut (impl Write + Send)) -> anyhow::Res
     }
 
     // 5. Cancellation erases the personal data everywhere.
-    let cancel = a
-        .core()
-        .cancel(&id, "Subject arrested 2026-11-22", "demo-operator")?;
+    let cancel = a.core().cancel(
+        &id,
+        "Subject arrested 2026-11-22",
+        "demo-operator",
+        crate::time::now(),
+    )?;
     writeln!(
         out,
         "\n5. alpha cancels the notice (subject arrested): cancel {cancel}"

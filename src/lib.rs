@@ -12,6 +12,7 @@ pub mod audit;
 pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod exchange;
 pub mod identity;
 pub mod mesh;
 pub mod net;

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use vigil::admin::{Client, ClientError};
 use vigil::config::{Config, ConfigError};
+use vigil::exchange::NoticeView;
 use vigil::identity::{self, format_public_key, IdentityError};
-use vigil::node::{Node, NodeError, NoticeView};
+use vigil::node::{Node, NodeError};
 use vigil::notice::InputError;
 
 #[derive(Parser)]
@@ -253,7 +254,7 @@ fn exit_code(e: &anyhow::Error) -> i32 {
             )
             || matches!(
                 cause.downcast_ref::<NodeError>(),
-                Some(NodeError::Config(_) | NodeError::Identity(_) | NodeError::Input(_))
+                Some(NodeError::Config(_) | NodeError::Identity(_) | NodeError::Reload(_))
             )
         {
             return 2;
@@ -529,7 +530,7 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
             if json {
                 println!("{}", String::from_utf8_lossy(&out));
             } else {
-                let rows: Vec<vigil::node::MemberStatus> = serde_json::from_slice(&out)?;
+                let rows: Vec<vigil::exchange::MemberStatus> = serde_json::from_slice(&out)?;
                 println!("{:<16} {:<10} {:<20}  DETAIL", "MEMBER", "STATE", "AT");
                 for r in rows {
                     let mut detail = r.reason.unwrap_or_default();
@@ -768,7 +769,7 @@ fn screen(
         println!("{}", String::from_utf8_lossy(&out));
         return Ok(());
     }
-    let hits: Vec<vigil::node::Hit> = serde_json::from_slice(&out)?;
+    let hits: Vec<vigil::exchange::Hit> = serde_json::from_slice(&out)?;
     if hits.is_empty() {
         println!("no hit");
     }
@@ -779,7 +780,7 @@ fn screen(
 }
 
 /// One hit as a line for the desk: strength and score first, then what to do.
-fn hit_line(h: &vigil::node::Hit) -> String {
+fn hit_line(h: &vigil::exchange::Hit) -> String {
     let strength = match h.found.strength {
         vigil::notice::screening::Strength::Exact => "exact",
         vigil::notice::screening::Strength::Possible => "POSSIBLE, check it",
@@ -831,7 +832,7 @@ fn screen_csv(
         println!("{}", String::from_utf8_lossy(&out));
         return Ok(());
     }
-    let report: vigil::node::ManifestReport = serde_json::from_slice(&out)?;
+    let report: vigil::exchange::ManifestReport = serde_json::from_slice(&out)?;
     for r in &report.hits {
         println!("row {}: {}", r.row, r.query);
         for h in &r.hits {
@@ -858,7 +859,7 @@ fn hits(config: &Path, json: bool) -> anyhow::Result<()> {
         println!("{}", String::from_utf8_lossy(&out));
         return Ok(());
     }
-    let hits: Vec<vigil::node::HitView> = serde_json::from_slice(&out)?;
+    let hits: Vec<vigil::exchange::HitView> = serde_json::from_slice(&out)?;
     for h in hits {
         println!(
             "{} notice {} seen by {} at {}; call {}{}",

@@ -3,7 +3,7 @@
 //! tie-break) and the stream I/O around the `proto` feed state machines.
 //!
 //! No business rules live here: batches are built, checked and stored by
-//! [`crate::node::Core`].
+//! [`crate::node::Exchange`].
 
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 use rustls::pki_types::CertificateDer;
@@ -14,11 +14,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tracing::{debug, info, warn};
 
+use crate::exchange::Exchange;
 use crate::identity::{cert_dns_names, cert_sha256, Identity};
-use crate::node::Core;
-use crate::proto::{
-    self, FeedReceiver, FeedSender, Message, ProtoError, SignedReceipt, TokenBucket,
-};
+use crate::proto::{self, FeedReceiver, FeedSender, Message, ProtoError, TokenBucket};
 
 /// Application close codes, so a refused peer learns why.
 pub mod close {
@@ -295,7 +293,7 @@ pub struct Net {
 
 impl Net {
     /// Starts accepting and dialing. Tasks stop when `shutdown` turns true.
-    pub fn start(core: Arc<Core>, endpoint: Endpoint, shutdown: watch::Receiver<bool>) -> Net {
+    pub fn start(core: Arc<Exchange>, endpoint: Endpoint, shutdown: watch::Receiver<bool>) -> Net {
         let links = Arc::new(Links::new(core.me()));
         tokio::spawn(accept_loop(
             core.clone(),
@@ -315,7 +313,7 @@ impl Net {
 
     /// Starts a dial loop for every member with a direct link that has none
     /// (at start, and after a config reload).
-    pub fn dial_new_members(&self, core: &Arc<Core>) {
+    pub fn dial_new_members(&self, core: &Arc<Exchange>) {
         let mut dialing = self.dialing.lock().unwrap_or_else(|p| p.into_inner());
         for m in core.config().members.iter().filter(|m| m.address.is_some()) {
             if dialing.insert(m.id.clone()) {
@@ -341,7 +339,7 @@ impl Net {
 }
 
 async fn accept_loop(
-    core: Arc<Core>,
+    core: Arc<Exchange>,
     ep: Endpoint,
     links: Arc<Links>,
     mut shutdown: watch::Receiver<bool>,
@@ -364,7 +362,12 @@ async fn accept_loop(
                 Ok(c) => c,
                 Err(e) => {
                     warn!(%remote, error = %e, "handshake refused");
-                    core.audit_refusal(None, remote, &format!("TLS handshake failed: {e}"));
+                    core.audit_refusal(
+                        None,
+                        remote,
+                        &format!("TLS handshake failed: {e}"),
+                        crate::time::now(),
+                    );
                     return;
                 }
             };
@@ -396,11 +399,11 @@ async fn accept_loop(
 /// Checks a completed handshake: the certificate must name a member with a
 /// direct link (the expected one when dialing) and match its pin. Refusals
 /// are closed with a code, logged and audited.
-fn authorize(core: &Core, conn: &Connection, expected: Option<&str>) -> Option<String> {
+fn authorize(core: &Exchange, conn: &Connection, expected: Option<&str>) -> Option<String> {
     let remote = conn.remote_address();
     let refuse = |code: u32, reason: String| {
         warn!(%remote, reason = %reason, "connection refused");
-        core.audit_refusal(expected, remote, &reason);
+        core.audit_refusal(expected, remote, &reason, crate::time::now());
         conn.close(VarInt::from_u32(code), reason.as_bytes());
         None
     };
@@ -438,7 +441,7 @@ fn authorize(core: &Core, conn: &Connection, expected: Option<&str>) -> Option<S
 }
 
 async fn dial_loop(
-    core: Arc<Core>,
+    core: Arc<Exchange>,
     ep: Endpoint,
     links: Arc<Links>,
     peer: String,
@@ -539,7 +542,7 @@ async fn pause(backoff: &mut Duration, shutdown: &mut watch::Receiver<bool>) -> 
 }
 
 async fn dial(
-    core: &Core,
+    core: &Exchange,
     ep: &Endpoint,
     peer: &str,
     addr: SocketAddr,
@@ -555,7 +558,7 @@ async fn dial(
 
 /// Runs both feeds of one connection until it closes.
 async fn run_link(
-    core: Arc<Core>,
+    core: Arc<Exchange>,
     links: Arc<Links>,
     peer: String,
     conn: Connection,
@@ -576,6 +579,7 @@ async fn run_link(
                 Some(&peer),
                 conn.remote_address(),
                 &format!("rate limit exceeded: {what}"),
+                crate::time::now(),
             );
             conn.close(
                 VarInt::from_u32(close::RATE_LIMITED),
@@ -588,6 +592,7 @@ async fn run_link(
                 Some(&peer),
                 conn.remote_address(),
                 &format!("protocol violation: {e}"),
+                crate::time::now(),
             );
             conn.close(VarInt::from_u32(close::PROTOCOL), e.to_string().as_bytes());
         }
@@ -642,18 +647,18 @@ fn check_hello(msg: Option<Message>, peer: &str) -> Result<u64, LinkError> {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, LinkError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| LinkError::Node(e.to_string()))?
-        .map_err(LinkError::Node)
+        .map_err(|e| LinkError::Node(e.to_string()))
 }
 
 /// Sender side: serve the member's subscription to this node's log.
 async fn serve_feed(
-    core: Arc<Core>,
+    core: Arc<Exchange>,
     links: Arc<Links>,
     peer: String,
     conn: Connection,
@@ -705,7 +710,9 @@ async fn serve_feed(
             head.borrow_and_update();
             while feed.can_send() {
                 let (c, p, after) = (core.clone(), peer.clone(), feed.after());
-                let (through, entries) = blocking(move || c.feed_batch(&p, after)).await?;
+                let batch =
+                    blocking(move || c.feed_batch(&p, after, crate::time::now())).await?;
+                let (through, entries) = (batch.through, batch.entries);
                 if through <= after {
                     break;
                 }
@@ -744,7 +751,7 @@ async fn serve_feed(
 
 /// Receiver side: subscribe to the member's log and store what arrives.
 async fn follow_feed(
-    core: Arc<Core>,
+    core: Arc<Exchange>,
     links: Arc<Links>,
     peer: String,
     conn: Connection,
@@ -784,9 +791,7 @@ async fn follow_feed(
             Some(Message::Batch { through, entries }) => (through, entries),
             Some(Message::YourLast { seq, id }) => {
                 let c = core.clone();
-                if blocking(move || c.store().adopt_own_seq(seq, id).map_err(|e| e.to_string()))
-                    .await?
-                {
+                if blocking(move || c.store().adopt_own_seq(seq, id)).await? {
                     warn!(peer = %peer, seq, "this node's own numbering was behind a peer's copy (store rebuilt?); continuing after it");
                 }
                 continue;
@@ -804,8 +809,9 @@ async fn follow_feed(
         }
         cursor.batch(through, &entries)?;
         let (c, p, epoch) = (core.clone(), peer.clone(), cursor.epoch());
-        let receipt = blocking(move || c.receive_batch(&p, epoch, through, entries)).await?;
-        let signed = SignedReceipt::sign(core.signing_key(), &receipt);
+        let signed =
+            blocking(move || c.receive_batch(&p, epoch, through, entries, crate::time::now()))
+                .await?;
         write_msg(&mut send, &Message::Receipt(signed)).await?;
     }
 }

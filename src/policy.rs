@@ -1011,7 +1011,8 @@ mod tests {
             body in arb_body(), member in arb_member(), arrived in arb_held(),
             relay in any::<bool>(),
         ) {
-            let (commitments, disclosures) = notice::commit_subject(&subject());
+            let (commitments, disclosures) =
+                notice::commit_subject(&subject(), &mut rand::rngs::OsRng).unwrap();
             let body = Body { commitments, ..body };
             let full = notice::seal(&key(), body.encode().unwrap(), disclosures);
             // What this node holds: the subset of disclosures that reached it.

@@ -87,7 +87,7 @@ pub fn encode_frame(msg: &Message) -> Result<Vec<u8>, ProtoError> {
 
 /// Decodes a frame's payload, refusing trailing bytes.
 pub fn decode_payload(payload: &[u8]) -> Result<Message, ProtoError> {
-    crate::notice::decode_exact(payload).map_err(ProtoError::Garbage)
+    crate::notice::decode_exact(payload).map_err(|e| ProtoError::Garbage(e.to_string()))
 }
 
 /// What a receiver signs when it acknowledges a batch.
@@ -112,14 +112,15 @@ pub struct SignedReceipt {
 
 impl SignedReceipt {
     /// Signs a receipt body with the receiver's key.
-    pub fn sign(key: &SigningKey, body: &ReceiptBody) -> SignedReceipt {
-        let bytes = postcard::to_allocvec(body).unwrap_or_default();
+    pub fn sign(key: &SigningKey, body: &ReceiptBody) -> Result<SignedReceipt, ProtoError> {
+        let bytes = postcard::to_allocvec(body)
+            .map_err(|e| ProtoError::Garbage(format!("encoding a receipt: {e}")))?;
         let mut msg = RECEIPT_DOMAIN.to_vec();
         msg.extend_from_slice(&bytes);
-        SignedReceipt {
+        Ok(SignedReceipt {
             body: bytes,
             signature: key.sign(&msg).to_bytes().to_vec(),
-        }
+        })
     }
 
     /// Verifies the signature with the receiver's pinned key and decodes.
@@ -339,7 +340,7 @@ mod tests {
             rejected: vec![],
             at: 0,
         };
-        let mut r = SignedReceipt::sign(&k, &body);
+        let mut r = SignedReceipt::sign(&k, &body).unwrap();
         assert_eq!(r.verify(&k.verifying_key()).unwrap(), body);
         r.body[0] ^= 1;
         assert!(r.verify(&k.verifying_key()).is_err());

@@ -1644,7 +1644,14 @@ mod tests {
             is_member: &|_| true,
         };
         let (id, envelope) = input
-            .seal(&ctx, &SigningKey::from_bytes(&[3; 32]), seq, None, action)
+            .seal(
+                &ctx,
+                &SigningKey::from_bytes(&[3; 32]),
+                seq,
+                None,
+                action,
+                &mut rand::rngs::OsRng,
+            )
             .unwrap();
         Accepted {
             id,

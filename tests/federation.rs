@@ -38,7 +38,7 @@ fn node<'a>(mesh: &'a LocalMesh, id: &str) -> &'a NodeHandle {
 /// Issues a batch in one transaction, off the runtime thread.
 async fn issue_many(mesh: &LocalMesh, id: &str, inputs: Vec<NoticeInput>) -> Vec<NoticeId> {
     let core = node(mesh, id).core().clone();
-    tokio::task::spawn_blocking(move || core.issue_many(&inputs, "test"))
+    tokio::task::spawn_blocking(move || core.issue_many(&inputs, "test", vigil::time::now()))
         .await
         .unwrap()
         .unwrap()
@@ -274,10 +274,12 @@ async fn a_spoke_offline_during_500_notices_and_a_cancel_catches_up_on_return() 
     let ids = issue_many(&mesh, "s1", many("off", 500)).await;
     let target = ids[123];
     let s1 = node(&mesh, "s1").core().clone();
-    let cancel = tokio::task::spawn_blocking(move || s1.cancel(&target, "Arrested", "test"))
-        .await
-        .unwrap()
-        .unwrap();
+    let cancel = tokio::task::spawn_blocking(move || {
+        s1.cancel(&target, "Arrested", "test", vigil::time::now())
+    })
+    .await
+    .unwrap()
+    .unwrap();
     // The hub and s2 have it all before s3 comes back.
     converge(&mesh, &["hub", "s2"], 502, Duration::from_secs(60)).await;
 
@@ -423,7 +425,13 @@ async fn a_hit_on_one_spoke_is_reported_to_the_originating_spoke_through_the_hub
     let q = Query::identifier("passport:NLD:X1234567").unwrap();
     let hits = node(&mesh, "s2")
         .core()
-        .screen(&[q], "border check", "Schiphol T2", "officer7")
+        .screen(
+            &[q],
+            "border check",
+            "Schiphol T2",
+            "officer7",
+            vigil::time::now(),
+        )
         .unwrap();
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0].notice_id, id.to_string());

@@ -209,7 +209,9 @@ fn sealed(
         max_retention_days: &retention,
         is_member: &is_member,
     };
-    input.seal(&ctx, key, seq, prev, Action::Issue).unwrap()
+    input
+        .seal(&ctx, key, seq, prev, Action::Issue, &mut rand::rngs::OsRng)
+        .unwrap()
 }
 
 /// alpha's rejections concerning mallory whose reason contains `what`.

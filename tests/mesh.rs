@@ -216,11 +216,12 @@ async fn cancelling_an_updated_notice_erases_every_version_on_every_holder() {
     .await
     .unwrap();
     let a = mesh.node("alpha").unwrap().core().clone();
-    let v1 = a.issue(&vigil::demo::sample_notice(), "test").unwrap();
+    let now = vigil::time::now();
+    let v1 = a.issue(&vigil::demo::sample_notice(), "test", now).unwrap();
     let v2 = a
-        .update(&v1, &vigil::demo::sample_notice(), "test")
+        .update(&v1, &vigil::demo::sample_notice(), "test", now)
         .unwrap();
-    let cancel = a.cancel(&v2, "Arrested", "test").unwrap();
+    let cancel = a.cancel(&v2, "Arrested", "test", now).unwrap();
     assert!(wait_until(DEADLINE, || holds(&mesh, "bravo", cancel)).await);
     for node in ["alpha", "bravo"] {
         let core = mesh.node(node).unwrap().core();

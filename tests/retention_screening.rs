@@ -34,8 +34,12 @@ async fn expired_notices_are_erased_everywhere_with_a_tombstone_and_an_audit_ent
     .unwrap();
     let a = mesh.node("alpha").unwrap().core().clone();
     let b = mesh.node("bravo").unwrap().core().clone();
-    let short = a.issue(&notice("Doe", "John", "X1", 10), "t").unwrap();
-    let long = a.issue(&notice("Roe", "Jane", "Y2", 100), "t").unwrap();
+    let short = a
+        .issue(&notice("Doe", "John", "X1", 10), "t", vigil::time::now())
+        .unwrap();
+    let long = a
+        .issue(&notice("Roe", "Jane", "Y2", 100), "t", vigil::time::now())
+        .unwrap();
     assert!(
         wait_until(DEADLINE, || b.store().contains(&short).unwrap()
             && b.store().contains(&long).unwrap())
@@ -69,7 +73,10 @@ async fn expired_notices_are_erased_everywhere_with_a_tombstone_and_an_audit_ent
         assert_eq!(erasures[0].notice, Some(short));
         // Erased data no longer answers screening.
         let q = Query::identifier("passport:NLD:X1").unwrap();
-        assert!(core.screen(&[q], "test", "", "t").unwrap().is_empty());
+        assert!(core
+            .screen(&[q], "test", "", "t", vigil::time::now())
+            .unwrap()
+            .is_empty());
         // Sweeping again erases nothing more.
         assert_eq!(core.sweep(later).unwrap(), 0);
     }
@@ -88,7 +95,11 @@ async fn screening_normalizes_and_reports_hits_to_the_origin() {
     let a = mesh.node("alpha").unwrap().core().clone();
     let b = mesh.node("bravo").unwrap().core().clone();
     let id = a
-        .issue(&notice("Müller", "Élodie Marie", "X1234567", 30), "t")
+        .issue(
+            &notice("Müller", "Élodie Marie", "X1234567", 30),
+            "t",
+            vigil::time::now(),
+        )
         .unwrap();
     assert!(wait_until(DEADLINE, || b.store().contains(&id).unwrap()).await);
 
@@ -104,6 +115,7 @@ async fn screening_normalizes_and_reports_hits_to_the_origin() {
                 "Border check at Schiphol",
                 "Schiphol",
                 "officer",
+                vigil::time::now(),
             )
             .unwrap();
         assert_eq!(hits.len(), 1, "{q:?}");
@@ -117,9 +129,15 @@ async fn screening_normalizes_and_reports_hits_to_the_origin() {
         Query::identifier("passport:NLD:X1234568").unwrap(),
     ] {
         assert!(
-            b.screen(std::slice::from_ref(&miss), "check", "", "officer")
-                .unwrap()
-                .is_empty(),
+            b.screen(
+                std::slice::from_ref(&miss),
+                "check",
+                "",
+                "officer",
+                vigil::time::now(),
+            )
+            .unwrap()
+            .is_empty(),
             "{miss:?}"
         );
     }
@@ -158,12 +176,15 @@ async fn screening_normalizes_and_reports_hits_to_the_origin() {
             "check",
             "",
             "officer",
+            vigil::time::now(),
         )
         .unwrap();
     assert_eq!(other.len(), 1);
     assert_eq!(other[0].found.strength, Strength::Possible);
     // A screening without a justification is refused.
-    assert!(b.screen(&cases[..1], " ", "", "officer").is_err());
+    assert!(b
+        .screen(&cases[..1], " ", "", "officer", vigil::time::now())
+        .is_err());
     mesh.shutdown().await;
 }
 
@@ -176,8 +197,12 @@ async fn notices_past_their_review_date_are_listed_for_review() {
     let a = mesh.node("alpha").unwrap().core().clone();
     let mut n = serde_json::to_value(notice("Doe", "John", "X1", 30)).unwrap();
     n["review_at"] = vigil::time::rfc3339(vigil::time::now() + 5 * vigil::time::DAY).into();
-    let reviewed = a.issue(&serde_json::from_value(n).unwrap(), "t").unwrap();
-    let _unreviewed = a.issue(&notice("Roe", "Jane", "Y2", 30), "t").unwrap();
+    let reviewed = a
+        .issue(&serde_json::from_value(n).unwrap(), "t", vigil::time::now())
+        .unwrap();
+    let _unreviewed = a
+        .issue(&notice("Roe", "Jane", "Y2", 30), "t", vigil::time::now())
+        .unwrap();
     assert!(a.due_for_review(vigil::time::now()).unwrap().is_empty());
     let due = a
         .due_for_review(vigil::time::now() + 6 * vigil::time::DAY)

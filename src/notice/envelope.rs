@@ -201,14 +201,18 @@ impl VerifiedNotice {
     }
 }
 
-/// Builds the body commitments and disclosures for a subject with fresh salts.
-pub fn commit_subject(subject: &Subject) -> (Vec<Commitment>, Vec<Disclosure>) {
-    let mut rng = rand::rngs::OsRng;
+/// Builds the body commitments and disclosures for a subject with fresh
+/// salts from `salts` (a cryptographic generator: a salt that can be
+/// guessed lets anyone test a guess of a withheld field's value).
+pub fn commit_subject(
+    subject: &Subject,
+    salts: &mut dyn RngCore,
+) -> Result<(Vec<Commitment>, Vec<Disclosure>), postcard::Error> {
     let mut commitments = Vec::new();
     let mut disclosures = Vec::new();
-    for (field, value) in subject.field_values() {
+    for (field, value) in subject.field_values()? {
         let mut salt = [0u8; 16];
-        rng.fill_bytes(&mut salt);
+        salts.fill_bytes(&mut salt);
         let d = Disclosure { salt, field, value };
         commitments.push(Commitment {
             field,
@@ -216,7 +220,7 @@ pub fn commit_subject(subject: &Subject) -> (Vec<Commitment>, Vec<Disclosure>) {
         });
         disclosures.push(d);
     }
-    (commitments, disclosures)
+    Ok((commitments, disclosures))
 }
 
 /// Signs an encoded body and pairs it with its disclosures.
@@ -375,10 +379,10 @@ pub const FILE_MAGIC: &[u8] = b"vigil-notice/1\n";
 
 impl Envelope {
     /// The bytes of a notice file for offline transfer: magic + envelope.
-    pub fn to_file(&self) -> Vec<u8> {
+    pub fn to_file(&self) -> Result<Vec<u8>, NoticeError> {
         let mut out = FILE_MAGIC.to_vec();
-        out.extend_from_slice(&self.to_bytes());
-        out
+        out.extend_from_slice(&self.to_bytes()?);
+        Ok(out)
     }
 
     /// Reads a notice file; the envelope still has to be verified.
@@ -396,8 +400,9 @@ impl Envelope {
     }
 
     /// Encodes the envelope for a file or a frame.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).unwrap_or_default()
+    pub fn to_bytes(&self) -> Result<Vec<u8>, NoticeError> {
+        postcard::to_allocvec(self)
+            .map_err(|e| NoticeError::Malformed(format!("encoding an envelope: {e}")))
     }
 
     /// Decodes an envelope, refusing trailing bytes.
@@ -431,7 +436,8 @@ mod tests {
     }
 
     fn envelope() -> Envelope {
-        let (commitments, disclosures) = commit_subject(&subject());
+        let (commitments, disclosures) =
+            commit_subject(&subject(), &mut rand::rngs::OsRng).unwrap();
         let body = Body {
             origin: "alpha".into(),
             seq: 1,
@@ -476,7 +482,7 @@ mod tests {
     #[test]
     fn body_and_envelope_round_trip() {
         let env = envelope();
-        let back = Envelope::from_bytes(&env.to_bytes()).unwrap();
+        let back = Envelope::from_bytes(&env.to_bytes().unwrap()).unwrap();
         assert_eq!(back, env);
         let body = Body::decode(&env.body).unwrap();
         assert_eq!(body.encode().unwrap(), env.body);

@@ -39,14 +39,15 @@ pub struct HitReport {
 
 impl HitReport {
     /// Signs a hit body with the reporter's key.
-    pub fn sign(key: &SigningKey, body: &HitBody) -> HitReport {
-        let bytes = postcard::to_allocvec(body).unwrap_or_default();
+    pub fn sign(key: &SigningKey, body: &HitBody) -> Result<HitReport, NoticeError> {
+        let bytes = postcard::to_allocvec(body)
+            .map_err(|e| NoticeError::Malformed(format!("encoding a hit report: {e}")))?;
         let mut msg = HIT_DOMAIN.to_vec();
         msg.extend_from_slice(&bytes);
-        HitReport {
+        Ok(HitReport {
             body: bytes,
             signature: key.sign(&msg).to_bytes().to_vec(),
-        }
+        })
     }
 
     /// Decodes the body without checking the signature (to find the key).
@@ -93,7 +94,7 @@ mod tests {
             matched: "identifier".into(),
             nonce: [0; 16],
         };
-        let r = HitReport::sign(&k, &body);
+        let r = HitReport::sign(&k, &body).unwrap();
         assert_eq!(
             r.verify(|o| (o == "charlie").then(|| k.verifying_key()))
                 .unwrap(),

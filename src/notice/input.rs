@@ -367,7 +367,9 @@ impl NoticeInput {
         })
     }
 
-    /// Validates and seals the input as this node's next message.
+    /// Validates and seals the input as this node's next message, with the
+    /// commitments' salts drawn from `salts`.
+    #[allow(clippy::too_many_arguments)]
     pub fn seal(
         &self,
         ctx: &IssueContext<'_>,
@@ -375,6 +377,7 @@ impl NoticeInput {
         seq: u64,
         prev: Option<NoticeId>,
         action: Action,
+        salts: &mut dyn rand::RngCore,
     ) -> Result<(NoticeId, Envelope), InputError> {
         let Validated {
             audience,
@@ -382,7 +385,8 @@ impl NoticeInput {
             review_at,
             subject,
         } = self.validate(ctx)?;
-        let (commitments, disclosures) = commit_subject(&subject);
+        let (commitments, disclosures) = commit_subject(&subject, salts)
+            .map_err(|e| InputError::new("subject", format!("cannot be encoded: {e}")))?;
         let body = Body {
             origin: ctx.origin.to_string(),
             seq,
@@ -608,7 +612,9 @@ mod tests {
             ("passport", "DEU", "C01X00T47")
         );
         let key = SigningKey::from_bytes(&[1u8; 32]);
-        let (_, env) = input.seal(&ctx, &key, 1, None, Action::Issue).unwrap();
+        let (_, env) = input
+            .seal(&ctx, &key, 1, None, Action::Issue, &mut rand::rngs::OsRng)
+            .unwrap();
         let held = verify(&env, |_| Some(key.verifying_key())).unwrap();
         assert_eq!(held.subject.identifiers.unwrap()[0].country, "DEU");
     }
@@ -640,7 +646,9 @@ mod tests {
             is_member: &is_member,
         };
         let key = SigningKey::from_bytes(&[1u8; 32]);
-        let err = input.seal(&ctx, &key, 1, None, Action::Issue).unwrap_err();
+        let err = input
+            .seal(&ctx, &key, 1, None, Action::Issue, &mut rand::rngs::OsRng)
+            .unwrap_err();
         assert_eq!(err.field, "subject");
     }
 
@@ -656,7 +664,9 @@ mod tests {
             is_member: &is_member,
         };
         let key = SigningKey::from_bytes(&[1u8; 32]);
-        let (id, env) = input.seal(&ctx, &key, 1, None, Action::Issue).unwrap();
+        let (id, env) = input
+            .seal(&ctx, &key, 1, None, Action::Issue, &mut rand::rngs::OsRng)
+            .unwrap();
         let v = verify(&env, |o| (o == "alpha").then(|| key.verifying_key())).unwrap();
         assert_eq!(v.id, id);
         assert_eq!(v.subject, input.subject);

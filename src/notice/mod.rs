@@ -34,13 +34,22 @@ impl Item {
     }
 }
 
+/// Why bytes did not decode as exactly one value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{0}")]
+    Postcard(#[from] postcard::Error),
+    #[error("trailing bytes")]
+    Trailing,
+}
+
 /// Decodes postcard bytes that must hold exactly one `T`: trailing bytes
 /// are an error, so two encodings can never verify as the same message.
-pub fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+pub fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     match postcard::take_from_bytes::<T>(bytes) {
         Ok((v, [])) => Ok(v),
-        Ok(_) => Err("trailing bytes".into()),
-        Err(e) => Err(e.to_string()),
+        Ok(_) => Err(DecodeError::Trailing),
+        Err(e) => Err(e.into()),
     }
 }
 

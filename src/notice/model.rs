@@ -351,50 +351,54 @@ pub struct Subject {
 }
 
 /// Encodes one field's value deterministically (postcard) for its disclosure.
-fn enc<T: Serialize>(v: &T) -> Vec<u8> {
-    // postcard only fails on writer errors or unsupported types; a Vec writer
-    // and these plain types cannot fail.
-    postcard::to_allocvec(v).unwrap_or_default()
+fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_allocvec(v)
 }
 
 impl Subject {
     /// The canonical value bytes of every present field, in field order.
-    pub fn field_values(&self) -> Vec<(SubjectField, Vec<u8>)> {
+    pub fn field_values(&self) -> Result<Vec<(SubjectField, Vec<u8>)>, postcard::Error> {
         use SubjectField as F;
         let mut out = Vec::new();
-        let mut push = |f: F, v: Option<Vec<u8>>| {
-            if let Some(v) = v {
-                out.push((f, v));
-            }
-        };
-        push(F::FamilyName, self.family_name.as_ref().map(enc));
-        push(F::GivenNames, self.given_names.as_ref().map(enc));
-        push(F::Aliases, self.aliases.as_ref().map(enc));
-        push(F::Sex, self.sex.as_ref().map(enc));
-        push(F::DateOfBirth, self.date_of_birth.as_ref().map(enc));
-        push(F::PlaceOfBirth, self.place_of_birth.as_ref().map(enc));
-        push(F::Nationalities, self.nationalities.as_ref().map(enc));
-        push(F::Identifiers, self.identifiers.as_ref().map(enc));
-        push(F::Description, self.description.as_ref().map(enc));
+        let mut push =
+            |f: F, v: Option<Result<Vec<u8>, postcard::Error>>| -> Result<(), postcard::Error> {
+                if let Some(v) = v {
+                    out.push((f, v?));
+                }
+                Ok(())
+            };
+        push(F::FamilyName, self.family_name.as_ref().map(enc))?;
+        push(F::GivenNames, self.given_names.as_ref().map(enc))?;
+        push(F::Aliases, self.aliases.as_ref().map(enc))?;
+        push(F::Sex, self.sex.as_ref().map(enc))?;
+        push(F::DateOfBirth, self.date_of_birth.as_ref().map(enc))?;
+        push(F::PlaceOfBirth, self.place_of_birth.as_ref().map(enc))?;
+        push(F::Nationalities, self.nationalities.as_ref().map(enc))?;
+        push(F::Identifiers, self.identifiers.as_ref().map(enc))?;
+        push(F::Description, self.description.as_ref().map(enc))?;
         push(
             F::LastKnownLocation,
             self.last_known_location.as_ref().map(enc),
-        );
+        )?;
         push(
             F::FacialImage,
             self.facial_image.as_ref().map(|b| enc(&b.0)),
-        );
+        )?;
         push(
             F::Fingerprints,
             self.fingerprints.as_ref().map(|b| enc(&b.0)),
-        );
-        push(F::DnaProfile, self.dna_profile.as_ref().map(enc));
-        out
+        )?;
+        push(F::DnaProfile, self.dna_profile.as_ref().map(enc))?;
+        Ok(out)
     }
 
     /// Sets `field` from its canonical value bytes; fails if they do not decode
     /// exactly (trailing bytes included) as that field's type.
-    pub fn set_from_bytes(&mut self, field: SubjectField, bytes: &[u8]) -> Result<(), String> {
+    pub fn set_from_bytes(
+        &mut self,
+        field: SubjectField,
+        bytes: &[u8],
+    ) -> Result<(), super::DecodeError> {
         use super::decode_exact as dec;
         use SubjectField as F;
         match field {
@@ -417,7 +421,7 @@ impl Subject {
 
     /// True when no field is held.
     pub fn is_empty(&self) -> bool {
-        self.field_values().is_empty()
+        *self == Subject::default()
     }
 }
 
@@ -464,7 +468,7 @@ mod tests {
             fingerprints: Some(Binary(vec![4, 5])),
             dna_profile: Some("D8S1179:13,14".into()),
         };
-        let values = s.field_values();
+        let values = s.field_values().unwrap();
         assert_eq!(values.len(), SubjectField::ALL.len());
         let mut back = Subject::default();
         for (f, v) in values {

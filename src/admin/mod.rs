@@ -11,16 +11,21 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::warn;
 
+use crate::exchange::{
+    Exchange, FeedError, ImportError, IssueError, ReadError, ScreenError, SweepError,
+};
 use crate::identity::format_public_key;
 use crate::net::Links;
-use crate::node::{Core, NodeError};
+use crate::notice::InputError;
+
+mod client;
 use crate::notice::screening::{Query as ScreenQuery, QueryError};
 use crate::notice::{Kind, NoticeId, NoticeInput};
+pub use client::{Client, ClientError};
 
 /// Largest request body accepted (a notice is at most 256 KiB; base64 and
 /// JSON overhead stay well under this).
@@ -28,7 +33,7 @@ pub const MAX_REQUEST: usize = 1024 * 1024;
 
 #[derive(Clone)]
 struct AppState {
-    core: Arc<Core>,
+    core: Arc<Exchange>,
     links: Arc<Links>,
     token_hash: [u8; 32],
 }
@@ -49,41 +54,94 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<NodeError> for ApiError {
-    fn from(e: NodeError) -> Self {
+impl ApiError {
+    fn input(i: InputError) -> ApiError {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            ErrorBody {
+                error: i.to_string(),
+                field: Some(i.field),
+            },
+        )
+    }
+
+    fn not_found(id: &str) -> ApiError {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            ErrorBody {
+                error: format!("no notice with id {id}"),
+                field: None,
+            },
+        )
+    }
+
+    /// A failure of the node, not of the request: logged, answered 500.
+    fn internal(e: &dyn std::fmt::Display) -> ApiError {
+        warn!(error = %e, "admin request failed");
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorBody {
+                error: e.to_string(),
+                field: None,
+            },
+        )
+    }
+}
+
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> Self {
         match e {
-            NodeError::Input(i) => ApiError(
-                StatusCode::BAD_REQUEST,
-                ErrorBody {
-                    error: i.to_string(),
-                    field: Some(i.field),
-                },
-            ),
-            NodeError::Rejected(r) => ApiError(
+            IssueError::Input(i) => ApiError::input(i),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<ScreenError> for ApiError {
+    fn from(e: ScreenError) -> Self {
+        match e {
+            ScreenError::Input(i) => ApiError::input(i),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<ImportError> for ApiError {
+    fn from(e: ImportError) -> Self {
+        match e {
+            ImportError::Rejected(r) => ApiError(
                 StatusCode::BAD_REQUEST,
                 ErrorBody {
                     error: r,
                     field: None,
                 },
             ),
-            NodeError::NotFound(_) => ApiError(
-                StatusCode::NOT_FOUND,
-                ErrorBody {
-                    error: e.to_string(),
-                    field: None,
-                },
-            ),
-            other => {
-                warn!(error = %other, "admin request failed");
-                ApiError(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorBody {
-                        error: other.to_string(),
-                        field: None,
-                    },
-                )
-            }
+            other => ApiError::internal(&other),
         }
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        ApiError::internal(&e)
+    }
+}
+
+impl From<SweepError> for ApiError {
+    fn from(e: SweepError) -> Self {
+        ApiError::internal(&e)
+    }
+}
+
+impl From<FeedError> for ApiError {
+    fn from(e: FeedError) -> Self {
+        ApiError::internal(&e)
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::internal(&e)
     }
 }
 
@@ -100,7 +158,7 @@ fn bad(field: &str, error: String) -> ApiError {
 /// Serves the admin API until `shutdown` turns true.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    core: Arc<Core>,
+    core: Arc<Exchange>,
     links: Arc<Links>,
     token: String,
     mut shutdown: watch::Receiver<bool>,
@@ -217,7 +275,16 @@ async fn screen(
     }
     let core = s.core.clone();
     let place = req.place.unwrap_or_default();
-    let hits = blocking(move || core.screen(&queries, &req.reason, &place, "admin-api")).await?;
+    let hits = blocking(move || {
+        core.screen(
+            &queries,
+            &req.reason,
+            &place,
+            "admin-api",
+            crate::time::now(),
+        )
+    })
+    .await?;
     Ok(Json(hits).into_response())
 }
 
@@ -243,7 +310,13 @@ async fn screen_manifest(
     let core = s.core.clone();
     let place = req.place.unwrap_or_default();
     let report = blocking(move || {
-        core.screen_manifest(req.csv.as_bytes(), &req.reason, &place, "admin-api")
+        core.screen_manifest(
+            req.csv.as_bytes(),
+            &req.reason,
+            &place,
+            "admin-api",
+            crate::time::now(),
+        )
     })
     .await?;
     Ok(Json(report).into_response())
@@ -268,13 +341,14 @@ async fn issue(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Res
         let inputs = NoticeInput::from_json_array(&body)
             .map_err(|e| bad(&e.field.clone(), e.to_string()))?;
         let core = s.core.clone();
-        let ids = blocking(move || core.issue_many(&inputs, "admin-api")).await?;
+        let ids =
+            blocking(move || core.issue_many(&inputs, "admin-api", crate::time::now())).await?;
         let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
         return Ok((StatusCode::CREATED, Json(serde_json::json!({ "ids": ids }))).into_response());
     }
     let input = NoticeInput::from_json(&body).map_err(|e| bad(&e.field.clone(), e.to_string()))?;
     let core = s.core.clone();
-    let id = blocking(move || core.issue(&input, "admin-api")).await?;
+    let id = blocking(move || core.issue(&input, "admin-api", crate::time::now())).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": id.to_string() })),
@@ -288,12 +362,13 @@ fn parse_id(id: &str) -> Result<NoticeId, ApiError> {
 }
 
 /// Runs blocking store work off the async runtime.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
+async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, ApiError> {
-    Ok(tokio::task::spawn_blocking(f)
+    tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::from(NodeError::Io(e.to_string())))??)
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(Into::into)
 }
 
 async fn update(
@@ -304,7 +379,8 @@ async fn update(
     let target = parse_id(&id)?;
     let input = NoticeInput::from_json(&body).map_err(|e| bad(&e.field.clone(), e.to_string()))?;
     let core = s.core.clone();
-    let new = blocking(move || core.update(&target, &input, "admin-api")).await?;
+    let new =
+        blocking(move || core.update(&target, &input, "admin-api", crate::time::now())).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": new.to_string() })),
@@ -325,7 +401,8 @@ async fn cancel(
 ) -> Result<Response, ApiError> {
     let target = parse_id(&id)?;
     let core = s.core.clone();
-    let new = blocking(move || core.cancel(&target, &req.reason, "admin-api")).await?;
+    let new = blocking(move || core.cancel(&target, &req.reason, "admin-api", crate::time::now()))
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": new.to_string() })),
@@ -336,13 +413,10 @@ async fn cancel(
 async fn export(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let nid = parse_id(&id)?;
     let core = s.core.clone();
-    let held = blocking(move || Ok(core.store().get(&nid)?)).await?;
-    let (_, entry) = held.ok_or_else(|| ApiError::from(NodeError::NotFound(id)))?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        entry.to_file(),
-    )
-        .into_response())
+    let held = blocking(move || core.store().get(&nid)).await?;
+    let (_, entry) = held.ok_or_else(|| ApiError::not_found(&id))?;
+    let file = entry.to_file().map_err(|e| ApiError::internal(&e))?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], file).into_response())
 }
 
 async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -350,7 +424,7 @@ async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Result<Res
     let core = s.core.clone();
     match blocking(move || core.status(&nid)).await? {
         Some(v) => Ok(Json(v).into_response()),
-        None => Err(NodeError::NotFound(id).into()),
+        None => Err(ApiError::not_found(&id)),
     }
 }
 
@@ -365,10 +439,10 @@ async fn import(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let envelope = crate::notice::Envelope::from_file(&body)
-        .map_err(|e| ApiError::from(NodeError::Rejected(e.to_string())))?;
+        .map_err(|e| ApiError::from(ImportError::Rejected(e.to_string())))?;
     let core = s.core.clone();
     let source = q.source.unwrap_or_else(|| "file".into());
-    let (id, stored) = blocking(move || core.import(envelope, &source)).await?;
+    let (id, stored) = blocking(move || core.import(envelope, &source, crate::time::now())).await?;
     Ok(Json(serde_json::json!({ "id": id.to_string(), "stored": stored })).into_response())
 }
 
@@ -402,7 +476,7 @@ async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<Respo
     let view = blocking(move || core.show(&nid)).await?;
     match view {
         Some(v) => Ok(Json(v).into_response()),
-        None => Err(NodeError::NotFound(id).into()),
+        None => Err(ApiError::not_found(&id)),
     }
 }
 
@@ -428,12 +502,11 @@ async fn peers(State(s): State<AppState>) -> Result<Response, ApiError> {
     let mut out = Vec::new();
     for m in &cfg.members {
         let st = s.links.status(&m.id);
-        let (_, cursor_in) = s.core.store().cursor(&m.id).map_err(NodeError::from)?;
+        let (_, cursor_in) = s.core.store().cursor(&m.id)?;
         let acked_out = s
             .core
             .store()
-            .acked(&m.id)
-            .map_err(NodeError::from)?
+            .acked(&m.id)?
             .filter(|a| a.epoch == s.core.store().epoch())
             .map(|a| a.through)
             .unwrap_or(0);
@@ -449,85 +522,4 @@ async fn peers(State(s): State<AppState>) -> Result<Response, ApiError> {
         });
     }
     Ok(Json(out).into_response())
-}
-
-/// Why a CLI call to the admin API failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The node refused the request as bad input (HTTP 4xx).
-    #[error("{0}")]
-    Refused(String),
-    /// The node could not be reached or failed (connection, HTTP 5xx).
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// A minimal HTTP/1.1 client for the admin API, on hyper.
-pub struct Client {
-    pub addr: SocketAddr,
-    pub token: String,
-}
-
-impl Client {
-    /// Sends one request and returns the JSON body of a 2xx answer.
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<Vec<u8>, ClientError> {
-        use http_body_util::{BodyExt, Full};
-        use hyper::body::Bytes;
-        let fail = |e: &dyn std::fmt::Display| {
-            ClientError::Failed(format!("admin API at {}: {e}", self.addr))
-        };
-        let stream = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            tokio::net::TcpStream::connect(self.addr),
-        )
-        .await
-        .map_err(|_| fail(&"connection timed out"))?
-        .map_err(|e| fail(&format!("{e} (is the node running?)")))?;
-        let io = hyper_util::rt::TokioIo::new(stream);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| fail(&e))?;
-        let driver = tokio::spawn(conn);
-        let req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::HOST, self.addr.to_string())
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| fail(&e))?;
-        let resp =
-            tokio::time::timeout(std::time::Duration::from_secs(60), sender.send_request(req))
-                .await
-                .map_err(|_| fail(&"request timed out"))?
-                .map_err(|e| fail(&e))?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| fail(&e))?
-            .to_bytes()
-            .to_vec();
-        driver.abort();
-        if status.is_success() {
-            return Ok(bytes);
-        }
-        let msg = serde_json::from_slice::<ErrorBody>(&bytes)
-            .map(|b| b.error)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-        // A wrong token is a setup failure of the caller, not bad input.
-        if status.is_client_error() && status != StatusCode::UNAUTHORIZED {
-            Err(ClientError::Refused(msg))
-        } else {
-            Err(ClientError::Failed(format!(
-                "node answered {status}: {msg}"
-            )))
-        }
-    }
 }

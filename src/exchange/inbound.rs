@@ -1,0 +1,348 @@
+//! Messages from members (and notice files) into the store: every check
+//! of the network path in order (signature, disclosures, idempotence,
+//! equivocation, target ownership, inbound policy), then one atomic write
+//! and a flush before the receipt is signed.
+
+use tracing::{info, warn};
+
+use super::{erase_audit, field_names, Exchange};
+use crate::notice::hit::HitReport;
+use crate::notice::{self, Action, Envelope, Item, NoticeId, SubjectField};
+use crate::policy::{self, Inbound, InboundCtx};
+use crate::proto::{ProtoError, ReceiptBody, SignedReceipt};
+use crate::store::{
+    Accepted, AuditDraft, Effect, InboundBatch, NoticeState, Operation, StoreError,
+};
+
+/// Why a received batch was not stored (and so not receipted).
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    #[error("storing a received batch: {0}")]
+    Store(#[from] StoreError),
+    #[error("signing the receipt: {0}")]
+    Sign(#[from] ProtoError),
+}
+
+/// Why an import was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Refused by the checks of the network path (the reason names which).
+    #[error("{0}")]
+    Rejected(String),
+    #[error("import: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What checking a received batch produced: messages to store, audit entries, and
+/// refusals to report in the receipt.
+#[derive(Default)]
+struct Checked {
+    accepted: Vec<Accepted>,
+    audits: Vec<AuditDraft>,
+    rejected: Vec<(u64, String)>,
+}
+
+impl Exchange {
+    /// Verifies, decides and stores one received batch, flushes, and returns
+    /// the signed receipt. Nothing is acknowledged that is not durable.
+    pub fn receive_batch(
+        &self,
+        peer: &str,
+        epoch: u64,
+        through: u64,
+        entries: Vec<(u64, Item)>,
+        now: i64,
+    ) -> Result<SignedReceipt, ReceiveError> {
+        let mut notices = Vec::with_capacity(entries.len());
+        let mut reports = Vec::new();
+        for (seq, item) in entries {
+            match item {
+                Item::Notice(e) => notices.push((seq, e)),
+                Item::Hit(h) => reports.push((seq, h)),
+            }
+        }
+        let mut checked =
+            self.check_received(&format!("member:{peer}"), Some(peer), notices, now)?;
+        let hits = self.check_hits(peer, reports, &mut checked)?;
+        let batch = InboundBatch {
+            peer: peer.to_string(),
+            epoch,
+            through,
+            accepted: checked.accepted,
+            hits,
+            audits: checked.audits,
+            now,
+        };
+        let stored = self.store.apply_batch(&batch)?;
+        self.store.flush()?;
+        for id in &stored {
+            info!(peer = %peer, notice = %id, "notice stored");
+        }
+        let body = ReceiptBody {
+            receiver: self.me().to_string(),
+            sender: peer.to_string(),
+            epoch,
+            through,
+            rejected: checked.rejected,
+            at: now,
+        };
+        Ok(SignedReceipt::sign(&self.signing, &body)?)
+    }
+
+    /// Checks received hit reports: signed by the reporter's pinned key, and
+    /// either addressed to this node or, on a relay holding the notice,
+    /// passed on toward the origin. Returns (report, pass on) pairs.
+    fn check_hits(
+        &self,
+        peer: &str,
+        reports: Vec<(u64, HitReport)>,
+        out: &mut Checked,
+    ) -> Result<Vec<(HitReport, bool)>, StoreError> {
+        let mut accepted = Vec::new();
+        for (seq, h) in reports {
+            let verdict = match h.verify(|r| if r == self.me() { None } else { self.key_of(r) }) {
+                Err(e) => Err(format!("hit report: {e}")),
+                Ok(body) if body.origin == self.me() => Ok((body, false)),
+                Ok(body) if self.config().relay && self.store.contains(&body.notice)? => {
+                    Ok((body, true))
+                }
+                Ok(body) => Err(format!(
+                    "hit report addressed to `{}`, not relayed here",
+                    body.origin
+                )),
+            };
+            match verdict {
+                Ok((body, _))
+                    if self.store.has_hit(&h)? || accepted.iter().any(|(a, _)| a == &h) =>
+                {
+                    let _ = body;
+                }
+                Ok((body, forward)) => {
+                    info!(peer = %peer, notice = %body.notice, reporter = %body.reporter, "hit report received");
+                    out.audits.push(AuditDraft {
+                        actor: format!("member:{peer}"),
+                        operation: Operation::Collect,
+                        notice: Some(body.notice),
+                        peer: Some(peer.to_string()),
+                        justification: None,
+                        decision: if forward {
+                            format!(
+                                "hit report by {} accepted for relay to {}",
+                                body.reporter, body.origin
+                            )
+                        } else {
+                            format!("hit report by {} at {}", body.reporter, body.place)
+                        },
+                    });
+                    accepted.push((h, forward));
+                }
+                Err(reason) => {
+                    warn!(peer = %peer, local_seq = seq, reason = %reason, "hit report refused");
+                    out.audits.push(AuditDraft {
+                        actor: format!("member:{peer}"),
+                        operation: Operation::Reject,
+                        notice: None,
+                        peer: Some(peer.to_string()),
+                        justification: None,
+                        decision: reason.clone(),
+                    });
+                    out.rejected.push((seq, reason));
+                }
+            }
+        }
+        Ok(accepted)
+    }
+
+    /// Imports a notice file (offline transfer) through exactly the checks
+    /// of the network path. Returns the id and whether it was newly stored.
+    pub fn import(
+        &self,
+        envelope: Envelope,
+        source: &str,
+        now: i64,
+    ) -> Result<(NoticeId, bool), ImportError> {
+        let id = NoticeId::of_body(&envelope.body);
+        // A file must verify before "already held" is answered, so a
+        // tampered copy of a held notice is still refused; this node's own
+        // key counts here, for re-importing its own export.
+        if let Err(e) = notice::verify(&envelope, |o| self.key_of(o)) {
+            warn!(source = %source, notice = %id, reason = %e, "import refused");
+            self.store.audit(
+                &[AuditDraft {
+                    actor: format!("import:{source}"),
+                    operation: Operation::Reject,
+                    notice: Some(id),
+                    peer: None,
+                    justification: None,
+                    decision: e.to_string(),
+                }],
+                now,
+            )?;
+            self.store.flush()?;
+            return Err(ImportError::Rejected(e.to_string()));
+        }
+        if self.store.contains(&id)? {
+            return Ok((id, false));
+        }
+        let checked =
+            self.check_received(&format!("import:{source}"), None, vec![(0, envelope)], now)?;
+        if let Some((_, reason)) = checked.rejected.first() {
+            // The refusal is part of the processing log too.
+            self.store.audit(&checked.audits, now)?;
+            self.store.flush()?;
+            return Err(ImportError::Rejected(reason.clone()));
+        }
+        let stored = self
+            .store
+            .apply_import(&checked.accepted, &checked.audits, now)?;
+        self.store.flush()?;
+        Ok((id, !stored.is_empty()))
+    }
+
+    /// The checks every received message passes, in order: signature (in one
+    /// batch verification for the whole batch), disclosures, idempotence,
+    /// equivocation, update/cancel target ownership, inbound policy.
+    fn check_received(
+        &self,
+        actor: &str,
+        peer: Option<&str>,
+        entries: Vec<(u64, Envelope)>,
+        now: i64,
+    ) -> Result<Checked, StoreError> {
+        // One policy for the whole batch, even if a reload lands meanwhile.
+        let cfg = self.config();
+        let mut out = Checked::default();
+        let reject = |out: &mut Checked, seq: u64, id: NoticeId, reason: String| {
+            warn!(peer = peer.unwrap_or("-"), local_seq = seq, notice = %id, reason = %reason, "notice refused");
+            out.audits.push(AuditDraft {
+                actor: actor.to_string(),
+                operation: Operation::Reject,
+                notice: Some(id),
+                peer: peer.map(str::to_string),
+                justification: None,
+                decision: reason.clone(),
+            });
+            out.rejected.push((seq, reason));
+        };
+        let envelopes: Vec<&Envelope> = entries.iter().map(|(_, e)| e).collect();
+        // Our own notices never come back to us legitimately: no key for them.
+        let verified = notice::verify_batch(&envelopes, |o| {
+            if o == self.me() {
+                None
+            } else {
+                self.key_of(o)
+            }
+        });
+        for ((seq, env), result) in entries.iter().zip(verified) {
+            let v = match result {
+                Ok(v) => v,
+                Err(e) => {
+                    reject(&mut out, *seq, NoticeId::of_body(&env.body), e.to_string());
+                    continue;
+                }
+            };
+            let id = v.id;
+            if self.store.contains(&id)? || out.accepted.iter().any(|a| a.id == id) {
+                continue;
+            }
+            let prior = self.store.id_at(&v.body.origin, v.body.seq)?.or_else(|| {
+                out.accepted
+                    .iter()
+                    .find(|a| a.origin == v.body.origin && a.seq == v.body.seq)
+                    .map(|a| a.id)
+            });
+            let effect = match &v.body.action {
+                Action::Issue => None,
+                Action::Update { supersedes } => Some(Effect {
+                    target: *supersedes,
+                    state: NoticeState::Superseded,
+                    erase: false,
+                }),
+                Action::Cancel { target, .. } => Some(Effect {
+                    target: *target,
+                    state: NoticeState::Cancelled,
+                    erase: true,
+                }),
+            };
+            let mut target_held = false;
+            if let Some(e) = &effect {
+                let target_origin = self.store.get(&e.target)?.map(|(r, _)| r.origin);
+                target_held = target_origin.is_some();
+                if target_origin.is_some_and(|o| o != v.body.origin) {
+                    reject(
+                        &mut out,
+                        *seq,
+                        id,
+                        format!(
+                            "{} targets a notice of another origin",
+                            v.body.action.as_str()
+                        ),
+                    );
+                    continue;
+                }
+            }
+            let ctx = InboundCtx {
+                local_id: self.me(),
+                policy: &cfg.inbound,
+                now,
+                prior_at_seq: prior,
+                target_held,
+            };
+            let held: Vec<SubjectField> = env.disclosures.iter().map(|d| d.field).collect();
+            match policy::inbound(&ctx, &id, &v.body, &held) {
+                Inbound::Accept { strip, expires_at } => {
+                    let mut decision = "accepted".to_string();
+                    if !strip.is_empty() {
+                        decision.push_str(&format!(", stripped {}", field_names(&strip)));
+                    }
+                    if expires_at < v.body.expires_at {
+                        decision.push_str(&format!(
+                            ", expiry capped to {}",
+                            crate::time::rfc3339(expires_at)
+                        ));
+                    }
+                    out.audits.push(AuditDraft {
+                        actor: actor.to_string(),
+                        operation: Operation::Collect,
+                        notice: Some(id),
+                        peer: peer.map(str::to_string),
+                        justification: Some(v.body.legal_basis.clone()),
+                        decision,
+                    });
+                    if let Some(e) = &effect {
+                        out.audits.push(match &v.body.action {
+                            Action::Cancel { reason, .. } => {
+                                erase_audit(&e.target, actor, peer, reason)
+                            }
+                            _ => AuditDraft {
+                                actor: actor.to_string(),
+                                operation: Operation::Alter,
+                                notice: Some(e.target),
+                                peer: peer.map(str::to_string),
+                                justification: None,
+                                decision: format!("superseded by {id}"),
+                            },
+                        });
+                    }
+                    let envelope = if strip.is_empty() {
+                        env.clone()
+                    } else {
+                        notice::strip(env, &strip)
+                    };
+                    out.accepted.push(Accepted {
+                        id,
+                        origin: v.body.origin.clone(),
+                        seq: v.body.seq,
+                        kind: v.body.kind,
+                        expires_at,
+                        envelope,
+                        stripped: strip,
+                        effect,
+                    });
+                }
+                Inbound::Reject(reason) => reject(&mut out, *seq, id, reason),
+            }
+        }
+        Ok(out)
+    }
+}

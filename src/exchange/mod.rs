@@ -1,0 +1,169 @@
+//! The exchange: every business step a notice takes through this node,
+//! as plain synchronous functions over the store. The network and admin
+//! drivers call these and nothing else; nothing here touches a socket,
+//! reads the clock or draws unseeded randomness (`now` is passed in, the
+//! random nonces of hit reports come from a generator seeded by whoever
+//! builds the exchange), so the deterministic harness in
+//! [`crate::testkit`] runs the same code as a node.
+//!
+//! The path of a notice reads from the files:
+//! - [`originate`]: operator input → validate → seal and sign → store.
+//! - [`outbound`]: this node's log → outbound policy per member → a feed
+//!   batch (and hit reports one step toward their origin).
+//! - [`inbound`]: a received batch → verify → inbound policy → durable
+//!   store → the receipt to sign; `import` runs the same checks on files.
+//! - [`receipt`]: a member's signed receipt → what became of each notice.
+//! - [`screen`]: screening queries and manifests → consult entries and
+//!   hit reports.
+//! - [`retention`]: the sweep that erases expired notices.
+//! - [`views`]: what operators read (the inbox, a notice, the log export).
+//! - [`reload`]: members and policy swapped in on SIGHUP.
+
+pub mod inbound;
+pub mod originate;
+pub mod outbound;
+pub mod receipt;
+pub mod reload;
+pub mod retention;
+pub mod screen;
+pub mod views;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use rand::rngs::StdRng;
+use rand::RngCore;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use tracing::warn;
+
+use crate::config::Config;
+use crate::notice::{NoticeId, SubjectField};
+use crate::store::{AuditDraft, Operation, Store};
+
+pub use inbound::{ImportError, ReceiveError};
+pub use originate::IssueError;
+pub use outbound::{FeedBatch, FeedError};
+pub use receipt::{MemberStatus, ReceiptError};
+pub use reload::{Reload, ReloadError};
+pub use retention::SweepError;
+pub use screen::{Hit, HitView, ManifestReport, RowHits, ScreenError};
+pub use views::{NoticeView, ReadError};
+
+/// The business state of one node: who it is, the config in force, its
+/// signing key and its store.
+pub struct Exchange {
+    /// This node's id (fixed for the life of the process).
+    me: String,
+    /// The configuration in force; SIGHUP swaps in new members and policy.
+    /// Each operation takes one snapshot, so it decides under one config.
+    config: RwLock<Arc<Config>>,
+    /// Signs this node's notices, receipts and hit reports.
+    signing: SigningKey,
+    /// Everything durable: the log, the processing log, cursors.
+    store: Arc<Store>,
+    /// Salts of field commitments and nonces of hit reports: a
+    /// cryptographic generator, seeded from the operating system by a node
+    /// and from a fixed seed by the deterministic harness.
+    rng: Mutex<StdRng>,
+}
+
+impl Exchange {
+    /// The exchange of node `config.node_id` over `store`, drawing salts
+    /// and nonces from `rng`.
+    pub fn new(config: Config, signing: SigningKey, store: Store, rng: StdRng) -> Exchange {
+        Exchange {
+            me: config.node_id.clone(),
+            config: RwLock::new(Arc::new(config)),
+            signing,
+            store: Arc::new(store),
+            rng: Mutex::new(rng),
+        }
+    }
+
+    /// The generator of salts and nonces (held only while drawing).
+    fn rng(&self) -> std::sync::MutexGuard<'_, StdRng> {
+        self.rng.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This node's id.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        // A poisoned lock still holds a whole config: swaps replace the Arc.
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The node's store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The node's signing key (for receipts).
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing
+    }
+
+    /// The pinned signing key of an origin (this node or a member).
+    pub fn key_of(&self, origin: &str) -> Option<VerifyingKey> {
+        if origin == self.me() {
+            return Some(self.signing.verifying_key());
+        }
+        self.config().member(origin).map(|m| m.signing_key)
+    }
+
+    /// A fresh nonce for a hit report.
+    fn nonce(&self) -> [u8; 16] {
+        let mut n = [0u8; 16];
+        self.rng().fill_bytes(&mut n);
+        n
+    }
+
+    /// Appends one audit entry; a failure is logged (the caller's step
+    /// already failed or is a refusal that stores nothing else).
+    fn audit_one(&self, d: AuditDraft, now: i64) {
+        if let Err(e) = self.store.audit(&[d], now) {
+            warn!(error = %e, "cannot write audit entry");
+        }
+    }
+
+    /// Audits a refused connection or protocol violation.
+    pub fn audit_refusal(&self, peer: Option<&str>, remote: SocketAddr, reason: &str, now: i64) {
+        self.audit_one(
+            AuditDraft {
+                actor: format!("remote:{remote}"),
+                operation: Operation::Reject,
+                notice: None,
+                peer: peer.map(str::to_string),
+                justification: None,
+                decision: reason.to_string(),
+            },
+            now,
+        );
+    }
+}
+
+/// The audit entry of a cancellation erasing its target's personal data.
+fn erase_audit(target: &NoticeId, actor: &str, peer: Option<&str>, reason: &str) -> AuditDraft {
+    AuditDraft {
+        actor: actor.to_string(),
+        operation: Operation::Erase,
+        notice: Some(*target),
+        peer: peer.map(str::to_string),
+        justification: Some(reason.to_string()),
+        decision: "cancelled: personal data erased, tombstone kept".into(),
+    }
+}
+
+/// Field names for log lines and audit entries.
+fn field_names(fields: &[SubjectField]) -> String {
+    fields
+        .iter()
+        .map(|f| f.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,181 @@
+//! This node's log toward one member: outbound policy decides each
+//! notice (sent, stripped or withheld), hit reports go one step back
+//! toward their origin, and every decision is audited and flushed before
+//! the batch leaves.
+
+use tracing::warn;
+
+use super::{field_names, Exchange};
+use crate::notice::hit::HitReport;
+use crate::notice::{self, Action, Item, NoticeId, SubjectField};
+use crate::policy::{self, Outbound};
+use crate::proto;
+use crate::store::{AuditDraft, Delivery, Operation, StoreError};
+
+/// The next batch of a member's feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedBatch {
+    /// The last log position examined: the member's cursor moves here even
+    /// when policy withheld everything in between.
+    pub through: u64,
+    /// What goes out, by log position.
+    pub entries: Vec<(u64, Item)>,
+}
+
+/// Why a feed batch was not built.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("`{0}` is not a member")]
+    NotMember(String),
+    #[error("building a feed batch: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl Exchange {
+    /// Builds the next batch of this node's log for `peer` after `after`:
+    /// outbound policy decides each notice (sent, stripped or withheld), hit
+    /// reports go one step back toward their origin, every decision is
+    /// audited and flushed before the batch leaves.
+    pub fn feed_batch(&self, peer: &str, after: u64, now: i64) -> Result<FeedBatch, FeedError> {
+        let cfg = self.config();
+        let member = cfg
+            .member(peer)
+            .ok_or_else(|| FeedError::NotMember(peer.to_string()))?;
+        let log = self
+            .store
+            .read_log(after, proto::BATCH_ENTRIES, proto::BATCH_BYTES)?;
+        let through = log.last().map(|(s, _)| *s).unwrap_or(after);
+        let mut out = Vec::new();
+        let mut audits = Vec::new();
+        let mut decisions: Vec<(NoticeId, Delivery)> = Vec::new();
+        for (seq, entry) in log {
+            // The member a message came from already holds it.
+            if entry.from.as_deref() == Some(peer) {
+                continue;
+            }
+            let envelope = match entry.item {
+                Item::Notice(e) => e,
+                Item::Hit(h) => {
+                    if let Some(audit) = self.hit_toward(&h, peer)? {
+                        audits.push(audit);
+                        out.push((seq, Item::Hit(h)));
+                    }
+                    continue;
+                }
+            };
+            let body = match notice::Body::decode(&envelope.body) {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(peer = %peer, local_seq = seq, error = %e, "undecodable log entry skipped");
+                    continue;
+                }
+            };
+            // A node that is not a relay never forwards others' notices, and
+            // nobody needs their own notice back: no decision to make or log.
+            if (body.origin != self.me() && !cfg.relay) || body.origin == peer {
+                continue;
+            }
+            let id = NoticeId::of_body(&envelope.body);
+            let held: Vec<SubjectField> = envelope.disclosures.iter().map(|d| d.field).collect();
+            // A cancel's target may have been decided earlier in this batch.
+            let decided_here = match &body.action {
+                Action::Cancel { target, .. } => decisions
+                    .iter()
+                    .find(|(i, _)| i == target)
+                    .map(|(_, d)| d.disclosed()),
+                _ => None,
+            };
+            let target_disclosed = match decided_here {
+                Some(d) => d,
+                None => self.target_disclosed(&body, peer)?,
+            };
+            let decision =
+                policy::outbound(self.me(), cfg.relay, member, &body, &held, target_disclosed);
+            let (decision_text, send, delivery) = match decision {
+                Outbound::Send { strip } => (
+                    if strip.is_empty() {
+                        "sent".to_string()
+                    } else {
+                        format!("sent without {}", field_names(&strip))
+                    },
+                    Some(if strip.is_empty() {
+                        envelope
+                    } else {
+                        notice::strip(&envelope, &strip)
+                    }),
+                    Delivery::Sent {
+                        at: now,
+                        stripped: strip,
+                    },
+                ),
+                Outbound::Withhold(reason) => (
+                    format!("withheld: {reason}"),
+                    None,
+                    Delivery::Withheld { at: now, reason },
+                ),
+            };
+            decisions.push((id, delivery));
+            audits.push(AuditDraft {
+                actor: "node".into(),
+                operation: Operation::Disclose,
+                notice: Some(id),
+                peer: Some(peer.to_string()),
+                justification: None,
+                decision: decision_text,
+            });
+            if let Some(env) = send {
+                out.push((seq, Item::Notice(env)));
+            }
+        }
+        if !audits.is_empty() {
+            self.store
+                .record_disclosures(peer, &decisions, &audits, now)
+                .and_then(|_| self.store.flush())?;
+        }
+        Ok(FeedBatch {
+            through,
+            entries: out,
+        })
+    }
+
+    /// Whether a hit report in the log goes to `peer`: to its addressee, or
+    /// one step back along the path its notice came here by (the member it
+    /// was received from), which through relays leads to the origin.
+    /// Returns the audit entry of the disclosure when it goes.
+    fn hit_toward(&self, h: &HitReport, peer: &str) -> Result<Option<AuditDraft>, StoreError> {
+        let Ok(body) = h.peek() else {
+            return Ok(None);
+        };
+        let back = self
+            .store
+            .get(&body.notice)?
+            .and_then(|(rec, _)| rec.received_from)
+            .is_some_and(|from| from == peer);
+        if body.origin != peer && !back {
+            return Ok(None);
+        }
+        Ok(Some(AuditDraft {
+            actor: "node".into(),
+            operation: Operation::Disclose,
+            notice: Some(body.notice),
+            peer: Some(peer.to_string()),
+            justification: None,
+            decision: format!(
+                "hit report by {} sent toward {}",
+                body.reporter, body.origin
+            ),
+        }))
+    }
+
+    /// For a cancel: whether its target went out to `member` (a cancel
+    /// must not reveal a notice that never did). Other actions: true.
+    fn target_disclosed(&self, body: &notice::Body, member: &str) -> Result<bool, StoreError> {
+        match &body.action {
+            Action::Cancel { target, .. } => Ok(self
+                .store
+                .delivery(target, member)?
+                .is_some_and(|d| d.disclosed())),
+            _ => Ok(true),
+        }
+    }
+}

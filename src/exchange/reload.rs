@@ -1,0 +1,97 @@
+//! Members and policy swapped in on SIGHUP, and what the swap changed.
+
+use std::sync::Arc;
+
+use super::Exchange;
+use crate::config::{Config, ConfigError};
+
+/// Why a config reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// What a config reload changed (member ids).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reload {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    /// Removed, or reached or authenticated differently: their connection
+    /// is closed so the next one is authorized under the new config.
+    pub relink: Vec<String>,
+    pub policy_changed: bool,
+    /// Config keys that differ from the running config but apply only
+    /// after a restart.
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl Exchange {
+    /// Puts the members and inbound policy of `new` in force (SIGHUP). The
+    /// rest of the config (addresses, data directory, identity files, admin
+    /// API, relay role, contact desk) is bound at start: a change there is
+    /// reported in `needs_restart` and not applied. A different node id is
+    /// refused outright: it names another node.
+    pub fn reload(&self, new: Config) -> Result<Reload, ReloadError> {
+        let mut slot = self.config.write().unwrap_or_else(|p| p.into_inner());
+        let old = slot.clone();
+        if new.node_id != old.node_id {
+            return Err(ConfigError {
+                file: new.path.clone(),
+                field: "node.id".into(),
+                message: format!(
+                    "is `{}`, but this node runs as `{}`; restart to change it",
+                    new.node_id, old.node_id
+                ),
+            }
+            .into());
+        }
+        let mut report = Reload::default();
+        for (name, differs) in [
+            ("node.listen", new.listen != old.listen),
+            ("node.data_dir", new.data_dir != old.data_dir),
+            ("node.relay", new.relay != old.relay),
+            ("node.contact", new.contact != old.contact),
+            ("identity.signing_key", new.signing_key != old.signing_key),
+            ("identity.tls_cert", new.tls_cert != old.tls_cert),
+            ("identity.tls_key", new.tls_key != old.tls_key),
+            ("identity.ca_cert", new.ca_cert != old.ca_cert),
+            ("admin.listen", new.admin_listen != old.admin_listen),
+            ("admin.token_file", new.token_file != old.token_file),
+        ] {
+            if differs {
+                report.needs_restart.push(name);
+            }
+        }
+        for m in &new.members {
+            match old.member(&m.id) {
+                None => report.added.push(m.id.clone()),
+                Some(o) if o != m => {
+                    report.changed.push(m.id.clone());
+                    // Who the member is or where it is reached changed:
+                    // its connection must be authorized again.
+                    if (o.address, o.cert_sha256, o.signing_key)
+                        != (m.address, m.cert_sha256, m.signing_key)
+                    {
+                        report.relink.push(m.id.clone());
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        for o in &old.members {
+            if new.member(&o.id).is_none() {
+                report.removed.push(o.id.clone());
+                report.relink.push(o.id.clone());
+            }
+        }
+        report.policy_changed = new.inbound != old.inbound;
+        *slot = Arc::new(Config {
+            members: new.members,
+            inbound: new.inbound,
+            ..Config::clone(&old)
+        });
+        Ok(report)
+    }
+}
