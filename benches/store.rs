@@ -206,7 +206,7 @@ fn vigil_fill(pool: &[Sealed]) -> Fill {
     let now = vigil::time::now();
     let batches: Vec<InboundBatch> = pool.chunks(BATCH).map(|c| inbound(c, now)).collect();
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("store opens");
+    let store = Store::open(dir.path(), rand::random()).expect("store opens");
     let mut fill = Fill::default();
     for b in &batches {
         fill.step(
@@ -256,7 +256,7 @@ fn raw_fill(flushes: &Flushes) -> Fill {
 ///   of its layout, where the first shows its cost against the plain one.
 fn baselines(pool: &[Sealed]) -> (Flushes, Flushes) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("store opens");
+    let store = Store::open(dir.path(), rand::random()).expect("store opens");
     let now = vigil::time::now();
     for c in pool.chunks(BATCH) {
         store_batch(&store, &inbound(c, now));
@@ -400,7 +400,7 @@ fn cached_store(n: usize) -> PathBuf {
 /// batches of 64 with a flush each, as a member's feed would arrive.
 fn build_store(dir: &Path, n: usize) {
     println!("  N = {n}: building store in {}", dir.display());
-    let store = Store::open(dir).expect("store opens");
+    let store = Store::open(dir, rand::random()).expect("store opens");
     let mut sealer = Sealer::new();
     let (mut seal_t, mut store_t) = (Duration::ZERO, Duration::ZERO);
     let start = Instant::now();
@@ -492,7 +492,7 @@ fn screening(n: usize) {
     // sled keeps from the rebuild scan (measured before the store closes).
     let rss_before = vigil::bench::rss_mib("self");
     let t = Instant::now();
-    let store = Store::open(&dir).expect("store opens");
+    let store = Store::open(&dir, rand::random()).expect("store opens");
     let opened = t.elapsed();
     let held = store.len();
     let rss_added = vigil::bench::rss_mib("self") - rss_before;

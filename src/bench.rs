@@ -284,9 +284,9 @@ async fn quic_frames(payload: &[u8], n: usize) -> Res<f64> {
         Identity::from_pems(id, generate_signing_key(), &tls, &ca.cert_pem)
             .map_err(anyhow::Error::msg)
     };
-    let server =
+    let (server, _) =
         crate::net::endpoint(&ident("server")?, std::net::UdpSocket::bind("127.0.0.1:0")?)?;
-    let client =
+    let (client, _) =
         crate::net::endpoint(&ident("client")?, std::net::UdpSocket::bind("127.0.0.1:0")?)?;
     let addr = server.local_addr()?;
     let reader = tokio::spawn(async move {
@@ -541,36 +541,8 @@ async fn screen_bulk(n: &NodeHandle, peer: &str, opts: &Options) -> Res<f64> {
 
 /// Resident memory of one `vigil run` process on the store just built.
 async fn rss_of_node(config: &std::path::Path) -> Res<f64> {
-    // The in-process nodes just stopped; their sockets and store lock are
-    // released once their last tasks finish, so wait until the port binds.
-    // After the 100k run the QUIC port stayed bound for over 20 s; why is
-    // not established (closed connections drain for three probe timeouts,
-    // which may be long after a loaded run). A process that exits frees it
-    // at once, so only this in-process restart waits.
+    // The in-process nodes have stopped: their ports and store are free.
     let cfg = crate::config::Config::load(config)?;
-    let waited = Instant::now();
-    let free = waited + Duration::from_secs(120);
-    loop {
-        let busy = match (
-            std::net::UdpSocket::bind(cfg.listen),
-            std::net::TcpListener::bind(cfg.admin_listen),
-        ) {
-            (Ok(_), Ok(_)) => break,
-            (Err(e), _) => format!("QUIC port {}: {e}", cfg.listen),
-            (_, Err(e)) => format!("admin port {}: {e}", cfg.admin_listen),
-        };
-        anyhow::ensure!(
-            Instant::now() < free,
-            "{} still busy 120 s after the in-process node stopped: {busy}",
-            cfg.node_id
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    progress(&format!(
-        "ports of {} free {:.1} s after the in-process node stopped",
-        cfg.node_id,
-        waited.elapsed().as_secs_f64()
-    ));
     let exe = std::env::current_exe()?;
     let log_path = config.with_file_name("bench-run.log");
     let log = std::fs::File::create(&log_path)?;

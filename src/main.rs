@@ -674,12 +674,13 @@ fn live_audit(config: &Path) -> anyhow::Result<(String, ed25519_dalek::Verifying
                 Some(ClientError::Failed(_))
             ) =>
         {
-            let store = vigil::store::Store::open(&cfg.data_dir).with_context(|| {
-                format!(
-                    "node not reachable ({e}); opening {}",
-                    cfg.data_dir.display()
-                )
-            })?;
+            let store =
+                vigil::store::Store::open(&cfg.data_dir, rand::random()).with_context(|| {
+                    format!(
+                        "node not reachable ({e}); opening {}",
+                        cfg.data_dir.display()
+                    )
+                })?;
             let entries: Vec<_> = store.audit_entries().collect::<Result<_, _>>()?;
             vigil::audit::export(&cfg.node_id, &key, entries)
         }

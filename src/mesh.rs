@@ -176,29 +176,18 @@ impl LocalMesh {
             .config_path(id)
             .ok_or_else(|| MeshError::Setup(format!("no node {id}")))?;
         let cfg = Config::load(path).map_err(NodeError::from)?;
-        // A node just stopped frees its socket and store lock only when its
-        // last tasks have ended: retry for a bounded time.
-        let end = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            match Node::start(cfg.clone()).await {
-                Ok(n) => {
-                    self.nodes.push(n);
-                    return Ok(());
-                }
-                Err(e) if std::time::Instant::now() < end => {
-                    tracing::debug!(node = id, error = %e, "restart not possible yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        // A stopped node has released its ports and store: start at once.
+        self.nodes.push(Node::start(cfg).await?);
+        Ok(())
     }
 
     /// Stops every node.
     pub async fn shutdown(self) {
+        let mut stopping = tokio::task::JoinSet::new();
         for n in self.nodes {
-            n.shutdown().await;
+            stopping.spawn(n.shutdown());
         }
+        while stopping.join_next().await.is_some() {}
     }
 }
 

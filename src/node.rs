@@ -5,6 +5,7 @@
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError};
@@ -53,12 +54,17 @@ impl Sockets {
 
 /// A running node.
 pub struct NodeHandle {
+    /// The business steps; the drivers and tests call it.
     core: Arc<Exchange>,
+    /// The QUIC side: endpoint, links, dialing.
     net: Net,
     admin_addr: SocketAddr,
     quic_addr: SocketAddr,
+    /// Turns true to stop every task.
     shutdown: watch::Sender<bool>,
-    admin_task: tokio::task::JoinHandle<()>,
+    /// Every task the node started (network, admin API, sweeper, and the
+    /// blocking store work they run): shutdown waits until all have ended.
+    tasks: TaskTracker,
 }
 
 /// Starting a node.
@@ -77,10 +83,11 @@ impl Node {
         let identity = Identity::load(&config)?;
         let token = crate::identity::load_token(&config.token_file, "admin.token_file")?;
         create_private_dir(&config.data_dir)?;
-        let store = Store::open(&config.data_dir).map_err(|e| NodeError::Store {
-            path: config.data_dir.display().to_string(),
-            source: e,
-        })?;
+        let store =
+            Store::open(&config.data_dir, rand::random()).map_err(|e| NodeError::Store {
+                path: config.data_dir.display().to_string(),
+                source: e,
+            })?;
         let quic_addr = sockets
             .quic
             .local_addr()
@@ -93,7 +100,8 @@ impl Node {
             <rand::rngs::StdRng as rand::SeedableRng>::from_entropy(),
         ));
         let (shutdown, rx) = watch::channel(false);
-        let net = Net::start(core.clone(), endpoint, rx.clone());
+        let tasks = TaskTracker::new();
+        let net = Net::start(core.clone(), endpoint, tasks.clone(), rx.clone());
         sockets
             .admin
             .set_nonblocking(true)
@@ -104,12 +112,13 @@ impl Node {
             .map_err(|e| NodeError::Io(e.to_string()))?;
         let listener = tokio::net::TcpListener::from_std(sockets.admin)
             .map_err(|e| NodeError::Io(e.to_string()))?;
-        tokio::spawn(sweeper(core.clone(), rx.clone()));
-        let admin_task = tokio::spawn(crate::admin::serve(
+        tasks.spawn(sweeper(core.clone(), tasks.clone(), rx.clone()));
+        tasks.spawn(crate::admin::serve(
             listener,
             core.clone(),
             net.links.clone(),
             token,
+            tasks.clone(),
             rx,
         ));
         info!(
@@ -125,7 +134,7 @@ impl Node {
             admin_addr,
             quic_addr,
             shutdown,
-            admin_task,
+            tasks,
         })
     }
 }
@@ -134,10 +143,13 @@ impl Node {
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Erases expired notices every [`SWEEP_EVERY`] until shutdown.
-async fn sweeper(core: Arc<Exchange>, mut shutdown: watch::Receiver<bool>) {
+async fn sweeper(core: Arc<Exchange>, tasks: TaskTracker, mut shutdown: watch::Receiver<bool>) {
     loop {
         let c = core.clone();
-        match tokio::task::spawn_blocking(move || c.sweep(crate::time::now())).await {
+        match tasks
+            .spawn_blocking(move || c.sweep(crate::time::now()))
+            .await
+        {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => info!(erased = n, "retention sweep"),
             Ok(Err(e)) => warn!(error = %e, "retention sweep failed"),
@@ -226,25 +238,31 @@ impl NodeHandle {
         Ok(issued?)
     }
 
-    /// Stops the node: closes connections and the admin API, flushes.
+    /// Stops the node and returns when it has stopped: every task it
+    /// started has ended, its QUIC and admin ports are closed and its store
+    /// is flushed and closed (so its lock is free). A node can be started
+    /// again on the same ports and data directory at once.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        self.net.shutdown().await;
-        let mut admin = self.admin_task;
-        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut admin)
-            .await
-            .is_err()
-        {
-            // Graceful shutdown waits for open HTTP connections; one a
-            // client keeps alive must not hold the admin port (and, through
-            // the links it holds, the QUIC port) after the node stopped.
-            warn!(node = %self.core.me(), "admin API still busy after 5 s; aborting it");
-            admin.abort();
-            let _ = admin.await;
+        let NodeHandle {
+            core,
+            net,
+            shutdown,
+            tasks,
+            ..
+        } = self;
+        let _ = shutdown.send(true);
+        net.close();
+        tasks.close();
+        tasks.wait().await;
+        net.release().await;
+        let me = core.me().to_string();
+        if let Err(e) = core.store().flush() {
+            warn!(node = %me, error = %e, "final flush failed");
         }
-        if let Err(e) = self.core.store().flush() {
-            warn!(error = %e, "final flush failed");
+        match Arc::try_unwrap(core) {
+            Ok(exchange) => drop(exchange),
+            Err(_) => warn!(node = %me, "the store is still held after every task ended"),
         }
-        info!(node = %self.core.me(), "node stopped");
+        info!(node = %me, "node stopped");
     }
 }

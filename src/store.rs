@@ -910,8 +910,11 @@ impl<'s> Tx<'s> {
 impl Store {
     /// Opens (or creates) the store in `dir`; refuses another format and
     /// reports an unreadable store instead of panicking. Rebuilds the
-    /// in-memory index with one scan of the log.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    /// in-memory index with one scan of the log. A store created now gets
+    /// `fresh_epoch` (made non-zero): random for a node, so members holding
+    /// a cursor into a previous incarnation restart from 0; fixed in the
+    /// deterministic harness.
+    pub fn open(dir: &Path, fresh_epoch: u64) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
@@ -956,9 +959,7 @@ impl Store {
         let epoch = match read_u64(tree.get(key(META, META_EPOCH))?, "epoch")? {
             Some(e) => e,
             None => {
-                // A fresh store gets a random epoch, so members holding a
-                // cursor into a previous incarnation restart from 0.
-                let e = rand::random::<u64>() | 1;
+                let e = fresh_epoch | 1;
                 tree.insert(key(META, META_EPOCH), &e.to_be_bytes())?;
                 e
             }
@@ -1606,12 +1607,12 @@ mod tests {
             decision: "refused".into(),
         };
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = Store::open(dir.path(), 7).unwrap();
             store.audit(&[d.clone(), d.clone()], 5).unwrap();
             store.flush().unwrap();
         }
         // The head is found again after a reopen: the chain continues.
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), 7).unwrap();
         store.audit(&[d], 6).unwrap();
         let entries: Vec<_> = store.audit_entries().collect::<Result<_, _>>().unwrap();
         assert_eq!(entries.len(), 3);
@@ -1787,13 +1788,13 @@ mod tests {
             assert_eq!(listed, ids);
         };
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = Store::open(dir.path(), 7).unwrap();
             assert_eq!(store.apply_batch(&batch).unwrap(), ids);
             check(&store);
             store.flush().unwrap();
         }
         // The index rebuilt from the log answers exactly as the live one did.
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), 7).unwrap();
         check(&store);
         assert!(
             store.apply_batch(&batch).unwrap().is_empty(),
@@ -1880,13 +1881,13 @@ mod tests {
             assert_eq!(store.read_log(3, 100, 1).unwrap().len(), 1);
         };
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = Store::open(dir.path(), 7).unwrap();
             store.apply_batch(&batch(notices, n)).unwrap();
             store.apply_batch(&batch(vec![cancel], n + 1)).unwrap();
             check(&store);
             store.flush().unwrap();
         }
-        check(&Store::open(dir.path()).unwrap());
+        check(&Store::open(dir.path(), 7).unwrap());
     }
 
     /// Packs must tile the log from 1: a gap or an overlap (a damaged
@@ -1896,7 +1897,7 @@ mod tests {
         for bad_start in [0u64, 3, 9] {
             let dir = tempfile::tempdir().unwrap();
             {
-                let store = Store::open(dir.path()).unwrap();
+                let store = Store::open(dir.path(), 7).unwrap();
                 let batch = InboundBatch {
                     peer: "bravo".into(),
                     epoch: 7,
@@ -1916,7 +1917,7 @@ mod tests {
                     .unwrap();
                 store.flush().unwrap();
             }
-            let err = Store::open(dir.path()).err().unwrap();
+            let err = Store::open(dir.path(), 7).err().unwrap();
             assert!(
                 err.to_string().contains("does not follow"),
                 "{bad_start}: {err}"
@@ -1927,8 +1928,8 @@ mod tests {
     #[test]
     fn epoch_survives_reopen_and_other_formats_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let e = Store::open(dir.path()).unwrap().epoch();
-        assert_eq!(Store::open(dir.path()).unwrap().epoch(), e);
+        let e = Store::open(dir.path(), 7).unwrap().epoch();
+        assert_eq!(Store::open(dir.path(), 7).unwrap().epoch(), e);
         {
             let db = sled::open(dir.path()).unwrap();
             db.open_tree("vigil")
@@ -1938,7 +1939,7 @@ mod tests {
             db.flush().unwrap();
         }
         assert!(matches!(
-            Store::open(dir.path()),
+            Store::open(dir.path(), 7),
             Err(StoreError::NewerFormat { found: 99, .. })
         ));
         // A format-1 store: its schema lived in a `meta` tree.
@@ -1951,7 +1952,7 @@ mod tests {
                 .unwrap();
             db.flush().unwrap();
         }
-        let err = Store::open(old.path()).err().unwrap();
+        let err = Store::open(old.path(), 7).err().unwrap();
         assert!(matches!(err, StoreError::OlderFormat { found: 1, .. }));
         assert!(err.to_string().contains("move the data directory aside"));
     }
@@ -2017,7 +2018,7 @@ mod tests {
         );
         cancel.envelope.disclosures.clear();
         batch.push(cancel);
-        let store = Store::open(dir).unwrap();
+        let store = Store::open(dir, 7).unwrap();
         store
             .apply_batch(&InboundBatch {
                 peer: "bravo".into(),
@@ -2038,7 +2039,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ids = five_with_a_cancel(dir.path());
         downgrade_to_v3(dir.path());
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), 7).unwrap();
         assert_eq!(store.len(), 5);
         for (i, id) in ids.iter().enumerate().take(3) {
             assert_eq!(passport(&store, &format!("P{}", i + 1)), vec![*id]);
@@ -2051,7 +2052,7 @@ mod tests {
         assert_eq!(rec.state, NoticeState::Cancelled);
         drop(store);
         // Opening again finds format 4 and changes nothing.
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), 7).unwrap();
         assert_eq!(passport(&store, "P1"), vec![ids[0]]);
     }
 
@@ -2089,7 +2090,7 @@ mod tests {
             tree.remove(k).unwrap();
             db.flush().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), 7).unwrap();
         assert_eq!(store.len(), 5);
         assert_eq!(passport(&store, "P2"), vec![ids[1]]);
         assert!(store.tree.scan_prefix([b'l']).next().is_none());

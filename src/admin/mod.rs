@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::exchange::{
@@ -36,6 +37,8 @@ struct AppState {
     core: Arc<Exchange>,
     links: Arc<Links>,
     token_hash: [u8; 32],
+    /// The node's tasks: store work runs here, so shutdown waits for it.
+    tasks: TaskTracker,
 }
 
 /// An error answer: status plus a JSON body naming the field when there is one.
@@ -155,18 +158,26 @@ fn bad(field: &str, error: String) -> ApiError {
     )
 }
 
-/// Serves the admin API until `shutdown` turns true.
+/// How long shutdown lets requests in progress finish before their
+/// connections are dropped.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves the admin API until `shutdown` turns true, then lets requests in
+/// progress finish (up to [`SHUTDOWN_GRACE`]) and returns only when every
+/// connection has ended.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     core: Arc<Exchange>,
     links: Arc<Links>,
     token: String,
+    tasks: TaskTracker,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let state = AppState {
         core,
         links,
         token_hash: Sha256::digest(token.as_bytes()).into(),
+        tasks,
     };
     let app = Router::new()
         .route("/v1/id", get(id))
@@ -188,14 +199,58 @@ pub async fn serve(
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state);
-    let stop = async move {
-        let _ = shutdown.wait_for(|s| *s).await;
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        warn!(error = %e, "admin API stopped");
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    conns.spawn(serve_connection(stream, app.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    // Out of descriptors, say: wait instead of spinning.
+                    warn!(error = %e, "admin API accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            connections = conns.len(),
+            "admin API connections still busy at shutdown; dropping them"
+        );
+        conns.shutdown().await;
+    }
+}
+
+/// Serves one HTTP/1.1 connection; at shutdown it finishes the request in
+/// progress and closes.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "admin API connection ended");
+            }
+        }
+        _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 
@@ -224,7 +279,7 @@ async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
 
 async fn audit_export(State(s): State<AppState>) -> Result<Response, ApiError> {
     let core = s.core.clone();
-    let text = blocking(move || core.audit_export()).await?;
+    let text = blocking(&s.tasks, move || core.audit_export()).await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response())
 }
 
@@ -275,7 +330,7 @@ async fn screen(
     }
     let core = s.core.clone();
     let place = req.place.unwrap_or_default();
-    let hits = blocking(move || {
+    let hits = blocking(&s.tasks, move || {
         core.screen(
             &queries,
             &req.reason,
@@ -309,7 +364,7 @@ async fn screen_manifest(
 ) -> Result<Response, ApiError> {
     let core = s.core.clone();
     let place = req.place.unwrap_or_default();
-    let report = blocking(move || {
+    let report = blocking(&s.tasks, move || {
         core.screen_manifest(
             req.csv.as_bytes(),
             &req.reason,
@@ -324,7 +379,7 @@ async fn screen_manifest(
 
 async fn hits(State(s): State<AppState>) -> Result<Response, ApiError> {
     let core = s.core.clone();
-    let hits = blocking(move || core.hits_received()).await?;
+    let hits = blocking(&s.tasks, move || core.hits_received()).await?;
     Ok(Json(hits).into_response())
 }
 
@@ -341,14 +396,19 @@ async fn issue(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Res
         let inputs = NoticeInput::from_json_array(&body)
             .map_err(|e| bad(&e.field.clone(), e.to_string()))?;
         let core = s.core.clone();
-        let ids =
-            blocking(move || core.issue_many(&inputs, "admin-api", crate::time::now())).await?;
+        let ids = blocking(&s.tasks, move || {
+            core.issue_many(&inputs, "admin-api", crate::time::now())
+        })
+        .await?;
         let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
         return Ok((StatusCode::CREATED, Json(serde_json::json!({ "ids": ids }))).into_response());
     }
     let input = NoticeInput::from_json(&body).map_err(|e| bad(&e.field.clone(), e.to_string()))?;
     let core = s.core.clone();
-    let id = blocking(move || core.issue(&input, "admin-api", crate::time::now())).await?;
+    let id = blocking(&s.tasks, move || {
+        core.issue(&input, "admin-api", crate::time::now())
+    })
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": id.to_string() })),
@@ -361,11 +421,13 @@ fn parse_id(id: &str) -> Result<NoticeId, ApiError> {
         .ok_or_else(|| bad("id", format!("`{id}` is not a notice id (64 hex digits)")))
 }
 
-/// Runs blocking store work off the async runtime.
+/// Runs blocking store work off the async runtime, as a task of the node.
 async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
+    tasks: &TaskTracker,
     f: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
+    tasks
+        .spawn_blocking(f)
         .await
         .map_err(|e| ApiError::internal(&e))?
         .map_err(Into::into)
@@ -379,8 +441,10 @@ async fn update(
     let target = parse_id(&id)?;
     let input = NoticeInput::from_json(&body).map_err(|e| bad(&e.field.clone(), e.to_string()))?;
     let core = s.core.clone();
-    let new =
-        blocking(move || core.update(&target, &input, "admin-api", crate::time::now())).await?;
+    let new = blocking(&s.tasks, move || {
+        core.update(&target, &input, "admin-api", crate::time::now())
+    })
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": new.to_string() })),
@@ -401,8 +465,10 @@ async fn cancel(
 ) -> Result<Response, ApiError> {
     let target = parse_id(&id)?;
     let core = s.core.clone();
-    let new = blocking(move || core.cancel(&target, &req.reason, "admin-api", crate::time::now()))
-        .await?;
+    let new = blocking(&s.tasks, move || {
+        core.cancel(&target, &req.reason, "admin-api", crate::time::now())
+    })
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": new.to_string() })),
@@ -413,7 +479,7 @@ async fn cancel(
 async fn export(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let nid = parse_id(&id)?;
     let core = s.core.clone();
-    let held = blocking(move || core.store().get(&nid)).await?;
+    let held = blocking(&s.tasks, move || core.store().get(&nid)).await?;
     let (_, entry) = held.ok_or_else(|| ApiError::not_found(&id))?;
     let file = entry.to_file().map_err(|e| ApiError::internal(&e))?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], file).into_response())
@@ -422,7 +488,7 @@ async fn export(State(s): State<AppState>, Path(id): Path<String>) -> Result<Res
 async fn status(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let nid = parse_id(&id)?;
     let core = s.core.clone();
-    match blocking(move || core.status(&nid)).await? {
+    match blocking(&s.tasks, move || core.status(&nid)).await? {
         Some(v) => Ok(Json(v).into_response()),
         None => Err(ApiError::not_found(&id)),
     }
@@ -442,7 +508,10 @@ async fn import(
         .map_err(|e| ApiError::from(ImportError::Rejected(e.to_string())))?;
     let core = s.core.clone();
     let source = q.source.unwrap_or_else(|| "file".into());
-    let (id, stored) = blocking(move || core.import(envelope, &source, crate::time::now())).await?;
+    let (id, stored) = blocking(&s.tasks, move || {
+        core.import(envelope, &source, crate::time::now())
+    })
+    .await?;
     Ok(Json(serde_json::json!({ "id": id.to_string(), "stored": stored })).into_response())
 }
 
@@ -462,18 +531,18 @@ async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<R
     };
     let core = s.core.clone();
     if q.due_for_review.unwrap_or(false) {
-        let views = blocking(move || core.due_for_review(crate::time::now())).await?;
+        let views = blocking(&s.tasks, move || core.due_for_review(crate::time::now())).await?;
         return Ok(Json(views).into_response());
     }
     let all = q.all.unwrap_or(false);
-    let views = blocking(move || core.list(kind, q.origin.as_deref(), all)).await?;
+    let views = blocking(&s.tasks, move || core.list(kind, q.origin.as_deref(), all)).await?;
     Ok(Json(views).into_response())
 }
 
 async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let nid = parse_id(&id)?;
     let core = s.core.clone();
-    let view = blocking(move || core.show(&nid)).await?;
+    let view = blocking(&s.tasks, move || core.show(&nid)).await?;
     match view {
         Some(v) => Ok(Json(v).into_response()),
         None => Err(ApiError::not_found(&id)),

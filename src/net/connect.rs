@@ -1,0 +1,261 @@
+//! Making links: accepting and dialing connections, and authorizing
+//! each completed handshake against the members of the config.
+
+use quinn::{Connection, Endpoint, VarInt};
+use rustls::pki_types::CertificateDer;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::link::run_link;
+use super::links::Links;
+use super::{BACKOFF_MAX, BACKOFF_MIN, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, STABLE_LINK};
+use crate::exchange::Exchange;
+use crate::identity::{cert_dns_names, cert_sha256};
+use crate::proto::close;
+
+/// Accepts connections until shutdown: each completed handshake is
+/// authorized, installed and driven by its own task.
+pub(super) async fn accept_loop(
+    core: Arc<Exchange>,
+    ep: Endpoint,
+    links: Arc<Links>,
+    tasks: TaskTracker,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let incoming = tokio::select! {
+            i = ep.accept() => match i { Some(i) => i, None => return },
+            _ = shutdown.changed() => return,
+        };
+        let remote = incoming.remote_address();
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            warn!(%remote, "too many handshakes in progress; refusing connection");
+            incoming.refuse();
+            continue;
+        };
+        let (core, links, shutdown, t) =
+            (core.clone(), links.clone(), shutdown.clone(), tasks.clone());
+        tasks.spawn(async move {
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(%remote, error = %e, "handshake refused");
+                    core.audit_refusal(
+                        None,
+                        remote,
+                        &format!("TLS handshake failed: {e}"),
+                        crate::time::now(),
+                    );
+                    return;
+                }
+            };
+            drop(permit);
+            let Some(peer) = authorize(&core, &conn, None) else {
+                return;
+            };
+            if !links.install(&peer, &conn, false) {
+                debug!(peer = %peer, "duplicate incoming connection closed");
+                conn.close(
+                    VarInt::from_u32(close::DUPLICATE),
+                    b"a canonical connection exists",
+                );
+                return;
+            }
+            // A reload swaps the config before it closes links: checking
+            // again after the install means a member it removed cannot
+            // keep a link installed in between.
+            if authorize(&core, &conn, Some(&peer)).is_none() {
+                links.remove(&peer, &conn);
+                return;
+            }
+            info!(peer = %peer, %remote, "member connected (incoming)");
+            run_link(core, links, peer, conn, t, shutdown).await;
+        });
+    }
+}
+
+/// Checks a completed handshake: the certificate must name a member with a
+/// direct link (the expected one when dialing) and match its pin. Refusals
+/// are closed with a code, logged and audited.
+pub(super) fn authorize(
+    core: &Exchange,
+    conn: &Connection,
+    expected: Option<&str>,
+) -> Option<String> {
+    let remote = conn.remote_address();
+    let refuse = |code: u32, reason: String| {
+        warn!(%remote, reason = %reason, "connection refused");
+        core.audit_refusal(expected, remote, &reason, crate::time::now());
+        conn.close(VarInt::from_u32(code), reason.as_bytes());
+        None
+    };
+    let certs = conn
+        .peer_identity()
+        .and_then(|i| i.downcast::<Vec<CertificateDer<'static>>>().ok());
+    let Some(leaf) = certs.as_ref().and_then(|c| c.first()) else {
+        return refuse(close::NOT_A_MEMBER, "no client certificate".into());
+    };
+    let names = cert_dns_names(leaf);
+    let cfg = core.config();
+    let member = cfg.members.iter().find(|m| {
+        m.address.is_some()
+            && names.iter().any(|n| n == &m.id)
+            && expected.is_none_or(|e| e == m.id)
+    });
+    let Some(member) = member else {
+        return refuse(
+            close::NOT_A_MEMBER,
+            format!("certificate names {names:?}, not a member with a direct link"),
+        );
+    };
+    if let Some(pin) = member.cert_sha256 {
+        if cert_sha256(leaf) != pin {
+            return refuse(
+                close::PIN_MISMATCH,
+                format!(
+                    "certificate of `{}` does not match its cert_sha256 pin",
+                    member.id
+                ),
+            );
+        }
+    }
+    Some(member.id.clone())
+}
+
+/// Keeps a link to `peer` up until shutdown or until the member loses its
+/// direct link: dials, backs off on failure, waits while connected.
+pub(super) async fn dial_loop(
+    core: Arc<Exchange>,
+    ep: Endpoint,
+    links: Arc<Links>,
+    peer: String,
+    dialing: Arc<Mutex<HashSet<String>>>,
+    tasks: TaskTracker,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    // The higher id lets the lower one dial first, so a simultaneous start
+    // rarely produces two connections to tie-break.
+    if core.me() > peer.as_str() {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {},
+            _ = shutdown.changed() => return,
+        }
+    }
+    let mut linked_at: Option<std::time::Instant> = None;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if links.connected(&peer) {
+            let notified = links.changed.notified();
+            tokio::select! {
+                _ = notified => {},
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
+        if let Some(at) = linked_at.take() {
+            if at.elapsed() < STABLE_LINK {
+                debug!(peer = %peer, "link ended soon after it was made; backing off");
+                if !pause(&mut backoff, &mut shutdown).await {
+                    return;
+                }
+            } else {
+                backoff = BACKOFF_MIN;
+            }
+        }
+        let addr = {
+            let mut dialing = dialing.lock().unwrap_or_else(|p| p.into_inner());
+            match core.config().member(&peer).and_then(|m| m.address) {
+                Some(a) => a,
+                None => {
+                    // Removed or no longer direct (a reload): stop dialing.
+                    dialing.remove(&peer);
+                    debug!(peer = %peer, "no direct link any more; dialing stopped");
+                    return;
+                }
+            }
+        };
+        match dial(&core, &ep, &peer, addr).await {
+            Ok(conn) => {
+                if links.install(&peer, &conn, true) {
+                    linked_at = Some(std::time::Instant::now());
+                    if authorize(&core, &conn, Some(&peer)).is_none() {
+                        // A reload removed or re-keyed the member between
+                        // the handshake check and the install.
+                        links.remove(&peer, &conn);
+                        continue;
+                    }
+                    info!(peer = %peer, %addr, "member connected (outgoing)");
+                    tasks.spawn(run_link(
+                        core.clone(),
+                        links.clone(),
+                        peer.clone(),
+                        conn,
+                        tasks.clone(),
+                        shutdown.clone(),
+                    ));
+                } else {
+                    conn.close(
+                        VarInt::from_u32(close::DUPLICATE),
+                        b"a canonical connection exists",
+                    );
+                }
+            }
+            Err(e) => {
+                debug!(peer = %peer, %addr, error = %e, "dial failed");
+                if !pause(&mut backoff, &mut shutdown).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps `backoff` plus jitter and doubles it (up to [`BACKOFF_MAX`]);
+/// false if the node is shutting down.
+async fn pause(backoff: &mut Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    let jitter =
+        Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
+    tokio::select! {
+        _ = tokio::time::sleep(*backoff + jitter) => {},
+        _ = shutdown.changed() => return false,
+    }
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    true
+}
+
+/// Why dialing a member failed.
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error(transparent)]
+    Connect(#[from] quinn::ConnectError),
+    #[error(transparent)]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("handshake timed out")]
+    Timeout,
+    #[error("the peer is not the member dialed")]
+    Refused,
+}
+
+async fn dial(
+    core: &Exchange,
+    ep: &Endpoint,
+    peer: &str,
+    addr: SocketAddr,
+) -> Result<Connection, DialError> {
+    let connecting = ep.connect(addr, peer)?;
+    let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
+        .await
+        .map_err(|_| DialError::Timeout)??;
+    authorize(core, &conn, Some(peer)).ok_or(DialError::Refused)?;
+    Ok(conn)
+}

@@ -1,0 +1,316 @@
+//! The QUIC driver of one link: it moves frames between the two feed
+//! streams and the [`Session`], carries out the session's actions against
+//! the exchange (off the async runtime), and closes the connection when
+//! the session says so. The order of the protocol lives in the session.
+
+use quinn::{Connection, RecvStream, SendStream, VarInt};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::links::Links;
+use super::LinkError;
+use crate::exchange::Exchange;
+use crate::notice::Item;
+use crate::proto::{
+    self, close, Action, Event, Feed, Message, ProtoError, Session, SessionParams, SignedReceipt,
+};
+
+/// What the stream readers and the exchange calls hand the driver.
+enum Input {
+    /// An event for the session (the log grew, a batch built or stored).
+    Event(Event),
+    /// A frame arrived on a feed stream.
+    Frame(Feed, Message),
+    /// The member opened its subscription stream: its send half.
+    ServeOpened(SendStream),
+    /// A stream ended (cleanly, or with an error).
+    Ended(Result<(), LinkError>),
+}
+
+/// Frames a reader may queue ahead of the driver; beyond, QUIC flow
+/// control holds the member back.
+const INPUT_QUEUE: usize = proto::WINDOW + 4;
+
+/// Runs a link's session until the connection closes, the session ends it
+/// or the node shuts down; then removes the link.
+pub(super) async fn run_link(
+    core: Arc<Exchange>,
+    links: Arc<Links>,
+    peer: String,
+    conn: Connection,
+    tasks: TaskTracker,
+    shutdown: watch::Receiver<bool>,
+) {
+    match drive(&core, &links, &peer, &conn, &tasks, shutdown).await {
+        Ok(()) => debug!(peer = %peer, "link ended"),
+        Err(LinkError::Proto(ProtoError::RateLimited(what))) => {
+            warn!(peer = %peer, what, "member exceeded its rate limit; closing connection");
+        }
+        Err(LinkError::Proto(e)) => {
+            warn!(peer = %peer, error = %e, "protocol violation; closing connection");
+        }
+        Err(e) => info!(peer = %peer, error = %e, "link ended"),
+    }
+    conn.close(VarInt::from_u32(close::SHUTDOWN), b"link ended");
+    links.remove(&peer, &conn);
+}
+
+async fn drive(
+    core: &Arc<Exchange>,
+    links: &Arc<Links>,
+    peer: &str,
+    conn: &Connection,
+    tasks: &TaskTracker,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), LinkError> {
+    let started = Instant::now();
+    let params = {
+        let (c, p) = (core.clone(), peer.to_string());
+        blocking(tasks, move || -> Result<SessionParams, LinkError> {
+            let peer_key = c
+                .config()
+                .member(&p)
+                .map(|m| m.signing_key)
+                .ok_or_else(|| LinkError::Node(format!("`{p}` is no longer a member")))?;
+            Ok(SessionParams {
+                me: c.me().to_string(),
+                peer: p.clone(),
+                local_epoch: c.store().epoch(),
+                cursor: c.store().cursor(&p).map_err(node)?,
+                peer_key,
+                your_last: c.store().last_of_origin(&p).map_err(node)?,
+            })
+        })
+        .await??
+    };
+    let (mut session, opening) = Session::new(params, started.elapsed());
+    let (follow_send, follow_recv) = conn.open_bi().await?;
+    // One queue per stream, so the follow stream can be left unread (held
+    // back by flow control) while receipts keep coming on the other.
+    let (follow_tx, mut follow_in) = mpsc::channel(INPUT_QUEUE);
+    let (tx, mut serve_in) = mpsc::channel(INPUT_QUEUE);
+    tasks.spawn(read_frames(Feed::Follow, follow_recv, follow_tx));
+    {
+        let conn = conn.clone();
+        tasks.spawn(async move {
+            match conn.accept_bi().await {
+                Ok((send, recv)) => {
+                    if tx.send(Input::ServeOpened(send)).await.is_ok() {
+                        read_frames(Feed::Serve, recv, tx).await;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Input::Ended(Err(e.into()))).await;
+                }
+            }
+        });
+    }
+    let mut streams = Streams {
+        follow: follow_send,
+        serve: None,
+    };
+    let mut head = core.store().watch_head();
+    let mut building: Option<JoinHandle<Result<Event, LinkError>>> = None;
+    let mut storing: Option<JoinHandle<Result<Event, LinkError>>> = None;
+    let mut pending = opening;
+    loop {
+        for action in std::mem::take(&mut pending) {
+            match action {
+                Action::Send(feed, msg) => streams.write(feed, &msg).await?,
+                Action::Build { after } => {
+                    let (c, p) = (core.clone(), peer.to_string());
+                    building = Some(tasks.spawn_blocking(move || {
+                        let b = c.feed_batch(&p, after, crate::time::now()).map_err(node)?;
+                        Ok(Event::Built {
+                            through: b.through,
+                            entries: b.entries,
+                        })
+                    }));
+                }
+                Action::Store {
+                    epoch,
+                    through,
+                    entries,
+                } => {
+                    let (c, p) = (core.clone(), peer.to_string());
+                    storing = Some(tasks.spawn_blocking(move || {
+                        store(&c, &p, epoch, through, entries).map(Event::Stored)
+                    }));
+                }
+                Action::Receipted { body, carried } => {
+                    let (c, p) = (core.clone(), peer.to_string());
+                    blocking(tasks, move || {
+                        c.on_receipt(&p, &body, &carried).map_err(node)
+                    })
+                    .await??;
+                }
+                Action::AdoptOwnSeq { seq, id } => {
+                    let c = core.clone();
+                    if blocking(tasks, move || {
+                        c.store().adopt_own_seq(seq, id).map_err(node)
+                    })
+                    .await??
+                    {
+                        warn!(peer = %peer, seq, "this node's own numbering was behind a peer's copy (store rebuilt?); continuing after it");
+                    }
+                }
+                Action::Close {
+                    code,
+                    reason,
+                    violation,
+                } => {
+                    if violation {
+                        refuse(core, conn, peer, code, &reason);
+                    } else {
+                        conn.close(VarInt::from_u32(code), reason.as_bytes());
+                    }
+                    return Err(LinkError::Closed(reason));
+                }
+            }
+        }
+        let now = started.elapsed();
+        let input = tokio::select! {
+            input = follow_in.recv(), if session.wants_follow_frames() => input,
+            input = serve_in.recv() => input,
+            r = head.changed() => {
+                if r.is_err() {
+                    return Ok(());
+                }
+                Some(Input::Event(Event::LogGrew))
+            }
+            done = join(&mut building) => Some(Input::Event(done?)),
+            done = join(&mut storing) => Some(Input::Event(done?)),
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let event = match input {
+            Some(Input::Event(e)) => e,
+            Some(Input::Frame(feed, msg)) => {
+                links.seen(peer);
+                Event::Frame(feed, msg)
+            }
+            Some(Input::ServeOpened(send)) => {
+                streams.serve = Some(send);
+                continue;
+            }
+            Some(Input::Ended(Err(LinkError::Proto(e)))) => {
+                // A frame that does not decode, or is too large.
+                refuse(core, conn, peer, close::PROTOCOL, &e.to_string());
+                return Err(LinkError::Proto(e));
+            }
+            Some(Input::Ended(r)) => return r,
+            None => return Ok(()),
+        };
+        pending = session.handle(event, now);
+    }
+}
+
+/// Closes the connection for a member's protocol violation or exceeded
+/// limit, audited.
+fn refuse(core: &Exchange, conn: &Connection, peer: &str, code: u32, reason: &str) {
+    let what = if code == close::RATE_LIMITED {
+        reason.to_string()
+    } else {
+        format!("protocol violation: {reason}")
+    };
+    warn!(peer = %peer, reason = %what, "closing the link");
+    core.audit_refusal(Some(peer), conn.remote_address(), &what, crate::time::now());
+    conn.close(VarInt::from_u32(code), reason.as_bytes());
+}
+
+/// The send halves of a link's two feed streams.
+struct Streams {
+    follow: SendStream,
+    /// Known once the member opened its subscription.
+    serve: Option<SendStream>,
+}
+
+impl Streams {
+    async fn write(&mut self, feed: Feed, msg: &Message) -> Result<(), LinkError> {
+        let send = match feed {
+            Feed::Follow => &mut self.follow,
+            Feed::Serve => self
+                .serve
+                .as_mut()
+                .ok_or(ProtoError::Unexpected("reply before the member's stream"))?,
+        };
+        let frame = proto::encode_frame(msg)?;
+        send.write_all(&frame)
+            .await
+            .map_err(|e| LinkError::Io(e.to_string()))
+    }
+}
+
+/// Waits for an outstanding exchange call; pending forever when none is.
+async fn join(slot: &mut Option<JoinHandle<Result<Event, LinkError>>>) -> Result<Event, LinkError> {
+    match slot {
+        Some(h) => {
+            let r = h.await;
+            *slot = None;
+            r.map_err(|e| LinkError::Node(e.to_string()))?
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Stores a received batch and returns the signed receipt.
+fn store(
+    core: &Exchange,
+    peer: &str,
+    epoch: u64,
+    through: u64,
+    entries: Vec<(u64, Item)>,
+) -> Result<SignedReceipt, LinkError> {
+    core.receive_batch(peer, epoch, through, entries, crate::time::now())
+        .map_err(node)
+}
+
+fn node(e: impl std::fmt::Display) -> LinkError {
+    LinkError::Node(e.to_string())
+}
+
+/// Runs blocking exchange work off the runtime, tracked for shutdown.
+async fn blocking<T: Send + 'static>(
+    tasks: &TaskTracker,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, LinkError> {
+    tasks
+        .spawn_blocking(f)
+        .await
+        .map_err(|e| LinkError::Node(e.to_string()))
+}
+
+/// Reads frames from one feed stream into the driver until it ends.
+async fn read_frames(feed: Feed, mut recv: RecvStream, tx: mpsc::Sender<Input>) {
+    let ended = loop {
+        match read_msg(&mut recv).await {
+            Ok(Some(m)) => {
+                if tx.send(Input::Frame(feed, m)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    let _ = tx.send(Input::Ended(ended)).await;
+}
+
+/// Reads one frame; `None` when the stream finished cleanly between frames.
+async fn read_msg(recv: &mut RecvStream) -> Result<Option<Message>, LinkError> {
+    let mut prefix = [0u8; 4];
+    match recv.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(LinkError::Io(e.to_string())),
+    }
+    let n = proto::frame_len(prefix)?;
+    let mut payload = vec![0u8; n];
+    recv.read_exact(&mut payload)
+        .await
+        .map_err(|e| LinkError::Io(e.to_string()))?;
+    Ok(Some(proto::decode_payload(&payload)?))
+}
