@@ -21,4 +21,5 @@ pub mod notice;
 pub mod policy;
 pub mod proto;
 pub mod store;
+pub mod testkit;
 pub mod time;

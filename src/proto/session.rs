@@ -448,3 +448,254 @@ fn check_hello(m: &Message, peer: &str) -> Result<u64, ProtoError> {
         _ => Err(ProtoError::Unexpected("expected hello")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn params() -> SessionParams {
+        SessionParams {
+            me: "alpha".into(),
+            peer: "bravo".into(),
+            local_epoch: 5,
+            cursor: (9, 3),
+            peer_key: SigningKey::from_bytes(&[2; 32]).verifying_key(),
+            your_last: None,
+        }
+    }
+
+    fn hello(id: &str, epoch: u64) -> Message {
+        Message::Hello {
+            node_id: id.into(),
+            version: PROTOCOL_VERSION,
+            epoch,
+        }
+    }
+
+    fn at(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    fn closed(actions: &[Action]) -> Option<u32> {
+        actions.iter().find_map(|a| match a {
+            Action::Close { code, .. } => Some(*code),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn opening_subscribes_from_the_stored_cursor() {
+        let (_, open) = Session::new(params(), at(0));
+        assert_eq!(open[0], Action::Send(Feed::Follow, hello("alpha", 5)));
+        assert_eq!(
+            open[1],
+            Action::Send(Feed::Follow, Message::Subscribe { epoch: 9, after: 3 })
+        );
+    }
+
+    #[test]
+    fn serving_answers_a_subscription_and_builds_within_the_window() {
+        let (mut s, _) = Session::new(params(), at(0));
+        assert!(s
+            .handle(Event::Frame(Feed::Serve, hello("bravo", 1)), at(1))
+            .is_empty());
+        let a = s.handle(
+            Event::Frame(Feed::Serve, Message::Subscribe { epoch: 5, after: 7 }),
+            at(2),
+        );
+        assert_eq!(a[0], Action::Send(Feed::Serve, hello("alpha", 5)));
+        assert_eq!(a[1], Action::Build { after: 7 });
+        // Nothing new: idle until the log grows.
+        assert!(s
+            .handle(
+                Event::Built {
+                    through: 7,
+                    entries: vec![]
+                },
+                at(3)
+            )
+            .is_empty());
+        assert_eq!(
+            s.handle(Event::LogGrew, at(4)),
+            vec![Action::Build { after: 7 }]
+        );
+        // The log grew again while that build read it: build again at once.
+        assert!(s.handle(Event::LogGrew, at(5)).is_empty());
+        assert_eq!(
+            s.handle(
+                Event::Built {
+                    through: 7,
+                    entries: vec![]
+                },
+                at(6)
+            ),
+            vec![Action::Build { after: 7 }]
+        );
+        // Batches go out until the window is full.
+        let mut sent = 0;
+        let mut through = 7;
+        loop {
+            through += 1;
+            let a = s.handle(
+                Event::Built {
+                    through,
+                    entries: vec![],
+                },
+                at(7),
+            );
+            sent += 1;
+            if !a.contains(&Action::Build { after: through }) {
+                break;
+            }
+        }
+        assert_eq!(sent, WINDOW);
+    }
+
+    #[test]
+    fn a_subscription_into_another_epoch_starts_from_zero() {
+        let (mut s, _) = Session::new(params(), at(0));
+        s.handle(Event::Frame(Feed::Serve, hello("bravo", 1)), at(1));
+        let a = s.handle(
+            Event::Frame(
+                Feed::Serve,
+                Message::Subscribe {
+                    epoch: 4,
+                    after: 70,
+                },
+            ),
+            at(2),
+        );
+        assert!(a.contains(&Action::Build { after: 0 }));
+    }
+
+    #[test]
+    fn out_of_order_messages_close_the_link() {
+        for (feed, first) in [
+            (Feed::Serve, Message::Subscribe { epoch: 5, after: 0 }),
+            (
+                Feed::Follow,
+                Message::Batch {
+                    through: 9,
+                    entries: vec![],
+                },
+            ),
+            (Feed::Serve, hello("mallory", 1)),
+        ] {
+            let (mut s, _) = Session::new(params(), at(0));
+            let a = s.handle(Event::Frame(feed, first), at(1));
+            assert_eq!(closed(&a), Some(close::PROTOCOL), "{a:?}");
+            assert!(s.is_closed());
+            assert!(
+                s.handle(Event::LogGrew, at(2)).is_empty(),
+                "closed stays closed"
+            );
+        }
+    }
+
+    #[test]
+    fn a_receipt_must_be_signed_by_the_member() {
+        let (mut s, _) = Session::new(params(), at(0));
+        s.handle(Event::Frame(Feed::Serve, hello("bravo", 1)), at(1));
+        s.handle(
+            Event::Frame(Feed::Serve, Message::Subscribe { epoch: 5, after: 0 }),
+            at(2),
+        );
+        s.handle(
+            Event::Built {
+                through: 4,
+                entries: vec![],
+            },
+            at(3),
+        );
+        let body = ReceiptBody {
+            receiver: "bravo".into(),
+            sender: "alpha".into(),
+            epoch: 5,
+            through: 4,
+            rejected: vec![],
+            at: 0,
+        };
+        let forged = SignedReceipt::sign(&SigningKey::from_bytes(&[3; 32]), &body).unwrap();
+        let a = s.handle(Event::Frame(Feed::Serve, Message::Receipt(forged)), at(4));
+        assert_eq!(closed(&a), Some(close::PROTOCOL));
+        let (mut s, _) = Session::new(params(), at(0));
+        s.handle(Event::Frame(Feed::Serve, hello("bravo", 1)), at(1));
+        s.handle(
+            Event::Frame(Feed::Serve, Message::Subscribe { epoch: 5, after: 0 }),
+            at(2),
+        );
+        s.handle(
+            Event::Built {
+                through: 4,
+                entries: vec![],
+            },
+            at(3),
+        );
+        let real = SignedReceipt::sign(&SigningKey::from_bytes(&[2; 32]), &body).unwrap();
+        let a = s.handle(Event::Frame(Feed::Serve, Message::Receipt(real)), at(4));
+        assert!(matches!(a[0], Action::Receipted { .. }), "{a:?}");
+    }
+
+    #[test]
+    fn batches_are_stored_one_at_a_time_in_order_and_the_window_is_enforced() {
+        let (mut s, _) = Session::new(params(), at(0));
+        s.handle(Event::Frame(Feed::Follow, hello("bravo", 9)), at(1));
+        let batch = |through| {
+            Event::Frame(
+                Feed::Follow,
+                Message::Batch {
+                    through,
+                    entries: vec![],
+                },
+            )
+        };
+        let a = s.handle(batch(4), at(2));
+        assert_eq!(
+            a,
+            vec![Action::Store {
+                epoch: 9,
+                through: 4,
+                entries: vec![]
+            }]
+        );
+        // While it is stored, later batches wait their turn.
+        for t in 5..5 + WINDOW as u64 {
+            assert!(s.handle(batch(t), at(3)).is_empty());
+        }
+        assert!(!s.wants_follow_frames());
+        let a = s.handle(batch(50), at(4));
+        assert_eq!(closed(&a), Some(close::PROTOCOL), "beyond the window");
+    }
+
+    #[test]
+    fn a_flood_of_batches_is_rate_limited() {
+        let (mut s, _) = Session::new(params(), at(0));
+        s.handle(Event::Frame(Feed::Follow, hello("bravo", 9)), at(1));
+        let receipt = SignedReceipt {
+            body: vec![],
+            signature: vec![],
+        };
+        let mut closed_at = None;
+        for t in 4..2_000u64 {
+            let a = s.handle(
+                Event::Frame(
+                    Feed::Follow,
+                    Message::Batch {
+                        through: t,
+                        entries: vec![],
+                    },
+                ),
+                at(2),
+            );
+            if let Some(code) = closed(&a) {
+                closed_at = Some((t, code));
+                break;
+            }
+            s.handle(Event::Stored(receipt.clone()), at(2));
+        }
+        let (t, code) = closed_at.expect("the flood was never limited");
+        assert_eq!(code, close::RATE_LIMITED);
+        assert!(t - 4 >= FRAME_RATE.1 as u64, "the burst is allowed: {t}");
+    }
+}

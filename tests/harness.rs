@@ -1,0 +1,357 @@
+//! Protocol scenarios on the deterministic harness (`vigil::testkit`):
+//! real exchanges and stores, sessions over in-memory wires, a simulated
+//! clock, no sockets. Each reads as a story and runs in milliseconds.
+
+use vigil::notice::hit::HitReport;
+use vigil::notice::screening::Query;
+use vigil::notice::{Action, IssueContext, Item, NoticeId, NoticeInput};
+use vigil::proto::{Feed, Message, ReceiptBody};
+use vigil::store::{NoticeState, Operation};
+use vigil::testkit::Harness;
+
+/// Steps any scenario may take before it must be quiet.
+const STEPS: usize = 200_000;
+
+fn notice(now: i64, audience: serde_json::Value, handling: &str, tag: &str) -> NoticeInput {
+    let json = serde_json::json!({
+        "kind": "wanted", "purpose": "locate-arrest", "legal_basis": "Warrant 7",
+        "handling": handling, "grading": {"source": "B", "information": "2"},
+        "subject_category": "suspect", "nature": "fact", "audience": audience,
+        "expires_at": vigil::time::rfc3339(now + 30 * vigil::time::DAY),
+        "summary": format!("Case {tag}"), "case_ref": tag, "contact": "+31 desk",
+        "subject": {"family_name": format!("Doe-{tag}"), "given_names": "John",
+            "date_of_birth": "1980-04-01",
+            "identifiers": [{"scheme": "passport", "country": "NLD", "value": format!("X{tag}")}]}
+    });
+    serde_json::from_value(json).unwrap()
+}
+
+fn all(now: i64, tag: &str) -> NoticeInput {
+    notice(now, serde_json::json!("all"), "H1", tag)
+}
+
+fn holds(h: &Harness, node: &str, id: &NoticeId) -> bool {
+    h.node(node).unwrap().store().contains(id).unwrap()
+}
+
+/// A hub (`hub`, a relay) and spokes linked only to it.
+fn hub(spokes: &[&str]) -> Harness {
+    let mut h = Harness::new(11).unwrap();
+    h.add_node("hub", true, &[]);
+    for s in spokes {
+        h.add_node(s, false, &[]);
+        h.add_link("hub", s);
+    }
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    h
+}
+
+fn pair(seed: u64) -> Harness {
+    let mut h = Harness::new(seed).unwrap();
+    h.add_node("alpha", false, &[]);
+    h.add_node("bravo", false, &[]);
+    h.add_link("alpha", "bravo");
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    h
+}
+
+fn member_state(h: &Harness, node: &str, id: &NoticeId, member: &str) -> String {
+    h.node(node)
+        .unwrap()
+        .status(id)
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.member == member)
+        .unwrap()
+        .state
+}
+
+#[test]
+fn a_notice_crosses_a_link_and_its_receipt_marks_it_delivered() {
+    let mut h = pair(1);
+    let id = h.issue("alpha", &all(h.now(), "1")).unwrap();
+    assert_eq!(member_state(&h, "alpha", &id, "bravo"), "pending");
+    h.run(STEPS).unwrap();
+    assert!(holds(&h, "bravo", &id));
+    assert_eq!(member_state(&h, "alpha", &id, "bravo"), "delivered");
+    assert_eq!(h.traffic.closes, 0);
+}
+
+#[test]
+fn an_equivocating_member_is_refused_and_a_replay_changes_nothing() {
+    let mut h = Harness::new(2).unwrap();
+    h.add_node("bravo", false, &[]);
+    h.add_manual("mallory");
+    h.add_link("bravo", "mallory");
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    // bravo opened its subscription to mallory's log.
+    let opened = h.take_sent("mallory");
+    assert!(matches!(opened[0].2, Message::Hello { .. }), "{opened:?}");
+    assert!(matches!(opened[1].2, Message::Subscribe { after: 0, .. }));
+    // mallory answers as a member would, then signs two different notices
+    // with the same sequence number.
+    let key = h.signing_key("mallory").unwrap().clone();
+    let now = h.now();
+    let seal = |tag: &str| {
+        let input = notice(now, serde_json::json!("all"), "H1", tag);
+        let ctx = IssueContext {
+            origin: "mallory",
+            now,
+            max_retention_days: &|_| 365,
+            is_member: &|_| true,
+        };
+        input
+            .seal(&ctx, &key, 1, None, Action::Issue, &mut rand::rngs::OsRng)
+            .unwrap()
+    };
+    let (first, a) = seal("A");
+    let (second, b) = seal("B");
+    let epoch = 77;
+    h.inject(
+        "mallory",
+        "bravo",
+        Feed::Serve,
+        Message::Hello {
+            node_id: "mallory".into(),
+            version: vigil::proto::PROTOCOL_VERSION,
+            epoch,
+        },
+    );
+    for (through, env) in [(1, a.clone()), (2, b), (3, a)] {
+        h.inject(
+            "mallory",
+            "bravo",
+            Feed::Serve,
+            Message::Batch {
+                through,
+                entries: vec![(through, Item::Notice(env))],
+            },
+        );
+    }
+    h.run(STEPS).unwrap();
+    let receipts: Vec<ReceiptBody> = h
+        .take_sent("mallory")
+        .into_iter()
+        .filter_map(|(_, _, m)| match m {
+            Message::Receipt(r) => Some(
+                r.verify(&h.signing_key("bravo").unwrap().verifying_key())
+                    .unwrap(),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        receipts.iter().map(|r| r.through).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert!(receipts[0].rejected.is_empty());
+    assert!(
+        receipts[1].rejected[0].1.contains("equivocation"),
+        "{receipts:?}"
+    );
+    assert!(receipts[2].rejected.is_empty(), "a replay is idempotent");
+    let bravo = h.node("bravo").unwrap();
+    assert!(holds(&h, "bravo", &first));
+    assert!(!holds(&h, "bravo", &second));
+    assert_eq!(bravo.store().len(), 1);
+    let refused = bravo
+        .store()
+        .audit_entries()
+        .map(Result::unwrap)
+        .filter(|e| e.operation == Operation::Reject && e.decision.contains("equivocation"))
+        .count();
+    assert_eq!(refused, 1);
+}
+
+#[test]
+fn a_cancelled_chain_is_erased_on_every_holder_through_a_relay() {
+    let mut h = Harness::new(3).unwrap();
+    h.add_node("alpha", false, &[]);
+    h.add_node("bravo", true, &[]);
+    h.add_node("charlie", false, &[]);
+    h.add_link("alpha", "bravo");
+    h.add_link("bravo", "charlie");
+    h.start().unwrap();
+    let v1 = h.issue("alpha", &all(h.now(), "v1")).unwrap();
+    h.run(STEPS).unwrap();
+    let input = all(h.now(), "v2");
+    let v2 = h
+        .on("alpha", |ex, now| ex.update(&v1, &input, "t", now))
+        .unwrap()
+        .unwrap();
+    h.run(STEPS).unwrap();
+    let cancel = h
+        .on("alpha", |ex, now| ex.cancel(&v2, "Arrested", "t", now))
+        .unwrap()
+        .unwrap();
+    h.run(STEPS).unwrap();
+    for node in ["alpha", "bravo", "charlie"] {
+        for v in [v1, v2] {
+            let (rec, env) = h.node(node).unwrap().store().get(&v).unwrap().unwrap();
+            assert_eq!(rec.state, NoticeState::Cancelled, "{node} {v}");
+            assert!(env.disclosures.is_empty(), "{node} still holds data of {v}");
+        }
+        assert!(holds(&h, node, &cancel), "{node} lacks the cancel");
+        let inbox = h.node(node).unwrap().list(None, None, false).unwrap();
+        assert!(inbox.is_empty(), "{node} lists {inbox:?}");
+    }
+}
+
+#[test]
+fn a_hub_relays_between_spokes_within_the_audience() {
+    let mut h = hub(&["s1", "s2", "s3"]);
+    let to_all = h.issue("s1", &all(h.now(), "all")).unwrap();
+    let named = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["hub", "s2"]), "H2", "named"),
+        )
+        .unwrap();
+    h.run(STEPS).unwrap();
+    for s in ["hub", "s2", "s3"] {
+        assert!(holds(&h, s, &to_all), "{s}");
+    }
+    assert!(holds(&h, "hub", &named) && holds(&h, "s2", &named));
+    assert!(!holds(&h, "s3", &named), "H2 went past its audience");
+    let withheld = h
+        .node("hub")
+        .unwrap()
+        .store()
+        .delivery(&named, "s3")
+        .unwrap();
+    assert!(
+        matches!(withheld, Some(vigil::store::Delivery::Withheld { .. })),
+        "{withheld:?}"
+    );
+}
+
+#[test]
+fn a_hit_on_one_spoke_travels_home_through_the_hub() {
+    let mut h = hub(&["s1", "s2"]);
+    let id = h.issue("s1", &all(h.now(), "hit")).unwrap();
+    h.run(STEPS).unwrap();
+    let q = Query::name("John Doe-hit", "1980-04-01", h.now()).unwrap();
+    let hits = h
+        .on("s2", |ex, now| {
+            ex.screen(&[q], "Border check", "Schiphol", "officer", now)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert!(hits[0].hit_report);
+    h.run(STEPS).unwrap();
+    let home = h.node("s1").unwrap().hits_received().unwrap();
+    assert_eq!(home.len(), 1, "{home:?}");
+    assert_eq!(home[0].notice_id, id.to_string());
+    assert_eq!(home[0].reporter, "s2");
+    assert!(home[0].signature_verified);
+    // The hub passed it on but keeps no report addressed to itself.
+    let hub_reports: Vec<HitReport> = h
+        .node("hub")
+        .unwrap()
+        .store()
+        .hit_reports()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(hub_reports.len(), 1, "the hub holds the report it relays");
+    assert!(h.node("hub").unwrap().hits_received().unwrap().is_empty());
+}
+
+#[test]
+fn a_wiped_store_gets_a_new_epoch_receives_everything_once_and_numbers_on() {
+    let mut h = pair(4);
+    let a: Vec<NoticeId> = (0..5)
+        .map(|i| h.issue("alpha", &all(h.now(), &format!("a{i}"))).unwrap())
+        .collect();
+    let b1 = h.issue("bravo", &all(h.now(), "b1")).unwrap();
+    h.run(STEPS).unwrap();
+    assert!(holds(&h, "alpha", &b1));
+    let old_epoch = h.node("bravo").unwrap().store().epoch();
+    h.restart("bravo", true).unwrap();
+    assert_ne!(h.node("bravo").unwrap().store().epoch(), old_epoch);
+    h.run(STEPS).unwrap();
+    for id in &a {
+        assert!(holds(&h, "bravo", id));
+    }
+    // alpha relays nothing, so bravo's own b1 does not come back.
+    assert_eq!(h.node("bravo").unwrap().store().len(), 5);
+    // bravo continues its numbering after what alpha holds of it: its next
+    // notice is not refused as an equivocation of b1.
+    let b2 = h.issue("bravo", &all(h.now(), "b2")).unwrap();
+    h.run(STEPS).unwrap();
+    assert!(holds(&h, "alpha", &b2));
+    let (seq1, seq2) = (
+        h.node("alpha").unwrap().show(&b1).unwrap().unwrap().seq,
+        h.node("alpha").unwrap().show(&b2).unwrap().unwrap().seq,
+    );
+    assert_eq!(seq2, seq1 + 1);
+    // alpha stored each of bravo's notices once.
+    let collects = h
+        .node("alpha")
+        .unwrap()
+        .store()
+        .audit_entries()
+        .map(Result::unwrap)
+        .filter(|e| e.operation == Operation::Collect && e.notice == Some(b1))
+        .count();
+    assert_eq!(collects, 1);
+}
+
+#[test]
+fn a_lost_receipt_costs_nothing_after_reconnecting() {
+    let mut h = pair(5);
+    let id = h.issue("alpha", &all(h.now(), "lost")).unwrap();
+    // Until bravo stored it and its receipt is on the way; then it is lost.
+    let receipt = |to: &str, m: &Message| to == "alpha" && matches!(m, Message::Receipt(_));
+    let sent = h
+        .run_until(STEPS, |h| h.in_flight("alpha", "bravo", receipt) > 0)
+        .unwrap();
+    assert!(sent && holds(&h, "bravo", &id));
+    let lost = h.lose("alpha", "bravo", receipt);
+    h.run(STEPS).unwrap();
+    assert_eq!(lost, 1, "the receipt was in flight");
+    assert_eq!(member_state(&h, "alpha", &id, "bravo"), "pending");
+    h.disconnect("alpha", "bravo");
+    h.connect("alpha", "bravo").unwrap();
+    h.run(STEPS).unwrap();
+    // bravo's cursor was stored with the batch: nothing is sent twice, and
+    // the next receipt covers it.
+    assert_eq!(h.node("bravo").unwrap().store().len(), 1);
+    let id2 = h.issue("alpha", &all(h.now(), "next")).unwrap();
+    h.run(STEPS).unwrap();
+    assert!(holds(&h, "bravo", &id2));
+    assert_eq!(member_state(&h, "alpha", &id2, "bravo"), "delivered");
+}
+
+#[test]
+fn a_member_removed_mid_feed_gets_nothing_more_until_it_is_back() {
+    let mut h = pair(6);
+    let first: Vec<NoticeId> = (0..3)
+        .map(|i| h.issue("alpha", &all(h.now(), &format!("f{i}"))).unwrap())
+        .collect();
+    h.run(STEPS).unwrap();
+    let report = h
+        .reload("alpha", |text| {
+            let start = text.find("[[members]]\nid = \"bravo\"").unwrap();
+            text[..start].to_string()
+        })
+        .unwrap();
+    assert_eq!(report.removed, vec!["bravo".to_string()]);
+    assert!(!h.is_up("alpha", "bravo"));
+    let later = h.issue("alpha", &all(h.now(), "later")).unwrap();
+    h.run(STEPS).unwrap();
+    for id in &first {
+        assert!(holds(&h, "bravo", id));
+    }
+    assert!(!holds(&h, "bravo", &later));
+    // Back in the config: bravo catches up from its cursor, once.
+    h.reload("alpha", |text| text).unwrap();
+    h.connect("alpha", "bravo").unwrap();
+    h.run(STEPS).unwrap();
+    assert!(holds(&h, "bravo", &later));
+    assert_eq!(h.node("bravo").unwrap().store().len(), 4);
+}
