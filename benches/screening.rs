@@ -1,5 +1,5 @@
 //! Screening cost with N notices held (issue #12): a 10,000-row manifest
-//! through `Core::screen_manifest` (parse, match, consult entry, hit
+//! through `Exchange::screen_manifest` (parse, match, consult entry, hit
 //! reports, one flush), and single name and document queries through the
 //! store's index, with the subjects `vigil bench` uses (names of two or
 //! three syllables, births spread over 1940-2008).

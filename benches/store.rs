@@ -10,8 +10,8 @@
 //!     shows what vigil's own code adds on top of that layout.
 //! (b) screening latency with N notices held: the index path
 //!     (`Store::lookup`, which returns each hit's record and envelope, as
-//!     `Core::screen` uses it)
-//!     and `Core::screen` itself on a one-node mesh (that adds the consult
+//!     `Exchange::screen` uses it)
+//!     and `Exchange::screen` itself on a one-node mesh (that adds the consult
 //!     audit entry, a signed hit report and a flush per screening).
 //!     Target: p99 <= 200 us at 1M.
 //!
@@ -130,7 +130,7 @@ impl Sealer {
     }
 }
 
-/// The batch `Core::receive_batch` would hand the store after verification
+/// The batch `Exchange::receive_batch` would hand the store after verification
 /// and inbound policy: every notice accepted unchanged, one `collect`
 /// audit entry each.
 fn inbound(notices: &[Sealed], now: i64) -> InboundBatch {
@@ -474,7 +474,7 @@ fn timed(label: &str, mut query: impl FnMut() -> Query, mut f: impl FnMut(&Query
     );
 }
 
-/// The per-query work of `Core::screen` without its audit write: keys,
+/// The per-query work of `Exchange::screen` without its audit write: keys,
 /// index lookup, and each matching notice's record, envelope and match.
 fn lookup(store: &Store, q: &Query) -> usize {
     black_box(store.screen(q).expect("lookup")).len()
@@ -556,12 +556,12 @@ fn screening(n: usize) {
         .len()
     };
     timed(
-        "Core::screen, existing",
+        "Exchange::screen, existing",
         || existing_query(&mut rng, n),
         screen,
     );
     timed(
-        "Core::screen, missing",
+        "Exchange::screen, missing",
         || missing_query(&mut rng, n),
         screen,
     );

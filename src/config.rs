@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::identity::parse_public_key;
+use crate::keys::parse_public_key;
 use crate::notice::{Grading, Kind};
 use ed25519_dalek::VerifyingKey;
 
@@ -324,8 +324,8 @@ impl Config {
             if members.iter().any(|x| x.id == m.id) {
                 return Err(err(&f("id"), format!("member `{}` is listed twice", m.id)));
             }
-            let signing_key =
-                parse_public_key(&m.signing_key).map_err(|e| err(&f("signing_key"), e))?;
+            let signing_key = parse_public_key(&m.signing_key)
+                .map_err(|e| err(&f("signing_key"), e.to_string()))?;
             let address = m
                 .address
                 .as_deref()

@@ -2,7 +2,6 @@
 //! the federation CA, and the tools that create them (`vigil ca init`,
 //! `vigil init`). No networking here.
 
-use base64::Engine;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -28,33 +27,7 @@ fn ierr(file: &Path, field: &str, message: impl Into<String>) -> IdentityError {
     }
 }
 
-/// Renders a public signing key the way partners pin it: `ed25519:BASE64`.
-pub fn format_public_key(key: &VerifyingKey) -> String {
-    format!(
-        "ed25519:{}",
-        base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
-    )
-}
-
-/// Parses `ed25519:BASE64`, refusing weak (small-order) keys.
-pub fn parse_public_key(s: &str) -> Result<VerifyingKey, String> {
-    let b64 = s
-        .strip_prefix("ed25519:")
-        .ok_or_else(|| "must look like ed25519:BASE64".to_string())?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .map_err(|e| format!("invalid base64: {e}"))?;
-    let arr: [u8; 32] = bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| format!("is {} bytes, an ed25519 key is 32", bytes.len()))?;
-    let key =
-        VerifyingKey::from_bytes(&arr).map_err(|_| "is not a valid ed25519 point".to_string())?;
-    if key.is_weak() {
-        return Err("is a weak (small-order) ed25519 key".into());
-    }
-    Ok(key)
-}
+pub use crate::keys::{format_public_key, parse_public_key};
 
 /// Refuses a private file that group or others can read.
 pub fn check_private(path: &Path, field: &str) -> Result<(), IdentityError> {
@@ -110,6 +83,15 @@ fn load_certs(path: &Path, field: &str) -> Result<Vec<CertificateDer<'static>>, 
     Ok(certs)
 }
 
+/// Why identity material held in memory (PEM text) could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    #[error("bad PEM: {0}")]
+    Pem(#[from] std::io::Error),
+    #[error("no private key in the PEM text")]
+    NoKey,
+}
+
 /// Everything a node needs to prove who it is and whom it trusts.
 pub struct Identity {
     pub node_id: String,
@@ -127,15 +109,12 @@ impl Identity {
         signing: SigningKey,
         tls: &NodeTls,
         ca_pem: &str,
-    ) -> Result<Identity, String> {
-        let certs = |pem: &str| -> Result<Vec<CertificateDer<'static>>, String> {
-            rustls_pemfile::certs(&mut pem.as_bytes())
-                .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())
+    ) -> Result<Identity, PemError> {
+        let certs = |pem: &str| -> Result<Vec<CertificateDer<'static>>, PemError> {
+            Ok(rustls_pemfile::certs(&mut pem.as_bytes()).collect::<Result<_, _>>()?)
         };
-        let tls_key = rustls_pemfile::private_key(&mut tls.key_pem.as_bytes())
-            .map_err(|e| e.to_string())?
-            .ok_or("no private key")?;
+        let tls_key =
+            rustls_pemfile::private_key(&mut tls.key_pem.as_bytes())?.ok_or(PemError::NoKey)?;
         Ok(Identity {
             node_id: node_id.to_string(),
             signing,
@@ -259,10 +238,9 @@ pub fn generate_signing_key() -> SigningKey {
 }
 
 /// PKCS#8 PEM of a signing key, for its key file.
-pub fn signing_key_pem(key: &SigningKey) -> Result<String, String> {
+pub fn signing_key_pem(key: &SigningKey) -> Result<String, ed25519_dalek::pkcs8::Error> {
     key.to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .map(|p| p.to_string())
-        .map_err(|e| e.to_string())
 }
 
 /// A fresh admin bearer token (256 bits, hex).
@@ -311,16 +289,33 @@ pub struct InitParams<'a> {
     pub admin_listen: &'a str,
 }
 
+/// Why `vigil init` could not create a node.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    #[error("signing key: {0}")]
+    Key(#[from] ed25519_dalek::pkcs8::Error),
+}
+
 /// Creates a node's files: signing key, TLS key and certificate, admin token
 /// and `vigil.toml`. Returns the public signing key.
-pub fn init_node(p: &InitParams<'_>) -> Result<VerifyingKey, String> {
+pub fn init_node(p: &InitParams<'_>) -> Result<VerifyingKey, InitError> {
     let id = p.node_id;
-    std::fs::create_dir_all(p.dir).map_err(|e| format!("{}: {e}", p.dir.display()))?;
+    std::fs::create_dir_all(p.dir).map_err(|e| InitError::Io {
+        path: p.dir.to_path_buf(),
+        source: e,
+    })?;
     let signing = generate_signing_key();
-    let tls = issue_node_cert(p.ca, id).map_err(|e| format!("certificate: {e}"))?;
+    let tls = issue_node_cert(p.ca, id)?;
     let at = |name: String| p.dir.join(name);
     let io =
-        |path: PathBuf, r: std::io::Result<()>| r.map_err(|e| format!("{}: {e}", path.display()));
+        |path: PathBuf, r: std::io::Result<()>| r.map_err(|e| InitError::Io { path, source: e });
     let pem = signing_key_pem(&signing)?;
     let f = at(format!("{id}.signing.pem"));
     io(f.clone(), write_private(&f, &pem))?;

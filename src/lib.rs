@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod exchange;
 pub mod identity;
+pub mod keys;
 pub mod mesh;
 pub mod net;
 pub mod node;

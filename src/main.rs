@@ -407,7 +407,7 @@ fn init(
         listen,
         admin_listen: admin,
     })
-    .map_err(Usage)?;
+    .map_err(|e| Usage(e.to_string()))?;
     println!("{node_id} {}", format_public_key(&key));
     Ok(())
 }

@@ -78,7 +78,7 @@ impl LocalMesh {
             std::fs::create_dir_all(&nd).map_err(setup("node dir"))?;
             let signing = identity::generate_signing_key();
             let tls = identity::issue_node_cert(&ca, &s.id).map_err(setup("certificate"))?;
-            let pem = identity::signing_key_pem(&signing).map_err(MeshError::Setup)?;
+            let pem = identity::signing_key_pem(&signing).map_err(setup("signing key"))?;
             identity::write_private(&nd.join("signing.pem"), &pem).map_err(setup("signing key"))?;
             identity::write_private(&nd.join("tls.key"), &tls.key_pem).map_err(setup("tls key"))?;
             identity::write_public(&nd.join("tls.crt"), &tls.cert_pem)

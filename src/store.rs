@@ -1739,7 +1739,7 @@ mod tests {
                 erase: true,
             }),
         );
-        // A cancel carries no personal data (Core::cancel seals none).
+        // A cancel carries no personal data (Exchange::cancel seals none).
         let mut n3 = n3;
         n3.envelope.disclosures.clear();
         let n4 = accepted(4, "P4", Action::Issue, None);
