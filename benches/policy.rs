@@ -1,4 +1,4 @@
-//! Cost of one data-protection decision (DESIGN.md §7) against one signature
+//! Cost of one data-protection decision (docs/policy.md) against one signature
 //! verification of the same notice: an inbound decision, an outbound decision
 //! and `notice::verify` (verify_strict) are measured in the same run, and the
 //! ratios at the end are what to quote (target: a decision costs < 5% of one

@@ -50,8 +50,8 @@ struct HeadWrapper {
 
 impl AuditLine {
     /// The line for a stored entry.
-    pub fn from_entry(e: &AuditEntry) -> AuditLine {
-        AuditLine {
+    pub fn from_entry(e: &AuditEntry) -> Result<AuditLine, ExportError> {
+        Ok(AuditLine {
             seq: e.seq,
             time: crate::time::rfc3339(e.time),
             actor: e.actor.clone(),
@@ -61,8 +61,8 @@ impl AuditLine {
             justification: e.justification.clone(),
             decision: e.decision.clone(),
             prev: hex::encode(e.prev),
-            hash: hex::encode(e.hash()),
-        }
+            hash: hex::encode(e.hash()?),
+        })
     }
 
     /// The entry a line claims to be (its hash is then recomputed).
@@ -97,19 +97,28 @@ fn head_message(node: &str, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
     m
 }
 
+/// Why an export could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("an entry does not encode: {0}")]
+    Entry(#[from] crate::store::StoreError),
+    #[error("a line does not encode: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
 /// Exports entries (in chain order) as JSON lines plus a signed head line.
 pub fn export(
     node: &str,
     key: &SigningKey,
     entries: impl IntoIterator<Item = AuditEntry>,
-) -> String {
+) -> Result<String, ExportError> {
     let mut out = String::new();
     let (mut seq, mut hash) = (0u64, [0u8; 32]);
     for e in entries {
-        let line = AuditLine::from_entry(&e);
+        let line = AuditLine::from_entry(&e)?;
         seq = e.seq;
-        hash = e.hash();
-        out.push_str(&serde_json::to_string(&line).unwrap_or_default());
+        hash = e.hash()?;
+        out.push_str(&serde_json::to_string(&line)?);
         out.push('\n');
     }
     let sig = key.sign(&head_message(node, seq, &hash));
@@ -122,9 +131,9 @@ pub fn export(
             signature: base64::engine::general_purpose::STANDARD.encode(sig.to_bytes()),
         },
     };
-    out.push_str(&serde_json::to_string(&head).unwrap_or_default());
+    out.push_str(&serde_json::to_string(&head)?);
     out.push('\n');
-    out
+    Ok(out)
 }
 
 /// An intact chain.
@@ -217,7 +226,9 @@ pub fn verify(text: &str, expected_key: Option<&VerifyingKey>) -> Result<Verifie
         if entry.prev != prev {
             return Err(broken("does not name the previous entry's hash".into()));
         }
-        let hash = entry.hash();
+        let hash = entry
+            .hash()
+            .map_err(|e| broken(format!("does not encode: {e}")))?;
         if hex::encode(hash) != line.hash {
             return Err(broken("content does not match its hash (altered)".into()));
         }
@@ -255,10 +266,10 @@ mod tests {
                 decision: format!("decision {seq}"),
                 prev,
             };
-            prev = e.hash();
+            prev = e.hash().unwrap();
             entries.push(e);
         }
-        let text = export("alpha", &key, entries);
+        let text = export("alpha", &key, entries).unwrap();
         (key, text)
     }
 

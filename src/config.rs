@@ -1,4 +1,4 @@
-//! The node's TOML configuration (DESIGN.md §10): parsing, validation and
+//! The node's TOML configuration (docs/config.md): parsing, validation and
 //! errors that name the file and the field at fault.
 //!
 //! Reads only the config file itself; key files are loaded by `identity`.

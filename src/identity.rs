@@ -343,7 +343,7 @@ pub fn node_config_toml(
     admin: &str,
 ) -> String {
     format!(
-        r#"# vigil node configuration for `{id}` (DESIGN.md §10). Paths are relative to this file.
+        r#"# vigil node configuration for `{id}` (docs/config.md). Paths are relative to this file.
 [node]
 id = "{id}"
 listen = "{listen}"

@@ -2,7 +2,7 @@
 //! law-enforcement contact points, enforcing data-protection policy on every
 //! message before it is stored or disclosed.
 //!
-//! The modules follow the path of one notice (DESIGN.md §2):
+//! The modules follow the path of one notice (docs/architecture.md):
 //! `config` → `identity` → `notice` → `policy` → `store` → `proto` → `net`,
 //! wired together by `node` and exposed to operators through `admin`.
 #![forbid(unsafe_code)]

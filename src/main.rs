@@ -1,4 +1,4 @@
-//! The `vigil` command line (DESIGN.md §9): local file commands (`ca init`,
+//! The `vigil` command line (docs/overview.md): local file commands (`ca init`,
 //! `init`, `id`), the node itself (`run`), and operator commands that talk
 //! to a running node's admin API. Exit codes: 0 success, 1 runtime failure,
 //! 2 bad usage, config or input, always with a one-line reason on stderr.
@@ -279,7 +279,7 @@ fn main() {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     // One real core here: a current-thread runtime beat the multi-thread one
-    // in every QUIC measurement (DESIGN.md §11). Blocking store work runs on
+    // in every QUIC measurement (BENCHMARKS.md). Blocking store work runs on
     // tokio's blocking pool either way.
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -682,7 +682,7 @@ fn live_audit(config: &Path) -> anyhow::Result<(String, ed25519_dalek::Verifying
                     )
                 })?;
             let entries: Vec<_> = store.audit_entries().collect::<Result<_, _>>()?;
-            vigil::audit::export(&cfg.node_id, &key, entries)
+            vigil::audit::export(&cfg.node_id, &key, entries)?
         }
         Err(e) => return Err(e),
     };

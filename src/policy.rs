@@ -1,4 +1,4 @@
-//! Data-protection policy (DESIGN.md §7): pure decisions, inbound before a
+//! Data-protection policy (docs/policy.md): pure decisions, inbound before a
 //! notice is stored and outbound before it is disclosed to a member.
 //!
 //! Every function here is a pure function of (message, member, config, now);

@@ -1,4 +1,4 @@
-//! The node's durable memory (DESIGN.md §8), on sled 0.34.7.
+//! The node's durable memory (docs/store.md), on sled 0.34.7.
 //!
 //! Layout: one sled tree, `vigil`, whose keys start with a tag byte:
 //! - `L` local seq (u64 BE) of its first entry → a [`pack`] of consecutive
@@ -17,7 +17,7 @@
 //! - `H` SHA-256 of the body → a [`HitReport`] held (sent or received).
 //! - `M` name → schema version, epoch, own seq and id.
 //!
-//! The suggested trees of §8 (`notices`, `origin_seq`, `by_identifier`,
+//! The trees a first design suggested (`notices`, `origin_seq`, `by_identifier`,
 //! `by_expiry`) are the in-memory [`index`], rebuilt from the log when the
 //! store opens. Why: as sled trees they cost about seven sled inserts per
 //! notice on top of the log entry, inside a nine-tree transaction, and held
@@ -86,8 +86,8 @@ fn dec<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, St
     postcard::from_bytes(bytes).map_err(corrupt(what))
 }
 
-fn enc<T: Serialize>(v: &T) -> Vec<u8> {
-    postcard::to_allocvec(v).unwrap_or_default()
+fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_allocvec(v).map_err(|e| StoreError::Corrupt(format!("encoding a record: {e}")))
 }
 
 const LOG: u8 = b'L';
@@ -265,8 +265,8 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     /// The entry's hash, which the next entry names as `prev`.
-    pub fn hash(&self) -> [u8; 32] {
-        hash_encoded_entry(&enc(self))
+    pub fn hash(&self) -> Result<[u8; 32], StoreError> {
+        Ok(hash_encoded_entry(&enc(self)?))
     }
 }
 
@@ -672,7 +672,7 @@ impl<'s> Tx<'s> {
     }
 
     /// Appends audit drafts to the chain.
-    fn audit(&mut self, drafts: &[AuditDraft], now: i64) {
+    fn audit(&mut self, drafts: &[AuditDraft], now: i64) -> Result<(), StoreError> {
         for d in drafts {
             let (seq, prev) = self.audit_head;
             let bytes = enc(&AuditEntryRef {
@@ -685,10 +685,11 @@ impl<'s> Tx<'s> {
                 justification: d.justification.as_deref(),
                 decision: &d.decision,
                 prev,
-            });
+            })?;
             self.audit_head = (seq + 1, hash_encoded_entry(&bytes));
             self.audit.push((seq + 1, bytes));
         }
+        Ok(())
     }
 
     /// Writes a message with its index entries and its effect on earlier
@@ -808,7 +809,7 @@ impl<'s> Tx<'s> {
                 continue;
             }
             self.hits.insert(id);
-            self.put(key(HIT, &id), enc(r));
+            self.put(key(HIT, &id), enc(r)?);
             if *forward {
                 self.append(HeldRef {
                     meta: None,
@@ -888,7 +889,7 @@ impl<'s> Tx<'s> {
         for block in self.audit.chunks(AUDIT_BLOCK) {
             // postcard writes a Vec as its length then each element, so a
             // block of encoded entries decodes as a Vec<AuditEntry>.
-            let mut v = enc(&block.len());
+            let mut v = enc(&block.len())?;
             for (_, bytes) in block {
                 v.extend_from_slice(bytes);
             }
@@ -997,7 +998,7 @@ impl Store {
                 let e = block
                     .last()
                     .ok_or_else(|| StoreError::Corrupt("empty audit block".into()))?;
-                (e.seq, e.hash())
+                (e.seq, e.hash()?)
             }
         };
         let (tx, _) = tokio::sync::watch::channel(last);
@@ -1160,8 +1161,8 @@ impl Store {
                     effect: i.effect.as_ref(),
                     now,
                 })?;
-                tx.put(key(META, META_OWN), enc(&(*seq, i.id)));
-                tx.audit(&i.audits, now);
+                tx.put(key(META, META_OWN), enc(&(*seq, i.id))?);
+                tx.audit(&i.audits, now)?;
             }
             Ok::<_, StoreError>(())
         })?;
@@ -1225,9 +1226,9 @@ impl Store {
             }
             tx.record_hits(hits, peer)?;
             if let (Some(p), Some(c)) = (peer, cursor) {
-                tx.put(key(CURSOR, p.as_bytes()), enc(&c));
+                tx.put(key(CURSOR, p.as_bytes()), enc(&c)?);
             }
-            tx.audit(audits, now);
+            tx.audit(audits, now)?;
             Ok(stored)
         })
     }
@@ -1254,7 +1255,7 @@ impl Store {
                         decision: "expired: personal data erased, tombstone kept".into(),
                     }],
                     now,
-                );
+                )?;
                 erased.push(id);
             }
             Ok(erased)
@@ -1275,7 +1276,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         self.write(|tx| {
             let new = tx.record_hits(hits, from)?;
-            tx.audit(audits, now);
+            tx.audit(audits, now)?;
             Ok(new)
         })
     }
@@ -1339,7 +1340,7 @@ impl Store {
     /// Appends audit entries on their own (refusals, disclosures).
     pub fn audit(&self, drafts: &[AuditDraft], now: i64) -> Result<(), StoreError> {
         self.write(|tx| {
-            tx.audit(drafts, now);
+            tx.audit(drafts, now)?;
             Ok(())
         })
     }
@@ -1355,9 +1356,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.write(|tx| {
             for (id, d) in decisions {
-                tx.put(delivery_key(id, peer), enc(d));
+                tx.put(delivery_key(id, peer), enc(d)?);
             }
-            tx.audit(audits, now);
+            tx.audit(audits, now)?;
             Ok(())
         })
     }
@@ -1371,9 +1372,9 @@ impl Store {
         outcomes: &[(NoticeId, Delivery)],
     ) -> Result<(), StoreError> {
         self.write(|tx| {
-            tx.put(key(ACKED, peer.as_bytes()), enc(acked));
+            tx.put(key(ACKED, peer.as_bytes()), enc(acked)?);
             for (id, d) in outcomes {
-                tx.put(delivery_key(id, peer), enc(d));
+                tx.put(delivery_key(id, peer), enc(d)?);
             }
             Ok(())
         })
@@ -1431,7 +1432,7 @@ impl Store {
         if seq <= current {
             return Ok(false);
         }
-        self.tree.insert(key(META, META_OWN), enc(&(seq, id)))?;
+        self.tree.insert(key(META, META_OWN), enc(&(seq, id))?)?;
         self.db.flush()?;
         Ok(true)
     }
@@ -1617,11 +1618,14 @@ mod tests {
         let entries: Vec<_> = store.audit_entries().collect::<Result<_, _>>().unwrap();
         assert_eq!(entries.len(), 3);
         assert_eq!(entries[0].prev, [0u8; 32]);
-        assert_eq!(entries[1].prev, entries[0].hash());
-        assert_eq!(entries[2].prev, entries[1].hash());
+        assert_eq!(entries[1].prev, entries[0].hash().unwrap());
+        assert_eq!(entries[2].prev, entries[1].hash().unwrap());
         assert_eq!(entries[2].seq, 3);
         // The hash the store chained with is the entry's own hash.
-        assert_eq!(store.writer.lock().unwrap().audit, (3, entries[2].hash()));
+        assert_eq!(
+            store.writer.lock().unwrap().audit,
+            (3, entries[2].hash().unwrap())
+        );
     }
 
     use crate::notice::screening::Query;

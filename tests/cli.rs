@@ -1,4 +1,4 @@
-//! Process-level tests of the operator contract (DESIGN.md §9, §10): they run
+//! Process-level tests of the operator contract (docs/overview.md, docs/config.md): they run
 //! the real `vigil` binary in temporary directories on 127.0.0.1 and check
 //! what an operator relies on — output formats, exit codes and one-line
 //! reasons that name the file and the field.
@@ -142,7 +142,7 @@ fn printed_id(out: &Out, what: &str) -> String {
 // Notices
 // ---------------------------------------------------------------------------
 
-/// The DESIGN.md §4 example, expiring a year from now.
+/// The docs/overview.md example, expiring a year from now.
 fn sample_notice(audience: Value) -> Value {
     json!({
         "kind": "wanted",

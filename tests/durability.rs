@@ -1,4 +1,4 @@
-//! Process-level durability tests (DESIGN.md §6, §8, §12) with the real
+//! Process-level durability tests (docs/protocol.md, docs/store.md) with the real
 //! `vigil` binary on 127.0.0.1: a receiver killed with SIGKILL in the middle
 //! of a stream keeps everything it acknowledged and stores nothing twice,
 //! and a tampered audit export is refused with the broken line named.
@@ -82,7 +82,7 @@ fn assert_audit_intact(config: &str, what: &str) {
 // Notices
 // ---------------------------------------------------------------------------
 
-/// The DESIGN.md §4 example for audience "all", with a subject of its own.
+/// The docs/overview.md example for audience "all", with a subject of its own.
 fn notice(i: usize) -> Value {
     json!({
         "kind": "wanted",

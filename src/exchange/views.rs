@@ -13,6 +13,8 @@ use crate::store::{NoticeRecord, NoticeState, StoreError};
 pub enum ReadError {
     #[error("reading the store: {0}")]
     Store(#[from] StoreError),
+    #[error("exporting the processing log: {0}")]
+    Export(#[from] crate::audit::ExportError),
 }
 
 /// A notice as operators see it (`show --json`, `list --json`).
@@ -106,7 +108,7 @@ impl Exchange {
     /// The processing log as JSON lines with a signed head.
     pub fn audit_export(&self) -> Result<String, ReadError> {
         let entries: Vec<_> = self.store.audit_entries().collect::<Result<_, _>>()?;
-        Ok(crate::audit::export(self.me(), &self.signing, entries))
+        Ok(crate::audit::export(self.me(), &self.signing, entries)?)
     }
 
     /// A held notice as operators see it: any version of a chain, or the

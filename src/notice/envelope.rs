@@ -1,4 +1,4 @@
-//! The signed envelope of DESIGN.md §5: a deterministic body holding salted
+//! The signed envelope (docs/format.md): a deterministic body holding salted
 //! commitments to the subject fields, the disclosures beside it, and an
 //! ed25519 signature over the exact body bytes.
 //!
@@ -16,7 +16,7 @@ use super::NoticeError;
 
 /// The body format version, the first byte of every encoded body.
 pub const BODY_VERSION: u8 = 1;
-/// Largest body vigil will issue or accept (DESIGN.md §6).
+/// Largest body vigil will issue or accept (docs/format.md).
 pub const MAX_BODY: usize = 256 * 1024;
 /// Domain separation for notice signatures.
 pub const NOTICE_DOMAIN: &[u8] = b"vigil/notice/v1\0";
@@ -86,7 +86,7 @@ pub struct Commitment {
     pub hash: [u8; 32],
 }
 
-/// Everything the originator signs: all of §4 except the subject values,
+/// Everything the originator signs: every field of a notice except the subject values,
 /// which are represented by commitments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Body {

@@ -1,5 +1,5 @@
 //! Hit reports: when screening on one node matches another origin's notice,
-//! the screening node signs a report addressed to the origin (DESIGN.md §6),
+//! the screening node signs a report addressed to the origin (docs/format.md),
 //! so the originator's 24/7 desk learns where its subject was seen.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};

@@ -61,7 +61,7 @@ pub enum AudienceInput {
     List(Vec<String>),
 }
 
-/// A notice as an operator writes it (DESIGN.md §4). Unknown fields are
+/// A notice as an operator writes it (docs/overview.md). Unknown fields are
 /// refused; the originator-assigned fields (origin, seq, prev, action,
 /// issued_at) are not accepted from the operator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -270,7 +270,7 @@ impl NoticeInput {
         Ok(inputs)
     }
 
-    /// Checks every rule of DESIGN.md §4 and returns what is signed: the
+    /// Checks every rule of docs/overview.md and returns what is signed: the
     /// audience, the parsed times (expires_at, review_at) and the subject
     /// with its identity data normalised (countries as alpha-3, schemes by
     /// canonical name, the date of birth as written by [`PartialDate`]).

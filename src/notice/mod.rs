@@ -1,5 +1,5 @@
-//! Notices: the data model (§4), the operator JSON format, the signed
-//! envelope with selective disclosure (§5) and its verification.
+//! Notices: the data model, the operator JSON format, the signed
+//! envelope with selective disclosure and its verification (docs/format.md).
 //!
 //! Pure logic: no storage, no networking, no clock (callers pass `now`).
 

@@ -1,4 +1,4 @@
-//! The notice data model of DESIGN.md §4: the enumerations operators and
+//! The notice data model (docs/overview.md): the enumerations operators and
 //! policies reason about, and the subject fields that travel as disclosures.
 //!
 //! The same serde derives serve the operator JSON (kebab-case, colour aliases

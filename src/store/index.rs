@@ -1,4 +1,4 @@
-//! The store's lookup structures, kept in memory (DESIGN.md §8 suggests
+//! The store's lookup structures, kept in memory (the first design suggested
 //! sled trees for them; this is the documented "or better").
 //!
 //! Why in memory: written as sled trees, the indexes cost about seven sled
