@@ -272,7 +272,10 @@ fn main() {
             .map(|c| c.to_string())
             .collect::<Vec<_>>()
             .join(": ");
-        eprintln!("vigil: {}", msg.replace('\n', " "));
+        eprintln!(
+            "vigil: {}",
+            vigil::notice::text::escape(&msg.replace('\n', " "))
+        );
         std::process::exit(exit_code(&e));
     }
 }
@@ -528,7 +531,7 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
             check_id(&id)?;
             let out = call(&c, "GET", &format!("/v1/notices/{id}/status"), None)?;
             if json {
-                println!("{}", String::from_utf8_lossy(&out));
+                print_json(&out);
             } else {
                 let rows: Vec<vigil::exchange::MemberStatus> = serde_json::from_slice(&out)?;
                 println!("{:<16} {:<10} {:<20}  DETAIL", "MEMBER", "STATE", "AT");
@@ -539,10 +542,11 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
                         detail = format!("{detail}without {}", f.join(", "));
                     }
                     println!(
-                        "{:<16} {:<10} {:<20}  {detail}",
+                        "{:<16} {:<10} {:<20}  {}",
                         r.member,
                         r.state,
-                        r.at.unwrap_or_default()
+                        r.at.unwrap_or_default(),
+                        t(&detail)
                     );
                 }
             }
@@ -594,7 +598,7 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
             check_id(&id)?;
             let out = call(&c, "GET", &format!("/v1/notices/{id}"), None)?;
             if json {
-                println!("{}", String::from_utf8_lossy(&out));
+                print_json(&out);
             } else {
                 let v: NoticeView = serde_json::from_slice(&out)?;
                 print_view(&v)?;
@@ -636,7 +640,7 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
             };
             let out = call(&c, "GET", &path, None)?;
             if json {
-                println!("{}", String::from_utf8_lossy(&out));
+                print_json(&out);
             } else {
                 let list: Vec<NoticeView> = serde_json::from_slice(&out)?;
                 println!(
@@ -647,11 +651,11 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
                     println!(
                         "{:<64}  {:<10} {:<16} {:<10} {:<20}  {}",
                         v.id,
-                        v.origin,
+                        t(&v.origin),
                         v.kind.as_str(),
                         v.state,
                         v.expires_at,
-                        v.summary
+                        t(&v.summary)
                     );
                 }
             }
@@ -767,7 +771,7 @@ fn screen(
     };
     let out = call(&c, "POST", "/v1/screen", Some(serde_json::to_vec(&req)?))?;
     if json {
-        println!("{}", String::from_utf8_lossy(&out));
+        print_json(&out);
         return Ok(());
     }
     let hits: Vec<vigil::exchange::Hit> = serde_json::from_slice(&out)?;
@@ -790,11 +794,11 @@ fn hit_line(h: &vigil::exchange::Hit) -> String {
         "HIT {} {} from {} ({}), {strength} {:.2} on {}; call {}",
         h.notice_id,
         h.kind.as_str(),
-        h.origin,
-        h.summary,
+        t(&h.origin),
+        t(&h.summary),
         h.found.score,
         h.found.fields.join(", "),
-        h.contact
+        t(&h.contact)
     )
 }
 
@@ -830,18 +834,18 @@ fn screen_csv(
         ),
     )?;
     if json {
-        println!("{}", String::from_utf8_lossy(&out));
+        print_json(&out);
         return Ok(());
     }
     let report: vigil::exchange::ManifestReport = serde_json::from_slice(&out)?;
     for r in &report.hits {
-        println!("row {}: {}", r.row, r.query);
+        println!("row {}: {}", r.row, t(&r.query));
         for h in &r.hits {
             println!("  {}", hit_line(h));
         }
     }
     for e in &report.errors {
-        println!("row {}: column {}: {}", e.row, e.column, e.message);
+        println!("row {}: column {}: {}", e.row, t(&e.column), t(&e.message));
     }
     let hits: usize = report.hits.iter().map(|r| r.hits.len()).sum();
     println!(
@@ -857,7 +861,7 @@ fn hits(config: &Path, json: bool) -> anyhow::Result<()> {
     let c = client(config)?;
     let out = call(&c, "GET", "/v1/hits", None)?;
     if json {
-        println!("{}", String::from_utf8_lossy(&out));
+        print_json(&out);
         return Ok(());
     }
     let hits: Vec<vigil::exchange::HitView> = serde_json::from_slice(&out)?;
@@ -866,9 +870,9 @@ fn hits(config: &Path, json: bool) -> anyhow::Result<()> {
             "{} notice {} seen by {} at {}; call {}{}",
             h.at,
             h.notice_id,
-            h.reporter,
-            h.place,
-            h.contact,
+            t(&h.reporter),
+            t(&h.place),
+            t(&h.contact),
             if h.signature_verified {
                 ""
             } else {
@@ -909,7 +913,7 @@ fn peers(config: &Path, json: bool) -> anyhow::Result<()> {
     let c = client(config)?;
     let out = call(&c, "GET", "/v1/peers", None)?;
     if json {
-        println!("{}", String::from_utf8_lossy(&out));
+        print_json(&out);
         return Ok(());
     }
     let rows: Vec<vigil::admin::PeerView> = serde_json::from_slice(&out)?;
@@ -930,6 +934,20 @@ fn peers(config: &Path, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Text from a node or a notice, safe to print on a terminal.
+fn t(s: &str) -> std::borrow::Cow<'_, str> {
+    vigil::notice::text::escape(s)
+}
+
+/// A node's JSON answer, printed with invisible and bidirectional
+/// characters escaped (JSON leaves them raw).
+fn print_json(out: &[u8]) {
+    println!(
+        "{}",
+        vigil::notice::text::escape_json(&String::from_utf8_lossy(out))
+    );
 }
 
 fn check_id(id: &str) -> anyhow::Result<()> {
@@ -977,7 +995,7 @@ fn print_id(out: &[u8]) -> anyhow::Result<()> {
 
 fn print_view(v: &NoticeView) -> anyhow::Result<()> {
     use vigil::notice::SubjectField as F;
-    let line = |label: &str, value: &str| println!("{:<20} {}", format!("{label}:"), value);
+    let line = |label: &str, value: &str| println!("{:<20} {}", format!("{label}:"), t(value));
     line("id", &v.id);
     line("origin", &format!("{} (seq {})", v.origin, v.seq));
     let action = match (&v.action[..], &v.target) {

@@ -71,6 +71,21 @@ pub struct ManifestReport {
     pub errors: Vec<RowError>,
 }
 
+/// A screening needs a justification; it and the place go into the
+/// processing log and into hit reports read on partners' terminals.
+fn check_justification(reason: &str, place: &str) -> Result<(), InputError> {
+    if reason.trim().is_empty() {
+        return Err(InputError::new(
+            "reason",
+            "a justification is required to screen",
+        ));
+    }
+    for (field, v) in [("reason", reason), ("place", place)] {
+        crate::notice::text::check(v).map_err(|e| InputError::new(field, e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Most notice ids named in a manifest's consult entry; the hit reports
 /// carry the rest, and the entry stays bounded.
 const MAX_AUDITED_IDS: usize = 20;
@@ -139,9 +154,7 @@ impl Exchange {
         actor: &str,
         now: i64,
     ) -> Result<Vec<Hit>, ScreenError> {
-        if reason.trim().is_empty() {
-            return Err(InputError::new("reason", "a justification is required to screen").into());
-        }
+        check_justification(reason, place)?;
         if queries.is_empty() {
             return Err(InputError::new(
                 "identifier",
@@ -202,9 +215,7 @@ impl Exchange {
         actor: &str,
         now: i64,
     ) -> Result<ManifestReport, ScreenError> {
-        if reason.trim().is_empty() {
-            return Err(InputError::new("reason", "a justification is required to screen").into());
-        }
+        check_justification(reason, place)?;
         let manifest = screening::manifest::parse(csv, now)
             .map_err(|e| InputError::new("csv", e.to_string()))?;
         // Rows are screened on every core: screening only reads the

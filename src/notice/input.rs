@@ -127,7 +127,7 @@ fn required_text(field: &str, v: &str) -> Result<(), InputError> {
             format!("is {} bytes, over the {MAX_TEXT}-byte limit", v.len()),
         ));
     }
-    Ok(())
+    super::text::check(v).map_err(|e| InputError::new(field, e.to_string()))
 }
 
 /// Longest identifier value, nationality or alias list accepted.
@@ -540,6 +540,12 @@ mod tests {
                 "audience",
             ),
             (with(&["audience"], serde_json::json!([])), "audience"),
+            (with(&["summary"], "Robbery\u{1b}[2J".into()), "summary"),
+            (
+                with(&["subject", "family_name"], "Doe\u{202e}".into()),
+                "subject.family_name",
+            ),
+            (with(&["contact"], "+31\u{200b}".into()), "contact"),
             (with(&["audience"], "everyone".into()), "audience"),
             (
                 with(&["subject", "date_of_birth"], "01/04/1980".into()),

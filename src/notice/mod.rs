@@ -8,6 +8,7 @@ pub mod hit;
 pub mod input;
 pub mod model;
 pub mod screening;
+pub mod text;
 
 pub use envelope::{
     commit_subject, seal, strip, verify, verify_batch, Action, Body, Commitment, Disclosure,
@@ -51,6 +52,59 @@ pub fn decode_exact<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, D
         Ok(_) => Err(DecodeError::Trailing),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The first text field of a verified notice that holds a forbidden
+/// character ([`text`]), named as in operator JSON: a partner's notice
+/// that would print escape sequences or reversed text is refused.
+pub fn text_fault(body: &Body, subject: &Subject) -> Option<(String, text::TextError)> {
+    let mut fields: Vec<(String, &str)> = vec![
+        ("origin".into(), &body.origin),
+        ("legal_basis".into(), &body.legal_basis),
+        ("summary".into(), &body.summary),
+        ("case_ref".into(), &body.case_ref),
+        ("contact".into(), &body.contact),
+    ];
+    if let Some(n) = &body.handling_note {
+        fields.push(("handling_note".into(), n));
+    }
+    if let Action::Cancel { reason, .. } = &body.action {
+        fields.push(("reason".into(), reason));
+    }
+    if let Audience::Members(list) = &body.audience {
+        fields.extend(list.iter().map(|m| ("audience".to_string(), m.as_str())));
+    }
+    for (name, v) in [
+        ("subject.family_name", &subject.family_name),
+        ("subject.given_names", &subject.given_names),
+        ("subject.date_of_birth", &subject.date_of_birth),
+        ("subject.place_of_birth", &subject.place_of_birth),
+        ("subject.description", &subject.description),
+        ("subject.last_known_location", &subject.last_known_location),
+        ("subject.dna_profile", &subject.dna_profile),
+    ] {
+        if let Some(v) = v {
+            fields.push((name.into(), v));
+        }
+    }
+    for (name, list) in [
+        ("subject.aliases", &subject.aliases),
+        ("subject.nationalities", &subject.nationalities),
+    ] {
+        fields.extend(
+            list.iter()
+                .flatten()
+                .map(|v| (name.to_string(), v.as_str())),
+        );
+    }
+    for i in subject.identifiers.iter().flatten() {
+        for v in [&i.scheme, &i.country, &i.value] {
+            fields.push(("subject.identifiers".into(), v));
+        }
+    }
+    fields
+        .into_iter()
+        .find_map(|(name, v)| text::check(v).err().map(|e| (name, e)))
 }
 
 /// Why an envelope was refused. Every variant names what is wrong so the
