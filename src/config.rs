@@ -24,6 +24,10 @@ pub struct ConfigError {
 /// Default maximum retention when the config does not set one (5 years).
 pub const DEFAULT_MAX_RETENTION_DAYS: u32 = 1825;
 
+/// Longest retention a config may set (100 years): beyond it the number
+/// is a typing error, and expiry arithmetic would overflow.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
 /// Is `id` a valid node id (`^[a-z0-9][a-z0-9-]{0,62}$`)?
 pub fn valid_node_id(id: &str) -> bool {
     let b = id.as_bytes();
@@ -231,11 +235,27 @@ impl Config {
 
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let file_err = |message: String| ConfigError {
             file: path.to_path_buf(),
             field: "(file)".into(),
-            message: format!("cannot read: {e}"),
-        })?;
+            message,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|e| file_err(format!("cannot read: {e}")))?
+                .permissions()
+                .mode();
+            if mode & 0o002 != 0 {
+                return Err(file_err(format!(
+                    "is writable by anyone (mode {:o}): whoever can edit it decides whom this node trusts; run chmod o-w",
+                    mode & 0o777
+                )));
+            }
+        }
         Config::parse(path, &text)
     }
 
@@ -326,6 +346,15 @@ impl Config {
             }
             let signing_key = parse_public_key(&m.signing_key)
                 .map_err(|e| err(&f("signing_key"), e.to_string()))?;
+            if let Some(other) = members.iter().find(|x| x.signing_key == signing_key) {
+                return Err(err(
+                    &f("signing_key"),
+                    format!(
+                        "is also member `{}`'s key: one key proves one member",
+                        other.id
+                    ),
+                ));
+            }
             let address = m
                 .address
                 .as_deref()
@@ -402,18 +431,23 @@ impl Config {
             }
         };
         let max_retention_days = ri.max_retention_days.unwrap_or(DEFAULT_MAX_RETENTION_DAYS);
-        if max_retention_days == 0 {
+        if !(1..=MAX_RETENTION_DAYS).contains(&max_retention_days) {
             return Err(err(
                 "policy.inbound.max_retention_days",
-                "must be at least 1".into(),
+                format!(
+                    "is {max_retention_days}; it must be 1 to {MAX_RETENTION_DAYS} (100 years)"
+                ),
             ));
         }
         let mut by_kind = BTreeMap::new();
         for (k, d) in &ri.max_retention_days_by_kind {
             let field = format!("policy.inbound.max_retention_days_by_kind.{k}");
             let kind = Kind::parse(k).ok_or_else(|| err(&field, format!("unknown kind `{k}`")))?;
-            if *d == 0 {
-                return Err(err(&field, "must be at least 1".into()));
+            if !(1..=MAX_RETENTION_DAYS).contains(d) {
+                return Err(err(
+                    &field,
+                    format!("is {d}; it must be 1 to {MAX_RETENTION_DAYS} (100 years)"),
+                ));
             }
             by_kind.insert(kind, *d);
         }

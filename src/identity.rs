@@ -127,6 +127,17 @@ impl Identity {
     /// Loads and checks every identity file named by the config.
     pub fn load(cfg: &Config) -> Result<Identity, IdentityError> {
         let signing = load_signing_key(&cfg.signing_key, "identity.signing_key")?;
+        if let Some(i) = cfg
+            .members
+            .iter()
+            .position(|m| m.signing_key == signing.verifying_key())
+        {
+            return Err(ierr(
+                &cfg.path,
+                &format!("members[{i}].signing_key"),
+                "is this node's own signing key: a member must hold its own key",
+            ));
+        }
         let tls_chain = load_certs(&cfg.tls_cert, "identity.tls_cert")?;
         let key_pem = read_private(&cfg.tls_key, "identity.tls_key")?;
         let tls_key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
