@@ -59,6 +59,9 @@ async fn got_in(ep: &quinn::Endpoint, addr: SocketAddr, name: &str) -> bool {
                 node_id: name.into(),
                 version: proto::PROTOCOL_VERSION,
                 epoch: 1,
+                // Whoever holds only a certificate cannot sign with the
+                // member's key; the best it can send is a guess.
+                proof: vec![0x5a; 64],
             },
             Message::Subscribe { epoch: 0, after: 0 },
         ] {
@@ -123,8 +126,17 @@ async fn strangers_are_refused_and_audited_while_members_are_served() {
         "non-member got in"
     );
 
+    // The federation CA and a real member's name, but not the member's
+    // signing key: the certificate proves only the name.
+    let impostor = issue_node_cert(&mesh.ca, "bravo").unwrap();
+    let impostor = rogue_endpoint(&mesh.ca, Some((&impostor.cert_pem, &impostor.key_pem)));
     assert!(
-        wait_until(Duration::from_secs(10), || refusals(&mesh) >= 3).await,
+        !got_in(&impostor, addr, "bravo").await,
+        "a certificate for a member's name without its key got in"
+    );
+
+    assert!(
+        wait_until(Duration::from_secs(10), || refusals(&mesh) >= 4).await,
         "each refusal is audited (saw {})",
         refusals(&mesh)
     );

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{Signer, SigningKey};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use vigil::mesh::{wait_until, LocalMesh, MeshNode};
@@ -143,10 +143,18 @@ impl Feed {
             Message::Subscribe { .. } => 0,
             m => panic!("expected a subscribe, got {m:?}"),
         };
+        let mut binding = [0u8; 32];
+        conn.export_keying_material(&mut binding, proto::BIND_LABEL, b"")
+            .unwrap();
+        let proof = mallory_key(mesh)
+            .sign(&proto::bind_message(&binding, "mallory"))
+            .to_bytes()
+            .to_vec();
         let hello = Message::Hello {
             node_id: "mallory".into(),
             version: proto::PROTOCOL_VERSION,
             epoch: MALLORY_EPOCH,
+            proof,
         };
         write(&mut send, &proto::encode_frame(&hello).unwrap()).await;
         Feed {

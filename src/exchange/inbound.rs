@@ -14,6 +14,23 @@ use crate::store::{
     Accepted, AuditDraft, Effect, InboundBatch, NoticeState, Operation, StoreError,
 };
 
+/// The first text of a hit report that holds a forbidden character.
+fn hit_text_fault(b: &crate::notice::hit::HitBody) -> Option<String> {
+    [
+        ("reporter", &b.reporter),
+        ("origin", &b.origin),
+        ("place", &b.place),
+        ("contact", &b.contact),
+        ("matched", &b.matched),
+    ]
+    .into_iter()
+    .find_map(|(name, v)| {
+        crate::notice::text::check(v)
+            .err()
+            .map(|e| format!("text field `{name}` {e}"))
+    })
+}
+
 /// Why a received batch was not stored (and so not receipted).
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiveError {
@@ -21,6 +38,16 @@ pub enum ReceiveError {
     Store(#[from] StoreError),
     #[error("signing the receipt: {0}")]
     Sign(#[from] ProtoError),
+}
+
+/// Why a member's `YourLast` was not adopted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    /// Not a notice this node signed: a member may not move its numbering.
+    #[error("YourLast is not this node's own signed notice: {0}")]
+    NotOurs(String),
+    #[error("adopting own numbering: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Why an import was not stored.
@@ -43,6 +70,19 @@ struct Checked {
 }
 
 impl Exchange {
+    /// Continues this node's own numbering after its own notice that a
+    /// member says it holds (`YourLast`), once the notice verifies with this
+    /// node's own key: a node whose store was rebuilt must not reuse the
+    /// seqs its members hold, and no member can make it skip numbers.
+    /// Returns whether the numbering moved.
+    pub fn adopt_own(&self, envelope: &Envelope) -> Result<bool, AdoptError> {
+        let own = self.signing.verifying_key();
+        let me = self.me().to_string();
+        let v = notice::verify(envelope, |o| (o == me).then_some(own))
+            .map_err(|e| AdoptError::NotOurs(e.to_string()))?;
+        Ok(self.store.adopt_own_seq(v.body.seq, v.id)?)
+    }
+
     /// Verifies, decides and stores one received batch, flushes, and returns
     /// the signed receipt. Nothing is acknowledged that is not durable.
     pub fn receive_batch(
@@ -102,14 +142,17 @@ impl Exchange {
         for (seq, h) in reports {
             let verdict = match h.verify(|r| if r == self.me() { None } else { self.key_of(r) }) {
                 Err(e) => Err(format!("hit report: {e}")),
-                Ok(body) if body.origin == self.me() => Ok((body, false)),
-                Ok(body) if self.config().relay && self.store.contains(&body.notice)? => {
-                    Ok((body, true))
-                }
-                Ok(body) => Err(format!(
-                    "hit report addressed to `{}`, not relayed here",
-                    body.origin
-                )),
+                Ok(body) => match hit_text_fault(&body) {
+                    Some(fault) => Err(format!("hit report: {fault}")),
+                    None if body.origin == self.me() => Ok((body, false)),
+                    None if self.config().relay && self.store.contains(&body.notice)? => {
+                        Ok((body, true))
+                    }
+                    None => Err(format!(
+                        "hit report addressed to `{}`, not relayed here",
+                        body.origin
+                    )),
+                },
             };
             match verdict {
                 Ok((body, _))
@@ -243,6 +286,10 @@ impl Exchange {
             };
             let id = v.id;
             if self.store.contains(&id)? || out.accepted.iter().any(|a| a.id == id) {
+                continue;
+            }
+            if let Some((field, e)) = notice::text_fault(&v.body, &v.subject) {
+                reject(&mut out, *seq, id, format!("text field `{field}` {e}"));
                 continue;
             }
             let prior = self.store.id_at(&v.body.origin, v.body.seq)?.or_else(|| {

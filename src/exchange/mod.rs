@@ -39,9 +39,9 @@ use crate::config::Config;
 use crate::notice::{NoticeId, SubjectField};
 use crate::store::{AuditDraft, Operation, Store};
 
-pub use inbound::{ImportError, ReceiveError};
+pub use inbound::{AdoptError, ImportError, ReceiveError};
 pub use originate::IssueError;
-pub use outbound::{FeedBatch, FeedError};
+pub use outbound::{FeedBatch, FeedError, Subscription};
 pub use receipt::{MemberStatus, ReceiptError};
 pub use reload::{Reload, ReloadError};
 pub use retention::SweepError;

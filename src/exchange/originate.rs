@@ -69,6 +69,7 @@ impl Exchange {
         if reason.trim().is_empty() {
             return Err(InputError::new("reason", "is required and must not be empty").into());
         }
+        crate::notice::text::check(reason).map_err(|e| InputError::new("reason", e.to_string()))?;
         let t = self.own_active(target)?;
         if t.expires_at <= now {
             return Err(InputError::new("id", "the notice has already expired").into());

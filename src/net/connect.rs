@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::link::run_link;
 use super::links::Links;
@@ -59,23 +59,8 @@ pub(super) async fn accept_loop(
             let Some(peer) = authorize(&core, &conn, None) else {
                 return;
             };
-            if !links.install(&peer, &conn, false) {
-                debug!(peer = %peer, "duplicate incoming connection closed");
-                conn.close(
-                    VarInt::from_u32(close::DUPLICATE),
-                    b"a canonical connection exists",
-                );
-                return;
-            }
-            // A reload swaps the config before it closes links: checking
-            // again after the install means a member it removed cannot
-            // keep a link installed in between.
-            if authorize(&core, &conn, Some(&peer)).is_none() {
-                links.remove(&peer, &conn);
-                return;
-            }
-            info!(peer = %peer, %remote, "member connected (incoming)");
-            run_link(core, links, peer, conn, t, shutdown).await;
+            // Installed only once it proves the member's signing key.
+            run_link(core, links, peer, conn, false, None, t, shutdown).await;
         });
     }
 }
@@ -186,28 +171,27 @@ pub(super) async fn dial_loop(
         };
         match dial(&core, &ep, &peer, addr).await {
             Ok(conn) => {
-                if links.install(&peer, &conn, true) {
+                // The link runs on its own; this loop waits until it is
+                // installed (the member proved its key) or has ended.
+                let (tx, installed) = tokio::sync::oneshot::channel();
+                tasks.spawn(run_link(
+                    core.clone(),
+                    links.clone(),
+                    peer.clone(),
+                    conn,
+                    true,
+                    Some(tx),
+                    tasks.clone(),
+                    shutdown.clone(),
+                ));
+                let ok = tokio::select! {
+                    r = installed => r.unwrap_or(false),
+                    _ = shutdown.changed() => return,
+                };
+                if ok {
                     linked_at = Some(std::time::Instant::now());
-                    if authorize(&core, &conn, Some(&peer)).is_none() {
-                        // A reload removed or re-keyed the member between
-                        // the handshake check and the install.
-                        links.remove(&peer, &conn);
-                        continue;
-                    }
-                    info!(peer = %peer, %addr, "member connected (outgoing)");
-                    tasks.spawn(run_link(
-                        core.clone(),
-                        links.clone(),
-                        peer.clone(),
-                        conn,
-                        tasks.clone(),
-                        shutdown.clone(),
-                    ));
-                } else {
-                    conn.close(
-                        VarInt::from_u32(close::DUPLICATE),
-                        b"a canonical connection exists",
-                    );
+                } else if !pause(&mut backoff, &mut shutdown).await {
+                    return;
                 }
             }
             Err(e) => {

@@ -3,17 +3,18 @@
 //! the exchange (off the async runtime), and closes the connection when
 //! the session says so. The order of the protocol lives in the session.
 
+use ed25519_dalek::Signer;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use std::sync::Arc;
-use std::time::Instant;
-use tokio::sync::{mpsc, watch};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::links::Links;
 use super::LinkError;
-use crate::exchange::Exchange;
+use crate::exchange::{AdoptError, Exchange};
 use crate::notice::Item;
 use crate::proto::{
     self, close, Action, Event, Feed, Message, ProtoError, Session, SessionParams, SignedReceipt,
@@ -35,17 +36,36 @@ enum Input {
 /// control holds the member back.
 const INPUT_QUEUE: usize = proto::WINDOW + 4;
 
+/// How long a peer has to prove the member's signing key after the TLS
+/// handshake.
+const PROVE_WITHIN: Duration = Duration::from_secs(10);
+
 /// Runs a link's session until the connection closes, the session ends it
-/// or the node shuts down; then removes the link.
+/// or the node shuts down; then removes the link. The link is installed
+/// (replacing a worse one, never a canonical one) only once the peer
+/// proved the member's signing key for this TLS session; `installed`
+/// learns whether that happened.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run_link(
     core: Arc<Exchange>,
     links: Arc<Links>,
     peer: String,
     conn: Connection,
+    dialed_by_me: bool,
+    installed: Option<oneshot::Sender<bool>>,
     tasks: TaskTracker,
     shutdown: watch::Receiver<bool>,
 ) {
-    match drive(&core, &links, &peer, &conn, &tasks, shutdown).await {
+    let mut install = Install {
+        dialed_by_me,
+        notify: installed,
+        done: false,
+    };
+    let result = drive(&core, &links, &peer, &conn, &tasks, &mut install, shutdown).await;
+    if let Some(tx) = install.notify.take() {
+        let _ = tx.send(false);
+    }
+    match result {
         Ok(()) => debug!(peer = %peer, "link ended"),
         Err(LinkError::Proto(ProtoError::RateLimited(what))) => {
             warn!(peer = %peer, what, "member exceeded its rate limit; closing connection");
@@ -59,15 +79,33 @@ pub(super) async fn run_link(
     links.remove(&peer, &conn);
 }
 
+/// Installing a link once its peer proved who it is.
+struct Install {
+    dialed_by_me: bool,
+    /// The dial loop waiting for the outcome.
+    notify: Option<oneshot::Sender<bool>>,
+    done: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     core: &Arc<Exchange>,
     links: &Arc<Links>,
     peer: &str,
     conn: &Connection,
     tasks: &TaskTracker,
+    install: &mut Install,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), LinkError> {
     let started = Instant::now();
+    let mut binding = [0u8; 32];
+    conn.export_keying_material(&mut binding, proto::BIND_LABEL, b"")
+        .map_err(|_| LinkError::Io("TLS keying material cannot be exported".into()))?;
+    let proof = core
+        .signing_key()
+        .sign(&proto::bind_message(&binding, core.me()))
+        .to_bytes()
+        .to_vec();
     let params = {
         let (c, p) = (core.clone(), peer.to_string());
         blocking(tasks, move || -> Result<SessionParams, LinkError> {
@@ -82,11 +120,14 @@ async fn drive(
                 local_epoch: c.store().epoch(),
                 cursor: c.store().cursor(&p).map_err(node)?,
                 peer_key,
-                your_last: c.store().last_of_origin(&p).map_err(node)?,
+                binding,
+                proof,
             })
         })
         .await??
     };
+    let deadline = tokio::time::sleep(PROVE_WITHIN);
+    tokio::pin!(deadline);
     let (mut session, opening) = Session::new(params, started.elapsed());
     let (follow_send, follow_recv) = conn.open_bi().await?;
     // One queue per stream, so the follow stream can be left unread (held
@@ -117,10 +158,45 @@ async fn drive(
     let mut building: Option<JoinHandle<Result<Event, LinkError>>> = None;
     let mut storing: Option<JoinHandle<Result<Event, LinkError>>> = None;
     let mut pending = opening;
+    let mut pending_events: Vec<Event> = Vec::new();
     loop {
         for action in std::mem::take(&mut pending) {
             match action {
+                Action::Authenticated => {
+                    if !links.install(peer, conn, install.dialed_by_me) {
+                        debug!(peer = %peer, "a canonical connection exists; this one closes");
+                        conn.close(
+                            VarInt::from_u32(close::DUPLICATE),
+                            b"a canonical connection exists",
+                        );
+                        return Ok(());
+                    }
+                    // A reload swaps the config before it closes links:
+                    // checking again after the install means a member it
+                    // removed cannot keep a link installed in between.
+                    if super::connect::authorize(core, conn, Some(peer)).is_none() {
+                        return Ok(());
+                    }
+                    install.done = true;
+                    if let Some(tx) = install.notify.take() {
+                        let _ = tx.send(true);
+                    }
+                    info!(peer = %peer, remote = %conn.remote_address(), outgoing = install.dialed_by_me, "member connected and proved its signing key");
+                }
                 Action::Send(feed, msg) => streams.write(feed, &msg).await?,
+                Action::Subscribe { epoch, after } => {
+                    let (c, p) = (core.clone(), peer.to_string());
+                    let sub = blocking(tasks, move || {
+                        c.subscription(&p, epoch, after, crate::time::now())
+                            .map_err(node)
+                    })
+                    .await??;
+                    pending_events.push(Event::Subscribed {
+                        epoch: sub.epoch,
+                        after: sub.after,
+                        your_last: sub.your_last,
+                    });
+                }
                 Action::Build { after } => {
                     let (c, p) = (core.clone(), peer.to_string());
                     building = Some(tasks.spawn_blocking(move || {
@@ -148,14 +224,18 @@ async fn drive(
                     })
                     .await??;
                 }
-                Action::AdoptOwnSeq { seq, id } => {
+                Action::AdoptOwn { envelope } => {
                     let c = core.clone();
-                    if blocking(tasks, move || {
-                        c.store().adopt_own_seq(seq, id).map_err(node)
-                    })
-                    .await??
-                    {
-                        warn!(peer = %peer, seq, "this node's own numbering was behind a peer's copy (store rebuilt?); continuing after it");
+                    match blocking(tasks, move || c.adopt_own(&envelope)).await? {
+                        Ok(true) => {
+                            warn!(peer = %peer, "this node's own numbering was behind a member's copy (store rebuilt?); continuing after it")
+                        }
+                        Ok(false) => {}
+                        Err(AdoptError::NotOurs(why)) => {
+                            refuse(core, conn, peer, close::PROTOCOL, &why);
+                            return Err(LinkError::Closed(why));
+                        }
+                        Err(e) => return Err(node(e)),
                     }
                 }
                 Action::Close {
@@ -172,8 +252,17 @@ async fn drive(
                 }
             }
         }
+        if let Some(event) = pending_events.pop() {
+            pending = session.handle(event, started.elapsed());
+            continue;
+        }
         let now = started.elapsed();
         let input = tokio::select! {
+            _ = &mut deadline, if !install.done => {
+                warn!(peer = %peer, "the peer did not prove the member's signing key in time");
+                conn.close(VarInt::from_u32(close::TOO_SLOW), b"no proof of the member's key in time");
+                return Err(LinkError::Closed("no proof in time".into()));
+            }
             input = follow_in.recv(), if session.wants_follow_frames() => input,
             input = serve_in.recv() => input,
             r = head.changed() => {
@@ -189,7 +278,9 @@ async fn drive(
         let event = match input {
             Some(Input::Event(e)) => e,
             Some(Input::Frame(feed, msg)) => {
-                links.seen(peer);
+                if install.done {
+                    links.seen(peer);
+                }
                 Event::Frame(feed, msg)
             }
             Some(Input::ServeOpened(send)) => {
@@ -211,10 +302,9 @@ async fn drive(
 /// Closes the connection for a member's protocol violation or exceeded
 /// limit, audited.
 fn refuse(core: &Exchange, conn: &Connection, peer: &str, code: u32, reason: &str) {
-    let what = if code == close::RATE_LIMITED {
-        reason.to_string()
-    } else {
-        format!("protocol violation: {reason}")
+    let what = match code {
+        close::RATE_LIMITED | close::NOT_PROVEN => reason.to_string(),
+        _ => format!("protocol violation: {reason}"),
     };
     warn!(peer = %peer, reason = %what, "closing the link");
     core.audit_refusal(Some(peer), conn.remote_address(), &what, crate::time::now());

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::{ProtoError, ReceiptBody, WINDOW};
+use super::{ProtoError, ReceiptBody, BATCH_ENTRIES, WINDOW};
 use crate::notice::NoticeId;
 
 /// Sender side of one feed: where the stream stands and which batches await
@@ -99,6 +99,15 @@ impl FeedReceiver {
     pub fn batch<T>(&mut self, through: u64, entries: &[(u64, T)]) -> Result<(), ProtoError> {
         if through <= self.through {
             return Err(ProtoError::Unexpected("batch does not advance the cursor"));
+        }
+        // A batch covers at most BATCH_ENTRIES positions of the sender's
+        // log (the log is dense), so a claim beyond is a lie that would set
+        // the cursor past entries never sent.
+        let span_ok = through <= self.through.saturating_add(BATCH_ENTRIES as u64);
+        if !span_ok || entries.len() > BATCH_ENTRIES {
+            return Err(ProtoError::Unexpected(
+                "batch claims more log positions than a batch may cover",
+            ));
         }
         let mut last = self.through;
         for (seq, _) in entries {
@@ -219,5 +228,16 @@ mod tests {
             "entry at or below the cursor"
         );
         r.batch(40, &[(31, ()), (40, ())]).unwrap();
+    }
+
+    #[test]
+    fn a_batch_cannot_claim_more_positions_than_a_batch_covers() {
+        let mut r = FeedReceiver::new(5, 10, 5);
+        assert!(r.batch(u64::MAX, &none()).is_err());
+        assert!(r.batch(10 + BATCH_ENTRIES as u64 + 1, &none()).is_err());
+        assert!(r.batch(10 + BATCH_ENTRIES as u64, &none()).is_ok());
+        let mut near_end = FeedReceiver::new(5, u64::MAX - 1, 5);
+        assert!(near_end.batch(u64::MAX, &none()).is_ok());
+        assert!(near_end.batch(u64::MAX, &none()).is_err());
     }
 }

@@ -15,12 +15,18 @@ pub use session::{Action, Event, Feed, Session, SessionParams};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::notice::{Item, NoticeId};
+use crate::notice::{Envelope, Item};
 
 /// ALPN protocol id of vigil over QUIC.
 pub const ALPN: &[u8] = b"vigil/1";
 /// Protocol version carried in `Hello`.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
+/// Domain separation for the proof that binds a TLS session to a
+/// member's signing key.
+pub const BIND_DOMAIN: &[u8] = b"vigil/bind/v1\0";
+/// The label of the TLS keying-material exporter (RFC 5705, RFC 8446
+/// section 7.5) whose output each side signs.
+pub const BIND_LABEL: &[u8] = b"EXPORTER-vigil-bind-v1";
 /// Largest frame accepted or sent.
 pub const MAX_FRAME: usize = 1024 * 1024;
 /// Domain separation for receipts.
@@ -35,11 +41,16 @@ pub const BATCH_BYTES: usize = MAX_FRAME - 64 * 1024;
 /// One wire message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
-    /// First frame each way on a feed stream.
+    /// First frame each way on a feed stream. `proof` is the sender's
+    /// signature binding this TLS session to its signing key
+    /// ([`bind_message`]): a certificate from the federation CA proves only
+    /// a name, the pinned signing key proves the member.
     Hello {
         node_id: String,
         version: u16,
         epoch: u64,
+        #[serde(with = "serde_bytes")]
+        proof: Vec<u8>,
     },
     /// Receiver → sender: its cursor into the sender's log.
     Subscribe { epoch: u64, after: u64 },
@@ -52,11 +63,12 @@ pub enum Message {
     },
     /// Receiver → sender, after the batch is flushed.
     Receipt(SignedReceipt),
-    /// Sender → receiver, after its Hello: the highest seq (and its id) of
-    /// the receiver's own notices that the sender holds, so a node whose
-    /// store was rebuilt continues its numbering instead of reusing seqs
-    /// that its peers would refuse as equivocation.
-    YourLast { seq: u64, id: NoticeId },
+    /// Sender → receiver, after its Hello: the receiver's own notice with
+    /// the highest seq the sender holds, signed by the receiver itself (so
+    /// no member can make it skip numbers), so a node whose store was
+    /// rebuilt continues its numbering instead of reusing seqs that its
+    /// peers would refuse as equivocation.
+    YourLast { envelope: Envelope },
 }
 
 /// Protocol violations; each closes the stream with a reason.
@@ -72,6 +84,8 @@ pub enum ProtoError {
     BadReceipt(String),
     #[error("rate limit exceeded: {0}")]
     RateLimited(&'static str),
+    #[error("the peer did not prove the member's signing key: {0}")]
+    NotProven(&'static str),
 }
 
 /// Application close codes of a link, so a refused or closed peer learns
@@ -92,6 +106,11 @@ pub mod close {
     /// A config reload removed the member or changed how it is reached or
     /// authenticated; a new connection is authorized under the new config.
     pub const RELOADED: u32 = 6;
+    /// The peer did not prove it holds the member's pinned signing key for
+    /// this TLS session (an impostor with a certificate for its name).
+    pub const NOT_PROVEN: u32 = 7;
+    /// The peer did not prove who it is in time.
+    pub const TOO_SLOW: u32 = 8;
 }
 
 /// Reads the length prefix and refuses an oversize frame before any
@@ -102,6 +121,17 @@ pub fn frame_len(prefix: [u8; 4]) -> Result<usize, ProtoError> {
         return Err(ProtoError::FrameTooLarge(n));
     }
     Ok(n)
+}
+
+/// What a node signs to bind a TLS session to its signing key: the domain,
+/// the session's exported keying material and the signer's id. The
+/// exporter differs for every TLS session, so a proof cannot be replayed
+/// on another connection.
+pub fn bind_message(exported: &[u8; 32], signer: &str) -> Vec<u8> {
+    let mut m = BIND_DOMAIN.to_vec();
+    m.extend_from_slice(exported);
+    m.extend_from_slice(signer.as_bytes());
+    m
 }
 
 /// Encodes a message as one frame (u32 BE length + postcard).

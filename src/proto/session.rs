@@ -7,16 +7,22 @@
 //! node's log ([`Feed::Serve`]). On each, the order is:
 //!
 //! ```text
-//! follower                         server
-//!   Hello{id, version, epoch}  ──▶
-//!   Subscribe{epoch, after}    ──▶
-//!                              ◀──  Hello{id, version, epoch}
-//!                              ◀──  YourLast{seq, id}          (if held)
-//!                              ◀──  Batch{through, entries}    (up to WINDOW unreceipted)
-//!   Receipt(signed)            ──▶                             (after the batch is durable)
+//! follower                               server
+//!   Hello{id, version, epoch, proof}  ──▶
+//!   Subscribe{epoch, after}           ──▶
+//!                                     ◀──  Hello{id, version, epoch, proof}
+//!                                     ◀──  YourLast{envelope}         (if held)
+//!                                     ◀──  Batch{through, entries}    (up to WINDOW unreceipted)
+//!   Receipt(signed)                   ──▶                             (after the batch is durable)
 //! ```
 //!
-//! A cursor into another epoch of the server's store restarts from 0.
+//! Every `Hello` carries the sender's proof that it holds the member's
+//! pinned signing key for this very TLS session: a signature over the
+//! session's exported keying material ([`super::bind_message`]). Nothing
+//! of a stream is acted on before its `Hello` proved that; a link is
+//! [`Action::Authenticated`] (and only then installed) on the first proof.
+//! The server decides where a subscription starts ([`Action::Subscribe`]):
+//! a cursor into another epoch restarts from 0.
 //!
 //! Like quinn-proto's connection, the session does no I/O and reads no
 //! clock: the driver passes in each [`Event`] with the time, and carries
@@ -24,7 +30,7 @@
 //! batch, store a batch, record a receipt, close). The QUIC driver
 //! (`net`) and the in-memory one (`testkit`) run the same session.
 
-use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{Signature, VerifyingKey};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -32,7 +38,7 @@ use super::{
     close, FeedReceiver, FeedSender, Message, ProtoError, ReceiptBody, SignedReceipt, TokenBucket,
     ENTRY_RATE, FRAME_RATE, PROTOCOL_VERSION, WINDOW,
 };
-use crate::notice::{Item, NoticeId};
+use crate::notice::{Envelope, Item, NoticeId};
 
 /// Which of a link's two feed streams a message travels on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,12 +60,14 @@ pub struct SessionParams {
     pub local_epoch: u64,
     /// This node's stored cursor into the member's log: (epoch, through).
     pub cursor: (u64, u64),
-    /// The member's pinned signing key: its receipts must verify with it.
+    /// The member's pinned signing key: its proof and its receipts must
+    /// verify with it.
     pub peer_key: VerifyingKey,
-    /// The highest seq (and id) of the member's own notices held here,
-    /// told to it so a member whose store was rebuilt continues its
-    /// numbering instead of reusing seqs.
-    pub your_last: Option<(u64, NoticeId)>,
+    /// The TLS session's exported keying material ([`super::BIND_LABEL`]).
+    pub binding: [u8; 32],
+    /// This node's proof for this session: its signature over
+    /// [`super::bind_message`] of `binding` and its own id.
+    pub proof: Vec<u8>,
 }
 
 /// Something that happened to the link.
@@ -75,6 +83,14 @@ pub enum Event {
     /// The exchange stored and flushed the batch an [`Action::Store`]
     /// carried; this is the receipt to send.
     Stored(SignedReceipt),
+    /// The exchange decided where the member's subscription starts (an
+    /// [`Action::Subscribe`]): in this epoch, after this position, and the
+    /// member's own latest notice held here, to tell it.
+    Subscribed {
+        epoch: u64,
+        after: u64,
+        your_last: Option<Envelope>,
+    },
     /// This node's log grew.
     LogGrew,
 }
@@ -82,8 +98,15 @@ pub enum Event {
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// The member proved its signing key for this session: the link may be
+    /// installed (once, on the first proof).
+    Authenticated,
     /// Write a frame on a feed stream.
     Send(Feed, Message),
+    /// The member subscribed to this node's log from `after` in `epoch`:
+    /// decide where it starts (bounds, epoch), then report
+    /// [`Event::Subscribed`].
+    Subscribe { epoch: u64, after: u64 },
     /// Build the member's next batch of this node's log after `after`
     /// (outbound policy, audit, flush), then report [`Event::Built`].
     Build { after: u64 },
@@ -100,9 +123,9 @@ pub enum Action {
         body: ReceiptBody,
         carried: Vec<(u64, NoticeId)>,
     },
-    /// Continue this node's own numbering after `seq` (a member holds a
-    /// later own notice than this store knows).
-    AdoptOwnSeq { seq: u64, id: NoticeId },
+    /// Continue this node's own numbering after this notice of its own,
+    /// which a member holds (once its signature is checked).
+    AdoptOwn { envelope: Envelope },
     /// End the link with `code`; `violation` means the member broke the
     /// protocol or its limits, which is audited.
     Close {
@@ -117,6 +140,8 @@ pub enum Action {
 enum Serve {
     AwaitHello,
     AwaitSubscribe,
+    /// The exchange decides where the subscription starts.
+    Deciding,
     Streaming {
         feed: FeedSender,
         /// A [`Action::Build`] is outstanding.
@@ -155,6 +180,8 @@ pub struct Session {
     entries: TokenBucket,
     /// Set once a [`Action::Close`] was returned: nothing more happens.
     closed: bool,
+    /// The member proved its key on one of the streams.
+    authenticated: bool,
 }
 
 impl Session {
@@ -169,6 +196,7 @@ impl Session {
                     node_id: params.me.clone(),
                     version: PROTOCOL_VERSION,
                     epoch: params.local_epoch,
+                    proof: params.proof.clone(),
                 },
             ),
             Action::Send(
@@ -186,6 +214,7 @@ impl Session {
             frames: TokenBucket::new(FRAME_RATE, t),
             entries: TokenBucket::new(ENTRY_RATE, t),
             closed: false,
+            authenticated: false,
         };
         (s, open)
     }
@@ -198,6 +227,11 @@ impl Session {
     /// True once the session asked for the link to close.
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// True once the member proved its signing key for this session.
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated
     }
 
     /// Whether the driver should read the next frame of the follow stream:
@@ -221,6 +255,14 @@ impl Session {
             Event::Frame(Feed::Follow, m) => self.on_follow_frame(m, now, &mut out),
             Event::Built { through, entries } => {
                 self.on_built(through, entries, &mut out);
+                Ok(())
+            }
+            Event::Subscribed {
+                epoch,
+                after,
+                your_last,
+            } => {
+                self.on_subscribed(epoch, after, your_last, &mut out);
                 Ok(())
             }
             Event::Stored(receipt) => {
@@ -257,32 +299,18 @@ impl Session {
         out: &mut Vec<Action>,
     ) -> Result<(), (u32, ProtoError)> {
         let violation = |e: ProtoError| (close::PROTOCOL, e);
+        if matches!(self.serve, Serve::AwaitHello) {
+            self.check_hello(&m, out)?;
+            self.serve = Serve::AwaitSubscribe;
+            return Ok(());
+        }
         match (&mut self.serve, m) {
-            (Serve::AwaitHello, m) => {
-                check_hello(&m, &self.params.peer).map_err(violation)?;
-                self.serve = Serve::AwaitSubscribe;
-            }
+            (Serve::AwaitHello, _) => {}
             (Serve::AwaitSubscribe, Message::Subscribe { epoch, after }) => {
-                out.push(Action::Send(
-                    Feed::Serve,
-                    Message::Hello {
-                        node_id: self.params.me.clone(),
-                        version: PROTOCOL_VERSION,
-                        epoch: self.params.local_epoch,
-                    },
-                ));
-                if let Some((seq, id)) = self.params.your_last {
-                    out.push(Action::Send(Feed::Serve, Message::YourLast { seq, id }));
-                }
-                self.serve = Serve::Streaming {
-                    feed: FeedSender::new(self.params.local_epoch, epoch, after),
-                    building: false,
-                    idle: false,
-                    grew: false,
-                };
-                self.build_next(out);
+                self.serve = Serve::Deciding;
+                out.push(Action::Subscribe { epoch, after });
             }
-            (Serve::AwaitSubscribe, _) => {
+            (Serve::AwaitSubscribe | Serve::Deciding, _) => {
                 return Err(violation(ProtoError::Unexpected("expected subscribe")))
             }
             (Serve::Streaming { feed, .. }, Message::Receipt(r)) => {
@@ -310,18 +338,20 @@ impl Session {
         out: &mut Vec<Action>,
     ) -> Result<(), (u32, ProtoError)> {
         let violation = |e: ProtoError| (close::PROTOCOL, e);
+        if matches!(self.follow, Follow::AwaitHello) {
+            let epoch = self.check_hello(&m, out)?;
+            let (stored_epoch, through) = self.params.cursor;
+            self.follow = Follow::Streaming {
+                cursor: FeedReceiver::new(stored_epoch, through, epoch),
+                storing: false,
+                queue: VecDeque::new(),
+            };
+            return Ok(());
+        }
         match (&mut self.follow, m) {
-            (Follow::AwaitHello, m) => {
-                let epoch = check_hello(&m, &self.params.peer).map_err(violation)?;
-                let (stored_epoch, through) = self.params.cursor;
-                self.follow = Follow::Streaming {
-                    cursor: FeedReceiver::new(stored_epoch, through, epoch),
-                    storing: false,
-                    queue: VecDeque::new(),
-                };
-            }
-            (Follow::Streaming { .. }, Message::YourLast { seq, id }) => {
-                out.push(Action::AdoptOwnSeq { seq, id });
+            (Follow::AwaitHello, _) => {}
+            (Follow::Streaming { .. }, Message::YourLast { envelope }) => {
+                out.push(Action::AdoptOwn { envelope });
             }
             (Follow::Streaming { cursor, queue, .. }, Message::Batch { through, entries }) => {
                 let t = now.as_secs_f64();
@@ -351,6 +381,72 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Checks a member's `Hello` (the member named, the protocol version,
+    /// the proof of its signing key for this session) and returns its
+    /// epoch; the first proof authenticates the link.
+    fn check_hello(
+        &mut self,
+        m: &Message,
+        out: &mut Vec<Action>,
+    ) -> Result<u64, (u32, ProtoError)> {
+        let (epoch, proof) = check_hello(m, &self.params.peer).map_err(|e| (close::PROTOCOL, e))?;
+        let sig = <[u8; 64]>::try_from(proof)
+            .map(|b| Signature::from_bytes(&b))
+            .map_err(|_| {
+                (
+                    close::NOT_PROVEN,
+                    ProtoError::NotProven("the proof is not a signature"),
+                )
+            })?;
+        let msg = super::bind_message(&self.params.binding, &self.params.peer);
+        self.params
+            .peer_key
+            .verify_strict(&msg, &sig)
+            .map_err(|_| {
+                (
+                    close::NOT_PROVEN,
+                    ProtoError::NotProven("it does not hold the member's signing key"),
+                )
+            })?;
+        if !self.authenticated {
+            self.authenticated = true;
+            out.push(Action::Authenticated);
+        }
+        Ok(epoch)
+    }
+
+    /// Starts serving where the exchange decided.
+    fn on_subscribed(
+        &mut self,
+        epoch: u64,
+        after: u64,
+        your_last: Option<Envelope>,
+        out: &mut Vec<Action>,
+    ) {
+        if !matches!(self.serve, Serve::Deciding) {
+            return;
+        }
+        out.push(Action::Send(
+            Feed::Serve,
+            Message::Hello {
+                node_id: self.params.me.clone(),
+                version: PROTOCOL_VERSION,
+                epoch,
+                proof: self.params.proof.clone(),
+            },
+        ));
+        if let Some(envelope) = your_last {
+            out.push(Action::Send(Feed::Serve, Message::YourLast { envelope }));
+        }
+        self.serve = Serve::Streaming {
+            feed: FeedSender::new(epoch, epoch, after),
+            building: false,
+            idle: false,
+            grew: false,
+        };
+        self.build_next(out);
     }
 
     /// Asks for the next batch when the window has room and nothing is
@@ -427,13 +523,14 @@ impl Session {
 }
 
 /// Checks a `Hello`: the member it names and the protocol version.
-/// Returns its epoch.
-fn check_hello(m: &Message, peer: &str) -> Result<u64, ProtoError> {
+/// Returns its epoch and proof.
+fn check_hello<'m>(m: &'m Message, peer: &str) -> Result<(u64, &'m [u8]), ProtoError> {
     match m {
         Message::Hello {
             node_id,
             version,
             epoch,
+            proof,
         } => {
             if node_id != peer {
                 return Err(ProtoError::Unexpected(
@@ -443,7 +540,7 @@ fn check_hello(m: &Message, peer: &str) -> Result<u64, ProtoError> {
             if *version != PROTOCOL_VERSION {
                 return Err(ProtoError::Unexpected("unsupported protocol version"));
             }
-            Ok(*epoch)
+            Ok((*epoch, proof))
         }
         _ => Err(ProtoError::Unexpected("expected hello")),
     }
@@ -454,23 +551,65 @@ mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
 
+    use ed25519_dalek::Signer;
+
+    const BINDING: [u8; 32] = [7; 32];
+
+    fn key_of(id: &str) -> SigningKey {
+        match id {
+            "alpha" => SigningKey::from_bytes(&[1; 32]),
+            "bravo" => SigningKey::from_bytes(&[2; 32]),
+            _ => SigningKey::from_bytes(&[9; 32]),
+        }
+    }
+
+    fn proof(id: &str, binding: &[u8; 32]) -> Vec<u8> {
+        key_of(id)
+            .sign(&crate::proto::bind_message(binding, id))
+            .to_bytes()
+            .to_vec()
+    }
+
     fn params() -> SessionParams {
         SessionParams {
             me: "alpha".into(),
             peer: "bravo".into(),
             local_epoch: 5,
             cursor: (9, 3),
-            peer_key: SigningKey::from_bytes(&[2; 32]).verifying_key(),
-            your_last: None,
+            peer_key: key_of("bravo").verifying_key(),
+            binding: BINDING,
+            proof: proof("alpha", &BINDING),
         }
     }
 
+    /// A `Hello` from `id` with its proof for this session.
     fn hello(id: &str, epoch: u64) -> Message {
         Message::Hello {
             node_id: id.into(),
             version: PROTOCOL_VERSION,
             epoch,
+            proof: proof(id, &BINDING),
         }
+    }
+
+    /// Subscribes bravo to alpha's log from `after`, the exchange deciding
+    /// it starts there in epoch 5.
+    fn subscribed(s: &mut Session, after: u64) -> Vec<Action> {
+        let a = s.handle(Event::Frame(Feed::Serve, hello("bravo", 1)), at(1));
+        assert_eq!(a, vec![Action::Authenticated]);
+        let a = s.handle(
+            Event::Frame(Feed::Serve, Message::Subscribe { epoch: 5, after }),
+            at(2),
+        );
+        assert_eq!(a, vec![Action::Subscribe { epoch: 5, after }]);
+        s.handle(
+            Event::Subscribed {
+                epoch: 5,
+                after,
+                your_last: None,
+            },
+            at(2),
+        )
     }
 
     fn at(ms: u64) -> Duration {
@@ -497,13 +636,7 @@ mod tests {
     #[test]
     fn serving_answers_a_subscription_and_builds_within_the_window() {
         let (mut s, _) = Session::new(params(), at(0));
-        assert!(s
-            .handle(Event::Frame(Feed::Serve, hello("bravo", 1)), at(1))
-            .is_empty());
-        let a = s.handle(
-            Event::Frame(Feed::Serve, Message::Subscribe { epoch: 5, after: 7 }),
-            at(2),
-        );
+        let a = subscribed(&mut s, 7);
         assert_eq!(a[0], Action::Send(Feed::Serve, hello("alpha", 5)));
         assert_eq!(a[1], Action::Build { after: 7 });
         // Nothing new: idle until the log grows.
@@ -553,7 +686,7 @@ mod tests {
     }
 
     #[test]
-    fn a_subscription_into_another_epoch_starts_from_zero() {
+    fn the_exchange_decides_where_a_subscription_starts() {
         let (mut s, _) = Session::new(params(), at(0));
         s.handle(Event::Frame(Feed::Serve, hello("bravo", 1)), at(1));
         let a = s.handle(
@@ -566,7 +699,100 @@ mod tests {
             ),
             at(2),
         );
-        assert!(a.contains(&Action::Build { after: 0 }));
+        assert_eq!(
+            a,
+            vec![Action::Subscribe {
+                epoch: 4,
+                after: 70
+            }]
+        );
+        let mine = |id: &str| Envelope {
+            body: id.as_bytes().to_vec(),
+            signature: vec![],
+            disclosures: vec![],
+        };
+        let a = s.handle(
+            Event::Subscribed {
+                epoch: 5,
+                after: 0,
+                your_last: Some(mine("bravo")),
+            },
+            at(3),
+        );
+        assert_eq!(a[0], Action::Send(Feed::Serve, hello("alpha", 5)));
+        assert_eq!(
+            a[1],
+            Action::Send(
+                Feed::Serve,
+                Message::YourLast {
+                    envelope: mine("bravo")
+                }
+            )
+        );
+        assert_eq!(a[2], Action::Build { after: 0 });
+    }
+
+    #[test]
+    fn a_hello_without_the_members_key_closes_and_never_authenticates() {
+        let forged = |binding: &[u8; 32], signer: &str| Message::Hello {
+            node_id: "bravo".into(),
+            version: PROTOCOL_VERSION,
+            epoch: 1,
+            proof: key_of(signer)
+                .sign(&crate::proto::bind_message(binding, "bravo"))
+                .to_bytes()
+                .to_vec(),
+        };
+        let cases = [
+            // Someone else's key, right session.
+            forged(&BINDING, "mallory"),
+            // The member's key, but a proof made for another TLS session.
+            forged(&[8; 32], "bravo"),
+            // Not a signature at all.
+            Message::Hello {
+                node_id: "bravo".into(),
+                version: PROTOCOL_VERSION,
+                epoch: 1,
+                proof: vec![0; 12],
+            },
+        ];
+        for feed in [Feed::Serve, Feed::Follow] {
+            for m in cases.clone() {
+                let (mut s, _) = Session::new(params(), at(0));
+                let a = s.handle(Event::Frame(feed, m), at(1));
+                assert_eq!(closed(&a), Some(close::NOT_PROVEN), "{a:?}");
+                assert!(!a.contains(&Action::Authenticated));
+                assert!(!s.is_authenticated());
+            }
+        }
+        // A proof for another member's id does not pass for bravo either.
+        let (mut s, _) = Session::new(params(), at(0));
+        let a = s.handle(
+            Event::Frame(
+                Feed::Serve,
+                Message::Hello {
+                    node_id: "bravo".into(),
+                    version: PROTOCOL_VERSION,
+                    epoch: 1,
+                    proof: key_of("bravo")
+                        .sign(&crate::proto::bind_message(&BINDING, "alpha"))
+                        .to_bytes()
+                        .to_vec(),
+                },
+            ),
+            at(1),
+        );
+        assert_eq!(closed(&a), Some(close::NOT_PROVEN));
+    }
+
+    #[test]
+    fn the_link_is_authenticated_once() {
+        let (mut s, _) = Session::new(params(), at(0));
+        let a = s.handle(Event::Frame(Feed::Follow, hello("bravo", 9)), at(1));
+        assert_eq!(a, vec![Action::Authenticated]);
+        let a = s.handle(Event::Frame(Feed::Serve, hello("bravo", 9)), at(1));
+        assert!(a.is_empty(), "{a:?}");
+        assert!(s.is_authenticated());
     }
 
     #[test]
@@ -596,11 +822,7 @@ mod tests {
     #[test]
     fn a_receipt_must_be_signed_by_the_member() {
         let (mut s, _) = Session::new(params(), at(0));
-        s.handle(Event::Frame(Feed::Serve, hello("bravo", 1)), at(1));
-        s.handle(
-            Event::Frame(Feed::Serve, Message::Subscribe { epoch: 5, after: 0 }),
-            at(2),
-        );
+        subscribed(&mut s, 0);
         s.handle(
             Event::Built {
                 through: 4,
@@ -620,11 +842,7 @@ mod tests {
         let a = s.handle(Event::Frame(Feed::Serve, Message::Receipt(forged)), at(4));
         assert_eq!(closed(&a), Some(close::PROTOCOL));
         let (mut s, _) = Session::new(params(), at(0));
-        s.handle(Event::Frame(Feed::Serve, hello("bravo", 1)), at(1));
-        s.handle(
-            Event::Frame(Feed::Serve, Message::Subscribe { epoch: 5, after: 0 }),
-            at(2),
-        );
+        subscribed(&mut s, 0);
         s.handle(
             Event::Built {
                 through: 4,
