@@ -28,7 +28,7 @@
 
 mod index;
 mod migrate;
-mod pack;
+pub(crate) mod pack;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -94,6 +94,8 @@ const LOG: u8 = b'L';
 const AUDIT: u8 = b'A';
 const CURSOR: u8 = b'C';
 const ACKED: u8 = b'K';
+/// Per member: how far this node's log was sent to it, (epoch, through).
+const SERVED: u8 = b'S';
 const DELIVERY: u8 = b'D';
 const HIT: u8 = b'H';
 const META: u8 = b'M';
@@ -576,7 +578,9 @@ struct Counters {
 pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
-    epoch: u64,
+    /// Changes when the store is rebuilt, or when a member's cursor shows
+    /// it was restored from an older copy ([`Store::rotate_epoch`]).
+    epoch: std::sync::atomic::AtomicU64,
     /// Serialises writers: each write is prepared against the committed
     /// state plus its own pending changes, then applied as one batch. One
     /// writer at a time is simpler to reason about and no slower on one core.
@@ -1005,7 +1009,7 @@ impl Store {
         Ok(Store {
             db,
             tree,
-            epoch,
+            epoch: std::sync::atomic::AtomicU64::new(epoch),
             writer: Mutex::new(Counters {
                 next_local: last + 1,
                 audit,
@@ -1016,9 +1020,23 @@ impl Store {
         })
     }
 
-    /// This store's epoch (changes only when the store is rebuilt).
+    /// This store's epoch: a member's cursor into this log means nothing in
+    /// another epoch.
     pub fn epoch(&self) -> u64 {
-        self.epoch
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Starts a new epoch (durably): every member's cursor into this log
+    /// becomes void and its feed restarts from 0, receiving again what it
+    /// holds (skipped by id). For a log that went back in time, restored
+    /// from an older copy: positions members already hold will be reused
+    /// by new entries, which a kept cursor would skip.
+    pub fn rotate_epoch(&self, fresh: u64) -> Result<u64, StoreError> {
+        let e = fresh | 1;
+        self.tree.insert(key(META, META_EPOCH), &e.to_be_bytes())?;
+        self.db.flush()?;
+        self.epoch.store(e, std::sync::atomic::Ordering::Release);
+        Ok(e)
     }
 
     /// A receiver that changes whenever the log grows (value: last seq).
@@ -1345,22 +1363,36 @@ impl Store {
         })
     }
 
-    /// Records outbound decisions for one batch toward `peer`, with their
-    /// audit entries, in one batch. The caller flushes before sending.
-    pub fn record_disclosures(
+    /// Records, before a batch goes out, how far this node's log is being
+    /// sent to `peer` ((epoch, through)), with the batch's disclosure
+    /// decisions and their audit entries. The caller flushes before sending.
+    pub fn record_sent(
         &self,
         peer: &str,
+        served: (u64, u64),
         decisions: &[(NoticeId, Delivery)],
         audits: &[AuditDraft],
         now: i64,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
+            tx.put(key(SERVED, peer.as_bytes()), enc(&served)?);
             for (id, d) in decisions {
                 tx.put(delivery_key(id, peer), enc(d)?);
             }
             tx.audit(audits, now)?;
             Ok(())
         })
+    }
+
+    /// How far this node's log was sent to `peer`: (epoch, through), if
+    /// anything was. A member's cursor into this log can never be beyond
+    /// it, unless the store went back in time (restored from an older
+    /// copy).
+    pub fn served(&self, peer: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        self.tree
+            .get(key(SERVED, peer.as_bytes()))?
+            .map(|b| dec(&b, "served position"))
+            .transpose()
     }
 
     /// Records a member's signed receipt for this node's feed and what it

@@ -111,16 +111,8 @@ fn an_equivocating_member_is_refused_and_a_replay_changes_nothing() {
     let (first, a) = seal("A");
     let (second, b) = seal("B");
     let epoch = 77;
-    h.inject(
-        "mallory",
-        "bravo",
-        Feed::Serve,
-        Message::Hello {
-            node_id: "mallory".into(),
-            version: vigil::proto::PROTOCOL_VERSION,
-            epoch,
-        },
-    );
+    let hello = h.hello("mallory", "bravo", epoch, &key);
+    h.inject("mallory", "bravo", Feed::Serve, hello);
     for (through, env) in [(1, a.clone()), (2, b), (3, a)] {
         h.inject(
             "mallory",
@@ -299,6 +291,74 @@ fn a_wiped_store_gets_a_new_epoch_receives_everything_once_and_numbers_on() {
         .filter(|e| e.operation == Operation::Collect && e.notice == Some(b1))
         .count();
     assert_eq!(collects, 1);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_store_restored_from_an_older_copy_still_delivers_what_it_logs_next() {
+    let mut h = Harness::new(12).unwrap();
+    for n in ["alpha", "bravo", "charlie"] {
+        h.add_node(n, false, &[]);
+    }
+    h.add_link("alpha", "bravo");
+    h.add_link("alpha", "charlie");
+    h.start().unwrap();
+    h.issue("alpha", &all(h.now(), "a1")).unwrap();
+    h.run(STEPS).unwrap();
+    // A copy of alpha's store, taken while alpha is stopped.
+    let dir = h.data_dir("alpha").unwrap();
+    let copy = dir.with_extension("copy");
+    h.stop("alpha").unwrap();
+    copy_dir(&dir, &copy);
+    h.restart("alpha", false).unwrap();
+    for i in 2..=10 {
+        h.issue("alpha", &all(h.now(), &format!("a{i}"))).unwrap();
+    }
+    h.run(STEPS).unwrap();
+    // bravo's cursor into alpha's log is now at 10; the copy ends at 1.
+    h.stop("alpha").unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    copy_dir(&copy, &dir);
+    h.restart("alpha", false).unwrap();
+    h.disconnect("alpha", "bravo");
+    h.run(STEPS).unwrap();
+    // While bravo is away, alpha logs a notice of its own at position 2
+    // (charlie told it where its numbering stands), then charlie's notices
+    // carry its log past bravo's cursor.
+    let next = h.issue("alpha", &all(h.now(), "a11")).unwrap();
+    for i in 0..12 {
+        h.issue("charlie", &all(h.now(), &format!("c{i}"))).unwrap();
+    }
+    h.run(STEPS).unwrap();
+    assert!(h.node("alpha").unwrap().store().head() > 10);
+    h.connect("alpha", "bravo").unwrap();
+    h.run(STEPS).unwrap();
+    assert!(
+        holds(&h, "bravo", &next),
+        "bravo's cursor must not skip what the restored log holds below it"
+    );
+    assert_eq!(member_state(&h, "alpha", &next, "bravo"), "delivered");
+    let rotations = h
+        .node("alpha")
+        .unwrap()
+        .store()
+        .audit_entries()
+        .map(Result::unwrap)
+        .filter(|e| e.decision.contains("restored from an older copy"))
+        .count();
+    assert_eq!(rotations, 1);
 }
 
 #[test]

@@ -22,6 +22,18 @@ pub struct FeedBatch {
     pub entries: Vec<(u64, Item)>,
 }
 
+/// Where a member's subscription to this node's log starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// The epoch the feed is in (this store's, possibly just rotated).
+    pub epoch: u64,
+    /// The member's cursor: batches start after it.
+    pub after: u64,
+    /// The member's own notice with the highest seq held here, without its
+    /// disclosures: signed by the member, it proves where its numbering is.
+    pub your_last: Option<crate::notice::Envelope>,
+}
+
 /// Why a feed batch was not built.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
@@ -32,6 +44,75 @@ pub enum FeedError {
 }
 
 impl Exchange {
+    /// Decides where `peer`'s subscription `Subscribe{epoch, after}` starts.
+    /// A cursor into another epoch starts from 0. A cursor beyond this
+    /// log's head in this epoch cannot have come from this log: the store
+    /// was restored from an older copy, so this node starts a new epoch
+    /// (audited) and the member starts from 0, rather than skip the
+    /// positions new entries will take.
+    pub fn subscription(
+        &self,
+        peer: &str,
+        epoch: u64,
+        after: u64,
+        now: i64,
+    ) -> Result<Subscription, FeedError> {
+        let store = self.store();
+        let mut current = store.epoch();
+        // A member's cursor can never be beyond what this node sent it in
+        // this epoch, nor beyond its log, unless the store went back in
+        // time: restored from an older copy. Its positions will then be
+        // reused by new entries, which the member would skip.
+        let beyond = match store.served(peer)? {
+            Some((e, through)) if e == current => after > through,
+            Some(_) => after > 0,
+            None => false,
+        } || after > store.head();
+        let start = if epoch != current {
+            0
+        } else if beyond {
+            let fresh = rand::RngCore::next_u64(&mut *self.rng());
+            current = store.rotate_epoch(fresh)?;
+            tracing::warn!(
+                peer = %peer,
+                cursor = after,
+                head = store.head(),
+                epoch = current,
+                "a member's cursor is beyond what this log sent it: the store was restored from an older copy; new epoch, members restart from 0"
+            );
+            store.audit(
+                &[AuditDraft {
+                    actor: "node".into(),
+                    operation: Operation::Alter,
+                    notice: None,
+                    peer: Some(peer.to_string()),
+                    justification: None,
+                    decision: format!(
+                        "member's cursor {after} is beyond what this log sent it (head {}): store restored from an older copy; new epoch {current}, members restart from 0",
+                        store.head()
+                    ),
+                }],
+                now,
+            )?;
+            store.flush()?;
+            0
+        } else {
+            after
+        };
+        let your_last = match store.last_of_origin(peer)? {
+            None => None,
+            Some((_, id)) => store.get(&id)?.map(|(_, mut env)| {
+                env.disclosures.clear();
+                env
+            }),
+        };
+        Ok(Subscription {
+            epoch: current,
+            after: start,
+            your_last,
+        })
+    }
+
     /// Builds the next batch of this node's log for `peer` after `after`:
     /// outbound policy decides each notice (sent, stripped or withheld), hit
     /// reports go one step back toward their origin, every decision is
@@ -127,9 +208,15 @@ impl Exchange {
                 out.push((seq, Item::Notice(env)));
             }
         }
-        if !audits.is_empty() {
+        if through > after {
             self.store
-                .record_disclosures(peer, &decisions, &audits, now)
+                .record_sent(
+                    peer,
+                    (self.store.epoch(), through),
+                    &decisions,
+                    &audits,
+                    now,
+                )
                 .and_then(|_| self.store.flush())?;
         }
         Ok(FeedBatch {

@@ -15,7 +15,7 @@
 
 pub mod sim;
 
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{Signer, SigningKey};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -86,6 +86,9 @@ struct Link {
     up: bool,
     sessions: BTreeMap<String, Session>,
     wire: VecDeque<Packet>,
+    /// What stands for the TLS session's exported keying material: drawn
+    /// anew each time the link comes up, as a new TLS session would.
+    binding: [u8; 32],
 }
 
 /// Counters of what crossed the wires.
@@ -247,6 +250,25 @@ impl Harness {
             .key)
     }
 
+    /// The `Hello` a manual node `from` sends `to` on the link as it is now,
+    /// with a proof signed by `key` (its own, or another to play an
+    /// impostor).
+    pub fn hello(&self, from: &str, to: &str, epoch: u64, key: &SigningKey) -> Message {
+        let binding = self
+            .links
+            .get(&key_of(from, to))
+            .map_or([0; 32], |l| l.binding);
+        Message::Hello {
+            node_id: from.to_string(),
+            version: proto::PROTOCOL_VERSION,
+            epoch,
+            proof: key
+                .sign(&proto::bind_message(&binding, from))
+                .to_bytes()
+                .to_vec(),
+        }
+    }
+
     /// Takes what the nodes sent to manual node `id`: (from, the stream it
     /// arrived on as `id` sees it, message).
     pub fn take_sent(&mut self, id: &str) -> Vec<(String, Feed, Message)> {
@@ -265,6 +287,7 @@ impl Harness {
                 up: false,
                 sessions: BTreeMap::new(),
                 wire: VecDeque::new(),
+                binding: [0; 32],
             },
         );
     }
@@ -373,6 +396,8 @@ impl Harness {
         }
         let mut sessions = BTreeMap::new();
         let mut opening = Vec::new();
+        let mut binding = [0u8; 32];
+        self.rng.fill(&mut binding);
         for (me, peer) in [(a, b), (b, a)] {
             if self.nodes.get(me).is_some_and(|n| n.manual) {
                 continue;
@@ -382,13 +407,19 @@ impl Harness {
                 node: me.into(),
                 error: e.to_string(),
             };
+            let proof = self.nodes[me]
+                .key
+                .sign(&proto::bind_message(&binding, me))
+                .to_bytes()
+                .to_vec();
             let params = SessionParams {
                 me: me.to_string(),
                 peer: peer.to_string(),
                 local_epoch: ex.store().epoch(),
                 cursor: ex.store().cursor(peer).map_err(fail)?,
                 peer_key: self.nodes[peer].key.verifying_key(),
-                your_last: ex.store().last_of_origin(peer).map_err(fail)?,
+                binding,
+                proof,
             };
             let (s, actions) = Session::new(params, self.elapsed());
             sessions.insert(me.to_string(), s);
@@ -398,6 +429,7 @@ impl Harness {
             l.up = true;
             l.sessions = sessions;
             l.wire.clear();
+            l.binding = binding;
         }
         for (me, actions) in opening {
             self.act(&key, &me, actions)?;
@@ -462,6 +494,17 @@ impl Harness {
             }
         }
         Ok(())
+    }
+
+    /// Where a node keeps its store (a test copying or damaging it while
+    /// the node is stopped).
+    pub fn data_dir(&self, id: &str) -> Result<PathBuf, HarnessError> {
+        Ok(self
+            .nodes
+            .get(id)
+            .ok_or_else(|| HarnessError::NoNode(id.into()))?
+            .dir
+            .clone())
     }
 
     /// Replaces a node's config with `edit` applied to its text, as a
@@ -675,6 +718,22 @@ impl Harness {
                 error: e.to_string(),
             };
             match action {
+                Action::Authenticated => {}
+                Action::Subscribe { epoch, after } => {
+                    let sub = self
+                        .node(node)?
+                        .subscription(&peer, epoch, after, now)
+                        .map_err(|e| fail(&e))?;
+                    self.queue.push_back(Work {
+                        link: link.clone(),
+                        node: node.into(),
+                        event: Event::Subscribed {
+                            epoch: sub.epoch,
+                            after: sub.after,
+                            your_last: sub.your_last,
+                        },
+                    });
+                }
                 Action::Send(feed, msg) => self.send(link, &peer, arrival(feed), msg),
                 Action::Build { after } => {
                     let b = self
@@ -711,11 +770,15 @@ impl Harness {
                         .on_receipt(&peer, &body, &carried)
                         .map_err(|e| fail(&e))?;
                 }
-                Action::AdoptOwnSeq { seq, id } => {
-                    self.node(node)?
-                        .store()
-                        .adopt_own_seq(seq, id)
-                        .map_err(|e| fail(&e))?;
+                Action::AdoptOwn { envelope } => {
+                    if let Err(e) = self.node(node)?.adopt_own(&envelope) {
+                        let remote = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+                        self.node(node)?
+                            .audit_refusal(Some(&peer), remote, &e.to_string(), now);
+                        self.traffic.closes += 1;
+                        self.disconnect(link.0.as_str(), link.1.as_str());
+                        return Ok(());
+                    }
                 }
                 Action::Close {
                     reason, violation, ..
