@@ -22,8 +22,8 @@ pub enum NodeError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
-    #[error("{path}: {source}")]
-    Store { path: String, source: StoreError },
+    #[error("{path}: {error}")]
+    Store { path: String, error: StoreError },
     #[error(transparent)]
     Net(#[from] net::NetError),
     #[error(transparent)]
@@ -86,8 +86,9 @@ impl Node {
         let store =
             Store::open(&config.data_dir, rand::random()).map_err(|e| NodeError::Store {
                 path: config.data_dir.display().to_string(),
-                source: e,
+                error: e,
             })?;
+        store.set_reserve(config.disk_reserve);
         let quic_addr = sockets
             .quic
             .local_addr()
@@ -155,6 +156,7 @@ async fn sweeper(core: Arc<Exchange>, tasks: TaskTracker, mut shutdown: watch::R
             Ok(Err(e)) => warn!(error = %e, "retention sweep failed"),
             Err(e) => warn!(error = %e, "retention sweep task failed"),
         }
+        core.refusal_tick(crate::time::now());
         tokio::select! {
             _ = tokio::time::sleep(SWEEP_EVERY) => {}
             _ = shutdown.changed() => return,

@@ -29,6 +29,8 @@
 mod index;
 mod migrate;
 pub(crate) mod pack;
+pub mod record;
+pub mod space;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -70,6 +72,31 @@ pub enum StoreError {
     OlderFormat { found: u64, supported: u64 },
     #[error("{0}")]
     Refused(String),
+    #[error(transparent)]
+    Record(#[from] record::RecordError),
+    /// The store holds less than this node made durable and acknowledged.
+    #[error(
+        "store is behind what this node acknowledged: {what}. It was damaged \
+         (a truncated or corrupted file) or replaced by an older copy without its \
+         acknowledgement record. Refusing to start on it: restore the data directory \
+         from a backup taken with the node stopped, or move it aside to start empty \
+         and catch up from members"
+    )]
+    Behind { what: String },
+    /// sled found damage it cannot read past, or gave up by panicking.
+    #[error(
+        "store is unreadable ({detail}); restore the data directory from a \
+         backup, or move it aside to start empty and catch up from members"
+    )]
+    Unreadable { detail: String },
+    /// Free space is below the reserve: new notices are refused.
+    #[error(
+        "disk space low: {} MiB free for the data directory, below the reserve of {} MiB; \
+         new notices are refused until space is freed (reads, screening and feeds continue)",
+        .0.available >> 20,
+        .0.reserve >> 20
+    )]
+    DiskLow(space::Low),
 }
 
 impl From<pack::EncodeError> for StoreError {
@@ -589,6 +616,11 @@ pub struct Store {
     issuing: Mutex<()>,
     index: RwLock<Index>,
     head: tokio::sync::watch::Sender<u64>,
+    /// Written after every flush with what it made durable; checked at
+    /// open so a store that lost acknowledged data is refused.
+    record: std::sync::OnceLock<record::Record>,
+    /// Checked before new notices are written.
+    space: space::Space,
 }
 
 /// A log entry in a write being prepared: encoded when appended, decoded
@@ -912,6 +944,33 @@ impl<'s> Tx<'s> {
     }
 }
 
+/// Runs `f`, turning a panic inside it into an error message, without the
+/// panic being printed. Why: sled 0.34 panics on some damaged files
+/// instead of returning an error; the node must say what is wrong and exit
+/// cleanly, not print a backtrace.
+fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    use std::cell::Cell;
+    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    out.map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "sled failed".into())
+    })
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir`; refuses another format and
     /// reports an unreadable store instead of panicking. Rebuilds the
@@ -919,7 +978,97 @@ impl Store {
     /// `fresh_epoch` (made non-zero): random for a node, so members holding
     /// a cursor into a previous incarnation restart from 0; fixed in the
     /// deterministic harness.
+    ///
+    /// The store is checked against its acknowledgement record
+    /// ([`record`]): a store behind it is refused ([`StoreError::Behind`]),
+    /// and a store sled cannot read is an error, never a panic.
     pub fn open(dir: &Path, fresh_epoch: u64) -> Result<Store, StoreError> {
+        let recorded = record::read(dir)?;
+        let store = quietly(|| Store::open_sled(dir, fresh_epoch))
+            .map_err(|detail| StoreError::Unreadable {
+                detail: format!("sled failed: {detail}"),
+            })?
+            .map_err(|e| match e {
+                StoreError::Sled(sled::Error::Corruption { at, .. }) => StoreError::Unreadable {
+                    detail: match at {
+                        Some(at) => format!("sled found corrupted data at {at:?}"),
+                        None => "sled found corrupted data".into(),
+                    },
+                },
+                e => e,
+            })?;
+        let now = store.mark();
+        match recorded {
+            Some(r) => store.check_against(&r)?,
+            None if now.head > 0 || now.audit_seq > 0 => {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    head = now.head,
+                    audit_seq = now.audit_seq,
+                    "no acknowledgement record: creating one for the store as it is"
+                );
+            }
+            None => {}
+        }
+        let r = record::Record::create(dir, now)?;
+        let _ = store.record.set(r);
+        Ok(store)
+    }
+
+    /// What the store holds now, as the record names it.
+    fn mark(&self) -> record::Mark {
+        let c = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        record::Mark {
+            head: c.next_local - 1,
+            audit_seq: c.audit.0,
+            audit_hash: c.audit.1,
+        }
+    }
+
+    /// Refuses a store that holds less than the record says was durable.
+    fn check_against(&self, r: &record::Mark) -> Result<(), StoreError> {
+        let now = self.mark();
+        let behind = |what: String| StoreError::Behind { what };
+        if now.head < r.head {
+            return Err(behind(format!(
+                "its log ends at entry {} but entry {} was acknowledged",
+                now.head, r.head
+            )));
+        }
+        if now.audit_seq < r.audit_seq {
+            return Err(behind(format!(
+                "its processing log ends at entry {} but entry {} was recorded",
+                now.audit_seq, r.audit_seq
+            )));
+        }
+        if r.audit_seq > 0 && self.audit_hash_at(r.audit_seq)? != Some(r.audit_hash) {
+            return Err(behind(format!(
+                "its processing log entry {} differs from the one recorded",
+                r.audit_seq
+            )));
+        }
+        Ok(())
+    }
+
+    /// The hash of processing-log entry `seq`, if held.
+    fn audit_hash_at(&self, seq: u64) -> Result<Option<[u8; 32]>, StoreError> {
+        let Some(r) = self
+            .tree
+            .range(seq_key(AUDIT, 0)..=seq_key(AUDIT, seq))
+            .next_back()
+        else {
+            return Ok(None);
+        };
+        let (_, v) = r?;
+        let block: Vec<AuditEntry> = dec(&v, "audit block")?;
+        block
+            .iter()
+            .find(|e| e.seq == seq)
+            .map(|e| e.hash())
+            .transpose()
+    }
+
+    fn open_sled(dir: &Path, fresh_epoch: u64) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
@@ -1017,6 +1166,8 @@ impl Store {
             issuing: Mutex::new(()),
             index: RwLock::new(index),
             head: tx,
+            record: std::sync::OnceLock::new(),
+            space: space::Space::new(dir),
         })
     }
 
@@ -1034,9 +1185,25 @@ impl Store {
     pub fn rotate_epoch(&self, fresh: u64) -> Result<u64, StoreError> {
         let e = fresh | 1;
         self.tree.insert(key(META, META_EPOCH), &e.to_be_bytes())?;
-        self.db.flush()?;
+        self.flush()?;
         self.epoch.store(e, std::sync::atomic::Ordering::Release);
         Ok(e)
+    }
+
+    /// Sets the free-space reserve below which new notices are refused
+    /// (`None`: the smaller of 1% of the file system and 256 MiB).
+    pub fn set_reserve(&self, bytes: Option<u64>) {
+        self.space.set_reserve(bytes);
+    }
+
+    /// `Err(DiskLow)` when free space is below the reserve.
+    pub fn check_space(&self) -> Result<(), StoreError> {
+        self.space.check().map_err(StoreError::DiskLow)
+    }
+
+    /// Whether the last space check found the disk below the reserve.
+    pub fn disk_low(&self) -> bool {
+        self.space.is_low()
     }
 
     /// A receiver that changes whenever the log grows (value: last seq).
@@ -1045,8 +1212,15 @@ impl Store {
     }
 
     /// Makes every write so far durable. Callers acknowledge only after this.
+    /// Then writes the acknowledgement record with what the flush covered:
+    /// the mark is taken before the flush, so it never names a write the
+    /// flush may not have carried.
     pub fn flush(&self) -> Result<(), StoreError> {
+        let m = self.mark();
         self.db.flush()?;
+        if let Some(r) = self.record.get() {
+            r.advance(m)?;
+        }
         Ok(())
     }
 
@@ -1151,6 +1325,7 @@ impl Store {
         count: usize,
         mut build: impl FnMut(u64, Option<NoticeId>) -> Result<Issued, E>,
     ) -> Result<Vec<NoticeId>, E> {
+        self.check_space()?;
         // Held across building and writing so no other issue takes the same seq.
         let _issuing = self.issuing.lock().unwrap_or_else(|p| p.into_inner());
         let (mut seq, mut prev) = match self.own_last()? {
@@ -1191,6 +1366,9 @@ impl Store {
     /// held (duplicates are skipped, so replays are idempotent), their audit
     /// entries and the sender's cursor. The caller flushes, then receipts.
     pub fn apply_batch(&self, batch: &InboundBatch) -> Result<Vec<NoticeId>, StoreError> {
+        if !batch.accepted.is_empty() {
+            self.check_space()?;
+        }
         self.apply(
             Some(&batch.peer),
             Some((batch.epoch, batch.through)),
@@ -1209,6 +1387,7 @@ impl Store {
         audits: &[AuditDraft],
         now: i64,
     ) -> Result<Vec<NoticeId>, StoreError> {
+        self.check_space()?;
         self.apply(None, None, accepted, &[], audits, now)
     }
 
@@ -1465,7 +1644,7 @@ impl Store {
             return Ok(false);
         }
         self.tree.insert(key(META, META_OWN), enc(&(seq, id))?)?;
-        self.db.flush()?;
+        self.flush()?;
         Ok(true)
     }
 
@@ -1958,6 +2137,92 @@ mod tests {
                 err.to_string().contains("does not follow"),
                 "{bad_start}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn a_store_behind_its_acknowledgement_record_is_refused() {
+        let d = AuditDraft {
+            actor: "node".into(),
+            operation: Operation::Reject,
+            notice: None,
+            peer: Some("x".into()),
+            justification: None,
+            decision: "refused".into(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let batch = |through: u64| InboundBatch {
+            peer: "bravo".into(),
+            epoch: 7,
+            through,
+            accepted: (through - 1..=through)
+                .map(|s| accepted(s, &format!("P{s}"), Action::Issue, None))
+                .collect(),
+            hits: Vec::new(),
+            audits: vec![d.clone()],
+            now: NOW,
+        };
+        // A copy taken after the first write: the older store.
+        let older = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 7).unwrap();
+            store.apply_batch(&batch(2)).unwrap();
+            store.flush().unwrap();
+            drop(store);
+            copy_dir(dir.path(), older.path());
+            let store = Store::open(dir.path(), 7).unwrap();
+            store.apply_batch(&batch(4)).unwrap();
+            store.flush().unwrap();
+        }
+        let recorded = record::read(dir.path()).unwrap().unwrap();
+        assert_eq!((recorded.head, recorded.audit_seq), (4, 2));
+        // The older sled files under the newer record: refused, naming
+        // what is missing.
+        std::fs::copy(
+            dir.path().join(record::FILE),
+            older.path().join(record::FILE),
+        )
+        .unwrap();
+        let err = Store::open(older.path(), 7).err().unwrap();
+        assert!(matches!(err, StoreError::Behind { .. }), "{err}");
+        assert!(
+            err.to_string().contains("entry 4 was acknowledged"),
+            "{err}"
+        );
+        // Same length but a different processing log: refused too.
+        let other = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(other.path(), 7).unwrap();
+            store.audit(&[d.clone()], NOW + 1).unwrap();
+            store.apply_batch(&batch(2)).unwrap();
+            store.apply_batch(&batch(4)).unwrap();
+            store.flush().unwrap();
+        }
+        std::fs::copy(
+            dir.path().join(record::FILE),
+            other.path().join(record::FILE),
+        )
+        .unwrap();
+        let err = Store::open(other.path(), 7).err().unwrap();
+        assert!(err.to_string().contains("differs"), "{err}");
+        // The store and its own record together (a whole copy) open.
+        assert_eq!(Store::open(dir.path(), 7).unwrap().head(), 4);
+        // No record (a store of the previous release): one is created.
+        std::fs::remove_file(dir.path().join(record::FILE)).unwrap();
+        assert_eq!(Store::open(dir.path(), 7).unwrap().head(), 4);
+        assert_eq!(record::read(dir.path()).unwrap().unwrap().head, 4);
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                std::fs::create_dir_all(&target).unwrap();
+                copy_dir(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), target).unwrap();
+            }
         }
     }
 
