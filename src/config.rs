@@ -61,6 +61,9 @@ struct RawNode {
     /// The 24/7 desk partners call about a hit reported by this node.
     #[serde(default)]
     contact: Option<String>,
+    /// Free space (MiB) kept in the data directory's file system.
+    #[serde(default)]
+    disk_reserve_mib: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +210,9 @@ pub struct Member {
     pub outbound: OutboundPolicy,
 }
 
+/// The largest disk reserve accepted, in MiB (1 TiB).
+pub const MAX_DISK_RESERVE_MIB: u64 = 1 << 20;
+
 /// A validated configuration with paths resolved against the file's folder.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -215,6 +221,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub relay: bool,
+    /// Free space (bytes) below which new notices are refused; `None`: the
+    /// smaller of 1% of the file system and 256 MiB (docs/store.md).
+    pub disk_reserve: Option<u64>,
     /// This node's 24/7 contact desk, carried in its hit reports.
     pub contact: String,
     pub signing_key: PathBuf,
@@ -469,6 +478,17 @@ impl Config {
             origins: ri.origins.clone(),
         };
 
+        let disk_reserve = match raw.node.disk_reserve_mib {
+            None => None,
+            Some(m) if m > MAX_DISK_RESERVE_MIB => {
+                return Err(ConfigError {
+                    file: path.to_path_buf(),
+                    field: "node.disk_reserve_mib".into(),
+                    message: format!("is {m}; at most {MAX_DISK_RESERVE_MIB} (1 TiB)"),
+                })
+            }
+            Some(m) => Some(m << 20),
+        };
         let contact = raw
             .node
             .contact
@@ -480,6 +500,7 @@ impl Config {
             listen,
             data_dir: resolve(&raw.node.data_dir),
             relay: raw.node.relay,
+            disk_reserve,
             contact,
             signing_key: resolve(&raw.identity.signing_key),
             tls_cert: resolve(&raw.identity.tls_cert),

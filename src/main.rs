@@ -443,10 +443,25 @@ fn run(config: &Path) -> anyhow::Result<()> {
     rt.block_on(async move {
         let node = Node::start(cfg).await?;
         serve_until_stopped(&node, config).await?;
-        node.shutdown().await;
+        if tokio::time::timeout(SHUTDOWN_LIMIT, node.shutdown())
+            .await
+            .is_err()
+        {
+            // Work still in progress (a store call the disk does not
+            // answer) is abandoned: nothing unflushed was acknowledged.
+            tracing::error!(
+                limit_secs = SHUTDOWN_LIMIT.as_secs(),
+                "shutdown did not complete in time; exiting"
+            );
+            std::process::exit(1);
+        }
         Ok(())
     })
 }
+
+/// How long a stop signal may take to stop the node: a node that cannot
+/// finish (a disk that stopped answering) still exits.
+const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Runs until SIGTERM or SIGINT. SIGHUP reloads members and policy from
 /// `config`; a file that does not load is refused with its reason and the

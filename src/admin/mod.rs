@@ -78,6 +78,18 @@ impl ApiError {
         )
     }
 
+    /// New notices refused for lack of disk space: answered 507, the
+    /// message says what to do. Logged by the store when the state changes.
+    fn disk_low(e: &dyn std::fmt::Display) -> ApiError {
+        ApiError(
+            StatusCode::INSUFFICIENT_STORAGE,
+            ErrorBody {
+                error: e.to_string(),
+                field: None,
+            },
+        )
+    }
+
     /// A failure of the node, not of the request: logged, answered 500.
     fn internal(e: &dyn std::fmt::Display) -> ApiError {
         warn!(error = %e, "admin request failed");
@@ -95,6 +107,7 @@ impl From<IssueError> for ApiError {
     fn from(e: IssueError) -> Self {
         match e {
             IssueError::Input(i) => ApiError::input(i),
+            IssueError::Store(e @ crate::store::StoreError::DiskLow(_)) => ApiError::disk_low(&e),
             other => ApiError::internal(&other),
         }
     }
@@ -119,6 +132,7 @@ impl From<ImportError> for ApiError {
                     field: None,
                 },
             ),
+            ImportError::Store(e @ crate::store::StoreError::DiskLow(_)) => ApiError::disk_low(&e),
             other => ApiError::internal(&other),
         }
     }

@@ -48,6 +48,9 @@ impl Exchange {
             .into());
         }
         let mut report = Reload::default();
+        // The disk reserve applies at once: an operator freeing the node
+        // from a reserve set too high must not have to restart it.
+        self.store().set_reserve(new.disk_reserve);
         for (name, differs) in [
             ("node.listen", new.listen != old.listen),
             ("node.data_dir", new.data_dir != old.data_dir),
@@ -90,6 +93,7 @@ impl Exchange {
         *slot = Arc::new(Config {
             members: new.members,
             inbound: new.inbound,
+            disk_reserve: new.disk_reserve,
             ..Config::clone(&old)
         });
         Ok(report)
