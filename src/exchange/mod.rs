@@ -16,6 +16,7 @@
 //! - [`screen`]: screening queries and manifests → consult entries and
 //!   hit reports.
 //! - [`retention`]: the sweep that erases expired notices.
+//! - [`refusals`]: which refused connections are recorded one by one.
 //! - [`views`]: what operators read (the inbox, a notice, the log export).
 //! - [`reload`]: members and policy swapped in on SIGHUP.
 
@@ -23,6 +24,7 @@ pub mod inbound;
 pub mod originate;
 pub mod outbound;
 pub mod receipt;
+pub mod refusals;
 pub mod reload;
 pub mod retention;
 pub mod screen;
@@ -64,7 +66,13 @@ pub struct Exchange {
     /// cryptographic generator, seeded from the operating system by a node
     /// and from a fixed seed by the deterministic harness.
     rng: Mutex<StdRng>,
+    /// Which refusals are recorded one by one (bounded per source).
+    refusals: Mutex<refusals::Refusals>,
 }
+
+/// The longest refusal reason recorded (a peer's certificate names can
+/// make it long).
+const MAX_REASON: usize = 300;
 
 impl Exchange {
     /// The exchange of node `config.node_id` over `store`, drawing salts
@@ -76,6 +84,7 @@ impl Exchange {
             signing,
             store: Arc::new(store),
             rng: Mutex::new(rng),
+            refusals: Mutex::new(refusals::Refusals::default()),
         }
     }
 
@@ -131,8 +140,32 @@ impl Exchange {
         }
     }
 
-    /// Audits a refused connection or protocol violation.
+    /// Audits and logs a refused connection or protocol violation: in
+    /// full for the first few per source address and minute, counted in a
+    /// summary entry beyond ([`refusals`]), so a flood cannot grow the
+    /// processing log or the log without bound.
     pub fn audit_refusal(&self, peer: Option<&str>, remote: SocketAddr, reason: &str, now: i64) {
+        let (verdict, summary) = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .note(remote.ip(), now);
+        if let Some(s) = summary {
+            self.audit_summary(&s, now);
+        }
+        if verdict == refusals::Verdict::Suppress {
+            return;
+        }
+        let mut reason = reason.to_string();
+        if reason.len() > MAX_REASON {
+            let mut cut = MAX_REASON;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+            reason.push_str("...");
+        }
+        warn!(peer = peer.unwrap_or("-"), %remote, reason = %reason, "connection refused");
         self.audit_one(
             AuditDraft {
                 actor: format!("remote:{remote}"),
@@ -140,7 +173,36 @@ impl Exchange {
                 notice: None,
                 peer: peer.map(str::to_string),
                 justification: None,
-                decision: reason.to_string(),
+                decision: reason,
+            },
+            now,
+        );
+    }
+
+    /// Writes the summary of suppressed refusals once their window is
+    /// over (called periodically, so a flood that stopped is summarised).
+    pub fn refusal_tick(&self, now: i64) {
+        let summary = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .roll(now);
+        if let Some(s) = summary {
+            self.audit_summary(&s, now);
+        }
+    }
+
+    fn audit_summary(&self, s: &refusals::Summary, now: i64) {
+        let decision = s.decision();
+        warn!(suppressed = s.suppressed, sources = s.sources, summary = %decision, "refused connections summarised");
+        self.audit_one(
+            AuditDraft {
+                actor: "node".into(),
+                operation: Operation::Reject,
+                notice: None,
+                peer: None,
+                justification: None,
+                decision,
             },
             now,
         );
