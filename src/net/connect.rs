@@ -3,23 +3,35 @@
 
 use quinn::{Connection, Endpoint, VarInt};
 use rustls::pki_types::CertificateDer;
-use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::link::run_link;
 use super::links::Links;
-use super::{BACKOFF_MAX, BACKOFF_MIN, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, STABLE_LINK};
+use super::{
+    ACCEPT_DEADLINE, BACKOFF_MAX, BACKOFF_MIN, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, PER_SOURCE,
+    RETRY_ABOVE, STABLE_LINK,
+};
 use crate::exchange::Exchange;
 use crate::identity::{cert_dns_names, cert_sha256};
 use crate::proto::close;
 
 /// Accepts connections until shutdown: each completed handshake is
 /// authorized, installed and driven by its own task.
+///
+/// Handshakes are bounded so that a flood of Initials (which costs the
+/// sender one UDP packet each) cannot keep a member out: at most
+/// [`MAX_HANDSHAKES`] at once, each limited to [`ACCEPT_DEADLINE`] whatever
+/// idle timeout the client asks for, at most [`PER_SOURCE`] from one
+/// address, and once [`RETRY_ABOVE`] are in progress a client must prove
+/// its address with a QUIC Retry before it holds a slot: an abandoned or
+/// spoofed Initial then costs the node one stateless packet. A slot is
+/// held until the peer proved the member's signing key (or failed to).
 pub(super) async fn accept_loop(
     core: Arc<Exchange>,
     ep: Endpoint,
@@ -28,40 +40,109 @@ pub(super) async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let per_source: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     loop {
         let incoming = tokio::select! {
             i = ep.accept() => match i { Some(i) => i, None => return },
             _ = shutdown.changed() => return,
         };
         let remote = incoming.remote_address();
+        let in_progress = MAX_HANDSHAKES - handshakes.available_permits();
+        if !incoming.remote_address_validated() && in_progress >= RETRY_ABOVE {
+            if incoming.may_retry() {
+                // Stateless: nothing is held until the client comes back
+                // with the token, proving it receives at its address.
+                let _ = incoming.retry();
+            } else {
+                incoming.ignore();
+            }
+            continue;
+        }
+        let Some(source) = SourceSlot::take(&per_source, remote.ip()) else {
+            core.audit_refusal(
+                None,
+                remote,
+                "too many handshakes in progress from this address",
+                crate::time::now(),
+            );
+            incoming.ignore();
+            continue;
+        };
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-            warn!(%remote, "too many handshakes in progress; refusing connection");
+            core.audit_refusal(
+                None,
+                remote,
+                "too many handshakes in progress",
+                crate::time::now(),
+            );
             incoming.refuse();
             continue;
         };
         let (core, links, shutdown, t) =
             (core.clone(), links.clone(), shutdown.clone(), tasks.clone());
         tasks.spawn(async move {
-            let conn = match incoming.await {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(%remote, error = %e, "handshake refused");
-                    core.audit_refusal(
-                        None,
-                        remote,
-                        &format!("TLS handshake failed: {e}"),
-                        crate::time::now(),
-                    );
-                    return;
-                }
+            let refused = |reason: String| {
+                core.audit_refusal(None, remote, &reason, crate::time::now());
             };
-            drop(permit);
+            let connecting = match incoming.accept() {
+                Ok(c) => c,
+                Err(e) => return refused(format!("TLS handshake failed: {e}")),
+            };
+            let conn = match tokio::time::timeout(ACCEPT_DEADLINE, connecting).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return refused(format!("TLS handshake failed: {e}")),
+                Err(_) => return refused("TLS handshake not completed in time".into()),
+            };
             let Some(peer) = authorize(&core, &conn, None) else {
                 return;
             };
+            // The slot is held until the peer proved the member's key (or
+            // the link ended): a holder of a CA certificate cannot keep
+            // unproven connections open past the limits.
+            let (proved, released) = oneshot::channel();
+            let hold = async move {
+                let _ = released.await;
+                drop(permit);
+                drop(source);
+            };
             // Installed only once it proves the member's signing key.
-            run_link(core, links, peer, conn, false, None, t, shutdown).await;
+            let link = run_link(core, links, peer, conn, false, Some(proved), t, shutdown);
+            tokio::join!(link, hold);
         });
+    }
+}
+
+/// One handshake in progress from an address, counted while it lives.
+struct SourceSlot {
+    table: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl SourceSlot {
+    /// A slot for `ip`, if it has fewer than [`PER_SOURCE`] in progress.
+    fn take(table: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<SourceSlot> {
+        let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+        let n = t.entry(ip).or_default();
+        if *n >= PER_SOURCE {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            table: table.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = t.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -75,7 +156,6 @@ pub(super) fn authorize(
 ) -> Option<String> {
     let remote = conn.remote_address();
     let refuse = |code: u32, reason: String| {
-        warn!(%remote, reason = %reason, "connection refused");
         core.audit_refusal(expected, remote, &reason, crate::time::now());
         conn.close(VarInt::from_u32(code), reason.as_bytes());
         None

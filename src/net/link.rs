@@ -212,9 +212,9 @@ async fn drive(
                     through,
                     entries,
                 } => {
-                    let (c, p) = (core.clone(), peer.to_string());
+                    let (c, p, stop) = (core.clone(), peer.to_string(), shutdown.clone());
                     storing = Some(tasks.spawn_blocking(move || {
-                        store(&c, &p, epoch, through, entries).map(Event::Stored)
+                        store(&c, &p, epoch, through, entries, &stop).map(Event::Stored)
                     }));
                 }
                 Action::Receipted { body, carried } => {
@@ -306,7 +306,6 @@ fn refuse(core: &Exchange, conn: &Connection, peer: &str, code: u32, reason: &st
         close::RATE_LIMITED | close::NOT_PROVEN => reason.to_string(),
         _ => format!("protocol violation: {reason}"),
     };
-    warn!(peer = %peer, reason = %what, "closing the link");
     core.audit_refusal(Some(peer), conn.remote_address(), &what, crate::time::now());
     conn.close(VarInt::from_u32(code), reason.as_bytes());
 }
@@ -346,14 +345,36 @@ async fn join(slot: &mut Option<JoinHandle<Result<Event, LinkError>>>) -> Result
     }
 }
 
-/// Stores a received batch and returns the signed receipt.
+/// How often a batch held for disk space checks the space again.
+const SPACE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Stores a received batch and returns the signed receipt. Below the disk
+/// reserve the batch is held (not acknowledged, so the member keeps it)
+/// until space returns or the node stops; the link stays up, so this
+/// node's own feed to the member goes on meanwhile.
 fn store(
     core: &Exchange,
     peer: &str,
     epoch: u64,
     through: u64,
     entries: Vec<(u64, Item)>,
+    stop: &watch::Receiver<bool>,
 ) -> Result<SignedReceipt, LinkError> {
+    let mut held = false;
+    let notices = entries.iter().any(|(_, i)| matches!(i, Item::Notice(_)));
+    while notices {
+        match core.store().check_space() {
+            Ok(()) => break,
+            Err(e) if *stop.borrow() => return Err(node(e)),
+            Err(_) => {
+                if !held {
+                    warn!(peer = %peer, through, "disk space below the reserve: holding a received batch until space returns");
+                    held = true;
+                }
+                std::thread::sleep(SPACE_POLL);
+            }
+        }
+    }
     core.receive_batch(peer, epoch, through, entries, crate::time::now())
         .map_err(node)
 }

@@ -66,8 +66,17 @@ pub enum LinkError {
 const MAX_BIDI_STREAMS: u32 = 16;
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Handshakes in progress at once; more incoming connections are refused.
+/// Handshakes in progress at once (until the peer proved its key); more
+/// incoming connections are refused.
 const MAX_HANDSHAKES: usize = 32;
+/// Handshakes in progress above which a new client must first prove its
+/// address with a QUIC Retry (docs/protocol.md).
+const RETRY_ABOVE: usize = 4;
+/// Handshakes in progress from one address at once.
+const PER_SOURCE: usize = 8;
+/// Longest an accepted handshake may take, whatever the client's idle
+/// timeout.
+const ACCEPT_DEADLINE: Duration = Duration::from_secs(5);
 /// Longest a dialed handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
