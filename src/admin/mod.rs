@@ -176,6 +176,16 @@ fn bad(field: &str, error: String) -> ApiError {
 /// connections are dropped.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Admin connections open at once; more are closed as they arrive.
+const MAX_CONNECTIONS: usize = 64;
+/// How long a client has to send a request's headers, and how long an idle
+/// kept-alive connection stays open (hyper's header timer runs while it
+/// waits for the next request).
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The longest one connection may stay open: bounds a client that sends
+/// its body a byte at a time.
+const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Serves the admin API until `shutdown` turns true, then lets requests in
 /// progress finish (up to [`SHUTDOWN_GRACE`]) and returns only when every
 /// connection has ended.
@@ -214,10 +224,22 @@ pub async fn serve(
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state);
     let mut conns = tokio::task::JoinSet::new();
+    let mut over_cap = false;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, remote)) => {
+                    if conns.len() >= MAX_CONNECTIONS {
+                        // Dropping the stream closes it; the log line is
+                        // bounded by the cap's own rate of change.
+                        if !over_cap {
+                            warn!(%remote, limit = MAX_CONNECTIONS, "admin API connection limit reached; closing new connections");
+                            over_cap = true;
+                        }
+                        drop(stream);
+                        continue;
+                    }
+                    over_cap = false;
                     conns.spawn(serve_connection(stream, app.clone(), shutdown.clone()));
                 }
                 Err(e) => {
@@ -253,9 +275,15 @@ async fn serve_connection(
 ) {
     let service = hyper_util::service::TowerToHyperService::new(app);
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
         .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
     tokio::pin!(conn);
+    let lifetime = tokio::time::sleep(CONNECTION_LIFETIME);
     tokio::select! {
+        _ = lifetime => {
+            tracing::debug!("admin API connection open too long; closing");
+        }
         r = conn.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "admin API connection ended");
