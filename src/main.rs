@@ -734,7 +734,9 @@ fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
                 .map_err(|b| Usage(format!("{source}: audit chain broken at {b}")))?;
             println!(
                 "{source}: audit chain intact: {} entries of node {}, head {}",
-                v.entries, v.node, v.head
+                v.entries,
+                t(&v.node),
+                v.head
             );
             Ok(())
         }

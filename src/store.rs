@@ -12,6 +12,8 @@
 //!   processing log, one block per write.
 //! - `C` member → (epoch, through), this node's cursor into the member's log.
 //! - `K` member → [`Acked`], the last signed receipt from that member.
+//! - `S` member → (epoch, through), how far this node's log was sent to
+//!   the member: a cursor beyond it means the store went back in time.
 //! - `D` notice id ‖ member → [`Delivery`], what became of a notice toward
 //!   each member.
 //! - `H` SHA-256 of the body → a [`HitReport`] held (sent or received).
@@ -1201,11 +1203,6 @@ impl Store {
         self.space.check().map_err(StoreError::DiskLow)
     }
 
-    /// Whether the last space check found the disk below the reserve.
-    pub fn disk_low(&self) -> bool {
-        self.space.is_low()
-    }
-
     /// A receiver that changes whenever the log grows (value: last seq).
     pub fn watch_head(&self) -> tokio::sync::watch::Receiver<u64> {
         self.head.subscribe()
@@ -1325,7 +1322,6 @@ impl Store {
         count: usize,
         mut build: impl FnMut(u64, Option<NoticeId>) -> Result<Issued, E>,
     ) -> Result<Vec<NoticeId>, E> {
-        self.check_space()?;
         // Held across building and writing so no other issue takes the same seq.
         let _issuing = self.issuing.lock().unwrap_or_else(|p| p.into_inner());
         let (mut seq, mut prev) = match self.own_last()? {

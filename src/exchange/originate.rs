@@ -163,6 +163,9 @@ impl Exchange {
         now: i64,
     ) -> Result<NoticeId, IssueError> {
         let what = action.as_str();
+        // Below the disk reserve new notices wait; a cancellation (which
+        // erases data) still goes through.
+        self.store.check_space()?;
         let id = self.with_issue_context(now, |ctx| {
             self.store
                 .issue(self.me(), now, |seq, prev| -> Result<Issued, IssueError> {
@@ -242,6 +245,7 @@ impl Exchange {
         actor: &str,
         now: i64,
     ) -> Result<Vec<NoticeId>, IssueError> {
+        self.store.check_space()?;
         let mut items = inputs.iter().enumerate();
         let ids = self.with_issue_context(now, |ctx| {
             self.store.issue_batch(

@@ -47,6 +47,18 @@ impl Exchange {
             }
             .into());
         }
+        if let Some(i) = new
+            .members
+            .iter()
+            .position(|m| m.signing_key == self.signing_key().verifying_key())
+        {
+            return Err(ConfigError {
+                file: new.path.clone(),
+                field: format!("members[{i}].signing_key"),
+                message: "is this node's own signing key: a member must hold its own key".into(),
+            }
+            .into());
+        }
         let mut report = Reload::default();
         // The disk reserve applies at once: an operator freeing the node
         // from a reserve set too high must not have to restart it.
