@@ -2189,7 +2189,7 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         {
             let store = Store::open(other.path(), 7).unwrap();
-            store.audit(&[d.clone()], NOW + 1).unwrap();
+            store.audit(std::slice::from_ref(&d), NOW + 1).unwrap();
             store.apply_batch(&batch(2)).unwrap();
             store.apply_batch(&batch(4)).unwrap();
             store.flush().unwrap();

@@ -369,6 +369,7 @@ fn a_hundred_abandoned_initials_do_not_keep_a_member_out() {
         || connected(&a, "bravo").then_some(()),
     );
     let took = up.elapsed();
+    eprintln!("bravo connected {took:?} after its start with 100 abandoned Initials at alpha");
     assert!(
         took <= Duration::from_secs(2),
         "bravo took {took:?} to connect with 100 abandoned handshakes at alpha"
@@ -686,6 +687,9 @@ fn five_thousand_refused_connections_add_at_most_a_few_kilobytes_of_processing_l
     assert_eq!(refused, FLOOD, "every connection is refused");
     let added = audit_export(&a, fed.dir.path()).len() - before;
     let logged = fs::read_to_string(&a.log).unwrap().len() - log_before;
+    eprintln!(
+        "{FLOOD} refused connections: {added} bytes of processing log, {logged} bytes of log"
+    );
     assert!(
         added <= 8 * 1024,
         "{FLOOD} refusals added {added} bytes of processing log"

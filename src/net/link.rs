@@ -362,18 +362,21 @@ fn store(
 ) -> Result<SignedReceipt, LinkError> {
     let mut held = false;
     let notices = entries.iter().any(|(_, i)| matches!(i, Item::Notice(_)));
-    while notices {
-        match core.store().check_space() {
-            Ok(()) => break,
-            Err(e) if *stop.borrow() => return Err(node(e)),
-            Err(_) => {
-                if !held {
-                    warn!(peer = %peer, through, "disk space below the reserve: holding a received batch until space returns");
-                    held = true;
-                }
-                std::thread::sleep(SPACE_POLL);
-            }
+    let mut space = if notices {
+        core.store().check_space()
+    } else {
+        Ok(())
+    };
+    while let Err(e) = space {
+        if *stop.borrow() {
+            return Err(node(e));
         }
+        if !held {
+            warn!(peer = %peer, through, "disk space below the reserve: holding a received batch until space returns");
+            held = true;
+        }
+        std::thread::sleep(SPACE_POLL);
+        space = core.store().check_space();
     }
     core.receive_batch(peer, epoch, through, entries, crate::time::now())
         .map_err(node)
