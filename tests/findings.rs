@@ -824,6 +824,78 @@ fn five_thousand_refused_connections_add_at_most_a_few_kilobytes_of_processing_l
 }
 
 // ---------------------------------------------------------------------------
+// Admin API limits
+// ---------------------------------------------------------------------------
+
+/// The admin API's address from a node's config.
+fn admin_addr(node: &NodeDir) -> SocketAddr {
+    let text = fs::read_to_string(&node.config).unwrap();
+    let admin = &text[text.find("[admin]").unwrap()..];
+    let line = admin.lines().find(|l| l.starts_with("listen")).unwrap();
+    line.split('"').nth(1).unwrap().parse().unwrap()
+}
+
+/// Whether the server closed `c` within `limit` (a read returns end of
+/// stream or an error).
+fn closed_within(c: &mut std::net::TcpStream, limit: Duration) -> bool {
+    use std::io::Read;
+    c.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn slow_admin_connections_are_capped_and_timed_out() {
+    use std::io::Write;
+    let fed = Federation::new();
+    let alpha = fed.init("alpha");
+    let a = alpha.start();
+    let addr = admin_addr(&alpha);
+    // 100 clients that send half a request line and stall.
+    let mut slow: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.write_all(b"GET /v1/id HT").unwrap();
+            c
+        })
+        .collect();
+    // Beyond the cap of 64, connections are closed at once.
+    let mut beyond = 0;
+    for c in slow.iter_mut().skip(64) {
+        beyond += usize::from(closed_within(c, Duration::from_secs(2)));
+    }
+    assert!(
+        beyond >= 30,
+        "only {beyond} of 36 connections beyond the cap were closed"
+    );
+    // The others are closed by the header timeout (10 s), not kept forever.
+    let started = Instant::now();
+    for (i, c) in slow.iter_mut().take(64).enumerate() {
+        let left = Duration::from_secs(20).saturating_sub(started.elapsed());
+        assert!(
+            closed_within(c, left),
+            "slow connection {i} still open after 20 s"
+        );
+    }
+    // And the API answers again.
+    let out = vigil(&["peers", "--config", a.cfg(), "--json"]);
+    out.assert_ok("admin API after the slow clients");
+    a.stop();
+}
+
+// ---------------------------------------------------------------------------
 // 7. Terminal escapes from a partner
 // ---------------------------------------------------------------------------
 
