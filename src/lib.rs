@@ -13,6 +13,8 @@ pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod exchange;
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod identity;
 pub mod keys;
 pub mod mesh;

@@ -1549,6 +1549,13 @@ impl Store {
         audits: &[AuditDraft],
         now: i64,
     ) -> Result<(), StoreError> {
+        // Within an epoch the served position never goes back: an older
+        // link still sending, or a feed restarted from a lower cursor,
+        // must not make a member's real cursor look impossible.
+        let served = match self.served(peer)? {
+            Some((e, t)) if e == served.0 => (e, t.max(served.1)),
+            _ => served,
+        };
         self.write(|tx| {
             tx.put(key(SERVED, peer.as_bytes()), enc(&served)?);
             for (id, d) in decisions {

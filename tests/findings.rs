@@ -709,9 +709,16 @@ fn a_full_disk_refuses_new_notices_serves_reads_recovers_and_stops_on_sigterm() 
     disk.fill(&alpha, &a);
     let _ = vigil(&["notice", "issue", "--config", a.cfg(), s(&items)]);
     let mut a = a;
+    let asked = Instant::now();
     signal(a.pid(), "-TERM");
     let st = a.child.wait_for_exit(Duration::from_secs(30));
-    assert!(st.is_some(), "the node ignored SIGTERM on a full disk");
+    let st = st.expect("the node ignored SIGTERM on a full disk");
+    assert_eq!(st.code(), Some(0), "a stop on a full disk is still clean");
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "stopping took {:?}",
+        asked.elapsed()
+    );
     drop(a);
     drop(disk);
 }
@@ -812,6 +819,7 @@ fn five_thousand_refused_connections_add_at_most_a_few_kilobytes_of_processing_l
     eprintln!(
         "{FLOOD} refused connections: {added} bytes of processing log, {logged} bytes of log"
     );
+    assert!(added > 0, "the first refusals are recorded in full");
     assert!(
         added <= 8 * 1024,
         "{FLOOD} refusals added {added} bytes of processing log"

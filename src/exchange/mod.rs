@@ -68,6 +68,9 @@ pub struct Exchange {
     rng: Mutex<StdRng>,
     /// Which refusals are recorded one by one (bounded per source).
     refusals: Mutex<refusals::Refusals>,
+    /// The store's epoch when this exchange began: a restore from an
+    /// older copy is detected (and the epoch rotated) at most once per run.
+    epoch_at_open: u64,
 }
 
 /// The longest refusal reason recorded (a peer's certificate names can
@@ -79,6 +82,7 @@ impl Exchange {
     /// and nonces from `rng`.
     pub fn new(config: Config, signing: SigningKey, store: Store, rng: StdRng) -> Exchange {
         Exchange {
+            epoch_at_open: store.epoch(),
             me: config.node_id.clone(),
             config: RwLock::new(Arc::new(config)),
             signing,

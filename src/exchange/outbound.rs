@@ -41,6 +41,10 @@ pub enum FeedError {
     NotMember(String),
     #[error("building a feed batch: {0}")]
     Store(#[from] StoreError),
+    /// A cursor beyond what this node sent, in an epoch this process
+    /// started: not a restore (that happens before a start), a lie.
+    #[error("cursor {after} is beyond what this node sent in this epoch ({served})")]
+    CursorBeyond { after: u64, served: u64 },
 }
 
 impl Exchange {
@@ -70,6 +74,13 @@ impl Exchange {
         } || after > store.head();
         let start = if epoch != current {
             0
+        } else if beyond && current != self.epoch_at_open {
+            // Rotated (or created) by this process already: a restore
+            // cannot have happened since, so the member is lying, and
+            // rotating again on demand would let it force every member to
+            // re-read the whole log.
+            let served = store.served(peer)?.map_or(0, |(_, t)| t);
+            return Err(FeedError::CursorBeyond { after, served });
         } else if beyond {
             let fresh = rand::RngCore::next_u64(&mut *self.rng());
             current = store.rotate_epoch(fresh)?;

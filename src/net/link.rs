@@ -60,6 +60,7 @@ pub(super) async fn run_link(
         dialed_by_me,
         notify: installed,
         done: false,
+        proven: Arc::default(),
     };
     let result = drive(&core, &links, &peer, &conn, &tasks, &mut install, shutdown).await;
     if let Some(tx) = install.notify.take() {
@@ -85,6 +86,8 @@ struct Install {
     /// The dial loop waiting for the outcome.
     notify: Option<oneshot::Sender<bool>>,
     done: bool,
+    /// Set once the peer proved the key; read by the proof watchdog.
+    proven: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -128,6 +131,24 @@ async fn drive(
     };
     let deadline = tokio::time::sleep(PROVE_WITHIN);
     tokio::pin!(deadline);
+    let peer_key = params.peer_key;
+    // The deadline above is only seen by the driver's main loop; a peer
+    // that never grants stream credit would hold the driver before it. A
+    // watchdog closes the connection whatever the driver waits on.
+    {
+        let (conn, proven, peer) = (conn.clone(), install.proven.clone(), peer.to_string());
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(PROVE_WITHIN) => {
+                    if !proven.load(std::sync::atomic::Ordering::Acquire) {
+                        warn!(peer = %peer, "the peer did not prove the member's signing key in time");
+                        conn.close(VarInt::from_u32(close::TOO_SLOW), b"no proof of the member's key in time");
+                    }
+                }
+                _ = conn.closed() => {}
+            }
+        });
+    }
     let (mut session, opening) = Session::new(params, started.elapsed());
     let (follow_send, follow_recv) = conn.open_bi().await?;
     // One queue per stream, so the follow stream can be left unread (held
@@ -177,7 +198,22 @@ async fn drive(
                     if super::connect::authorize(core, conn, Some(peer)).is_none() {
                         return Ok(());
                     }
+                    // Nor can a key the reload replaced: the proof was
+                    // checked against the key in force when the link began.
+                    if core.config().member(peer).map(|m| m.signing_key) != Some(peer_key) {
+                        refuse(
+                            core,
+                            conn,
+                            peer,
+                            close::NOT_PROVEN,
+                            "signing key replaced by a reload during the handshake",
+                        );
+                        return Err(LinkError::Closed("signing key replaced".into()));
+                    }
                     install.done = true;
+                    install
+                        .proven
+                        .store(true, std::sync::atomic::Ordering::Release);
                     if let Some(tx) = install.notify.take() {
                         let _ = tx.send(true);
                     }
@@ -186,11 +222,19 @@ async fn drive(
                 Action::Send(feed, msg) => streams.write(feed, &msg).await?,
                 Action::Subscribe { epoch, after } => {
                     let (c, p) = (core.clone(), peer.to_string());
-                    let sub = blocking(tasks, move || {
+                    let sub = match blocking(tasks, move || {
                         c.subscription(&p, epoch, after, crate::time::now())
-                            .map_err(node)
                     })
-                    .await??;
+                    .await?
+                    {
+                        Ok(sub) => sub,
+                        Err(e @ crate::exchange::FeedError::CursorBeyond { .. }) => {
+                            let why = e.to_string();
+                            refuse(core, conn, peer, close::PROTOCOL, &why);
+                            return Err(LinkError::Closed(why));
+                        }
+                        Err(e) => return Err(node(e)),
+                    };
                     pending_events.push(Event::Subscribed {
                         epoch: sub.epoch,
                         after: sub.after,
@@ -212,9 +256,14 @@ async fn drive(
                     through,
                     entries,
                 } => {
-                    let (c, p, stop) = (core.clone(), peer.to_string(), shutdown.clone());
+                    let (c, p, stop, link) = (
+                        core.clone(),
+                        peer.to_string(),
+                        shutdown.clone(),
+                        conn.clone(),
+                    );
                     storing = Some(tasks.spawn_blocking(move || {
-                        store(&c, &p, epoch, through, entries, &stop).map(Event::Stored)
+                        store(&c, &p, epoch, through, entries, &stop, &link).map(Event::Stored)
                     }));
                 }
                 Action::Receipted { body, carried } => {
@@ -359,16 +408,18 @@ fn store(
     through: u64,
     entries: Vec<(u64, Item)>,
     stop: &watch::Receiver<bool>,
+    link: &Connection,
 ) -> Result<SignedReceipt, LinkError> {
     let mut held = false;
-    let notices = entries.iter().any(|(_, i)| matches!(i, Item::Notice(_)));
-    let mut space = if notices {
-        core.store().check_space()
-    } else {
+    let mut space = if entries.is_empty() {
         Ok(())
+    } else {
+        core.store().check_space()
     };
     while let Err(e) = space {
-        if *stop.borrow() {
+        // Given up when the node stops or the link ends: the member
+        // still holds the batch and sends it again on the next link.
+        if *stop.borrow() || link.close_reason().is_some() {
             return Err(node(e));
         }
         if !held {

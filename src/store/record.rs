@@ -151,40 +151,47 @@ struct State {
 }
 
 impl Record {
-    /// Opens (creating) the record in `dir` and writes `m` to it, synced.
+    /// Writes `m` as the record in `dir`, synced, and opens it for the
+    /// marks that follow. The file is written beside and renamed into
+    /// place, so a crash leaves the previous record or this one, never an
+    /// empty or half-written file that would refuse a good store.
     pub fn create(dir: &Path, m: Mark) -> Result<Record, RecordError> {
         let path = dir.join(FILE);
+        let io = |source| RecordError::Io {
+            path: path.clone(),
+            source,
+        };
+        let tmp = dir.join(format!("{FILE}.new"));
+        {
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io)?;
+            // Both slots, so no stale slot of an earlier record outranks this.
+            f.write_all_at(&encode(0, &m), 0).map_err(io)?;
+            f.write_all_at(&encode(1, &m), SLOT as u64).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
             .open(&path)
-            .map_err(|source| RecordError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        let r = Record {
+            .map_err(io)?;
+        Ok(Record {
             path,
             file,
             state: Mutex::new(State {
-                generation: 0,
+                generation: 1,
                 written: m,
-                synced_at: None,
+                synced_at: Some(Instant::now()),
                 dirty: false,
             }),
-        };
-        // Both slots, so no stale slot of an earlier record outranks this.
-        r.put(0, &m)?;
-        r.put(1, &m)?;
-        r.file.sync_data().map_err(|e| r.io(e))?;
-        {
-            let mut st = r.lock();
-            st.generation = 1;
-            st.synced_at = Some(Instant::now());
-        }
-        Ok(r)
+        })
     }
 
     fn io(&self, source: std::io::Error) -> RecordError {
