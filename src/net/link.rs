@@ -68,6 +68,9 @@ pub(super) async fn run_link(
     }
     match result {
         Ok(()) => debug!(peer = %peer, "link ended"),
+        // A connection that never proved the key was refused and
+        // recorded (within bounds) where it was refused.
+        Err(e) if !install.done => debug!(peer = %peer, error = %e, "unproven connection ended"),
         Err(LinkError::Proto(ProtoError::RateLimited(what))) => {
             warn!(peer = %peer, what, "member exceeded its rate limit; closing connection");
         }
@@ -129,19 +132,28 @@ async fn drive(
         })
         .await??
     };
-    let deadline = tokio::time::sleep(PROVE_WITHIN);
-    tokio::pin!(deadline);
     let peer_key = params.peer_key;
-    // The deadline above is only seen by the driver's main loop; a peer
-    // that never grants stream credit would hold the driver before it. A
-    // watchdog closes the connection whatever the driver waits on.
+    // The proof deadline: a watchdog, so it holds whatever the driver
+    // waits on (a peer that never grants stream credit would hold the
+    // driver before its main loop). The refusal is audited and logged
+    // within the per-source bounds.
     {
-        let (conn, proven, peer) = (conn.clone(), install.proven.clone(), peer.to_string());
+        let (core, conn, proven, peer) = (
+            core.clone(),
+            conn.clone(),
+            install.proven.clone(),
+            peer.to_string(),
+        );
         tasks.spawn(async move {
             tokio::select! {
                 _ = tokio::time::sleep(PROVE_WITHIN) => {
                     if !proven.load(std::sync::atomic::Ordering::Acquire) {
-                        warn!(peer = %peer, "the peer did not prove the member's signing key in time");
+                        core.audit_refusal(
+                            Some(&peer),
+                            conn.remote_address(),
+                            "no proof of the member's signing key within 10 s",
+                            crate::time::now(),
+                        );
                         conn.close(VarInt::from_u32(close::TOO_SLOW), b"no proof of the member's key in time");
                     }
                 }
@@ -307,11 +319,6 @@ async fn drive(
         }
         let now = started.elapsed();
         let input = tokio::select! {
-            _ = &mut deadline, if !install.done => {
-                warn!(peer = %peer, "the peer did not prove the member's signing key in time");
-                conn.close(VarInt::from_u32(close::TOO_SLOW), b"no proof of the member's key in time");
-                return Err(LinkError::Closed("no proof in time".into()));
-            }
             input = follow_in.recv(), if session.wants_follow_frames() => input,
             input = serve_in.recv() => input,
             r = head.changed() => {
