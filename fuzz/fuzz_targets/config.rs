@@ -1,0 +1,6 @@
+//! Fuzz target: `vigil::fuzz_api::config` (see FUZZING.md).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| vigil::fuzz_api::config(data));
