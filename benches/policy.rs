@@ -55,6 +55,7 @@ fn inbound_policy() -> InboundPolicy {
         max_retention_days_by_kind: BTreeMap::from([(Kind::Missing, 3650), (Kind::Wanted, 730)]),
         special_categories: SpecialIn::Strip,
         origins: Some(vec!["delta".into(), "echo".into(), "alpha".into()]),
+        max_transit_days: 30,
     }
 }
 
@@ -65,6 +66,8 @@ fn member(key: &SigningKey) -> Member {
         address: None,
         adequacy: true,
         cert_sha256: None,
+        encryption_key: None,
+        via: Vec::new(),
         outbound: OutboundPolicy {
             kinds: Some(vec![
                 Kind::Missing,

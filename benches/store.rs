@@ -149,9 +149,13 @@ fn inbound(notices: &[Sealed], now: i64) -> InboundBatch {
                 envelope: s.envelope.clone(),
                 stripped: Vec::new(),
                 effect: None,
+                carried: None,
             })
             .collect(),
         hits: Vec::new(),
+        relayed: Vec::new(),
+        reports: Vec::new(),
+        outcomes: Vec::new(),
         audits: notices
             .iter()
             .map(|s| AuditDraft {

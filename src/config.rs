@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::keys::parse_public_key;
+use crate::notice::seal::{parse_encryption_key, EncryptionKey};
 use crate::notice::{Grading, Kind};
 use ed25519_dalek::VerifyingKey;
 
@@ -27,6 +28,10 @@ pub const DEFAULT_MAX_RETENTION_DAYS: u32 = 1825;
 /// Longest retention a config may set (100 years): beyond it the number
 /// is a typing error, and expiry arithmetic would overflow.
 pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+/// Default of `[policy.inbound] max_transit_days`: how long a relay holds
+/// a notice it carries for others before erasing it (30 days).
+pub const DEFAULT_MAX_TRANSIT_DAYS: u32 = 30;
 
 /// Is `id` a valid node id (`^[a-z0-9][a-z0-9-]{0,62}$`)?
 pub fn valid_node_id(id: &str) -> bool {
@@ -73,6 +78,7 @@ struct RawIdentity {
     tls_cert: String,
     tls_key: String,
     ca_cert: String,
+    encryption_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +97,9 @@ struct RawMember {
     #[serde(default = "yes")]
     adequacy: bool,
     cert_sha256: Option<String>,
+    encryption_key: Option<String>,
+    #[serde(default)]
+    via: Vec<String>,
     #[serde(default)]
     outbound: RawOutbound,
 }
@@ -124,6 +133,7 @@ struct RawInbound {
     max_retention_days_by_kind: BTreeMap<String, u32>,
     special_categories: Option<String>,
     origins: Option<Vec<String>>,
+    max_transit_days: Option<u32>,
 }
 
 /// What this node does with special-category (biometric) fields it receives.
@@ -173,6 +183,10 @@ pub struct InboundPolicy {
     pub special_categories: SpecialIn,
     /// Origins whose notices are accepted; `None` means every member.
     pub origins: Option<Vec<String>>,
+    /// The longest a relay holds a notice it carries in transit for others
+    /// before erasing it, in days: a relay is no archive of what it cannot
+    /// read.
+    pub max_transit_days: u32,
 }
 
 impl InboundPolicy {
@@ -193,6 +207,7 @@ impl Default for InboundPolicy {
             max_retention_days_by_kind: BTreeMap::new(),
             special_categories: SpecialIn::Accept,
             origins: None,
+            max_transit_days: DEFAULT_MAX_TRANSIT_DAYS,
         }
     }
 }
@@ -207,6 +222,15 @@ pub struct Member {
     pub adequacy: bool,
     /// SHA-256 of the member's TLS certificate (DER), if pinned.
     pub cert_sha256: Option<[u8; 32]>,
+    /// The member's public encryption key: what must stay hidden from the
+    /// relays a notice crosses is sealed to it. `None`: nothing can be
+    /// sealed to the member.
+    pub encryption_key: Option<EncryptionKey>,
+    /// The directly linked members (relays) through which a notice
+    /// addressed to this member travels when this node has no direct link
+    /// to it; empty means every directly linked member that is not itself
+    /// addressed.
+    pub via: Vec<String>,
     pub outbound: OutboundPolicy,
 }
 
@@ -227,6 +251,10 @@ pub struct Config {
     /// This node's 24/7 contact desk, carried in its hit reports.
     pub contact: String,
     pub signing_key: PathBuf,
+    /// This node's private encryption key file (`[identity]
+    /// encryption_key`), which opens what members seal to it; `None`:
+    /// the node has none and refuses sealed notices.
+    pub encryption_key: Option<PathBuf>,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub ca_cert: PathBuf,
@@ -364,6 +392,26 @@ impl Config {
                     ),
                 ));
             }
+            let encryption_key = match &m.encryption_key {
+                None => None,
+                Some(k) => {
+                    let key = parse_encryption_key(k)
+                        .map_err(|e| err(&f("encryption_key"), e.to_string()))?;
+                    if let Some(other) = members
+                        .iter()
+                        .find(|x| x.encryption_key.as_ref() == Some(&key))
+                    {
+                        return Err(err(
+                            &f("encryption_key"),
+                            format!(
+                                "is also member `{}`'s key: one key opens for one member",
+                                other.id
+                            ),
+                        ));
+                    }
+                    Some(key)
+                }
+            };
             let address = m
                 .address
                 .as_deref()
@@ -418,6 +466,8 @@ impl Config {
                 address,
                 adequacy: m.adequacy,
                 cert_sha256,
+                encryption_key,
+                via: m.via.clone(),
                 outbound: OutboundPolicy {
                     kinds: kinds(&f("outbound.kinds"), &m.outbound.kinds)?,
                     special_categories,
@@ -425,6 +475,32 @@ impl Config {
                     not_adequate,
                 },
             });
+        }
+
+        // `via` names relays, so it is checked once every member is known.
+        for (i, m) in raw.members.iter().enumerate() {
+            let field = format!("members[{i}].via");
+            for (j, v) in m.via.iter().enumerate() {
+                if v == &m.id {
+                    return Err(err(
+                        &field,
+                        format!("`{v}` is the member itself: a relay carries to another"),
+                    ));
+                }
+                match members.iter().find(|x| &x.id == v) {
+                    None => return Err(err(&field, format!("`{v}` is not a configured member"))),
+                    Some(r) if r.address.is_none() => {
+                        return Err(err(
+                            &field,
+                            format!("`{v}` has no `address`: a relay must be linked directly"),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+                if m.via[..j].contains(v) {
+                    return Err(err(&field, format!("`{v}` is listed twice")));
+                }
+            }
         }
 
         let ri = &raw.policy.inbound;
@@ -470,12 +546,20 @@ impl Config {
                 }
             }
         }
+        let max_transit_days = ri.max_transit_days.unwrap_or(DEFAULT_MAX_TRANSIT_DAYS);
+        if !(1..=MAX_RETENTION_DAYS).contains(&max_transit_days) {
+            return Err(err(
+                "policy.inbound.max_transit_days",
+                format!("is {max_transit_days}; it must be 1 to {MAX_RETENTION_DAYS} (100 years)"),
+            ));
+        }
         let inbound = InboundPolicy {
             kinds: kinds("policy.inbound.kinds", &ri.kinds)?,
             max_retention_days,
             max_retention_days_by_kind: by_kind,
             special_categories: special_in,
             origins: ri.origins.clone(),
+            max_transit_days,
         };
 
         let disk_reserve = match raw.node.disk_reserve_mib {
@@ -503,6 +587,7 @@ impl Config {
             disk_reserve,
             contact,
             signing_key: resolve(&raw.identity.signing_key),
+            encryption_key: raw.identity.encryption_key.as_deref().map(resolve),
             tls_cert: resolve(&raw.identity.tls_cert),
             tls_key: resolve(&raw.identity.tls_key),
             ca_cert: resolve(&raw.identity.ca_cert),
@@ -511,5 +596,162 @@ impl Config {
             members,
             inbound,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::format_public_key;
+    use crate::notice::seal::{format_encryption_key, DecryptionKey};
+
+    fn signing(n: u8) -> String {
+        format_public_key(&ed25519_dalek::SigningKey::from_bytes(&[n; 32]).verifying_key())
+    }
+
+    fn xwing(n: u8) -> String {
+        let key = DecryptionKey::from_seed(&[n; 32]).expect("a seed is a key");
+        format_encryption_key(key.public())
+    }
+
+    /// A node `alpha` with `identity` appended to `[identity]`, `members`
+    /// as its member entries and `inbound` in `[policy.inbound]`.
+    fn text(identity: &str, members: &str, inbound: &str) -> String {
+        format!(
+            "[node]\nid = \"alpha\"\nlisten = \"127.0.0.1:1\"\ndata_dir = \"data\"\n\
+             [identity]\nsigning_key = \"s.pem\"\ntls_cert = \"c\"\ntls_key = \"k\"\nca_cert = \"ca\"\n{identity}\n\
+             [admin]\nlisten = \"127.0.0.1:2\"\ntoken_file = \"t\"\n\
+             [policy.inbound]\n{inbound}\n{members}"
+        )
+    }
+
+    fn parse(t: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/vigil/vigil.toml"), t)
+    }
+
+    /// The error's `field: message`, after the file name.
+    fn refusal(t: &str) -> String {
+        let e = parse(t).expect_err("config was accepted");
+        assert_eq!(e.file, Path::new("/etc/vigil/vigil.toml"));
+        format!("{}: {}", e.field, e.message)
+    }
+
+    fn member(id: &str, n: u8, extra: &str) -> String {
+        format!(
+            "[[members]]\nid = \"{id}\"\nsigning_key = \"{}\"\n{extra}\n",
+            signing(n)
+        )
+    }
+
+    #[test]
+    fn identity_encryption_key_is_optional_and_resolved_beside_the_file() {
+        let cfg = parse(&text("", "", "")).unwrap();
+        assert_eq!(cfg.encryption_key, None);
+        let cfg = parse(&text("encryption_key = \"alpha.encryption.key\"", "", "")).unwrap();
+        assert_eq!(
+            cfg.encryption_key.as_deref(),
+            Some(Path::new("/etc/vigil/alpha.encryption.key"))
+        );
+        let t = text("encryption_key = 5", "", "");
+        assert!(refusal(&t).starts_with("identity.encryption_key: "), "{t}");
+        let t = text("encryption_kye = \"x\"", "", "");
+        assert!(refusal(&t).contains("encryption_kye"));
+    }
+
+    #[test]
+    fn member_encryption_keys_are_parsed_and_bad_or_shared_ones_refused() {
+        let members = member("bravo", 2, &format!("encryption_key = \"{}\"", xwing(2)))
+            + &member("charlie", 3, "");
+        let cfg = parse(&text("", &members, "")).unwrap();
+        let bravo = cfg.member("bravo").unwrap();
+        assert_eq!(
+            bravo.encryption_key.as_ref().map(format_encryption_key),
+            Some(xwing(2))
+        );
+        assert_eq!(cfg.member("charlie").unwrap().encryption_key, None);
+
+        let members =
+            member("bravo", 2, "") + &member("charlie", 3, "encryption_key = \"xwing:AAAA\"");
+        assert_eq!(
+            refusal(&text("", &members, "")),
+            "members[1].encryption_key: is 3 bytes, an X-Wing public key is 1216"
+        );
+        let members = member("bravo", 2, "encryption_key = \"ed25519:AAAA\"");
+        assert_eq!(
+            refusal(&text("", &members, "")),
+            "members[0].encryption_key: must look like xwing:BASE64"
+        );
+        let same = format!("encryption_key = \"{}\"", xwing(2));
+        let members = member("bravo", 2, &same) + &member("charlie", 3, &same);
+        assert_eq!(
+            refusal(&text("", &members, "")),
+            "members[1].encryption_key: is also member `bravo`'s key: one key opens for one member"
+        );
+    }
+
+    #[test]
+    fn via_names_other_directly_linked_members() {
+        let hub = member("hub", 2, "address = \"127.0.0.1:7402\"");
+        let far = |via: &str| member("far", 3, &format!("via = {via}"));
+        let cfg = parse(&text("", &(hub.clone() + &far("[\"hub\"]")), "")).unwrap();
+        assert_eq!(cfg.member("far").unwrap().via, vec!["hub".to_string()]);
+        assert!(cfg.member("hub").unwrap().via.is_empty());
+        // Order does not matter: a relay listed after the member is found.
+        let cfg = parse(&text("", &(far("[\"hub\"]") + &hub), "")).unwrap();
+        assert_eq!(cfg.member("far").unwrap().via, vec!["hub".to_string()]);
+
+        let cases = [
+            (
+                "[\"zulu\"]",
+                "members[1].via: `zulu` is not a configured member",
+            ),
+            (
+                "[\"far\"]",
+                "members[1].via: `far` is the member itself: a relay carries to another",
+            ),
+            (
+                "[\"hub\", \"hub\"]",
+                "members[1].via: `hub` is listed twice",
+            ),
+        ];
+        for (via, want) in cases {
+            assert_eq!(refusal(&text("", &(hub.clone() + &far(via)), "")), want);
+        }
+        let offline = member("hub", 2, "");
+        assert_eq!(
+            refusal(&text("", &(offline + &far("[\"hub\"]")), "")),
+            "members[1].via: `hub` has no `address`: a relay must be linked directly"
+        );
+        let t = text("", &(hub + &far("\"hub\"")), "");
+        assert!(
+            refusal(&t).starts_with("members[1].via: "),
+            "{}",
+            refusal(&t)
+        );
+    }
+
+    #[test]
+    fn max_transit_days_defaults_to_30_and_is_bounded() {
+        let cfg = parse(&text("", "", "")).unwrap();
+        assert_eq!(cfg.inbound.max_transit_days, DEFAULT_MAX_TRANSIT_DAYS);
+        assert_eq!(DEFAULT_MAX_TRANSIT_DAYS, 30);
+        let cfg = parse(&text("", "", "max_transit_days = 7")).unwrap();
+        assert_eq!(cfg.inbound.max_transit_days, 7);
+        let cfg = parse(&text("", "", "max_transit_days = 36500")).unwrap();
+        assert_eq!(cfg.inbound.max_transit_days, MAX_RETENTION_DAYS);
+        for bad in [0, 36_501] {
+            assert_eq!(
+                refusal(&text("", "", &format!("max_transit_days = {bad}"))),
+                format!(
+                    "policy.inbound.max_transit_days: is {bad}; it must be 1 to 36500 (100 years)"
+                )
+            );
+        }
+        let t = text("", "", "max_transit_days = -1");
+        assert!(
+            refusal(&t).starts_with("policy.inbound.max_transit_days: "),
+            "{}",
+            refusal(&t)
+        );
     }
 }

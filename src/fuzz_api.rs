@@ -99,6 +99,17 @@ pub fn message(data: &[u8]) {
                             let _ = h.verify(key_of);
                         }
                     }
+                    Item::Transit(t) => {
+                        let _ = t.check_parts();
+                        check_envelope(&t.bare(), deep);
+                    }
+                    Item::SealedHit(_) => {}
+                    Item::Delivery(d) => {
+                        let _ = d.peek();
+                        if deep {
+                            let _ = d.verify(key_of);
+                        }
+                    }
                 }
             }
         }

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::notice::seal::{key_file_text, parse_key_file, DecryptionKey};
 
 /// A problem with an identity file, naming the file and the config field.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,14 @@ pub fn load_signing_key(path: &Path, field: &str) -> Result<SigningKey, Identity
         .map_err(|e| ierr(path, field, format!("not an ed25519 PKCS#8 PEM key: {e}")))
 }
 
+/// Loads the node's private encryption key (the X-Wing seed file written by
+/// `vigil init`), refusing it if it is readable by group or others: it
+/// opens every part members seal to this node.
+pub fn load_decryption_key(path: &Path, field: &str) -> Result<DecryptionKey, IdentityError> {
+    let text = read_private(path, field)?;
+    parse_key_file(&text).map_err(|e| ierr(path, field, format!("not a vigil X-Wing key: {e}")))
+}
+
 /// Reads the admin bearer token.
 pub fn load_token(path: &Path, field: &str) -> Result<String, IdentityError> {
     let t = read_private(path, field)?.trim().to_string();
@@ -99,6 +108,9 @@ pub struct Identity {
     pub tls_chain: Vec<CertificateDer<'static>>,
     pub tls_key: PrivateKeyDer<'static>,
     pub ca: Vec<CertificateDer<'static>>,
+    /// Opens what members sealed to this node (`[identity]
+    /// encryption_key`); `None` when the config names no key file.
+    pub decryption: Option<DecryptionKey>,
 }
 
 impl Identity {
@@ -121,6 +133,7 @@ impl Identity {
             tls_chain: certs(&tls.cert_pem)?,
             tls_key,
             ca: certs(ca_pem)?,
+            decryption: None,
         })
     }
 
@@ -137,6 +150,24 @@ impl Identity {
                 &format!("members[{i}].signing_key"),
                 "is this node's own signing key: a member must hold its own key",
             ));
+        }
+        let decryption = cfg
+            .encryption_key
+            .as_deref()
+            .map(|p| load_decryption_key(p, "identity.encryption_key"))
+            .transpose()?;
+        if let Some(own) = &decryption {
+            if let Some(i) = cfg
+                .members
+                .iter()
+                .position(|m| m.encryption_key.as_ref() == Some(own.public()))
+            {
+                return Err(ierr(
+                    &cfg.path,
+                    &format!("members[{i}].encryption_key"),
+                    "is this node's own encryption key: a member must hold its own key",
+                ));
+            }
         }
         let tls_chain = load_certs(&cfg.tls_cert, "identity.tls_cert")?;
         let key_pem = read_private(&cfg.tls_key, "identity.tls_key")?;
@@ -161,6 +192,7 @@ impl Identity {
             tls_chain,
             tls_key,
             ca,
+            decryption,
         })
     }
 }
@@ -314,8 +346,9 @@ pub enum InitError {
     Key(#[from] ed25519_dalek::pkcs8::Error),
 }
 
-/// Creates a node's files: signing key, TLS key and certificate, admin token
-/// and `vigil.toml`. Returns the public signing key.
+/// Creates a node's files: signing key, encryption key, TLS key and
+/// certificate, admin token and `vigil.toml`. Returns the public signing
+/// key.
 pub fn init_node(p: &InitParams<'_>) -> Result<VerifyingKey, InitError> {
     let id = p.node_id;
     std::fs::create_dir_all(p.dir).map_err(|e| InitError::Io {
@@ -330,6 +363,9 @@ pub fn init_node(p: &InitParams<'_>) -> Result<VerifyingKey, InitError> {
     let pem = signing_key_pem(&signing)?;
     let f = at(format!("{id}.signing.pem"));
     io(f.clone(), write_private(&f, &pem))?;
+    let decryption = DecryptionKey::generate(&mut rand::rngs::OsRng);
+    let f = at(format!("{id}.encryption.key"));
+    io(f.clone(), write_private(&f, key_file_text(&decryption)))?;
     let f = at(format!("{id}.key"));
     io(f.clone(), write_private(&f, &tls.key_pem))?;
     let f = at(format!("{id}.crt"));
@@ -363,6 +399,7 @@ relay = false
 
 [identity]
 signing_key = "{id}.signing.pem"   # refused if group/others can read it
+encryption_key = "{id}.encryption.key"   # refused if group/others can read it
 tls_cert = "{id}.crt"
 tls_key = "{id}.key"
 ca_cert = "{ca_cert}"
@@ -379,7 +416,100 @@ special_categories = "accept"
 # [[members]]
 # id = "bravo"
 # signing_key = "ed25519:BASE64"      # from `vigil id` on bravo
+# encryption_key = "xwing:BASE64"     # line 2 of `vigil id` on bravo
 # address = "127.0.0.1:7402"
 "#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notice::seal::format_encryption_key;
+
+    #[cfg(unix)]
+    fn chmod(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn an_encryption_key_file_loads_and_bad_ones_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = DecryptionKey::from_seed(&[4; 32]).unwrap();
+        let path = dir.path().join("n.encryption.key");
+        write_private(&path, key_file_text(&key)).unwrap();
+        let got = load_decryption_key(&path, "identity.encryption_key").unwrap();
+        assert_eq!(got.public(), key.public());
+
+        let bad = dir.path().join("bad.key");
+        write_private(&bad, "hello").unwrap();
+        let e = load_decryption_key(&bad, "identity.encryption_key")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("bad.key: identity.encryption_key: not a vigil X-Wing key"),
+            "{e}"
+        );
+
+        #[cfg(unix)]
+        {
+            chmod(&path, 0o644);
+            let e = load_decryption_key(&path, "identity.encryption_key")
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                e.contains("n.encryption.key: identity.encryption_key: is readable by group or others (mode 644)"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn init_writes_a_private_encryption_key_that_the_identity_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = generate_ca("test CA").unwrap();
+        let ca_path = dir.path().join("ca.crt");
+        std::fs::write(&ca_path, &ca.cert_pem).unwrap();
+        let node = dir.path().join("alpha");
+        init_node(&InitParams {
+            node_id: "alpha",
+            dir: &node,
+            ca: &ca,
+            ca_cert_ref: "../ca.crt",
+            listen: "127.0.0.1:7401",
+            admin_listen: "127.0.0.1:7501",
+        })
+        .unwrap();
+        let key_path = node.join("alpha.encryption.key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let cfg = Config::load(&node.join("vigil.toml")).unwrap();
+        assert_eq!(cfg.encryption_key.as_deref(), Some(key_path.as_path()));
+        let identity = Identity::load(&cfg).unwrap();
+        let own = identity.decryption.as_ref().expect("a decryption key");
+        let on_disk = load_decryption_key(&key_path, "identity.encryption_key").unwrap();
+        assert_eq!(own.public(), on_disk.public());
+
+        // A member pinning this node's own encryption key is refused.
+        let other = SigningKey::from_bytes(&[9; 32]).verifying_key();
+        let text = std::fs::read_to_string(node.join("vigil.toml")).unwrap()
+            + &format!(
+                "\n[[members]]\nid = \"bravo\"\nsigning_key = \"{}\"\nencryption_key = \"{}\"\n",
+                format_public_key(&other),
+                format_encryption_key(own.public())
+            );
+        let cfg = Config::parse(&node.join("vigil.toml"), &text).unwrap();
+        let e = Identity::load(&cfg).err().unwrap().to_string();
+        assert!(
+            e.contains("vigil.toml: members[0].encryption_key: is this node's own encryption key"),
+            "{e}"
+        );
+    }
 }

@@ -33,7 +33,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: CaCmd,
     },
-    /// Create a node: signing key, TLS key and certificate, admin token, vigil.toml.
+    /// Create a node: signing key, encryption key, TLS key and certificate, admin token, vigil.toml.
     Init {
         #[arg(long)]
         node_id: String,
@@ -48,7 +48,8 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:7500")]
         admin_listen: String,
     },
-    /// Print the node id and public signing key (to hand to partners).
+    /// Print the node id and public signing key, and the public encryption
+    /// key on a second line (to hand to partners).
     Id {
         #[arg(long)]
         config: PathBuf,
@@ -419,13 +420,24 @@ fn id(config: &Path, json: bool) -> anyhow::Result<()> {
     let cfg = Config::load(config)?;
     let key = identity::load_signing_key(&cfg.signing_key, "identity.signing_key")?;
     let pk = format_public_key(&key.verifying_key());
+    let ek = cfg
+        .encryption_key
+        .as_deref()
+        .map(|p| identity::load_decryption_key(p, "identity.encryption_key"))
+        .transpose()?
+        .map(|k| vigil::notice::seal::format_encryption_key(k.public()));
     if json {
         println!(
             "{}",
-            serde_json::json!({"id": cfg.node_id, "signing_key": pk})
+            serde_json::json!({"id": cfg.node_id, "signing_key": pk, "encryption_key": ek})
         );
     } else {
+        // Line 1 is what partners pin as the signing key; line 2, when
+        // there is one, the encryption key.
         println!("{} {pk}", cfg.node_id);
+        if let Some(ek) = ek {
+            println!("encryption_key {ek}");
+        }
     }
     Ok(())
 }
@@ -672,6 +684,14 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
                         v.expires_at,
                         t(&v.summary)
                     );
+                }
+                let transit: serde_json::Value =
+                    serde_json::from_slice(&call(&c, "GET", "/v1/transit", None)?)?;
+                match transit["transit"].as_u64() {
+                    Some(n) if n > 0 => println!(
+                        "transit: {n} sealed notice(s) carried for other members (not shown)"
+                    ),
+                    _ => {}
                 }
             }
             Ok(())
@@ -1022,6 +1042,12 @@ fn print_view(v: &NoticeView) -> anyhow::Result<()> {
     };
     line("action", &action);
     line("state", &v.state);
+    if !v.transit_to.is_empty() {
+        line(
+            "transit",
+            &format!("in transit to {}, sealed", v.transit_to.join(", ")),
+        );
+    }
     if let Some(r) = &v.replaced_by {
         line("replaced by", r);
     }

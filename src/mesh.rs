@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::identity::{self, format_public_key, CaFiles};
 use crate::node::{Node, NodeError, NodeHandle, Sockets};
+use crate::notice::seal::{format_encryption_key, key_file_text, DecryptionKey};
 
 /// How one node of a mesh is configured.
 #[derive(Clone, Debug, Default)]
@@ -73,6 +74,7 @@ impl LocalMesh {
             sockets.push((s.id.clone(), Sockets { quic, admin }));
         }
         let mut keys = Vec::new();
+        let mut encryption_keys = Vec::new();
         for s in specs {
             let nd = dir.join(&s.id);
             std::fs::create_dir_all(&nd).map_err(setup("node dir"))?;
@@ -80,12 +82,16 @@ impl LocalMesh {
             let tls = identity::issue_node_cert(&ca, &s.id).map_err(setup("certificate"))?;
             let pem = identity::signing_key_pem(&signing).map_err(setup("signing key"))?;
             identity::write_private(&nd.join("signing.pem"), &pem).map_err(setup("signing key"))?;
+            let decryption = DecryptionKey::generate(&mut rand::rngs::OsRng);
+            identity::write_private(&nd.join("encryption.key"), key_file_text(&decryption))
+                .map_err(setup("encryption key"))?;
             identity::write_private(&nd.join("tls.key"), &tls.key_pem).map_err(setup("tls key"))?;
             identity::write_public(&nd.join("tls.crt"), &tls.cert_pem)
                 .map_err(setup("tls cert"))?;
             identity::write_private(&nd.join("admin.token"), identity::generate_token())
                 .map_err(setup("token"))?;
             keys.push(format_public_key(&signing.verifying_key()));
+            encryption_keys.push(format_encryption_key(decryption.public()));
         }
         let addr_of = |id: &str| -> Option<(String, String)> {
             let i = specs.iter().position(|s| s.id == id)?;
@@ -101,7 +107,7 @@ impl LocalMesh {
                 addr_of(&s.id).ok_or_else(|| MeshError::Setup("address".into()))?;
             let mut t = format!(
                 "[node]\nid = \"{}\"\nlisten = \"{listen}\"\ndata_dir = \"data\"\nrelay = {}\n\n\
-                 [identity]\nsigning_key = \"signing.pem\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"\nca_cert = \"../ca.crt\"\n\n\
+                 [identity]\nsigning_key = \"signing.pem\"\nencryption_key = \"encryption.key\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"\nca_cert = \"../ca.crt\"\n\n\
                  [admin]\nlisten = \"{admin}\"\ntoken_file = \"admin.token\"\n\n[policy.inbound]\n{}\n",
                 s.id,
                 s.relay,
@@ -113,8 +119,8 @@ impl LocalMesh {
                 }
                 let direct = s.links.as_ref().is_none_or(|l| l.contains(&other.id));
                 t.push_str(&format!(
-                    "\n[[members]]\nid = \"{}\"\nsigning_key = \"{}\"\n",
-                    other.id, keys[j]
+                    "\n[[members]]\nid = \"{}\"\nsigning_key = \"{}\"\nencryption_key = \"{}\"\n",
+                    other.id, keys[j], encryption_keys[j]
                 ));
                 if direct {
                     let (addr, _) =

@@ -94,12 +94,15 @@ impl Node {
             .local_addr()
             .map_err(|e| NodeError::Io(e.to_string()))?;
         let endpoint = net::endpoint(&identity, sockets.quic)?;
-        let core = Arc::new(Exchange::new(
-            config,
-            identity.signing,
-            store,
-            <rand::rngs::StdRng as rand::SeedableRng>::from_entropy(),
-        ));
+        let core = Arc::new(
+            Exchange::new(
+                config,
+                identity.signing,
+                store,
+                <rand::rngs::StdRng as rand::SeedableRng>::from_entropy(),
+            )
+            .with_decryption(identity.decryption.clone()),
+        );
         let (shutdown, rx) = watch::channel(false);
         let tasks = TaskTracker::new();
         let net = Net::start(core.clone(), endpoint, tasks.clone(), rx.clone());

@@ -66,51 +66,14 @@ pub struct InboundCtx<'a> {
 /// disclosures present in what was received.
 pub fn inbound(ctx: &InboundCtx<'_>, id: &NoticeId, body: &Body, held: &[SubjectField]) -> Inbound {
     let reject = |r: String| Inbound::Reject(r);
-    if let Some(origins) = &ctx.policy.origins {
-        if !origins.iter().any(|o| o == &body.origin) {
-            return reject(format!(
-                "origin `{}` is not accepted by local policy",
-                body.origin
-            ));
-        }
-    }
     if !body.audience.includes(ctx.local_id) {
         return reject(format!(
             "`{}` is not in the notice's audience",
             ctx.local_id
         ));
     }
-    if let Some(prior) = ctx.prior_at_seq {
-        if prior != *id {
-            return reject(format!(
-                "equivocation: origin `{}` seq {} already names notice {prior}",
-                body.origin, body.seq
-            ));
-        }
-    }
-    for (field, v) in [
-        ("legal_basis", &body.legal_basis),
-        ("summary", &body.summary),
-        ("case_ref", &body.case_ref),
-        ("contact", &body.contact),
-    ] {
-        if v.trim().is_empty() {
-            return reject(format!("mandatory field `{field}` is empty"));
-        }
-    }
-    if body.handling == Handling::H3
-        && body
-            .handling_note
-            .as_deref()
-            .is_none_or(|n| n.trim().is_empty())
-    {
-        return reject("mandatory field `handling_note` is missing for H3".into());
-    }
-    if body.handling == Handling::H2 && body.audience == crate::notice::Audience::All {
-        return reject("H2 notice addressed to all members (H2 requires a named audience)".into());
-    }
-    if body.expires_at <= ctx.now {
-        return reject("notice has expired".into());
+    if let Some(reason) = common(ctx, id, body) {
+        return reject(reason);
     }
     if matches!(body.action, Action::Cancel { .. }) && ctx.target_held {
         // A cancel carries no personal data and only erases; policy that
@@ -120,13 +83,8 @@ pub fn inbound(ctx: &InboundCtx<'_>, id: &NoticeId, body: &Body, held: &[Subject
             expires_at: body.expires_at,
         };
     }
-    if let Some(kinds) = &ctx.policy.kinds {
-        if !kinds.contains(&body.kind) {
-            return reject(format!(
-                "kind `{}` is not accepted by local policy",
-                body.kind.as_str()
-            ));
-        }
+    if let Some(reason) = kind_refused(ctx, body) {
+        return reject(reason);
     }
     let special = special_held(held);
     let strip = match ctx.policy.special_categories {
@@ -143,6 +101,108 @@ pub fn inbound(ctx: &InboundCtx<'_>, id: &NoticeId, body: &Body, held: &[Subject
     let cap = ctx.now + i64::from(ctx.policy.retention_days(body.kind)) * crate::time::DAY;
     Inbound::Accept {
         strip,
+        expires_at: body.expires_at.min(cap),
+    }
+}
+
+/// The checks every received notice passes, addressed here or carried:
+/// accepted origin, no equivocation, mandatory fields, handling rules and
+/// expiry. The reason of the first that fails.
+fn common(ctx: &InboundCtx<'_>, id: &NoticeId, body: &Body) -> Option<String> {
+    if let Some(origins) = &ctx.policy.origins {
+        if !origins.iter().any(|o| o == &body.origin) {
+            return Some(format!(
+                "origin `{}` is not accepted by local policy",
+                body.origin
+            ));
+        }
+    }
+    if let Some(prior) = ctx.prior_at_seq {
+        if prior != *id {
+            return Some(format!(
+                "equivocation: origin `{}` seq {} already names notice {prior}",
+                body.origin, body.seq
+            ));
+        }
+    }
+    for (field, v) in [
+        ("legal_basis", &body.legal_basis),
+        ("summary", &body.summary),
+        ("case_ref", &body.case_ref),
+        ("contact", &body.contact),
+    ] {
+        if v.trim().is_empty() {
+            return Some(format!("mandatory field `{field}` is empty"));
+        }
+    }
+    if body.handling == Handling::H3
+        && body
+            .handling_note
+            .as_deref()
+            .is_none_or(|n| n.trim().is_empty())
+    {
+        return Some("mandatory field `handling_note` is missing for H3".into());
+    }
+    if body.handling == Handling::H2 && body.audience == crate::notice::Audience::All {
+        return Some("H2 notice addressed to all members (H2 requires a named audience)".into());
+    }
+    if body.expires_at <= ctx.now {
+        return Some("notice has expired".into());
+    }
+    None
+}
+
+/// `[policy.inbound] kinds`: the reason a kind is refused.
+fn kind_refused(ctx: &InboundCtx<'_>, body: &Body) -> Option<String> {
+    let kinds = ctx.policy.kinds.as_ref()?;
+    (!kinds.contains(&body.kind)).then(|| {
+        format!(
+            "kind `{}` is not accepted by local policy",
+            body.kind.as_str()
+        )
+    })
+}
+
+/// Decides whether a relay carries a notice it is not addressed to, in
+/// transit, toward `reachable` of its named recipients (members it links
+/// to directly). It reads nothing sealed, so only what the signed body
+/// says is decided: the checks of [`inbound`] but the audience and the
+/// subject, and the time held is capped at `max_transit_days`.
+pub fn transit(
+    ctx: &InboundCtx<'_>,
+    relay: bool,
+    id: &NoticeId,
+    body: &Body,
+    reachable: usize,
+) -> Inbound {
+    let reject = |r: String| Inbound::Reject(r);
+    if !relay {
+        return reject("this node is not a relay: it carries no notice for others".into());
+    }
+    let crate::notice::Audience::Members(_) = &body.audience else {
+        return reject("a notice to all members is not carried sealed".into());
+    };
+    if body.audience.includes(ctx.local_id) {
+        return reject(format!(
+            "`{}` is in the notice's audience: it is sent to it, not through it",
+            ctx.local_id
+        ));
+    }
+    if let Some(reason) = common(ctx, id, body) {
+        return reject(reason);
+    }
+    let cancel_of_held = matches!(body.action, Action::Cancel { .. }) && ctx.target_held;
+    if !cancel_of_held {
+        if let Some(reason) = kind_refused(ctx, body) {
+            return reject(reason);
+        }
+    }
+    if reachable == 0 {
+        return reject("none of its recipients is linked to this relay".into());
+    }
+    let cap = ctx.now + i64::from(ctx.policy.max_transit_days) * crate::time::DAY;
+    Inbound::Accept {
+        strip: Vec::new(),
         expires_at: body.expires_at.min(cap),
     }
 }
@@ -322,6 +382,8 @@ mod tests {
             address: None,
             adequacy,
             cert_sha256: None,
+            encryption_key: None,
+            via: Vec::new(),
             outbound,
         }
     }

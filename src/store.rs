@@ -42,6 +42,7 @@ use std::sync::{Mutex, RwLock};
 
 use crate::notice::hit::HitReport;
 use crate::notice::screening::{self, Candidate, KeyFields, Match, Query};
+use crate::notice::transit::{DeliveryReport, SealedHit, Transit};
 use crate::notice::{Action, Body, Envelope, Item, Kind, NoticeId, SubjectField};
 use index::{Index, Op, Row};
 
@@ -128,6 +129,9 @@ const SERVED: u8 = b'S';
 const DELIVERY: u8 = b'D';
 const HIT: u8 = b'H';
 const META: u8 = b'M';
+/// Sealed hit reports and delivery reports a relay passed on, by id: each
+/// enters the log once.
+const RELAYED: u8 = b'R';
 
 const META_SCHEMA: &[u8] = b"schema";
 const META_EPOCH: &[u8] = b"epoch";
@@ -183,6 +187,8 @@ pub enum NoticeState {
     Superseded,
     Cancelled,
     Expired,
+    /// Carried for others, sealed: never screened, shown or exported.
+    Transit,
 }
 
 impl NoticeState {
@@ -193,6 +199,7 @@ impl NoticeState {
             NoticeState::Superseded => "superseded",
             NoticeState::Cancelled => "cancelled",
             NoticeState::Expired => "expired",
+            NoticeState::Transit => "transit",
         }
     }
 }
@@ -241,12 +248,22 @@ pub enum Delivery {
     Withheld { at: i64, reason: String },
     /// The member's receipt refused it, with the member's reason.
     Rejected { at: i64, reason: String },
+    /// Sealed to the member and sent through the relay `via`; the member's
+    /// own delivery report will say what became of it.
+    Transit {
+        at: i64,
+        via: String,
+        stripped: Vec<SubjectField>,
+    },
 }
 
 impl Delivery {
     /// True if the notice (or part of it) has gone out to the member.
     pub fn disclosed(&self) -> bool {
-        matches!(self, Delivery::Sent { .. } | Delivery::Delivered { .. })
+        matches!(
+            self,
+            Delivery::Sent { .. } | Delivery::Delivered { .. } | Delivery::Transit { .. }
+        )
     }
 }
 
@@ -267,6 +284,8 @@ pub enum Operation {
     Combine,
     Erase,
     Reject,
+    /// A notice carried for others, sealed (docs/protocol.md#transit).
+    Transit,
 }
 
 /// An audit entry before the store numbers and chains it.
@@ -336,6 +355,9 @@ pub struct Accepted {
     pub stripped: Vec<SubjectField>,
     /// What the message does to an earlier notice of its origin.
     pub effect: Option<Effect>,
+    /// Held in transit for others: stored as this sealed item (state
+    /// `transit`, never screened) instead of `envelope`.
+    pub carried: Option<Transit>,
 }
 
 /// The effect of an update or a cancellation on the notice it targets.
@@ -393,11 +415,26 @@ struct HeldRef<'a> {
     item: ItemRef<'a>,
 }
 
-/// [`Item`], borrowed.
+/// [`Item`], borrowed (same variants, same order).
 #[derive(Serialize)]
 enum ItemRef<'a> {
     Notice(&'a Envelope),
     Hit(&'a HitReport),
+    Transit(&'a Transit),
+    SealedHit(&'a SealedHit),
+    Delivery(&'a DeliveryReport),
+}
+
+impl<'a> ItemRef<'a> {
+    fn of(item: &'a Item) -> ItemRef<'a> {
+        match item {
+            Item::Notice(e) => ItemRef::Notice(e),
+            Item::Hit(h) => ItemRef::Hit(h),
+            Item::Transit(t) => ItemRef::Transit(t),
+            Item::SealedHit(h) => ItemRef::SealedHit(h),
+            Item::Delivery(d) => ItemRef::Delivery(d),
+        }
+    }
 }
 
 impl HeldRef<'_> {
@@ -413,6 +450,16 @@ impl HeldRef<'_> {
                         .sum::<usize>()
             }
             ItemRef::Hit(h) => h.body.len() + h.signature.len(),
+            ItemRef::Transit(t) => {
+                t.body.len()
+                    + t.signature.len()
+                    + t.parts
+                        .iter()
+                        .map(|p| p.enc.len() + p.ct.len() + p.recipient.len() + 8)
+                        .sum::<usize>()
+            }
+            ItemRef::SealedHit(h) => h.part.enc.len() + h.part.ct.len() + 160,
+            ItemRef::Delivery(d) => d.body.len() + d.signature.len(),
         };
         let meta = self.meta.map_or(0, |m| {
             128 + 8 * m.keys.len() + m.names.as_ref().map_or(0, |(_, n)| n.len())
@@ -427,10 +474,7 @@ impl Held {
         HeldRef {
             meta: self.meta.as_ref(),
             from: self.from.as_deref(),
-            item: match &self.item {
-                Item::Notice(e) => ItemRef::Notice(e),
-                Item::Hit(h) => ItemRef::Hit(h),
-            },
+            item: ItemRef::of(&self.item),
         }
         .encode()
     }
@@ -569,6 +613,22 @@ fn convert_v3(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
     .encode()
 }
 
+/// What a held notice holds of a person: its disclosures, or the sealed
+/// parts of a notice in transit. Erasure clears either.
+enum Personal<'a> {
+    Disclosures(&'a mut Vec<crate::notice::Disclosure>),
+    Sealed(&'a mut Vec<crate::notice::seal::SealedPart>),
+}
+
+impl Personal<'_> {
+    fn clear(self) {
+        match self {
+            Personal::Disclosures(d) => d.clear(),
+            Personal::Sealed(p) => p.clear(),
+        }
+    }
+}
+
 /// A message to write: this node's own or one received.
 struct NewMessage<'a> {
     id: NoticeId,
@@ -580,6 +640,8 @@ struct NewMessage<'a> {
     from: Option<&'a str>,
     stripped: &'a [SubjectField],
     effect: Option<&'a Effect>,
+    /// Held in transit: stored sealed, in state `transit`.
+    carried: Option<&'a Transit>,
     now: i64,
 }
 
@@ -591,6 +653,14 @@ pub struct InboundBatch {
     pub accepted: Vec<Accepted>,
     /// Hit reports accepted, each with whether to pass it on.
     pub hits: Vec<(HitReport, bool)>,
+    /// Sealed hit reports and delivery reports this relay passes on toward
+    /// their origin: they enter the log (once each).
+    pub relayed: Vec<Item>,
+    /// This node's own signed word on the transit notices of the batch,
+    /// entering its log to travel back to their origins.
+    pub reports: Vec<DeliveryReport>,
+    /// What delivery reports addressed here say: (notice, member, outcome).
+    pub outcomes: Vec<(NoticeId, String, Delivery)>,
     pub audits: Vec<AuditDraft>,
     pub now: i64,
 }
@@ -733,13 +803,19 @@ impl<'s> Tx<'s> {
     /// Writes a message with its index entries and its effect on earlier
     /// notices.
     fn store_notice(&mut self, m: &NewMessage<'_>) -> Result<u64, StoreError> {
-        let (keys, names) = screen_entry(m.envelope);
+        let (keys, names) = match m.carried {
+            Some(_) => (Vec::new(), None),
+            None => screen_entry(m.envelope),
+        };
         let meta = Meta {
             id: m.id,
             origin: m.origin.to_string(),
             seq: m.seq,
             kind: m.kind,
-            state: NoticeState::Active,
+            state: match m.carried {
+                Some(_) => NoticeState::Transit,
+                None => NoticeState::Active,
+            },
             erased: false,
             expires_at: m.expires_at,
             stored_at: m.now,
@@ -751,7 +827,10 @@ impl<'s> Tx<'s> {
         let local = self.append(HeldRef {
             meta: Some(&meta),
             from: m.from,
-            item: ItemRef::Notice(m.envelope),
+            item: match m.carried {
+                Some(t) => ItemRef::Transit(t),
+                None => ItemRef::Notice(m.envelope),
+            },
         })?;
         self.ops.push(Op::add(&row(local, &meta)));
         self.ids.insert(m.id, local);
@@ -774,10 +853,19 @@ impl<'s> Tx<'s> {
         let Some(mut held) = self.held(local)? else {
             return Err(StoreError::Corrupt(format!("log entry {local} missing")));
         };
-        let (Some(meta), Item::Notice(envelope)) = (held.meta.as_mut(), &mut held.item) else {
+        let Some(meta) = held.meta.as_mut() else {
             return Err(StoreError::Corrupt(format!(
                 "log entry {local} is not a notice"
             )));
+        };
+        let (body, personal) = match &mut held.item {
+            Item::Notice(e) => (&e.body, Personal::Disclosures(&mut e.disclosures)),
+            Item::Transit(t) => (&t.body, Personal::Sealed(&mut t.parts)),
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "log entry {local} is not a notice"
+                )))
+            }
         };
         meta.state = state;
         if by.is_some() {
@@ -794,12 +882,12 @@ impl<'s> Tx<'s> {
                 local,
                 expires_at: meta.expires_at,
             });
-            envelope.disclosures.clear();
+            personal.clear();
             meta.keys.clear();
             meta.names = None;
             meta.erased = true;
         }
-        let supersedes = match Body::decode(&envelope.body) {
+        let supersedes = match Body::decode(body) {
             Ok(Body {
                 action: Action::Update { supersedes },
                 ..
@@ -1348,6 +1436,7 @@ impl Store {
                     from: None,
                     stripped: &[],
                     effect: i.effect.as_ref(),
+                    carried: None,
                     now,
                 })?;
                 tx.put(key(META, META_OWN), enc(&(*seq, i.id))?);
@@ -1365,14 +1454,41 @@ impl Store {
         if !batch.accepted.is_empty() {
             self.check_space()?;
         }
-        self.apply(
-            Some(&batch.peer),
-            Some((batch.epoch, batch.through)),
-            &batch.accepted,
-            &batch.hits,
-            &batch.audits,
-            batch.now,
-        )
+        self.write(|tx| {
+            let stored = tx.apply(
+                Some(&batch.peer),
+                Some((batch.epoch, batch.through)),
+                &batch.accepted,
+                &batch.hits,
+                &batch.audits,
+                batch.now,
+            )?;
+            for item in &batch.relayed {
+                let id = item.id();
+                if tx.puts.contains_key(&key(RELAYED, &id.0))
+                    || tx.store.tree.contains_key(key(RELAYED, &id.0))?
+                {
+                    continue;
+                }
+                tx.put(key(RELAYED, &id.0), Vec::new());
+                tx.append(HeldRef {
+                    meta: None,
+                    from: Some(&batch.peer),
+                    item: ItemRef::of(item),
+                })?;
+            }
+            for r in &batch.reports {
+                tx.append(HeldRef {
+                    meta: None,
+                    from: None,
+                    item: ItemRef::Delivery(r),
+                })?;
+            }
+            for (id, member, d) in &batch.outcomes {
+                tx.put(delivery_key(id, member), enc(d)?);
+            }
+            Ok(stored)
+        })
     }
 
     /// Stores imported messages (offline transfer): like a batch, without a
@@ -1384,11 +1500,39 @@ impl Store {
         now: i64,
     ) -> Result<Vec<NoticeId>, StoreError> {
         self.check_space()?;
-        self.apply(None, None, accepted, &[], audits, now)
+        self.write(|tx| tx.apply(None, None, accepted, &[], audits, now))
     }
 
-    fn apply(
+    /// Erases the sealed parts of a notice held in transit (every
+    /// recipient receipted it, or it was refused), keeping the signed body
+    /// as a tombstone so a copy sent again is recognised; with its audit
+    /// entries. Returns false if it is not held in transit or already erased.
+    pub fn erase_carried(
         &self,
+        id: &NoticeId,
+        audits: &[AuditDraft],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let Some(local) = tx.find(id)? else {
+                return Ok(false);
+            };
+            match tx.meta(local)? {
+                Some(m) if m.state == NoticeState::Transit && !m.erased => {}
+                _ => return Ok(false),
+            }
+            tx.settle(local, NoticeState::Transit, true, None)?;
+            tx.audit(audits, now)?;
+            Ok(true)
+        })
+    }
+}
+
+impl Tx<'_> {
+    /// Writes received messages, hit reports, the sender's cursor and the
+    /// audit entries into this write.
+    fn apply(
+        &mut self,
         peer: Option<&str>,
         cursor: Option<(u64, u64)>,
         accepted: &[Accepted],
@@ -1396,7 +1540,8 @@ impl Store {
         audits: &[AuditDraft],
         now: i64,
     ) -> Result<Vec<NoticeId>, StoreError> {
-        self.write(|tx| {
+        {
+            let tx = self;
             tx.reserve(accepted.len() + hits.len(), audits.len());
             let mut stored = Vec::with_capacity(accepted.len());
             for a in accepted {
@@ -1413,6 +1558,7 @@ impl Store {
                     from: peer,
                     stripped: &a.stripped,
                     effect: a.effect.as_ref(),
+                    carried: a.carried.as_ref(),
                     now,
                 })?;
                 stored.push(a.id);
@@ -1423,9 +1569,11 @@ impl Store {
             }
             tx.audit(audits, now)?;
             Ok(stored)
-        })
+        }
     }
+}
 
+impl Store {
     /// Erases up to `limit` notices whose (effective) expiry has passed:
     /// personal data and screening keys removed, state `expired`, the signed
     /// body kept as a tombstone, one `erase` audit entry each. Returns the
@@ -1545,7 +1693,7 @@ impl Store {
         &self,
         peer: &str,
         served: (u64, u64),
-        decisions: &[(NoticeId, Delivery)],
+        decisions: &[(NoticeId, String, Delivery)],
         audits: &[AuditDraft],
         now: i64,
     ) -> Result<(), StoreError> {
@@ -1558,8 +1706,8 @@ impl Store {
         };
         self.write(|tx| {
             tx.put(key(SERVED, peer.as_bytes()), enc(&served)?);
-            for (id, d) in decisions {
-                tx.put(delivery_key(id, peer), enc(d)?);
+            for (id, member, d) in decisions {
+                tx.put(delivery_key(id, member), enc(d)?);
             }
             tx.audit(audits, now)?;
             Ok(())
@@ -1583,12 +1731,12 @@ impl Store {
         &self,
         peer: &str,
         acked: &Acked,
-        outcomes: &[(NoticeId, Delivery)],
+        outcomes: &[(NoticeId, String, Delivery)],
     ) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.put(key(ACKED, peer.as_bytes()), enc(acked)?);
-            for (id, d) in outcomes {
-                tx.put(delivery_key(id, peer), enc(d)?);
+            for (id, member, d) in outcomes {
+                tx.put(delivery_key(id, member), enc(d)?);
             }
             Ok(())
         })
@@ -1674,9 +1822,26 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt(format!("log entry {local} missing")))?;
         match (held.meta, held.item) {
             (Some(m), Item::Notice(e)) => Ok(Some((record(local, &m, &held.from), e))),
+            (Some(m), Item::Transit(t)) => Ok(Some((record(local, &m, &held.from), t.bare()))),
             _ => Err(StoreError::Corrupt(format!(
                 "log entry {local} is not a notice"
             ))),
+        }
+    }
+
+    /// A notice held here in transit, with its sealed parts (none once
+    /// erased).
+    pub fn carried(&self, id: &NoticeId) -> Result<Option<(NoticeRecord, Transit)>, StoreError> {
+        let Some(local) = self.find(id)? else {
+            return Ok(None);
+        };
+        match self.held_at(local)? {
+            Some(Held {
+                meta: Some(m),
+                from,
+                item: Item::Transit(t),
+            }) => Ok(Some((record(local, &m, &from), t))),
+            _ => Ok(None),
         }
     }
 
@@ -1881,6 +2046,7 @@ mod tests {
             envelope,
             stripped: Vec::new(),
             effect,
+            carried: None,
         }
     }
 
@@ -1972,6 +2138,7 @@ mod tests {
             envelope: n1.envelope.clone(),
             stripped: Vec::new(),
             effect: None,
+            carried: None,
         };
         let batch = InboundBatch {
             peer: "bravo".into(),
@@ -1979,6 +2146,9 @@ mod tests {
             through: 4,
             accepted: vec![n1, dup, n2, n3, n4],
             hits: Vec::new(),
+            relayed: Vec::new(),
+            reports: Vec::new(),
+            outcomes: Vec::new(),
             audits: Vec::new(),
             now: NOW,
         };
@@ -2047,6 +2217,9 @@ mod tests {
             through,
             accepted,
             hits: Vec::new(),
+            relayed: Vec::new(),
+            reports: Vec::new(),
+            outcomes: Vec::new(),
             audits: Vec::new(),
             now: NOW,
         };
@@ -2124,6 +2297,9 @@ mod tests {
                         .map(|s| accepted(s, &format!("P{s}"), Action::Issue, None))
                         .collect(),
                     hits: Vec::new(),
+                    relayed: Vec::new(),
+                    reports: Vec::new(),
+                    outcomes: Vec::new(),
                     audits: Vec::new(),
                     now: NOW,
                 };
@@ -2162,6 +2338,9 @@ mod tests {
                 .map(|s| accepted(s, &format!("P{s}"), Action::Issue, None))
                 .collect(),
             hits: Vec::new(),
+            relayed: Vec::new(),
+            reports: Vec::new(),
+            outcomes: Vec::new(),
             audits: vec![d.clone()],
             now: NOW,
         };
@@ -2330,6 +2509,9 @@ mod tests {
                 through: 5,
                 accepted: batch,
                 hits: Vec::new(),
+                relayed: Vec::new(),
+                reports: Vec::new(),
+                outcomes: Vec::new(),
                 audits: Vec::new(),
                 now: NOW,
             })

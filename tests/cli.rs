@@ -226,11 +226,11 @@ fn two_nodes_exchange_a_notice_via_the_cli() {
     let bravo = fed.init("bravo");
 
     // `vigil init` printed a 32-byte ed25519 key, and `vigil id` prints
-    // exactly the same, in both forms.
+    // exactly the same on its first line, in both forms.
     assert_ed25519(&alpha.key);
     let out = vigil(&["id", "--config", alpha.cfg()]);
     out.assert_ok("vigil id");
-    assert_eq!(out.stdout.trim(), alpha.init_line);
+    assert_eq!(out.stdout.lines().next(), Some(alpha.init_line.as_str()));
     let v = alpha.id_json();
     assert_eq!(
         format!("alpha {}", v["signing_key"].as_str().unwrap()),
@@ -531,6 +531,72 @@ fn config_type_error_names_the_field() {
     vigil(&["id", "--config", s(&f)]).assert_refused(
         "type error",
         &["bad-type.toml", "policy.inbound.max_retention_days"],
+    );
+}
+
+#[test]
+fn init_creates_an_encryption_key_that_id_prints_and_guards() {
+    use std::os::unix::fs::PermissionsExt;
+    let fed = Federation::new();
+    let alpha = fed.init("alpha");
+    let bravo = fed.init("bravo");
+
+    // `vigil init` wrote the private key readable by its owner only.
+    let key = alpha.dir.join("alpha.encryption.key");
+    let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "alpha.encryption.key has mode {mode:o}");
+    // `vigil init` still prints one line, `ID ed25519:BASE64`.
+    assert_eq!(alpha.init_line.lines().count(), 1);
+
+    // `vigil id --json` names the public key; `vigil id` prints it on line 2.
+    let v = alpha.id_json();
+    let ek = v["encryption_key"]
+        .as_str()
+        .expect("encryption_key is a string");
+    assert!(ek.starts_with("xwing:"), "encryption_key is `{ek}`");
+    assert_eq!(ek, alpha.encryption_key);
+    assert_ne!(
+        ek, bravo.encryption_key,
+        "two nodes share an encryption key"
+    );
+    let out = vigil(&["id", "--config", alpha.cfg()]);
+    out.assert_ok("vigil id");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        vec![alpha.init_line.clone(), format!("encryption_key {ek}")],
+        "vigil id printed {:?}",
+        out.stdout
+    );
+
+    // A member with a malformed encryption key: the config is refused.
+    let f = alpha.variant("bad-member-encryption-key.toml", |t| {
+        t + &format!(
+            "\n[[members]]\nid = \"bravo\"\nsigning_key = \"{}\"\nencryption_key = \"xwing:not*base64\"\n",
+            bravo.key
+        )
+    });
+    vigil(&["id", "--config", s(&f)]).assert_refused(
+        "malformed member encryption key",
+        &[
+            "bad-member-encryption-key.toml",
+            "members[0].encryption_key",
+        ],
+    );
+
+    // Well-formed, the member's key is accepted.
+    alpha.add_member(&bravo);
+    vigil(&["id", "--config", alpha.cfg()]).assert_ok("vigil id with bravo's encryption key");
+
+    // A key file others can read is refused, naming the file and the key.
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    vigil(&["id", "--config", alpha.cfg()]).assert_refused(
+        "0644 encryption key (id)",
+        &[
+            "alpha.encryption.key",
+            "identity.encryption_key",
+            "mode 644",
+        ],
     );
 }
 

@@ -206,6 +206,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/v1/id", get(id))
         .route("/v1/notices", get(list).post(issue))
+        .route("/v1/transit", get(transit))
         .route("/v1/notices/{id}", get(show))
         .route("/v1/notices/{id}/update", post(update))
         .route("/v1/notices/{id}/cancel", post(cancel))
@@ -521,7 +522,18 @@ async fn cancel(
 async fn export(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let nid = parse_id(&id)?;
     let core = s.core.clone();
-    let held = blocking(&s.tasks, move || core.store().get(&nid)).await?;
+    let held = blocking(&s.tasks, move || {
+        Ok::<_, crate::store::StoreError>((
+            core.store().get(&nid)?,
+            core.store().carried(&nid)?.is_some(),
+        ))
+    })
+    .await?;
+    let (held, carried) = held;
+    if carried {
+        // What a relay carries for others is never exported.
+        return Err(ApiError::not_found(&id));
+    }
     let (_, entry) = held.ok_or_else(|| ApiError::not_found(&id))?;
     let file = entry.to_file().map_err(|e| ApiError::internal(&e))?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], file).into_response())
@@ -579,6 +591,14 @@ async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<R
     let all = q.all.unwrap_or(false);
     let views = blocking(&s.tasks, move || core.list(kind, q.origin.as_deref(), all)).await?;
     Ok(Json(views).into_response())
+}
+
+/// How many notices this relay carries in transit for others (they are
+/// never listed).
+async fn transit(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let core = s.core.clone();
+    let n = blocking(&s.tasks, move || core.transit_count()).await?;
+    Ok(Json(serde_json::json!({ "transit": n })).into_response())
 }
 
 async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {

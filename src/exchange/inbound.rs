@@ -7,11 +7,12 @@ use tracing::{info, warn};
 
 use super::{erase_audit, field_names, Exchange};
 use crate::notice::hit::HitReport;
+use crate::notice::transit::{DeliveryBody, DeliveryReport, Transit};
 use crate::notice::{self, Action, Envelope, Item, NoticeId, SubjectField};
 use crate::policy::{self, Inbound, InboundCtx};
 use crate::proto::{ProtoError, ReceiptBody, SignedReceipt};
 use crate::store::{
-    Accepted, AuditDraft, Effect, InboundBatch, NoticeState, Operation, StoreError,
+    Accepted, AuditDraft, Delivery, Effect, InboundBatch, NoticeState, Operation, StoreError,
 };
 
 /// The first text of a hit report that holds a forbidden character.
@@ -69,6 +70,29 @@ struct Checked {
     rejected: Vec<(u64, String)>,
 }
 
+impl Checked {
+    /// Records a refusal: audited, and reported in the receipt.
+    fn refuse(
+        &mut self,
+        actor: &str,
+        peer: Option<&str>,
+        seq: u64,
+        id: Option<NoticeId>,
+        reason: String,
+    ) {
+        warn!(peer = peer.unwrap_or("-"), local_seq = seq, notice = ?id, reason = %reason, "refused");
+        self.audits.push(AuditDraft {
+            actor: actor.to_string(),
+            operation: Operation::Reject,
+            notice: id,
+            peer: peer.map(str::to_string),
+            justification: None,
+            decision: reason.clone(),
+        });
+        self.rejected.push((seq, reason));
+    }
+}
+
 impl Exchange {
     /// Continues this node's own numbering after its own notice that a
     /// member says it holds (`YourLast`), once the notice verifies with this
@@ -93,23 +117,68 @@ impl Exchange {
         entries: Vec<(u64, Item)>,
         now: i64,
     ) -> Result<SignedReceipt, ReceiveError> {
+        let actor = format!("member:{peer}");
         let mut notices = Vec::with_capacity(entries.len());
         let mut reports = Vec::new();
+        let mut sealed = Vec::new();
+        let mut early = Checked::default();
+        // Transit notices sealed to this node: (log position, id, origin).
+        let mut opened = Vec::new();
         for (seq, item) in entries {
             match item {
-                Item::Notice(e) => notices.push((seq, e)),
+                Item::Notice(e) => notices.push((seq, e, None)),
                 Item::Hit(h) => reports.push((seq, h)),
+                Item::Transit(t) if t.recipients().any(|r| r == self.me()) => {
+                    let id = t.id();
+                    if let Ok(body) = notice::Body::decode(&t.body) {
+                        opened.push((seq, id, body.origin));
+                    }
+                    match t.open(self.me(), self.decryption.as_ref()) {
+                        Ok(envelope) => notices.push((seq, envelope, None)),
+                        Err(e) => early.refuse(&actor, Some(peer), seq, Some(id), e.to_string()),
+                    }
+                }
+                Item::Transit(t) => notices.push((seq, t.bare(), Some(t))),
+                item @ (Item::SealedHit(_) | Item::Delivery(_)) => sealed.push((seq, item)),
             }
         }
-        let mut checked =
-            self.check_received(&format!("member:{peer}"), Some(peer), notices, now)?;
+        let mut checked = self.check_received(&actor, Some(peer), notices, now)?;
+        checked.audits.append(&mut early.audits);
+        checked.rejected.append(&mut early.rejected);
+        let (relayed, outcomes) = self.check_relayed(peer, sealed, &mut reports, &mut checked)?;
         let hits = self.check_hits(peer, reports, &mut checked)?;
+        // The recipient's own word on each notice sealed to it, back to its
+        // origin through the relay that brought it.
+        let mut own_reports = Vec::new();
+        for (seq, id, origin) in opened {
+            let refused = match checked.rejected.iter().find(|(s, _)| *s == seq) {
+                Some((_, reason)) => Some(reason.clone()),
+                None if checked.accepted.iter().any(|a| a.id == id) => None,
+                // Already held: it was reported when it first came.
+                None => continue,
+            };
+            let body = DeliveryBody {
+                receiver: self.me().to_string(),
+                origin,
+                notice: id,
+                via: peer.to_string(),
+                refused,
+                at: now,
+            };
+            match DeliveryReport::sign(&self.signing, &body) {
+                Ok(r) => own_reports.push(r),
+                Err(e) => warn!(notice = %id, error = %e, "delivery report not signed"),
+            }
+        }
         let batch = InboundBatch {
             peer: peer.to_string(),
             epoch,
             through,
             accepted: checked.accepted,
             hits,
+            relayed,
+            reports: own_reports,
+            outcomes,
             audits: checked.audits,
             now,
         };
@@ -227,8 +296,12 @@ impl Exchange {
         if self.store.contains(&id)? {
             return Ok((id, false));
         }
-        let checked =
-            self.check_received(&format!("import:{source}"), None, vec![(0, envelope)], now)?;
+        let checked = self.check_received(
+            &format!("import:{source}"),
+            None,
+            vec![(0, envelope, None)],
+            now,
+        )?;
         if let Some((_, reason)) = checked.rejected.first() {
             // The refusal is part of the processing log too.
             self.store.audit(&checked.audits, now)?;
@@ -249,25 +322,16 @@ impl Exchange {
         &self,
         actor: &str,
         peer: Option<&str>,
-        entries: Vec<(u64, Envelope)>,
+        entries: Vec<(u64, Envelope, Option<Transit>)>,
         now: i64,
     ) -> Result<Checked, StoreError> {
         // One policy for the whole batch, even if a reload lands meanwhile.
         let cfg = self.config();
         let mut out = Checked::default();
         let reject = |out: &mut Checked, seq: u64, id: NoticeId, reason: String| {
-            warn!(peer = peer.unwrap_or("-"), local_seq = seq, notice = %id, reason = %reason, "notice refused");
-            out.audits.push(AuditDraft {
-                actor: actor.to_string(),
-                operation: Operation::Reject,
-                notice: Some(id),
-                peer: peer.map(str::to_string),
-                justification: None,
-                decision: reason.clone(),
-            });
-            out.rejected.push((seq, reason));
+            out.refuse(actor, peer, seq, Some(id), reason)
         };
-        let envelopes: Vec<&Envelope> = entries.iter().map(|(_, e)| e).collect();
+        let envelopes: Vec<&Envelope> = entries.iter().map(|(_, e, _)| e).collect();
         // Our own notices never come back to us legitimately: no key for them.
         let verified = notice::verify_batch(&envelopes, |o| {
             if o == self.me() {
@@ -276,7 +340,7 @@ impl Exchange {
                 self.key_of(o)
             }
         });
-        for ((seq, env), result) in entries.iter().zip(verified) {
+        for ((seq, env, carry), result) in entries.iter().zip(verified) {
             let v = match result {
                 Ok(v) => v,
                 Err(e) => {
@@ -335,6 +399,51 @@ impl Exchange {
                 prior_at_seq: prior,
                 target_held,
             };
+            if let Some(t) = carry {
+                match self.carry(&ctx, &cfg, peer, &v.body, t) {
+                    Ok(carried) => {
+                        out.audits.push(AuditDraft {
+                            actor: actor.to_string(),
+                            operation: Operation::Transit,
+                            notice: Some(id),
+                            peer: peer.map(str::to_string),
+                            justification: Some(v.body.legal_basis.clone()),
+                            decision: format!(
+                                "carried for {}, sealed",
+                                carried.recipients().collect::<Vec<_>>().join(", ")
+                            ),
+                        });
+                        if let Some(e) = &effect {
+                            out.audits.push(match &v.body.action {
+                                Action::Cancel { reason, .. } => {
+                                    erase_audit(&e.target, actor, peer, reason)
+                                }
+                                _ => AuditDraft {
+                                    actor: actor.to_string(),
+                                    operation: Operation::Alter,
+                                    notice: Some(e.target),
+                                    peer: peer.map(str::to_string),
+                                    justification: None,
+                                    decision: format!("superseded by {id}"),
+                                },
+                            });
+                        }
+                        out.accepted.push(Accepted {
+                            id,
+                            origin: v.body.origin.clone(),
+                            seq: v.body.seq,
+                            kind: v.body.kind,
+                            expires_at: carried_expiry(&ctx, &v.body, cfg.inbound.max_transit_days),
+                            envelope: env.clone(),
+                            stripped: Vec::new(),
+                            effect,
+                            carried: Some(carried),
+                        });
+                    }
+                    Err(reason) => reject(&mut out, *seq, id, reason),
+                }
+                continue;
+            }
             let held: Vec<SubjectField> = env.disclosures.iter().map(|d| d.field).collect();
             match policy::inbound(&ctx, &id, &v.body, &held) {
                 Inbound::Accept { strip, expires_at } => {
@@ -385,6 +494,7 @@ impl Exchange {
                         envelope,
                         stripped: strip,
                         effect,
+                        carried: None,
                     });
                 }
                 Inbound::Reject(reason) => reject(&mut out, *seq, id, reason),
@@ -392,4 +502,175 @@ impl Exchange {
         }
         Ok(out)
     }
+
+    /// The transit decision for a notice `peer` asks this relay to carry:
+    /// the item keeps only the parts for named recipients this node links
+    /// to directly (not the sender, not the origin), each of which must be
+    /// addressed by name. The reason when it is refused.
+    fn carry(
+        &self,
+        ctx: &InboundCtx<'_>,
+        cfg: &crate::config::Config,
+        peer: Option<&str>,
+        body: &notice::Body,
+        t: &Transit,
+    ) -> Result<Transit, String> {
+        t.check_parts().map_err(|e| e.to_string())?;
+        let reachable = |r: &str| {
+            body.audience.names(r)
+                && Some(r) != peer
+                && r != body.origin
+                && cfg.member(r).is_some_and(|m| m.address.is_some())
+        };
+        let parts: Vec<_> = t
+            .parts
+            .iter()
+            .filter(|p| reachable(&p.recipient))
+            .cloned()
+            .collect();
+        let id = t.id();
+        match policy::transit(ctx, cfg.relay, &id, body, parts.len()) {
+            Inbound::Accept { .. } => Ok(Transit {
+                body: t.body.clone(),
+                signature: t.signature.clone(),
+                parts,
+            }),
+            Inbound::Reject(reason) => Err(reason),
+        }
+    }
+
+    /// Checks sealed hit reports and delivery reports: those addressed to
+    /// this node are opened (a sealed hit joins `reports`) or recorded (a
+    /// delivery report's outcome); a relay passes on those that come from
+    /// their author, on a notice it holds. Returns what to pass on and the
+    /// outcomes to record.
+    #[allow(clippy::type_complexity)]
+    fn check_relayed(
+        &self,
+        peer: &str,
+        items: Vec<(u64, Item)>,
+        reports: &mut Vec<(u64, HitReport)>,
+        out: &mut Checked,
+    ) -> Result<(Vec<Item>, Vec<(NoticeId, String, Delivery)>), StoreError> {
+        let actor = format!("member:{peer}");
+        let relay = self.config().relay;
+        let mut relayed = Vec::new();
+        let mut outcomes = Vec::new();
+        for (seq, item) in items {
+            let passed = |notice: &NoticeId, author: &str| -> Result<bool, StoreError> {
+                Ok(relay && author == peer && self.store.contains(notice)?)
+            };
+            let verdict: Result<Option<AuditDraft>, String> = match &item {
+                Item::SealedHit(h) if h.origin == self.me() => {
+                    match h.open(self.me(), self.decryption.as_ref()) {
+                        Ok(report) => {
+                            reports.push((seq, report));
+                            Ok(None)
+                        }
+                        Err(e) => Err(format!("sealed hit report: {e}")),
+                    }
+                }
+                Item::SealedHit(h) if passed(&h.notice, &h.reporter)? => Ok(Some(AuditDraft {
+                    actor: actor.clone(),
+                    operation: Operation::Transit,
+                    notice: Some(h.notice),
+                    peer: Some(peer.to_string()),
+                    justification: None,
+                    decision: format!(
+                        "sealed hit report by {} accepted for relay to {}",
+                        h.reporter, h.origin
+                    ),
+                })),
+                Item::SealedHit(h) => Err(format!(
+                    "sealed hit report by `{}` to `{}` is not relayed here",
+                    h.reporter, h.origin
+                )),
+                Item::Delivery(d) => {
+                    match d.verify(|r| if r == self.me() { None } else { self.key_of(r) }) {
+                        Err(e) => Err(format!("delivery report: {e}")),
+                        Ok(b) if b.origin == self.me() && (b.via == peer || b.receiver == peer) => {
+                            self.delivery_outcome(&b, &mut outcomes)?;
+                            out.audits.push(AuditDraft {
+                                actor: actor.clone(),
+                                operation: Operation::Collect,
+                                notice: Some(b.notice),
+                                peer: Some(b.receiver.clone()),
+                                justification: None,
+                                decision: match &b.refused {
+                                    None => format!("delivery report: {} stored it", b.receiver),
+                                    Some(r) => {
+                                        format!("delivery report: {} refused it: {r}", b.receiver)
+                                    }
+                                },
+                            });
+                            Ok(None)
+                        }
+                        Ok(b) if b.via == self.me() && passed(&b.notice, &b.receiver)? => {
+                            Ok(Some(AuditDraft {
+                                actor: actor.clone(),
+                                operation: Operation::Transit,
+                                notice: Some(b.notice),
+                                peer: Some(peer.to_string()),
+                                justification: None,
+                                decision: format!(
+                                    "delivery report by {} accepted for relay to {}",
+                                    b.receiver, b.origin
+                                ),
+                            }))
+                        }
+                        Ok(b) => Err(format!(
+                            "delivery report by `{}` to `{}` is not relayed here",
+                            b.receiver, b.origin
+                        )),
+                    }
+                }
+                _ => Ok(None),
+            };
+            match verdict {
+                Ok(Some(audit)) => {
+                    out.audits.push(audit);
+                    relayed.push(item);
+                }
+                Ok(None) => {}
+                Err(reason) => out.refuse(&actor, Some(peer), seq, None, reason),
+            }
+        }
+        Ok((relayed, outcomes))
+    }
+}
+
+impl Exchange {
+    /// What a delivery report addressed here says of its notice toward its
+    /// receiver. A refusal never overwrites a delivery the receiver already
+    /// confirmed (a second copy, through another relay, may fail alone).
+    fn delivery_outcome(
+        &self,
+        b: &DeliveryBody,
+        outcomes: &mut Vec<(NoticeId, String, Delivery)>,
+    ) -> Result<(), StoreError> {
+        let prior = self.store.delivery(&b.notice, &b.receiver)?;
+        let outcome = match &b.refused {
+            Some(_) if matches!(prior, Some(Delivery::Delivered { .. })) => return Ok(()),
+            Some(reason) => Delivery::Rejected {
+                at: b.at,
+                reason: reason.clone(),
+            },
+            None => Delivery::Delivered {
+                at: b.at,
+                stripped: match prior {
+                    Some(Delivery::Transit { stripped, .. }) => stripped,
+                    _ => Vec::new(),
+                },
+            },
+        };
+        outcomes.push((b.notice, b.receiver.clone(), outcome));
+        Ok(())
+    }
+}
+
+/// How long a relay holds a notice in transit: its expiry, capped at
+/// `max_transit_days` from now.
+fn carried_expiry(ctx: &InboundCtx<'_>, body: &notice::Body, max_days: u32) -> i64 {
+    body.expires_at
+        .min(ctx.now + i64::from(max_days) * crate::time::DAY)
 }

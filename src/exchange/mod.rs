@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tracing::warn;
 
 use crate::config::Config;
+use crate::notice::seal::DecryptionKey;
 use crate::notice::{NoticeId, SubjectField};
 use crate::store::{AuditDraft, Operation, Store};
 
@@ -71,6 +72,9 @@ pub struct Exchange {
     /// The store's epoch when this exchange began: a restore from an
     /// older copy is detected (and the epoch rotated) at most once per run.
     epoch_at_open: u64,
+    /// Opens what members sealed to this node (`[identity]
+    /// encryption_key`); without it, sealed notices are refused.
+    decryption: Option<DecryptionKey>,
 }
 
 /// The longest refusal reason recorded (a peer's certificate names can
@@ -89,7 +93,15 @@ impl Exchange {
             store: Arc::new(store),
             rng: Mutex::new(rng),
             refusals: Mutex::new(refusals::Refusals::default()),
+            decryption: None,
         }
+    }
+
+    /// The exchange with this node's private encryption key, which opens
+    /// the parts members sealed to it.
+    pub fn with_decryption(mut self, key: Option<DecryptionKey>) -> Exchange {
+        self.decryption = key;
+        self
     }
 
     /// The generator of salts and nonces (held only while drawing).

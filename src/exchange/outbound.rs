@@ -7,7 +7,8 @@ use tracing::warn;
 
 use super::{field_names, Exchange};
 use crate::notice::hit::HitReport;
-use crate::notice::{self, Action, Item, NoticeId, SubjectField};
+use crate::notice::transit::{seal_disclosures, SealedHit, Transit};
+use crate::notice::{self, Action, Audience, Item, NoticeId, SubjectField};
 use crate::policy::{self, Outbound};
 use crate::proto;
 use crate::store::{AuditDraft, Delivery, Operation, StoreError};
@@ -136,45 +137,123 @@ impl Exchange {
         let log = self
             .store
             .read_log(after, proto::BATCH_ENTRIES, proto::BATCH_BYTES)?;
-        let through = log.last().map(|(s, _)| *s).unwrap_or(after);
+        let mut through = after;
+        let mut bytes = 0usize;
         let mut out = Vec::new();
         let mut audits = Vec::new();
-        let mut decisions: Vec<(NoticeId, Delivery)> = Vec::new();
+        let mut decisions: Vec<(NoticeId, String, Delivery)> = Vec::new();
         for (seq, entry) in log {
+            // Sealing makes what goes out larger than what is stored: the
+            // batch ends before its frame could exceed the limit.
+            let sent = out.len();
+            if bytes > proto::BATCH_BYTES {
+                break;
+            }
+            through = seq;
+            self.entry_toward(
+                peer,
+                member,
+                &cfg,
+                seq,
+                entry,
+                now,
+                &mut out,
+                &mut decisions,
+                &mut audits,
+            )?;
+            bytes += out[sent..]
+                .iter()
+                .map(|(_, i)| item_bytes(i))
+                .sum::<usize>();
+        }
+        if through > after {
+            self.store
+                .record_sent(
+                    peer,
+                    (self.store.epoch(), through),
+                    &decisions,
+                    &audits,
+                    now,
+                )
+                .and_then(|_| self.store.flush())?;
+        }
+        Ok(FeedBatch {
+            through,
+            entries: out,
+        })
+    }
+
+    /// Decides what of one log entry goes to `peer`, appending it to `out`
+    /// with the disclosure decisions and audit entries.
+    #[allow(clippy::too_many_arguments)]
+    fn entry_toward(
+        &self,
+        peer: &str,
+        member: &crate::config::Member,
+        cfg: &crate::config::Config,
+        seq: u64,
+        entry: crate::store::LogEntry,
+        now: i64,
+        out: &mut Vec<(u64, Item)>,
+        decisions: &mut Vec<(NoticeId, String, Delivery)>,
+        audits: &mut Vec<AuditDraft>,
+    ) -> Result<(), FeedError> {
+        {
             // The member a message came from already holds it.
             if entry.from.as_deref() == Some(peer) {
-                continue;
+                return Ok(());
             }
             let envelope = match entry.item {
                 Item::Notice(e) => e,
                 Item::Hit(h) => {
-                    if let Some(audit) = self.hit_toward(&h, peer)? {
+                    if let Some((item, audit)) = self.hit_toward(h, peer)? {
                         audits.push(audit);
-                        out.push((seq, Item::Hit(h)));
+                        out.push((seq, item));
                     }
-                    continue;
+                    return Ok(());
+                }
+                Item::Transit(t) => {
+                    if let Some(one) = self.carry_toward(&t, peer, now, decisions, audits) {
+                        out.push((seq, Item::Transit(one)));
+                    }
+                    return Ok(());
+                }
+                item @ (Item::SealedHit(_) | Item::Delivery(_)) => {
+                    if let Some(audit) = self.report_toward(&item, entry.from.is_none(), peer)? {
+                        audits.push(audit);
+                        out.push((seq, item));
+                    }
+                    return Ok(());
                 }
             };
             let body = match notice::Body::decode(&envelope.body) {
                 Ok(b) => b,
                 Err(e) => {
                     warn!(peer = %peer, local_seq = seq, error = %e, "undecodable log entry skipped");
-                    continue;
+                    return Ok(());
                 }
             };
             // A node that is not a relay never forwards others' notices, and
             // nobody needs their own notice back: no decision to make or log.
             if (body.origin != self.me() && !cfg.relay) || body.origin == peer {
-                continue;
+                return Ok(());
             }
             let id = NoticeId::of_body(&envelope.body);
+            // Addressed to members this node reaches only through `peer`:
+            // their parts go sealed, and `peer` reads none of them.
+            if let Some(t) =
+                self.seal_toward(&body, &envelope, peer, cfg, now, decisions, audits)?
+            {
+                out.push((seq, Item::Transit(t)));
+                return Ok(());
+            }
             let held: Vec<SubjectField> = envelope.disclosures.iter().map(|d| d.field).collect();
             // A cancel's target may have been decided earlier in this batch.
             let decided_here = match &body.action {
                 Action::Cancel { target, .. } => decisions
                     .iter()
-                    .find(|(i, _)| i == target)
-                    .map(|(_, d)| d.disclosed()),
+                    .find(|(i, m, _)| i == target && m == peer)
+                    .map(|(_, _, d)| d.disclosed()),
                 _ => None,
             };
             let target_disclosed = match decided_here {
@@ -206,7 +285,7 @@ impl Exchange {
                     Delivery::Withheld { at: now, reason },
                 ),
             };
-            decisions.push((id, delivery));
+            decisions.push((id, peer.to_string(), delivery));
             audits.push(AuditDraft {
                 actor: "node".into(),
                 operation: Operation::Disclose,
@@ -219,49 +298,276 @@ impl Exchange {
                 out.push((seq, Item::Notice(env)));
             }
         }
-        if through > after {
-            self.store
-                .record_sent(
-                    peer,
-                    (self.store.epoch(), through),
-                    &decisions,
-                    &audits,
-                    now,
-                )
-                .and_then(|_| self.store.flush())?;
-        }
-        Ok(FeedBatch {
-            through,
-            entries: out,
-        })
+        Ok(())
     }
 
     /// Whether a hit report in the log goes to `peer`: to its addressee, or
     /// one step back along the path its notice came here by (the member it
-    /// was received from), which through relays leads to the origin.
-    /// Returns the audit entry of the disclosure when it goes.
-    fn hit_toward(&self, h: &HitReport, peer: &str) -> Result<Option<AuditDraft>, StoreError> {
+    /// was received from), which through relays leads to the origin. A
+    /// step to a member the notice is not addressed to (a relay that
+    /// carried it in transit) takes the report sealed to the origin.
+    /// Returns what goes and the audit entry of the disclosure.
+    fn hit_toward(
+        &self,
+        h: HitReport,
+        peer: &str,
+    ) -> Result<Option<(Item, AuditDraft)>, StoreError> {
         let Ok(body) = h.peek() else {
             return Ok(None);
         };
-        let back = self
-            .store
-            .get(&body.notice)?
-            .and_then(|(rec, _)| rec.received_from)
-            .is_some_and(|from| from == peer);
-        if body.origin != peer && !back {
+        if !self.toward_origin(&body.origin, &body.notice, peer)? {
             return Ok(None);
         }
-        Ok(Some(AuditDraft {
+        let audit = |decision: String| AuditDraft {
             actor: "node".into(),
             operation: Operation::Disclose,
             notice: Some(body.notice),
             peer: Some(peer.to_string()),
             justification: None,
-            decision: format!(
+            decision,
+        };
+        let addressed = body.origin == peer
+            || self.store.get(&body.notice)?.is_some_and(|(_, env)| {
+                notice::Body::decode(&env.body).is_ok_and(|b| b.audience.includes(peer))
+            });
+        if addressed {
+            let decision = format!(
                 "hit report by {} sent toward {}",
                 body.reporter, body.origin
+            );
+            return Ok(Some((Item::Hit(h), audit(decision))));
+        }
+        let cfg = self.config();
+        let Some(key) = cfg
+            .member(&body.origin)
+            .and_then(|m| m.encryption_key.as_ref())
+        else {
+            warn!(peer = %peer, notice = %body.notice, origin = %body.origin, "hit report held: the origin has no encryption_key to seal it to");
+            return Ok(None);
+        };
+        match SealedHit::seal(
+            &h,
+            &body.reporter,
+            &body.origin,
+            body.notice,
+            key,
+            &mut *self.rng(),
+        ) {
+            Ok(sealed) => {
+                let decision = format!(
+                    "hit report by {} sent toward {}, sealed to it",
+                    body.reporter, body.origin
+                );
+                Ok(Some((Item::SealedHit(sealed), audit(decision))))
+            }
+            Err(e) => {
+                warn!(peer = %peer, notice = %body.notice, error = %e, "hit report not sealed");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Whether a report on `notice` goes to `peer` on its way to `origin`:
+    /// `peer` is the origin, or the member this node received the notice
+    /// from.
+    fn toward_origin(
+        &self,
+        origin: &str,
+        notice: &NoticeId,
+        peer: &str,
+    ) -> Result<bool, StoreError> {
+        if origin == peer {
+            return Ok(true);
+        }
+        Ok(self
+            .store
+            .get(notice)?
+            .and_then(|(rec, _)| rec.received_from)
+            .is_some_and(|from| from == peer))
+    }
+
+    /// Whether a sealed hit report or a delivery report goes to `peer`:
+    /// this node's own delivery report goes back to the relay it names;
+    /// what a relay passes on goes toward the origin.
+    fn report_toward(
+        &self,
+        item: &Item,
+        own: bool,
+        peer: &str,
+    ) -> Result<Option<AuditDraft>, StoreError> {
+        let (origin, notice, by, what) = match item {
+            Item::SealedHit(h) => (
+                h.origin.clone(),
+                h.notice,
+                h.reporter.clone(),
+                "sealed hit report",
             ),
+            Item::Delivery(d) => {
+                let Ok(b) = d.peek() else {
+                    return Ok(None);
+                };
+                if own {
+                    if b.via != peer && b.origin != peer {
+                        return Ok(None);
+                    }
+                    return Ok(Some(AuditDraft {
+                        actor: "node".into(),
+                        operation: Operation::Transit,
+                        notice: Some(b.notice),
+                        peer: Some(peer.to_string()),
+                        justification: None,
+                        decision: format!("delivery report sent toward {}", b.origin),
+                    }));
+                }
+                (b.origin, b.notice, b.receiver, "delivery report")
+            }
+            _ => return Ok(None),
+        };
+        if !self.toward_origin(&origin, &notice, peer)? {
+            return Ok(None);
+        }
+        Ok(Some(AuditDraft {
+            actor: "node".into(),
+            operation: Operation::Transit,
+            notice: Some(notice),
+            peer: Some(peer.to_string()),
+            justification: None,
+            decision: format!("{what} by {by} passed on toward {origin}"),
+        }))
+    }
+
+    /// A notice this relay holds in transit goes to `peer` if it carries a
+    /// sealed part for it: that part only.
+    fn carry_toward(
+        &self,
+        t: &Transit,
+        peer: &str,
+        now: i64,
+        decisions: &mut Vec<(NoticeId, String, Delivery)>,
+        audits: &mut Vec<AuditDraft>,
+    ) -> Option<Transit> {
+        let one = t.only_for(peer)?;
+        let id = t.id();
+        decisions.push((
+            id,
+            peer.to_string(),
+            Delivery::Sent {
+                at: now,
+                stripped: Vec::new(),
+            },
+        ));
+        audits.push(AuditDraft {
+            actor: "node".into(),
+            operation: Operation::Transit,
+            notice: Some(id),
+            peer: Some(peer.to_string()),
+            justification: None,
+            decision: format!("carried on to {peer}, sealed"),
+        });
+        Some(one)
+    }
+
+    /// This node's own notice addressed to members it has no direct link
+    /// to, going to `peer` that is not addressed: for each such recipient
+    /// (whose `via` allows `peer`), outbound policy decides as for a direct
+    /// member, and what it may receive is sealed to its encryption key.
+    /// `None` when no recipient goes this way.
+    #[allow(clippy::too_many_arguments)]
+    fn seal_toward(
+        &self,
+        body: &notice::Body,
+        envelope: &notice::Envelope,
+        peer: &str,
+        cfg: &crate::config::Config,
+        now: i64,
+        decisions: &mut Vec<(NoticeId, String, Delivery)>,
+        audits: &mut Vec<AuditDraft>,
+    ) -> Result<Option<Transit>, StoreError> {
+        let Audience::Members(list) = &body.audience else {
+            return Ok(None);
+        };
+        if body.origin != self.me() || list.iter().any(|m| m == peer) {
+            return Ok(None);
+        }
+        let recipients: Vec<&crate::config::Member> = list
+            .iter()
+            .filter_map(|r| cfg.member(r))
+            .filter(|m| {
+                m.address.is_none() && (m.via.is_empty() || m.via.iter().any(|v| v == peer))
+            })
+            .collect();
+        if recipients.is_empty() {
+            return Ok(None);
+        }
+        let id = NoticeId::of_body(&envelope.body);
+        let held: Vec<SubjectField> = envelope.disclosures.iter().map(|d| d.field).collect();
+        let mut parts = Vec::new();
+        for r in recipients {
+            let target_disclosed = self.target_disclosed(body, &r.id)?;
+            let audit = |decision: String| AuditDraft {
+                actor: "node".into(),
+                operation: Operation::Disclose,
+                notice: Some(id),
+                peer: Some(r.id.clone()),
+                justification: None,
+                decision,
+            };
+            let strip =
+                match policy::outbound(self.me(), cfg.relay, r, body, &held, target_disclosed) {
+                    Outbound::Withhold(reason) => {
+                        audits.push(audit(format!("withheld: {reason}")));
+                        decisions.push((id, r.id.clone(), Delivery::Withheld { at: now, reason }));
+                        continue;
+                    }
+                    Outbound::Send { strip } => strip,
+                };
+            let Some(key) = &r.encryption_key else {
+                let reason = format!(
+                    "no encryption_key for `{}`: a notice through a relay is sealed to it",
+                    r.id
+                );
+                audits.push(audit(format!("withheld: {reason}")));
+                decisions.push((id, r.id.clone(), Delivery::Withheld { at: now, reason }));
+                continue;
+            };
+            let kept: Vec<notice::Disclosure> = envelope
+                .disclosures
+                .iter()
+                .filter(|d| !strip.contains(&d.field))
+                .cloned()
+                .collect();
+            let part = match seal_disclosures(envelope, &kept, &r.id, key, &mut *self.rng()) {
+                Ok(p) => p,
+                Err(e) => {
+                    let reason = format!("not sealed: {e}");
+                    audits.push(audit(format!("withheld: {reason}")));
+                    decisions.push((id, r.id.clone(), Delivery::Withheld { at: now, reason }));
+                    continue;
+                }
+            };
+            parts.push(part);
+            let mut decision = format!("sent sealed through {peer}");
+            if !strip.is_empty() {
+                decision.push_str(&format!(" without {}", field_names(&strip)));
+            }
+            audits.push(audit(decision));
+            decisions.push((
+                id,
+                r.id.clone(),
+                Delivery::Transit {
+                    at: now,
+                    via: peer.to_string(),
+                    stripped: strip,
+                },
+            ));
+        }
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Transit {
+            body: envelope.body.clone(),
+            signature: envelope.signature.clone(),
+            parts,
         }))
     }
 
@@ -275,5 +581,30 @@ impl Exchange {
                 .is_some_and(|d| d.disclosed())),
             _ => Ok(true),
         }
+    }
+}
+
+/// About how many bytes an item takes in a batch frame.
+fn item_bytes(item: &Item) -> usize {
+    match item {
+        Item::Notice(e) => {
+            e.body.len()
+                + e.signature.len()
+                + e.disclosures
+                    .iter()
+                    .map(|d| d.value.len() + 24)
+                    .sum::<usize>()
+        }
+        Item::Hit(h) => h.body.len() + h.signature.len(),
+        Item::Transit(t) => {
+            t.body.len()
+                + t.signature.len()
+                + t.parts
+                    .iter()
+                    .map(|p| p.enc.len() + p.ct.len() + p.recipient.len() + 8)
+                    .sum::<usize>()
+        }
+        Item::SealedHit(h) => h.part.enc.len() + h.part.ct.len() + 200,
+        Item::Delivery(d) => d.body.len() + d.signature.len(),
     }
 }

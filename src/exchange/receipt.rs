@@ -8,7 +8,7 @@ use super::{Exchange, ReadError};
 use crate::notice::{self, NoticeId, SubjectField};
 use crate::policy::{self, Outbound};
 use crate::proto::ReceiptBody;
-use crate::store::{Acked, Delivery, StoreError};
+use crate::store::{Acked, AuditDraft, Delivery, Operation, StoreError};
 
 /// Why a receipt was not recorded.
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +41,38 @@ impl Exchange {
         carried: &[(u64, NoticeId)],
     ) -> Result<(), ReceiptError> {
         let mut outcomes = Vec::with_capacity(carried.len());
+        let cfg = self.config();
         for (seq, id) in carried {
-            let outcome = match r.rejected.iter().find(|(s, _)| s == seq) {
-                Some((_, reason)) => {
+            let rejected = r.rejected.iter().find(|(s, _)| s == seq).map(|(_, r)| r);
+            let Some(prior) = self.store.delivery(id, peer)? else {
+                // Nothing was decided toward `peer` itself: a notice it
+                // carries for others, or a report. Its refusal to carry
+                // is what became of the notice toward those others.
+                if let Some(reason) = rejected {
+                    for m in &cfg.members {
+                        if let Some(Delivery::Transit { via, .. }) =
+                            self.store.delivery(id, &m.id)?
+                        {
+                            if via == peer {
+                                warn!(peer = %peer, notice = %id, member = %m.id, reason = %reason, "relay refused to carry a notice");
+                                outcomes.push((
+                                    *id,
+                                    m.id.clone(),
+                                    Delivery::Rejected {
+                                        at: r.at,
+                                        reason: format!(
+                                            "relay `{peer}` refused to carry it: {reason}"
+                                        ),
+                                    },
+                                ));
+                            }
+                        }
+                    }
+                }
+                continue;
+            };
+            let outcome = match rejected {
+                Some(reason) => {
                     warn!(peer = %peer, notice = %id, reason = %reason, "member rejected a notice");
                     Delivery::Rejected {
                         at: r.at,
@@ -51,14 +80,14 @@ impl Exchange {
                     }
                 }
                 None => {
-                    let stripped = match self.store.delivery(id, peer)? {
-                        Some(Delivery::Sent { stripped, .. }) => stripped,
+                    let stripped = match prior {
+                        Delivery::Sent { stripped, .. } => stripped,
                         _ => Vec::new(),
                     };
                     Delivery::Delivered { at: r.at, stripped }
                 }
             };
-            outcomes.push((*id, outcome));
+            outcomes.push((*id, peer.to_string(), outcome));
         }
         let acked = Acked {
             epoch: r.epoch,
@@ -66,6 +95,41 @@ impl Exchange {
             at: r.at,
         };
         self.store.record_receipt(peer, &acked, &outcomes)?;
+        for (_, id) in carried {
+            self.release_carried(id, r.at)?;
+        }
+        Ok(())
+    }
+
+    /// Erases a notice held in transit once every recipient it is carried
+    /// to has receipted or refused it: a relay keeps nothing it no longer
+    /// needs to pass on.
+    fn release_carried(&self, id: &NoticeId, now: i64) -> Result<(), StoreError> {
+        let Some((rec, t)) = self.store.carried(id)? else {
+            return Ok(());
+        };
+        if rec.erased || t.parts.is_empty() {
+            return Ok(());
+        }
+        let mut done = Vec::new();
+        for r in t.recipients() {
+            match self.store.delivery(id, r)? {
+                Some(Delivery::Delivered { .. } | Delivery::Rejected { .. }) => done.push(r),
+                _ => return Ok(()),
+            }
+        }
+        let audit = AuditDraft {
+            actor: "node".into(),
+            operation: Operation::Erase,
+            notice: Some(*id),
+            peer: None,
+            justification: Some("carried to every recipient".into()),
+            decision: format!("transit copy erased: receipted by {}", done.join(", ")),
+        };
+        if self.store.erase_carried(id, &[audit], now)? {
+            self.store.flush()?;
+            tracing::info!(notice = %id, "transit copy erased");
+        }
         Ok(())
     }
 
@@ -92,6 +156,25 @@ impl Exchange {
             };
             out.push(if m.id == body.origin {
                 st("origin", None, None, Vec::new())
+            } else if let (None, Some(d)) = (m.address, self.store.delivery(id, &m.id)?) {
+                match d {
+                    Delivery::Transit { at, via, stripped } => st(
+                        "in transit",
+                        Some(at),
+                        Some(format!("sealed to it, sent through {via}")),
+                        stripped,
+                    ),
+                    Delivery::Delivered { at, stripped } => {
+                        st("delivered", Some(at), None, stripped)
+                    }
+                    Delivery::Rejected { at, reason } => {
+                        st("rejected", Some(at), Some(reason), Vec::new())
+                    }
+                    Delivery::Withheld { at, reason } => {
+                        st("withheld", Some(at), Some(reason), Vec::new())
+                    }
+                    Delivery::Sent { at, stripped } => st("pending", Some(at), None, stripped),
+                }
             } else if m.address.is_none() {
                 st(
                     "indirect",
@@ -123,6 +206,12 @@ impl Exchange {
                     Some(Delivery::Rejected { at, reason }) => {
                         st("rejected", Some(at), Some(reason), Vec::new())
                     }
+                    Some(Delivery::Transit { at, via, stripped }) => st(
+                        "in transit",
+                        Some(at),
+                        Some(format!("sealed to it, sent through {via}")),
+                        stripped,
+                    ),
                     // Not scanned for this member yet: say what policy would do.
                     None => match policy::outbound(self.me(), cfg.relay, m, &body, &held, false) {
                         Outbound::Withhold(reason) => {

@@ -63,6 +63,10 @@ pub struct NoticeView {
     pub stored_at: String,
     /// The stored envelope re-verified against the origin's pinned key.
     pub signature_verified: bool,
+    /// For a notice this relay carries in transit: the recipients it is
+    /// sealed to (the relay shows nothing else of what it says).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transit_to: Vec<String>,
 }
 
 impl NoticeView {
@@ -100,6 +104,7 @@ impl NoticeView {
             received_from: rec.received_from.clone(),
             stored_at: crate::time::rfc3339(rec.stored_at),
             signature_verified: false,
+            transit_to: Vec::new(),
         }
     }
 }
@@ -117,6 +122,9 @@ impl Exchange {
         let Some((rec, entry)) = self.store.get(id)? else {
             return Ok(None);
         };
+        if self.store.carried(id)?.is_some() {
+            return Ok(Some(self.transit_view(id, &rec)?));
+        }
         let mut v = self.view(id, &rec, &entry);
         if v.replaced_by.is_none() && v.action != "cancel" && rec.state != NoticeState::Active {
             // Replaced before the store kept successors (format 3).
@@ -134,7 +142,10 @@ impl Exchange {
         for r in self.store.records() {
             let (id, _) = r?;
             if let Some((rec, entry)) = self.store.get(&id)? {
-                out.push(self.view(&id, &rec, &entry));
+                // Carried for others: counted, never listed.
+                if self.store.carried(&id)?.is_none() {
+                    out.push(self.view(&id, &rec, &entry));
+                }
             }
         }
         Ok(out)
@@ -241,6 +252,44 @@ impl Exchange {
             received_from: rec.received_from.clone(),
             stored_at: crate::time::rfc3339(rec.stored_at),
             signature_verified: ok,
+            transit_to: Vec::new(),
         }
+    }
+
+    /// What a relay shows of a notice it carries in transit: who sent it
+    /// to whom, its kind, handling and expiry; never its summary, case,
+    /// contact or anything sealed.
+    fn transit_view(&self, id: &NoticeId, rec: &NoticeRecord) -> Result<NoticeView, ReadError> {
+        let Some((_, t)) = self.store.carried(id)? else {
+            return Ok(NoticeView::unreadable(id, rec));
+        };
+        let mut v = self.view(id, rec, &t.bare());
+        v.summary = String::new();
+        v.case_ref = String::new();
+        v.contact = String::new();
+        v.legal_basis = String::new();
+        v.handling_note = v.handling_note.map(|_| "(sealed)".into());
+        v.withheld_fields = Vec::new();
+        v.erased_fields = Vec::new();
+        v.state = if rec.erased {
+            format!("{} (transit copy erased)", rec.state.as_str())
+        } else {
+            "transit".into()
+        };
+        v.transit_to = t.recipients().map(str::to_string).collect();
+        Ok(v)
+    }
+
+    /// How many notices this relay holds in transit for others (not yet
+    /// erased).
+    pub fn transit_count(&self) -> Result<usize, ReadError> {
+        let mut n = 0;
+        for r in self.store.records() {
+            let (_, rec) = r?;
+            if rec.state == NoticeState::Transit && !rec.erased {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 }

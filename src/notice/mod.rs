@@ -8,7 +8,9 @@ pub mod hit;
 pub mod input;
 pub mod model;
 pub mod screening;
+pub mod seal;
 pub mod text;
+pub mod transit;
 
 pub use envelope::{
     commit_subject, seal, strip, verify, verify_batch, Action, Body, Commitment, Disclosure,
@@ -17,20 +19,27 @@ pub use envelope::{
 pub use input::{InputError, IssueContext, NoticeInput};
 pub use model::*;
 
-/// One entry of a node's log and of a feed batch: a notice, or a hit report
-/// travelling back toward the notice's origin.
+/// One entry of a node's log and of a feed batch: a notice, a hit report
+/// travelling back toward the notice's origin, or what relays carry for
+/// others (a notice in transit, a sealed hit report, a delivery report).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Item {
     Notice(Envelope),
     Hit(hit::HitReport),
+    Transit(transit::Transit),
+    SealedHit(transit::SealedHit),
+    Delivery(transit::DeliveryReport),
 }
 
 impl Item {
-    /// The item's id: the notice id, or SHA-256 of the hit report's body.
+    /// The item's id: the notice id, or SHA-256 of a report's body.
     pub fn id(&self) -> NoticeId {
         match self {
             Item::Notice(e) => NoticeId::of_body(&e.body),
             Item::Hit(h) => NoticeId::of_body(&h.body),
+            Item::Transit(t) => t.id(),
+            Item::SealedHit(h) => NoticeId(h.hit),
+            Item::Delivery(d) => NoticeId::of_body(&d.body),
         }
     }
 }

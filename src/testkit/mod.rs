@@ -25,6 +25,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::exchange::Exchange;
 use crate::identity::format_public_key;
+use crate::notice::seal::{format_encryption_key, DecryptionKey};
 use crate::notice::{NoticeId, NoticeInput};
 use crate::proto::{self, Action, Event, Feed, Message, Session, SessionParams};
 use crate::store::Store;
@@ -52,6 +53,9 @@ pub enum HarnessError {
 struct SimNode {
     /// Signs everything the node originates (made from the seed).
     key: SigningKey,
+    /// Opens what members seal to it (made from the seed); its public half
+    /// is pinned by every other node.
+    decryption: DecryptionKey,
     /// A relay forwards what it holds to its other members.
     relay: bool,
     /// Lines added to its `[policy.inbound]`.
@@ -217,10 +221,12 @@ impl Harness {
     pub fn add_node(&mut self, id: &str, relay: bool, inbound: &[&str]) {
         let mut seed = [0u8; 32];
         self.rng.fill(&mut seed);
+        let decryption = DecryptionKey::generate(&mut self.rng);
         self.nodes.insert(
             id.to_string(),
             SimNode {
                 key: SigningKey::from_bytes(&seed),
+                decryption,
                 relay,
                 inbound: inbound.iter().map(|l| l.to_string()).collect(),
                 dir: self.root.join(id),
@@ -248,6 +254,16 @@ impl Harness {
             .get(id)
             .ok_or_else(|| HarnessError::NoNode(id.into()))?
             .key)
+    }
+
+    /// A node's private encryption key (a test opening what was sealed to
+    /// a manual member).
+    pub fn decryption_key(&self, id: &str) -> Result<&DecryptionKey, HarnessError> {
+        Ok(&self
+            .nodes
+            .get(id)
+            .ok_or_else(|| HarnessError::NoNode(id.into()))?
+            .decryption)
     }
 
     /// The `Hello` a manual node `from` sends `to` on the link as it is now,
@@ -292,8 +308,9 @@ impl Harness {
         );
     }
 
-    /// The config of `id` as TOML: every other node is a member (its key
-    /// pinned), with an address where a direct link exists.
+    /// The config of `id` as TOML: every other node is a member (its
+    /// signing and encryption keys pinned), with an address where a direct
+    /// link exists.
     fn config_text(&self, id: &str) -> Result<String, HarnessError> {
         let n = self
             .nodes
@@ -311,8 +328,9 @@ impl Harness {
         }
         for (m, other) in self.nodes.iter().filter(|(m, _)| *m != id) {
             t.push_str(&format!(
-                "[[members]]\nid = \"{m}\"\nsigning_key = \"{}\"\n",
-                format_public_key(&other.key.verifying_key())
+                "[[members]]\nid = \"{m}\"\nsigning_key = \"{}\"\nencryption_key = \"{}\"\n",
+                format_public_key(&other.key.verifying_key()),
+                format_encryption_key(other.decryption.public())
             ));
             if self.links.contains_key(&key_of(id, m)) {
                 t.push_str("address = \"127.0.0.1:3\"\n");
@@ -358,12 +376,10 @@ impl Harness {
             error: e.to_string(),
         })?;
         n.head = store.head();
-        n.exchange = Some(Exchange::new(
-            cfg,
-            n.key.clone(),
-            store,
-            StdRng::seed_from_u64(rng_seed),
-        ));
+        n.exchange = Some(
+            Exchange::new(cfg, n.key.clone(), store, StdRng::seed_from_u64(rng_seed))
+                .with_decryption(Some(n.decryption.clone())),
+        );
         Ok(())
     }
 
@@ -589,6 +605,26 @@ impl Harness {
         let before = l.wire.len();
         l.wire.retain(|p| !drop(&p.to, &p.msg));
         before - l.wire.len()
+    }
+
+    /// Changes messages on the wire between `a` and `b` in place (a relay
+    /// or a network that alters what it carries): `f` gets the receiver
+    /// and the message and returns whether it changed it; returns how many
+    /// it changed.
+    pub fn tamper(
+        &mut self,
+        a: &str,
+        b: &str,
+        mut f: impl FnMut(&str, &mut Message) -> bool,
+    ) -> usize {
+        let Some(l) = self.links.get_mut(&key_of(a, b)) else {
+            return 0;
+        };
+        l.wire
+            .iter_mut()
+            .map(|p| f(&p.to, &mut p.msg))
+            .filter(|changed| *changed)
+            .count()
     }
 
     /// How many messages in flight between `a` and `b` `pick` picks.

@@ -326,12 +326,70 @@ pub fn run(cfg: &SimConfig) -> Result<SimReport, SimError> {
                 }
             }
         }
+        // Transit: a relay the origin links to but the audience does not
+        // name carries the notice, sealed, to the named members it links to
+        // and the origin does not; they then pass it on like any holder.
+        let mut carriers = BTreeSet::new();
+        if let Some(a) = &n.audience {
+            let direct = neighbours
+                .get(n.origin.as_str())
+                .cloned()
+                .unwrap_or_default();
+            let mut reached = Vec::new();
+            for r in direct
+                .iter()
+                .filter(|r| relays.contains(**r) && !a.contains(**r))
+            {
+                for x in neighbours.get(r).into_iter().flatten() {
+                    if a.contains(*x) && !direct.contains(x) && *x != n.origin {
+                        carriers.insert(r.to_string());
+                        reached.push(*x);
+                    }
+                }
+            }
+            let mut frontier = VecDeque::new();
+            for x in reached {
+                if expected.insert(x.to_string()) {
+                    frontier.push_back(x);
+                }
+            }
+            while let Some(at) = frontier.pop_front() {
+                if !relays.contains(at) {
+                    continue;
+                }
+                for next in neighbours.get(at).into_iter().flatten() {
+                    if *next != n.origin && admits(next) && expected.insert(next.to_string()) {
+                        frontier.push_back(next);
+                    }
+                }
+            }
+        }
         for id in &ids {
             let ex = hx.node(id).map_err(h)?;
             let held = ex
                 .store()
                 .get(&n.id)
                 .map_err(|e| fail(format!("{id}: {e}")))?;
+            if carriers.contains(id) && !expected.contains(id) {
+                // Carried sealed: held in transit (or its tombstone), never
+                // with anything a person could be found by.
+                if let Some((rec, env)) = &held {
+                    if !env.disclosures.is_empty()
+                        || !matches!(
+                            rec.state,
+                            NoticeState::Transit | NoticeState::Cancelled | NoticeState::Expired
+                        )
+                    {
+                        return Err(fail(format!(
+                            "relay {id} holds notice {} as {} with {} disclosures",
+                            n.id,
+                            rec.state.as_str(),
+                            env.disclosures.len()
+                        )));
+                    }
+                }
+                continue;
+            }
             let should = *id == n.origin || expected.contains(id);
             if held.is_some() != should {
                 return Err(fail(format!(

@@ -223,13 +223,27 @@ impl Federation {
             .unwrap_or_else(|| panic!("init printed `{init_line}`, not `{id} ed25519:...`"))
             .to_string();
         assert!(key.starts_with("ed25519:"), "init printed key `{key}`");
+        let config = dir.join("vigil.toml");
+        let out = vigil(&["id", "--config", s(&config), "--json"]);
+        out.assert_ok("vigil id --json after init");
+        let v: serde_json::Value =
+            serde_json::from_str(out.stdout.trim()).expect("id --json is JSON");
+        let encryption_key = v["encryption_key"]
+            .as_str()
+            .unwrap_or_else(|| panic!("id --json has no encryption_key: {v}"))
+            .to_string();
+        assert!(
+            encryption_key.starts_with("xwing:"),
+            "id --json printed encryption key `{encryption_key}`"
+        );
         NodeDir {
             id: id.to_string(),
-            config: dir.join("vigil.toml"),
+            config,
             dir,
             listen,
             init_line,
             key,
+            encryption_key,
         }
     }
 }
@@ -244,6 +258,9 @@ pub struct NodeDir {
     pub init_line: String,
     /// The public signing key from that line.
     pub key: String,
+    /// The public encryption key (`xwing:BASE64`) from `vigil id --json`,
+    /// pinned by the members this node is added to.
+    pub encryption_key: String,
 }
 
 impl NodeDir {
@@ -271,8 +288,8 @@ impl NodeDir {
 
     fn push_member(&self, other: &NodeDir, address: Option<&str>) {
         let mut entry = format!(
-            "\n[[members]]\nid = \"{}\"\nsigning_key = \"{}\"\n",
-            other.id, other.key
+            "\n[[members]]\nid = \"{}\"\nsigning_key = \"{}\"\nencryption_key = \"{}\"\n",
+            other.id, other.key, other.encryption_key
         );
         if let Some(a) = address {
             entry.push_str(&format!("address = \"{a}\"\n"));

@@ -1,0 +1,365 @@
+//! Transit (docs/format.md#transit): a notice carried by relays it is not
+//! addressed to, with each named recipient's disclosures sealed to that
+//! recipient ([`super::seal`]); the hit reports that answer it, sealed to
+//! its origin; and the recipient's signed word on what it did with it.
+//!
+//! Why: agencies link to a hub rather than to every partner. The signed
+//! body stays readable, so every hop verifies the origin's signature and
+//! applies expiry, kind and handling rules, while what identifies a person
+//! crosses the hub unreadable to it.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use super::envelope::{Disclosure, Envelope, NoticeId};
+use super::hit::HitReport;
+use super::seal::{self, DecryptionKey, EncryptionKey, SealError, SealedPart, Sealing};
+use super::NoticeError;
+
+/// Most sealed parts one transit item carries (one per named recipient).
+pub const MAX_PARTS: usize = 256;
+/// Domain separation for delivery report signatures.
+pub const DELIVERY_DOMAIN: &[u8] = b"vigil/delivery/v1\0";
+
+/// A notice in transit: the origin's exact body and signature, and for
+/// each named recipient the disclosures meant for it, sealed to its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transit {
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+    pub parts: Vec<SealedPart>,
+}
+
+/// Why a transit item could not be opened or checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitError {
+    #[error("no sealed part for `{0}`")]
+    NoPart(String),
+    #[error("{0} sealed parts, over the limit of {MAX_PARTS}")]
+    TooManyParts(usize),
+    #[error("two sealed parts for `{0}`")]
+    TwoParts(String),
+    #[error("sealed part for `{recipient}`: {error}")]
+    Seal { recipient: String, error: SealError },
+    #[error("sealed part for `{0}` does not hold disclosures: {1}")]
+    Plaintext(String, String),
+    #[error("this node has no encryption key to open sealed parts")]
+    NoKey,
+}
+
+impl Transit {
+    /// The notice's id (SHA-256 of its body).
+    pub fn id(&self) -> NoticeId {
+        NoticeId::of_body(&self.body)
+    }
+
+    /// The signed body without any disclosure: what a relay may verify.
+    pub fn bare(&self) -> Envelope {
+        Envelope {
+            body: self.body.clone(),
+            signature: self.signature.clone(),
+            disclosures: Vec::new(),
+        }
+    }
+
+    /// The recipients it carries parts for, in order.
+    pub fn recipients(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().map(|p| p.recipient.as_str())
+    }
+
+    /// Bounds and shape: at most [`MAX_PARTS`], one per recipient.
+    pub fn check_parts(&self) -> Result<(), TransitError> {
+        if self.parts.len() > MAX_PARTS {
+            return Err(TransitError::TooManyParts(self.parts.len()));
+        }
+        for (i, p) in self.parts.iter().enumerate() {
+            if self.parts[..i].iter().any(|q| q.recipient == p.recipient) {
+                return Err(TransitError::TwoParts(p.recipient.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The same item carrying only `recipient`'s part (what goes to it):
+    /// no recipient learns what another was sent, even sealed.
+    pub fn only_for(&self, recipient: &str) -> Option<Transit> {
+        let part = self.parts.iter().find(|p| p.recipient == recipient)?;
+        Some(Transit {
+            body: self.body.clone(),
+            signature: self.signature.clone(),
+            parts: vec![part.clone()],
+        })
+    }
+
+    /// Opens this node's part: the envelope with the disclosures sealed to
+    /// `me`, still to be verified like any received notice.
+    pub fn open(&self, me: &str, key: Option<&DecryptionKey>) -> Result<Envelope, TransitError> {
+        self.check_parts()?;
+        let part = self
+            .parts
+            .iter()
+            .find(|p| p.recipient == me)
+            .ok_or_else(|| TransitError::NoPart(me.to_string()))?;
+        let key = key.ok_or(TransitError::NoKey)?;
+        let plain = seal::open(Sealing::Disclosures, part, me, key, &self.id().0).map_err(|e| {
+            TransitError::Seal {
+                recipient: me.to_string(),
+                error: e,
+            }
+        })?;
+        let disclosures: Vec<Disclosure> = super::decode_exact(&plain)
+            .map_err(|e| TransitError::Plaintext(me.to_string(), e.to_string()))?;
+        Ok(Envelope {
+            body: self.body.clone(),
+            signature: self.signature.clone(),
+            disclosures,
+        })
+    }
+}
+
+/// Seals `disclosures` of the notice `envelope` to `recipient`.
+pub fn seal_disclosures(
+    envelope: &Envelope,
+    disclosures: &[Disclosure],
+    recipient: &str,
+    key: &EncryptionKey,
+    rng: &mut (impl rand::RngCore + rand::CryptoRng),
+) -> Result<SealedPart, SealError> {
+    let plain = postcard::to_allocvec(disclosures)
+        .map_err(|e| SealError::Malformed(format!("encoding disclosures: {e}")))?;
+    let id = NoticeId::of_body(&envelope.body);
+    seal::seal(Sealing::Disclosures, recipient, key, &id.0, &plain, rng)
+}
+
+/// A hit report on a notice held in transit, sealed to the notice's origin:
+/// the relays on the way learn who reports on which notice, not where or
+/// what matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedHit {
+    /// The screening node; a relay accepts the item only from it.
+    pub reporter: String,
+    /// The notice's origin, to whom it is sealed.
+    pub origin: String,
+    pub notice: NoticeId,
+    /// SHA-256 of the report's body: one report delivered twice stays one.
+    pub hit: [u8; 32],
+    pub part: SealedPart,
+}
+
+impl SealedHit {
+    /// Seals `report` (by `reporter`, on `notice`) to `origin`'s key.
+    pub fn seal(
+        report: &HitReport,
+        reporter: &str,
+        origin: &str,
+        notice: NoticeId,
+        key: &EncryptionKey,
+        rng: &mut (impl rand::RngCore + rand::CryptoRng),
+    ) -> Result<SealedHit, SealError> {
+        let plain = postcard::to_allocvec(report)
+            .map_err(|e| SealError::Malformed(format!("encoding a hit report: {e}")))?;
+        let hit = NoticeId::of_body(&report.body).0;
+        Ok(SealedHit {
+            reporter: reporter.to_string(),
+            origin: origin.to_string(),
+            notice,
+            hit,
+            part: seal::seal(Sealing::HitReport, origin, key, &hit, &plain, rng)?,
+        })
+    }
+
+    /// Opens it on the origin (`me`): the report, whose id, reporter and
+    /// notice must be what the outside says.
+    pub fn open(&self, me: &str, key: Option<&DecryptionKey>) -> Result<HitReport, TransitError> {
+        let key = key.ok_or(TransitError::NoKey)?;
+        let plain =
+            seal::open(Sealing::HitReport, &self.part, me, key, &self.hit).map_err(|e| {
+                TransitError::Seal {
+                    recipient: me.to_string(),
+                    error: e,
+                }
+            })?;
+        let report: HitReport = super::decode_exact(&plain)
+            .map_err(|e| TransitError::Plaintext(me.to_string(), e.to_string()))?;
+        let inner = report
+            .peek()
+            .map_err(|e| TransitError::Plaintext(me.to_string(), e.to_string()))?;
+        if NoticeId::of_body(&report.body).0 != self.hit
+            || inner.reporter != self.reporter
+            || inner.notice != self.notice
+            || inner.origin != self.origin
+        {
+            return Err(TransitError::Plaintext(
+                me.to_string(),
+                "the sealed report is not the one its envelope names".into(),
+            ));
+        }
+        Ok(report)
+    }
+}
+
+/// What a recipient states about a notice that reached it in transit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryBody {
+    /// The recipient that received it.
+    pub receiver: String,
+    /// The notice's origin, to whom the report goes.
+    pub origin: String,
+    pub notice: NoticeId,
+    /// The relay it came through: the report goes back that way.
+    pub via: String,
+    /// `None`: stored; `Some(reason)`: refused, with the reason.
+    pub refused: Option<String>,
+    pub at: i64,
+}
+
+/// A delivery report: exact body bytes and the receiver's signature, so
+/// the origin learns from the recipient itself, not from a relay, whether
+/// its notice arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryReport {
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+impl DeliveryReport {
+    /// Signs a delivery body with the receiver's key.
+    pub fn sign(key: &SigningKey, body: &DeliveryBody) -> Result<DeliveryReport, NoticeError> {
+        let bytes = postcard::to_allocvec(body)
+            .map_err(|e| NoticeError::Malformed(format!("encoding a delivery report: {e}")))?;
+        let mut msg = DELIVERY_DOMAIN.to_vec();
+        msg.extend_from_slice(&bytes);
+        Ok(DeliveryReport {
+            body: bytes,
+            signature: key.sign(&msg).to_bytes().to_vec(),
+        })
+    }
+
+    /// Decodes the body without checking the signature.
+    pub fn peek(&self) -> Result<DeliveryBody, NoticeError> {
+        super::decode_exact(&self.body)
+            .map_err(|e| NoticeError::Malformed(format!("delivery report: {e}")))
+    }
+
+    /// Verifies the signature with the receiver's pinned key and decodes.
+    pub fn verify(
+        &self,
+        key_of: impl Fn(&str) -> Option<VerifyingKey>,
+    ) -> Result<DeliveryBody, NoticeError> {
+        let body = self.peek()?;
+        let key = key_of(&body.receiver)
+            .ok_or_else(|| NoticeError::UnknownOrigin(body.receiver.clone()))?;
+        let sig: [u8; 64] = self
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| NoticeError::BadSignature)?;
+        let mut msg = DELIVERY_DOMAIN.to_vec();
+        msg.extend_from_slice(&self.body);
+        key.verify_strict(&msg, &Signature::from_bytes(&sig))
+            .map_err(|_| NoticeError::BadSignature)?;
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notice::envelope::{seal as sign, Disclosure};
+    use crate::notice::SubjectField;
+    use rand::SeedableRng;
+
+    fn notice() -> (Envelope, Vec<Disclosure>) {
+        let d = vec![Disclosure {
+            salt: [3; 16],
+            field: SubjectField::FamilyName,
+            value: postcard::to_allocvec("Quennell").unwrap(),
+        }];
+        let key = SigningKey::from_bytes(&[4; 32]);
+        (sign(&key, vec![1, 2, 3], d.clone()), d)
+    }
+
+    #[test]
+    fn the_recipient_opens_its_part_and_nobody_else_does() {
+        let mut r = rand::rngs::StdRng::seed_from_u64(1);
+        let s2 = DecryptionKey::generate(&mut r);
+        let s3 = DecryptionKey::generate(&mut r);
+        let (env, d) = notice();
+        let t = Transit {
+            body: env.body.clone(),
+            signature: env.signature.clone(),
+            parts: vec![
+                seal_disclosures(&env, &d, "s2", s2.public(), &mut r).unwrap(),
+                seal_disclosures(&env, &[], "s3", s3.public(), &mut r).unwrap(),
+            ],
+        };
+        assert_eq!(t.open("s2", Some(&s2)).unwrap(), env);
+        assert!(t.open("s3", Some(&s3)).unwrap().disclosures.is_empty());
+        assert_eq!(
+            t.open("s4", Some(&s3)),
+            Err(TransitError::NoPart("s4".into()))
+        );
+        assert_eq!(t.open("s2", None), Err(TransitError::NoKey));
+        let only = t.only_for("s2").unwrap();
+        assert_eq!(only.recipients().collect::<Vec<_>>(), ["s2"]);
+        // A part moved onto another notice does not open there.
+        let mut moved = only.clone();
+        moved.body.push(0);
+        assert!(matches!(
+            moved.open("s2", Some(&s2)),
+            Err(TransitError::Seal { .. })
+        ));
+        let mut twice = t.clone();
+        twice.parts.push(twice.parts[0].clone());
+        assert_eq!(
+            twice.check_parts(),
+            Err(TransitError::TwoParts("s2".into()))
+        );
+    }
+
+    #[test]
+    fn a_sealed_hit_opens_only_as_what_it_says_it_is() {
+        use crate::notice::hit::HitBody;
+        let mut r = rand::rngs::StdRng::seed_from_u64(2);
+        let s1 = DecryptionKey::generate(&mut r);
+        let k = SigningKey::from_bytes(&[5; 32]);
+        let body = HitBody {
+            reporter: "s2".into(),
+            origin: "s1".into(),
+            notice: NoticeId([1; 32]),
+            at: 7,
+            place: "Port of Antwerp".into(),
+            contact: "desk".into(),
+            matched: "name+dob".into(),
+            nonce: [0; 16],
+        };
+        let report = HitReport::sign(&k, &body).unwrap();
+        let sealed =
+            SealedHit::seal(&report, "s2", "s1", NoticeId([1; 32]), s1.public(), &mut r).unwrap();
+        assert_eq!(sealed.open("s1", Some(&s1)).unwrap(), report);
+        let mut lie = sealed.clone();
+        lie.reporter = "s3".into();
+        assert!(lie.open("s1", Some(&s1)).is_err());
+    }
+
+    #[test]
+    fn delivery_reports_verify_only_with_the_receivers_key() {
+        let k = SigningKey::from_bytes(&[6; 32]);
+        let body = DeliveryBody {
+            receiver: "s2".into(),
+            origin: "s1".into(),
+            notice: NoticeId([2; 32]),
+            via: "hub".into(),
+            refused: Some("sealed part does not open".into()),
+            at: 9,
+        };
+        let r = DeliveryReport::sign(&k, &body).unwrap();
+        assert_eq!(r.verify(|_| Some(k.verifying_key())).unwrap(), body);
+        let other = SigningKey::from_bytes(&[7; 32]).verifying_key();
+        assert!(r.verify(|_| Some(other)).is_err());
+    }
+}

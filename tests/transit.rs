@@ -1,0 +1,257 @@
+//! Transit on the deterministic harness: a hub carries notices addressed to
+//! spokes it is not addressed in, sealed; only the named recipient reads
+//! them; hit reports go home sealed; cancels, expiry and tampering.
+
+use vigil::notice::screening::Query;
+use vigil::notice::{Item, NoticeId, NoticeInput};
+use vigil::proto::Message;
+use vigil::store::{Delivery, NoticeState};
+use vigil::testkit::Harness;
+
+/// Steps any scenario may take before it must be quiet.
+const STEPS: usize = 200_000;
+
+fn notice(now: i64, audience: serde_json::Value, handling: &str, tag: &str) -> NoticeInput {
+    let json = serde_json::json!({
+        "kind": "wanted", "purpose": "locate-arrest", "legal_basis": "Warrant 7",
+        "handling": handling, "grading": {"source": "B", "information": "2"},
+        "subject_category": "suspect", "nature": "fact", "audience": audience,
+        "expires_at": vigil::time::rfc3339(now + 30 * vigil::time::DAY),
+        "summary": format!("Case {tag}"), "case_ref": tag, "contact": "+31 desk",
+        "subject": {"family_name": format!("Quennell-{tag}"), "given_names": "Ada",
+            "date_of_birth": "1980-04-01"}
+    });
+    serde_json::from_value(json).unwrap()
+}
+
+fn holds(h: &Harness, node: &str, id: &NoticeId) -> bool {
+    h.node(node).unwrap().store().contains(id).unwrap()
+}
+
+/// A hub (a relay) and spokes linked only to it; `hub_policy` is the hub's
+/// `[policy.inbound]`.
+fn hub(spokes: &[&str], hub_policy: &[&str]) -> Harness {
+    let mut h = Harness::new(21).unwrap();
+    h.add_node("hub", true, hub_policy);
+    for s in spokes {
+        h.add_node(s, false, &[]);
+        h.add_link("hub", s);
+    }
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    h
+}
+
+fn member_state(h: &Harness, node: &str, id: &NoticeId, member: &str) -> (String, Option<String>) {
+    let st = h
+        .node(node)
+        .unwrap()
+        .status(id)
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.member == member)
+        .unwrap();
+    (st.state, st.reason)
+}
+
+#[test]
+fn a_notice_to_one_spoke_crosses_the_hub_sealed_and_reaches_only_it() {
+    let mut h = hub(&["s1", "s2", "s3"], &[]);
+    let h1 = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["s2"]), "H1", "h1"),
+        )
+        .unwrap();
+    let h2 = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["s2"]), "H2", "h2"),
+        )
+        .unwrap();
+    h.run(STEPS).unwrap();
+    for id in [h1, h2] {
+        // s2 holds it whole, verified against s1's key.
+        let v = h.node("s2").unwrap().show(&id).unwrap().unwrap();
+        assert!(v.signature_verified);
+        assert!(v
+            .subject
+            .family_name
+            .as_deref()
+            .unwrap()
+            .starts_with("Quennell-"));
+        assert!(v.withheld_fields.is_empty(), "{:?}", v.withheld_fields);
+        assert!(!holds(&h, "s3", &id), "went past its audience");
+        // The hub holds it in transit only: no subject, no summary.
+        let hub = h.node("hub").unwrap();
+        let (rec, _) = hub.store().get(&id).unwrap().unwrap();
+        assert_eq!(rec.state, NoticeState::Transit);
+        let shown = hub.show(&id).unwrap().unwrap();
+        assert_eq!(shown.state, "transit (transit copy erased)");
+        assert_eq!(shown.subject, Default::default());
+        assert!(shown.summary.is_empty());
+        assert!(hub.list(None, None, true).unwrap().is_empty());
+        // Every recipient receipted it: the transit copy is erased.
+        let (_, t) = hub.store().carried(&id).unwrap().unwrap();
+        assert!(t.parts.is_empty(), "transit copy kept after delivery");
+        // The origin learns it from s2 itself.
+        assert_eq!(member_state(&h, "s1", &id, "s2").0, "delivered");
+    }
+    let hub = h.node("hub").unwrap();
+    assert_eq!(hub.transit_count().unwrap(), 0);
+    assert!(h.node("hub").unwrap().hits_received().unwrap().is_empty());
+}
+
+#[test]
+fn a_hit_on_a_transit_notice_goes_home_sealed() {
+    let mut h = hub(&["s1", "s2"], &[]);
+    let id = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["s2"]), "H1", "hit"),
+        )
+        .unwrap();
+    h.run(STEPS).unwrap();
+    let q = Query::name("Ada Quennell-hit", "1980-04-01", h.now()).unwrap();
+    let hits = h
+        .on("s2", |ex, now| {
+            ex.screen(&[q], "Border check", "Schiphol", "officer", now)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    h.run(STEPS).unwrap();
+    let home = h.node("s1").unwrap().hits_received().unwrap();
+    assert_eq!(home.len(), 1, "{home:?}");
+    assert_eq!(home[0].notice_id, id.to_string());
+    assert_eq!(home[0].place, "Schiphol");
+    assert!(home[0].signature_verified);
+    // The hub carried it without being able to read it.
+    let hub = h.node("hub").unwrap();
+    assert!(hub.store().hit_reports().next().is_none());
+    let log = hub.store().read_log(0, 1000, 1 << 30).unwrap();
+    assert!(log
+        .iter()
+        .any(|(_, e)| matches!(e.item, Item::SealedHit(_))));
+}
+
+#[test]
+fn a_cancel_follows_the_same_path_and_erases_everywhere() {
+    let mut h = hub(&["s1", "s2"], &[]);
+    let id = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["s2"]), "H1", "cx"),
+        )
+        .unwrap();
+    h.run(STEPS).unwrap();
+    assert!(holds(&h, "s2", &id));
+    let cancel = h
+        .on("s1", |ex, now| ex.cancel(&id, "arrested", "officer", now))
+        .unwrap()
+        .unwrap();
+    h.run(STEPS).unwrap();
+    let (rec, env) = h.node("s2").unwrap().store().get(&id).unwrap().unwrap();
+    assert_eq!(rec.state, NoticeState::Cancelled);
+    assert!(rec.erased && env.disclosures.is_empty());
+    assert!(holds(&h, "s2", &cancel));
+    let hub = h.node("hub").unwrap();
+    for i in [id, cancel] {
+        let (_, t) = hub.store().carried(&i).unwrap().unwrap();
+        assert!(t.parts.is_empty(), "hub kept a transit copy of {i}");
+    }
+    assert_eq!(hub.transit_count().unwrap(), 0);
+}
+
+#[test]
+fn a_transit_copy_for_a_spoke_that_stays_offline_is_erased_at_max_transit_days() {
+    let mut h = hub(&["s1", "s2"], &["max_transit_days = 2"]);
+    h.disconnect("hub", "s2");
+    let id = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["s2"]), "H1", "off"),
+        )
+        .unwrap();
+    h.run(STEPS).unwrap();
+    let hub = h.node("hub").unwrap();
+    assert_eq!(hub.transit_count().unwrap(), 1);
+    let shown = hub.show(&id).unwrap().unwrap();
+    assert_eq!(
+        (shown.state.as_str(), &shown.transit_to[..]),
+        ("transit", &["s2".to_string()][..])
+    );
+    assert_eq!(shown.subject, Default::default());
+    // A day later it is still held.
+    assert_eq!(hub.sweep(h.now() + vigil::time::DAY).unwrap(), 0);
+    assert_eq!(hub.transit_count().unwrap(), 1);
+    // Past two days it is erased, though the notice runs for 30.
+    assert_eq!(hub.sweep(h.now() + 2 * vigil::time::DAY + 1).unwrap(), 1);
+    assert_eq!(hub.transit_count().unwrap(), 0);
+    let (rec, t) = hub.store().carried(&id).unwrap().unwrap();
+    assert!(rec.erased && t.parts.is_empty());
+}
+
+#[test]
+fn a_tampered_sealed_part_is_refused_and_the_origin_sees_it_rejected() {
+    let mut h = hub(&["s1", "s2"], &[]);
+    let id = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["s2"]), "H1", "tamper"),
+        )
+        .unwrap();
+    // Let it reach the hub's wire toward s2, then flip one byte of the
+    // sealed part in flight.
+    let carried = |m: &Message| match m {
+        Message::Batch { entries, .. } => {
+            entries.iter().any(|(_, i)| matches!(i, Item::Transit(_)))
+        }
+        _ => false,
+    };
+    assert!(h
+        .run_until(STEPS, |h| h
+            .in_flight("hub", "s2", |to, m| to == "s2" && carried(m))
+            > 0)
+        .unwrap());
+    let flipped = h.tamper("hub", "s2", |to, m| {
+        let Message::Batch { entries, .. } = m else {
+            return false;
+        };
+        let mut changed = false;
+        for (_, item) in entries.iter_mut() {
+            if let Item::Transit(t) = item {
+                if to == "s2" {
+                    t.parts[0].ct[0] ^= 0x01;
+                    changed = true;
+                }
+            }
+        }
+        changed
+    });
+    assert_eq!(flipped, 1);
+    h.run(STEPS).unwrap();
+    assert!(!holds(&h, "s2", &id));
+    let refusals: Vec<_> = h
+        .node("s2")
+        .unwrap()
+        .store()
+        .audit_entries()
+        .map(Result::unwrap)
+        .filter(|e| e.notice == Some(id) && e.operation == vigil::store::Operation::Reject)
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert!(
+        refusals[0].decision.contains("does not open"),
+        "{}",
+        refusals[0].decision
+    );
+    let (state, reason) = member_state(&h, "s1", &id, "s2");
+    assert_eq!(state, "rejected");
+    assert!(reason.unwrap().contains("does not open"));
+    assert!(matches!(
+        h.node("s1").unwrap().store().delivery(&id, "s2").unwrap(),
+        Some(Delivery::Rejected { .. })
+    ));
+}
