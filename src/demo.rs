@@ -214,8 +214,11 @@ async fn narrate(mesh: &LocalMesh, out: &mut (impl Write + Send)) -> anyhow::Res
         )?;
     }
 
-    // 6. Every step is in each node's tamper-evident processing log.
-    writeln!(out, "\n6. processing logs (hash chains, signed heads):")?;
+    // 6. A notice for charlie alone crosses the hub sealed.
+    transit(a, b, c, out).await?;
+
+    // 7. Every step is in each node's tamper-evident processing log.
+    writeln!(out, "\n7. processing logs (hash chains, signed heads):")?;
     for n in [a, b, c] {
         let export = n.core().audit_export()?;
         match crate::audit::verify(&export, Some(&n.core().signing_key().verifying_key())) {
@@ -228,5 +231,73 @@ async fn narrate(mesh: &LocalMesh, out: &mut (impl Write + Send)) -> anyhow::Res
             Err(e) => anyhow::bail!("{}: audit chain broken: {e}", n.core().me()),
         }
     }
+    Ok(())
+}
+
+/// Step 6: alpha addresses a notice to charlie alone. bravo, the hub, is not
+/// addressed: it carries the notice with charlie's part sealed to charlie's
+/// encryption key, and shows nothing of the person.
+async fn transit(
+    a: &NodeHandle,
+    b: &NodeHandle,
+    c: &NodeHandle,
+    out: &mut (impl Write + Send),
+) -> anyhow::Result<()> {
+    let mut input = sample_notice();
+    input.audience = serde_json::from_value(serde_json::json!(["charlie"]))?;
+    input.case_ref = "RTM-2026-0043".into();
+    let id = a.issue(input).await?;
+    writeln!(
+        out,
+        "\n6. alpha issues a notice addressed to charlie only; alpha has no link to charlie:"
+    )?;
+    writeln!(out, "   id {id}")?;
+    step("the notice crosses bravo and reaches charlie", || {
+        holds(b, id) && holds(c, id)
+    })
+    .await?;
+    let hub = b
+        .core()
+        .show(&id)?
+        .ok_or_else(|| anyhow::anyhow!("bravo lost the transit notice"))?;
+    let carried = if hub.transit_to.is_empty() {
+        "carried it sealed; its copy is already erased, charlie receipted it".to_string()
+    } else {
+        format!(
+            "holds it in transit to {}, sealed",
+            hub.transit_to.join(", ")
+        )
+    };
+    writeln!(
+        out,
+        "   bravo (hub, not addressed) {carried}; subject fields bravo can read: {}",
+        if hub.subject.is_empty() {
+            "none".to_string()
+        } else {
+            serde_json::to_string(&hub.subject)?
+        }
+    )?;
+    let v = c
+        .core()
+        .show(&id)?
+        .ok_or_else(|| anyhow::anyhow!("charlie lost the notice"))?;
+    writeln!(
+        out,
+        "   charlie opened its sealed part: {} {}, alpha's signature verified: {}",
+        v.subject.family_name.as_deref().unwrap_or("?"),
+        v.subject.given_names.as_deref().unwrap_or("?"),
+        v.signature_verified
+    )?;
+    step("charlie's delivery report reaches alpha", || {
+        a.core().status(&id).ok().flatten().is_some_and(|s| {
+            s.iter()
+                .any(|m| m.member == "charlie" && m.state == "delivered")
+        })
+    })
+    .await?;
+    writeln!(
+        out,
+        "   alpha's status for charlie: delivered (charlie's own signed delivery report, relayed by bravo)"
+    )?;
     Ok(())
 }

@@ -255,3 +255,20 @@ fn a_tampered_sealed_part_is_refused_and_the_origin_sees_it_rejected() {
         Some(Delivery::Rejected { .. })
     ));
 }
+
+#[test]
+fn a_reload_that_gives_a_member_this_nodes_own_encryption_key_is_refused() {
+    let mut h = hub(&["s1", "s2"], &[]);
+    let own = vigil::notice::seal::format_encryption_key(h.decryption_key("s1").unwrap().public());
+    let theirs =
+        vigil::notice::seal::format_encryption_key(h.decryption_key("s2").unwrap().public());
+    let err = h
+        .reload("s1", |t| t.replace(&theirs, &own))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("encryption_key") && err.contains("this node's own encryption key"),
+        "{err}"
+    );
+}

@@ -59,6 +59,19 @@ impl Exchange {
             }
             .into());
         }
+        let own = self.decryption.as_ref().map(|k| k.public());
+        if let Some(i) = new
+            .members
+            .iter()
+            .position(|m| m.encryption_key.is_some() && m.encryption_key.as_ref() == own)
+        {
+            return Err(ConfigError {
+                file: new.path.clone(),
+                field: format!("members[{i}].encryption_key"),
+                message: "is this node's own encryption key: a member must hold its own key".into(),
+            }
+            .into());
+        }
         let mut report = Reload::default();
         // The disk reserve applies at once: an operator freeing the node
         // from a reserve set too high must not have to restart it.
@@ -69,6 +82,10 @@ impl Exchange {
             ("node.relay", new.relay != old.relay),
             ("node.contact", new.contact != old.contact),
             ("identity.signing_key", new.signing_key != old.signing_key),
+            (
+                "identity.encryption_key",
+                new.encryption_key != old.encryption_key,
+            ),
             ("identity.tls_cert", new.tls_cert != old.tls_cert),
             ("identity.tls_key", new.tls_key != old.tls_key),
             ("identity.ca_cert", new.ca_cert != old.ca_cert),
