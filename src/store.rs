@@ -441,25 +441,11 @@ impl HeldRef<'_> {
     /// The stored bytes, in one allocation of about the right size.
     fn encode(&self) -> Result<Vec<u8>, StoreError> {
         let item = match self.item {
-            ItemRef::Notice(e) => {
-                e.body.len()
-                    + e.signature.len()
-                    + e.disclosures
-                        .iter()
-                        .map(|d| d.value.len() + 24)
-                        .sum::<usize>()
-            }
-            ItemRef::Hit(h) => h.body.len() + h.signature.len(),
-            ItemRef::Transit(t) => {
-                t.body.len()
-                    + t.signature.len()
-                    + t.parts
-                        .iter()
-                        .map(|p| p.enc.len() + p.ct.len() + p.recipient.len() + 8)
-                        .sum::<usize>()
-            }
-            ItemRef::SealedHit(h) => h.part.enc.len() + h.part.ct.len() + 160,
-            ItemRef::Delivery(d) => d.body.len() + d.signature.len(),
+            ItemRef::Notice(e) => e.approx_len(),
+            ItemRef::Hit(h) => h.approx_len(),
+            ItemRef::Transit(t) => t.approx_len(),
+            ItemRef::SealedHit(h) => h.approx_len(),
+            ItemRef::Delivery(d) => d.approx_len(),
         };
         let meta = self.meta.map_or(0, |m| {
             128 + 8 * m.keys.len() + m.names.as_ref().map_or(0, |(_, n)| n.len())

@@ -413,21 +413,8 @@ impl Exchange {
                                 carried.recipients().collect::<Vec<_>>().join(", ")
                             ),
                         });
-                        if let Some(e) = &effect {
-                            out.audits.push(match &v.body.action {
-                                Action::Cancel { reason, .. } => {
-                                    erase_audit(&e.target, actor, peer, reason)
-                                }
-                                _ => AuditDraft {
-                                    actor: actor.to_string(),
-                                    operation: Operation::Alter,
-                                    notice: Some(e.target),
-                                    peer: peer.map(str::to_string),
-                                    justification: None,
-                                    decision: format!("superseded by {id}"),
-                                },
-                            });
-                        }
+                        out.audits
+                            .extend(effect_audit(&v.body.action, &effect, id, actor, peer));
                         out.accepted.push(Accepted {
                             id,
                             origin: v.body.origin.clone(),
@@ -465,21 +452,8 @@ impl Exchange {
                         justification: Some(v.body.legal_basis.clone()),
                         decision,
                     });
-                    if let Some(e) = &effect {
-                        out.audits.push(match &v.body.action {
-                            Action::Cancel { reason, .. } => {
-                                erase_audit(&e.target, actor, peer, reason)
-                            }
-                            _ => AuditDraft {
-                                actor: actor.to_string(),
-                                operation: Operation::Alter,
-                                notice: Some(e.target),
-                                peer: peer.map(str::to_string),
-                                justification: None,
-                                decision: format!("superseded by {id}"),
-                            },
-                        });
-                    }
+                    out.audits
+                        .extend(effect_audit(&v.body.action, &effect, id, actor, peer));
                     let envelope = if strip.is_empty() {
                         env.clone()
                     } else {
@@ -557,8 +531,11 @@ impl Exchange {
         let mut relayed = Vec::new();
         let mut outcomes = Vec::new();
         for (seq, item) in items {
+            // A relay passes on a report only from its author, on a
+            // notice it sent that author: nobody can make it store reports
+            // on notices it never carried to them.
             let passed = |notice: &NoticeId, author: &str| -> Result<bool, StoreError> {
-                Ok(relay && author == peer && self.store.contains(notice)?)
+                Ok(relay && author == peer && self.store.delivery(notice, author)?.is_some())
             };
             let verdict: Result<Option<AuditDraft>, String> = match &item {
                 Item::SealedHit(h) if h.origin == self.me() => {
@@ -588,6 +565,16 @@ impl Exchange {
                 Item::Delivery(d) => {
                     match d.verify(|r| if r == self.me() { None } else { self.key_of(r) }) {
                         Err(e) => Err(format!("delivery report: {e}")),
+                        Ok(b)
+                            if b.origin == self.me()
+                                && (b.via == peer || b.receiver == peer)
+                                && self.store.delivery(&b.notice, &b.receiver)?.is_none() =>
+                        {
+                            Err(format!(
+                                "delivery report by `{}` on a notice this node never sent it",
+                                b.receiver
+                            ))
+                        }
                         Ok(b) if b.origin == self.me() && (b.via == peer || b.receiver == peer) => {
                             self.delivery_outcome(&b, &mut outcomes)?;
                             out.audits.push(AuditDraft {
@@ -666,6 +653,29 @@ impl Exchange {
         outcomes.push((b.notice, b.receiver.clone(), outcome));
         Ok(())
     }
+}
+
+/// The audit entry of what an accepted update or cancel does to its
+/// target: superseded, or erased.
+fn effect_audit(
+    action: &Action,
+    effect: &Option<Effect>,
+    id: NoticeId,
+    actor: &str,
+    peer: Option<&str>,
+) -> Option<AuditDraft> {
+    let e = effect.as_ref()?;
+    Some(match action {
+        Action::Cancel { reason, .. } => erase_audit(&e.target, actor, peer, reason),
+        _ => AuditDraft {
+            actor: actor.to_string(),
+            operation: Operation::Alter,
+            notice: Some(e.target),
+            peer: peer.map(str::to_string),
+            justification: None,
+            decision: format!("superseded by {id}"),
+        },
+    })
 }
 
 /// How long a relay holds a notice in transit: its expiry, capped at

@@ -163,7 +163,7 @@ impl Exchange {
             )?;
             bytes += out[sent..]
                 .iter()
-                .map(|(_, i)| item_bytes(i))
+                .map(|(_, i)| i.approx_len())
                 .sum::<usize>();
         }
         if through > after {
@@ -581,30 +581,5 @@ impl Exchange {
                 .is_some_and(|d| d.disclosed())),
             _ => Ok(true),
         }
-    }
-}
-
-/// About how many bytes an item takes in a batch frame.
-fn item_bytes(item: &Item) -> usize {
-    match item {
-        Item::Notice(e) => {
-            e.body.len()
-                + e.signature.len()
-                + e.disclosures
-                    .iter()
-                    .map(|d| d.value.len() + 24)
-                    .sum::<usize>()
-        }
-        Item::Hit(h) => h.body.len() + h.signature.len(),
-        Item::Transit(t) => {
-            t.body.len()
-                + t.signature.len()
-                + t.parts
-                    .iter()
-                    .map(|p| p.enc.len() + p.ct.len() + p.recipient.len() + 8)
-                    .sum::<usize>()
-        }
-        Item::SealedHit(h) => h.part.enc.len() + h.part.ct.len() + 200,
-        Item::Delivery(d) => d.body.len() + d.signature.len(),
     }
 }

@@ -179,6 +179,19 @@ pub struct Envelope {
     pub disclosures: Vec<Disclosure>,
 }
 
+impl Envelope {
+    /// About how many bytes it takes encoded.
+    pub fn approx_len(&self) -> usize {
+        self.body.len()
+            + self.signature.len()
+            + self
+                .disclosures
+                .iter()
+                .map(|d| d.value.len() + 24)
+                .sum::<usize>()
+    }
+}
+
 /// A notice whose signature and disclosures have been checked.
 #[derive(Debug, Clone)]
 pub struct VerifiedNotice {

@@ -50,6 +50,11 @@ impl HitReport {
         })
     }
 
+    /// About how many bytes it takes encoded.
+    pub fn approx_len(&self) -> usize {
+        self.body.len() + self.signature.len()
+    }
+
     /// Decodes the body without checking the signature (to find the key).
     pub fn peek(&self) -> Result<HitBody, NoticeError> {
         super::decode_exact(&self.body)

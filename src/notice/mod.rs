@@ -42,6 +42,18 @@ impl Item {
             Item::Delivery(d) => NoticeId::of_body(&d.body),
         }
     }
+
+    /// About how many bytes the item takes encoded (within a few per
+    /// field): what batches and stored packs are sized by.
+    pub fn approx_len(&self) -> usize {
+        match self {
+            Item::Notice(e) => e.approx_len(),
+            Item::Hit(h) => h.approx_len(),
+            Item::Transit(t) => t.approx_len(),
+            Item::SealedHit(h) => h.approx_len(),
+            Item::Delivery(d) => d.approx_len(),
+        }
+    }
 }
 
 /// Why bytes did not decode as exactly one value.

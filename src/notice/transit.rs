@@ -55,6 +55,11 @@ impl Transit {
         NoticeId::of_body(&self.body)
     }
 
+    /// About how many bytes it takes encoded.
+    pub fn approx_len(&self) -> usize {
+        self.body.len() + self.signature.len() + self.parts.iter().map(part_len).sum::<usize>()
+    }
+
     /// The signed body without any disclosure: what a relay may verify.
     pub fn bare(&self) -> Envelope {
         Envelope {
@@ -119,6 +124,11 @@ impl Transit {
     }
 }
 
+/// About how many bytes a sealed part takes encoded.
+fn part_len(p: &SealedPart) -> usize {
+    p.enc.len() + p.ct.len() + p.recipient.len() + 8
+}
+
 /// Seals `disclosures` of the notice `envelope` to `recipient`.
 pub fn seal_disclosures(
     envelope: &Envelope,
@@ -168,6 +178,11 @@ impl SealedHit {
             hit,
             part: seal::seal(Sealing::HitReport, origin, key, &hit, &plain, rng)?,
         })
+    }
+
+    /// About how many bytes it takes encoded.
+    pub fn approx_len(&self) -> usize {
+        self.reporter.len() + self.origin.len() + 72 + part_len(&self.part)
     }
 
     /// Opens it on the origin (`me`): the report, whose id, reporter and
@@ -237,6 +252,11 @@ impl DeliveryReport {
             body: bytes,
             signature: key.sign(&msg).to_bytes().to_vec(),
         })
+    }
+
+    /// About how many bytes it takes encoded.
+    pub fn approx_len(&self) -> usize {
+        self.body.len() + self.signature.len()
     }
 
     /// Decodes the body without checking the signature.
