@@ -207,6 +207,28 @@ pub fn transit(
     }
 }
 
+/// Whether a notice's signed body may go to `carrier`, a member that is not
+/// addressed, to carry it sealed to others: this node's policy toward the
+/// carrier on kinds and grading holds for what the carrier can read. The
+/// reason when it may not.
+pub fn carrier(carrier: &Member, body: &Body) -> Option<String> {
+    let p = &carrier.outbound;
+    if let Some(kinds) = &p.kinds {
+        if !kinds.contains(&body.kind) {
+            return Some(format!(
+                "kind `{}` is not sent to this member",
+                body.kind.as_str()
+            ));
+        }
+    }
+    if let Some(min) = &p.min_grading {
+        if !body.grading.meets(min) {
+            return Some("grading is below this member's minimum".into());
+        }
+    }
+    None
+}
+
 /// Decides whether `member` may receive a notice held here, and stripped of
 /// what. `held` lists the disclosures this node holds.
 pub fn outbound(

@@ -248,11 +248,12 @@ pub enum Delivery {
     Withheld { at: i64, reason: String },
     /// The member's receipt refused it, with the member's reason.
     Rejected { at: i64, reason: String },
-    /// Sealed to the member and sent through the relay `via`; the member's
-    /// own delivery report will say what became of it.
+    /// Sealed to the member and sent through the relays `via`; the
+    /// member's own delivery report will say what became of it.
     Transit {
         at: i64,
-        via: String,
+        /// Every relay it went through, until each receipted or refused.
+        via: Vec<String>,
         stripped: Vec<SubjectField>,
     },
 }
@@ -1437,7 +1438,7 @@ impl Store {
     /// held (duplicates are skipped, so replays are idempotent), their audit
     /// entries and the sender's cursor. The caller flushes, then receipts.
     pub fn apply_batch(&self, batch: &InboundBatch) -> Result<Vec<NoticeId>, StoreError> {
-        if !batch.accepted.is_empty() {
+        if !batch.accepted.is_empty() || !batch.relayed.is_empty() {
             self.check_space()?;
         }
         self.write(|tx| {
@@ -1503,11 +1504,18 @@ impl Store {
             let Some(local) = tx.find(id)? else {
                 return Ok(false);
             };
-            match tx.meta(local)? {
-                Some(m) if m.state == NoticeState::Transit && !m.erased => {}
+            // A copy superseded meanwhile is still a transit copy.
+            let state = match (tx.meta(local)?, tx.held(local)?) {
+                (
+                    Some(m),
+                    Some(Held {
+                        item: Item::Transit(_),
+                        ..
+                    }),
+                ) if !m.erased => m.state,
                 _ => return Ok(false),
-            }
-            tx.settle(local, NoticeState::Transit, true, None)?;
+            };
+            tx.settle(local, state, true, None)?;
             tx.audit(audits, now)?;
             Ok(true)
         })

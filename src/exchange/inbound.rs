@@ -130,10 +130,26 @@ impl Exchange {
                 Item::Hit(h) => reports.push((seq, h)),
                 Item::Transit(t) if t.recipients().any(|r| r == self.me()) => {
                     let id = t.id();
-                    if let Ok(body) = notice::Body::decode(&t.body) {
-                        opened.push((seq, id, body.origin));
+                    // A copy of a notice held here was answered when it
+                    // first came: nothing to open, refuse or report.
+                    if self.store.contains(&id)? {
+                        continue;
                     }
-                    match t.open(self.me(), self.decryption.as_ref()) {
+                    let origin = notice::Body::decode(&t.body).map(|b| b.origin);
+                    let key = origin
+                        .as_ref()
+                        .ok()
+                        .filter(|o| o.as_str() != self.me())
+                        .and_then(|o| self.key_of(o));
+                    if let Ok(origin) = origin {
+                        opened.push((seq, id, origin));
+                    }
+                    let Some(key) = key else {
+                        // The checks of any notice say why (body, origin).
+                        notices.push((seq, t.bare(), None));
+                        continue;
+                    };
+                    match t.open(self.me(), self.decryption.as_ref(), &key) {
                         Ok(envelope) => notices.push((seq, envelope, None)),
                         Err(e) => early.refuse(&actor, Some(peer), seq, Some(id), e.to_string()),
                     }
@@ -531,11 +547,17 @@ impl Exchange {
         let mut relayed = Vec::new();
         let mut outcomes = Vec::new();
         for (seq, item) in items {
-            // A relay passes on a report only from its author, on a
-            // notice it sent that author: nobody can make it store reports
-            // on notices it never carried to them.
+            // A relay passes on a report only from its author, on a notice
+            // it carried in transit to that author: nobody can make it store
+            // reports on notices it never carried to them.
             let passed = |notice: &NoticeId, author: &str| -> Result<bool, StoreError> {
-                Ok(relay && author == peer && self.store.delivery(notice, author)?.is_some())
+                Ok(relay
+                    && author == peer
+                    && self.store.carried(notice)?.is_some()
+                    && self
+                        .store
+                        .delivery(notice, author)?
+                        .is_some_and(|d| !matches!(d, Delivery::Withheld { .. })))
             };
             let verdict: Result<Option<AuditDraft>, String> = match &item {
                 Item::SealedHit(h) if h.origin == self.me() => {
@@ -546,6 +568,9 @@ impl Exchange {
                         }
                         Err(e) => Err(format!("sealed hit report: {e}")),
                     }
+                }
+                Item::SealedHit(h) if sealed_hit_fault(h).is_some() => {
+                    Err(sealed_hit_fault(h).unwrap_or_default())
                 }
                 Item::SealedHit(h) if passed(&h.notice, &h.reporter)? => Ok(Some(AuditDraft {
                     actor: actor.clone(),
@@ -567,15 +592,17 @@ impl Exchange {
                         Err(e) => Err(format!("delivery report: {e}")),
                         Ok(b)
                             if b.origin == self.me()
-                                && (b.via == peer || b.receiver == peer)
-                                && self.store.delivery(&b.notice, &b.receiver)?.is_none() =>
+                                && !sent_sealed_through(
+                                    self.store.delivery(&b.notice, &b.receiver)?,
+                                    peer,
+                                ) =>
                         {
                             Err(format!(
-                                "delivery report by `{}` on a notice this node never sent it",
+                                "delivery report by `{}` on a notice this node did not send it sealed through `{peer}`",
                                 b.receiver
                             ))
                         }
-                        Ok(b) if b.origin == self.me() && (b.via == peer || b.receiver == peer) => {
+                        Ok(b) if b.origin == self.me() => {
                             self.delivery_outcome(&b, &mut outcomes)?;
                             out.audits.push(AuditDraft {
                                 actor: actor.clone(),
@@ -628,27 +655,24 @@ impl Exchange {
 
 impl Exchange {
     /// What a delivery report addressed here says of its notice toward its
-    /// receiver. A refusal never overwrites a delivery the receiver already
-    /// confirmed (a second copy, through another relay, may fail alone).
+    /// receiver, while it is in transit there. Once settled, a second
+    /// report (a second copy, through another relay) changes nothing.
     fn delivery_outcome(
         &self,
         b: &DeliveryBody,
         outcomes: &mut Vec<(NoticeId, String, Delivery)>,
     ) -> Result<(), StoreError> {
-        let prior = self.store.delivery(&b.notice, &b.receiver)?;
+        let Some(Delivery::Transit { stripped, .. }) =
+            self.store.delivery(&b.notice, &b.receiver)?
+        else {
+            return Ok(());
+        };
         let outcome = match &b.refused {
-            Some(_) if matches!(prior, Some(Delivery::Delivered { .. })) => return Ok(()),
             Some(reason) => Delivery::Rejected {
                 at: b.at,
                 reason: reason.clone(),
             },
-            None => Delivery::Delivered {
-                at: b.at,
-                stripped: match prior {
-                    Some(Delivery::Transit { stripped, .. }) => stripped,
-                    _ => Vec::new(),
-                },
-            },
+            None => Delivery::Delivered { at: b.at, stripped },
         };
         outcomes.push((b.notice, b.receiver.clone(), outcome));
         Ok(())
@@ -676,6 +700,33 @@ fn effect_audit(
             decision: format!("superseded by {id}"),
         },
     })
+}
+
+/// Whether a delivery report arriving from `peer` may speak for a notice
+/// whose delivery toward its receiver is `prior`: only one this node sent
+/// sealed through `peer` (or already settled, when a copy comes twice).
+fn sent_sealed_through(prior: Option<Delivery>, peer: &str) -> bool {
+    match prior {
+        Some(Delivery::Transit { via, .. }) => via.iter().any(|v| v == peer),
+        Some(Delivery::Delivered { .. } | Delivery::Rejected { .. }) => true,
+        _ => false,
+    }
+}
+
+/// What is wrong with a sealed hit report's outside, before anything is
+/// stored of it: names that are not node ids (they reach audit entries and
+/// logs), a part of the wrong shape or too large for a hit report.
+fn sealed_hit_fault(h: &crate::notice::transit::SealedHit) -> Option<String> {
+    use crate::notice::seal::ENC_LEN;
+    /// A hit report is a few hundred bytes; sealed and padded, far below.
+    const MAX_HIT_CT: usize = 8 * 1024;
+    if !crate::config::valid_node_id(&h.reporter) || !crate::config::valid_node_id(&h.origin) {
+        return Some("sealed hit report: reporter or origin is not a node id".into());
+    }
+    if h.part.enc.len() != ENC_LEN || h.part.ct.len() > MAX_HIT_CT || h.part.recipient != h.origin {
+        return Some("sealed hit report: malformed sealed part".into());
+    }
+    None
 }
 
 /// How long a relay holds a notice in transit: its expiry, capped at

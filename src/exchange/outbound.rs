@@ -7,6 +7,7 @@ use tracing::warn;
 
 use super::{field_names, Exchange};
 use crate::notice::hit::HitReport;
+use crate::notice::seal::SealedPart;
 use crate::notice::transit::{seal_disclosures, SealedHit, Transit};
 use crate::notice::{self, Action, Audience, Item, NoticeId, SubjectField};
 use crate::policy::{self, Outbound};
@@ -143,13 +144,10 @@ impl Exchange {
         let mut audits = Vec::new();
         let mut decisions: Vec<(NoticeId, String, Delivery)> = Vec::new();
         for (seq, entry) in log {
-            // Sealing makes what goes out larger than what is stored: the
-            // batch ends before its frame could exceed the limit.
-            let sent = out.len();
-            if bytes > proto::BATCH_BYTES {
-                break;
-            }
-            through = seq;
+            // Sealing makes what goes out larger than what is stored: an
+            // entry that would take the frame past the limit waits for the
+            // next batch (decided again then), unless it is the first.
+            let marks = (out.len(), decisions.len(), audits.len());
             self.entry_toward(
                 peer,
                 member,
@@ -161,10 +159,18 @@ impl Exchange {
                 &mut decisions,
                 &mut audits,
             )?;
-            bytes += out[sent..]
+            let size = out[marks.0..]
                 .iter()
                 .map(|(_, i)| i.approx_len())
                 .sum::<usize>();
+            if marks.0 > 0 && bytes + size > proto::BATCH_BYTES {
+                out.truncate(marks.0);
+                decisions.truncate(marks.1);
+                audits.truncate(marks.2);
+                break;
+            }
+            bytes += size;
+            through = seq;
         }
         if through > after {
             self.store
@@ -206,10 +212,9 @@ impl Exchange {
             let envelope = match entry.item {
                 Item::Notice(e) => e,
                 Item::Hit(h) => {
-                    if let Some((item, audit)) = self.hit_toward(h, peer)? {
-                        audits.push(audit);
-                        out.push((seq, item));
-                    }
+                    let (item, audit) = self.hit_toward(h, peer)?;
+                    audits.extend(audit);
+                    out.extend(item.map(|i| (seq, i)));
                     return Ok(());
                 }
                 Item::Transit(t) => {
@@ -311,12 +316,12 @@ impl Exchange {
         &self,
         h: HitReport,
         peer: &str,
-    ) -> Result<Option<(Item, AuditDraft)>, StoreError> {
+    ) -> Result<(Option<Item>, Option<AuditDraft>), StoreError> {
         let Ok(body) = h.peek() else {
-            return Ok(None);
+            return Ok((None, None));
         };
         if !self.toward_origin(&body.origin, &body.notice, peer)? {
-            return Ok(None);
+            return Ok((None, None));
         }
         let audit = |decision: String| AuditDraft {
             actor: "node".into(),
@@ -335,15 +340,21 @@ impl Exchange {
                 "hit report by {} sent toward {}",
                 body.reporter, body.origin
             );
-            return Ok(Some((Item::Hit(h), audit(decision))));
+            return Ok((Some(Item::Hit(h)), Some(audit(decision))));
         }
         let cfg = self.config();
         let Some(key) = cfg
             .member(&body.origin)
             .and_then(|m| m.encryption_key.as_ref())
         else {
-            warn!(peer = %peer, notice = %body.notice, origin = %body.origin, "hit report held: the origin has no encryption_key to seal it to");
-            return Ok(None);
+            warn!(peer = %peer, notice = %body.notice, origin = %body.origin, "hit report withheld: the origin has no encryption_key to seal it to");
+            return Ok((
+                None,
+                Some(audit(format!(
+                    "withheld: hit report by {} cannot cross {peer} unsealed, and `{}` has no encryption_key",
+                    body.reporter, body.origin
+                ))),
+            ));
         };
         match SealedHit::seal(
             &h,
@@ -358,11 +369,14 @@ impl Exchange {
                     "hit report by {} sent toward {}, sealed to it",
                     body.reporter, body.origin
                 );
-                Ok(Some((Item::SealedHit(sealed), audit(decision))))
+                Ok((Some(Item::SealedHit(sealed)), Some(audit(decision))))
             }
             Err(e) => {
                 warn!(peer = %peer, notice = %body.notice, error = %e, "hit report not sealed");
-                Ok(None)
+                Ok((
+                    None,
+                    Some(audit(format!("withheld: hit report not sealed: {e}"))),
+                ))
             }
         }
     }
@@ -500,9 +514,39 @@ impl Exchange {
             return Ok(None);
         }
         let id = NoticeId::of_body(&envelope.body);
+        // The carrier reads the signed body: what this node's policy toward
+        // it says of the notice's kind and grading holds for that too.
+        if let Some(carrier) = cfg.member(peer) {
+            if let Some(reason) = policy::carrier(carrier, body) {
+                audits.push(AuditDraft {
+                    actor: "node".into(),
+                    operation: Operation::Disclose,
+                    notice: Some(id),
+                    peer: Some(peer.to_string()),
+                    justification: None,
+                    decision: format!("not sent through {peer}: {reason}"),
+                });
+                return Ok(None);
+            }
+        }
         let held: Vec<SubjectField> = envelope.disclosures.iter().map(|d| d.field).collect();
         let mut parts = Vec::new();
         for r in recipients {
+            // Delivered (or refused) by the recipient itself: nothing more
+            // to send, and its word is not overwritten.
+            if matches!(
+                self.store.delivery(&id, &r.id)?,
+                Some(Delivery::Delivered { .. } | Delivery::Rejected { .. })
+            ) {
+                continue;
+            }
+            let mut via = match self.store.delivery(&id, &r.id)? {
+                Some(Delivery::Transit { via, .. }) => via,
+                _ => Vec::new(),
+            };
+            if !via.iter().any(|v| v == peer) {
+                via.push(peer.to_string());
+            }
             let target_disclosed = self.target_disclosed(body, &r.id)?;
             let audit = |decision: String| AuditDraft {
                 actor: "node".into(),
@@ -536,7 +580,14 @@ impl Exchange {
                 .filter(|d| !strip.contains(&d.field))
                 .cloned()
                 .collect();
-            let part = match seal_disclosures(envelope, &kept, &r.id, key, &mut *self.rng()) {
+            let part = match seal_disclosures(
+                envelope,
+                &kept,
+                &r.id,
+                key,
+                &self.signing,
+                &mut *self.rng(),
+            ) {
                 Ok(p) => p,
                 Err(e) => {
                     let reason = format!("not sealed: {e}");
@@ -545,6 +596,20 @@ impl Exchange {
                     continue;
                 }
             };
+            // One transit item must fit one frame with its body.
+            let size: usize = envelope.body.len()
+                + parts
+                    .iter()
+                    .map(|p: &SealedPart| p.enc.len() + p.ct.len() + 64)
+                    .sum::<usize>();
+            if size + part.enc.len() + part.ct.len() + 64 > proto::BATCH_BYTES {
+                let reason = format!(
+                    "the sealed parts for every recipient through {peer} exceed one frame; address fewer members at once"
+                );
+                audits.push(audit(format!("withheld: {reason}")));
+                decisions.push((id, r.id.clone(), Delivery::Withheld { at: now, reason }));
+                continue;
+            }
             parts.push(part);
             let mut decision = format!("sent sealed through {peer}");
             if !strip.is_empty() {
@@ -556,7 +621,7 @@ impl Exchange {
                 r.id.clone(),
                 Delivery::Transit {
                     at: now,
-                    via: peer.to_string(),
+                    via,
                     stripped: strip,
                 },
             ));

@@ -50,23 +50,30 @@ impl Exchange {
                 // is what became of the notice toward those others.
                 if let Some(reason) = rejected {
                     for m in &cfg.members {
-                        if let Some(Delivery::Transit { via, .. }) =
-                            self.store.delivery(id, &m.id)?
-                        {
-                            if via == peer {
-                                warn!(peer = %peer, notice = %id, member = %m.id, reason = %reason, "relay refused to carry a notice");
-                                outcomes.push((
-                                    *id,
-                                    m.id.clone(),
-                                    Delivery::Rejected {
-                                        at: r.at,
-                                        reason: format!(
-                                            "relay `{peer}` refused to carry it: {reason}"
-                                        ),
-                                    },
-                                ));
-                            }
+                        let Some(Delivery::Transit {
+                            at,
+                            mut via,
+                            stripped,
+                        }) = self.store.delivery(id, &m.id)?
+                        else {
+                            continue;
+                        };
+                        if !via.iter().any(|v| v == peer) {
+                            continue;
                         }
+                        warn!(peer = %peer, notice = %id, member = %m.id, reason = %reason, "relay refused to carry a notice");
+                        via.retain(|v| v != peer);
+                        // Refused by every relay it went through: it will
+                        // not arrive.
+                        let d = if via.is_empty() {
+                            Delivery::Rejected {
+                                at: r.at,
+                                reason: format!("relay `{peer}` refused to carry it: {reason}"),
+                            }
+                        } else {
+                            Delivery::Transit { at, via, stripped }
+                        };
+                        outcomes.push((*id, m.id.clone(), d));
                     }
                 }
                 continue;
@@ -154,27 +161,12 @@ impl Exchange {
                 reason,
                 stripped,
             };
+            let decided = self.store.delivery(id, &m.id)?;
             out.push(if m.id == body.origin {
                 st("origin", None, None, Vec::new())
-            } else if let (None, Some(d)) = (m.address, self.store.delivery(id, &m.id)?) {
-                match d {
-                    Delivery::Transit { at, via, stripped } => st(
-                        "in transit",
-                        Some(at),
-                        Some(format!("sealed to it, sent through {via}")),
-                        stripped,
-                    ),
-                    Delivery::Delivered { at, stripped } => {
-                        st("delivered", Some(at), None, stripped)
-                    }
-                    Delivery::Rejected { at, reason } => {
-                        st("rejected", Some(at), Some(reason), Vec::new())
-                    }
-                    Delivery::Withheld { at, reason } => {
-                        st("withheld", Some(at), Some(reason), Vec::new())
-                    }
-                    Delivery::Sent { at, stripped } => st("pending", Some(at), None, stripped),
-                }
+            } else if let Some(d) = decided {
+                let (state, at, reason, stripped) = delivery_view(d);
+                st(state, Some(at), reason, stripped)
             } else if m.address.is_none() {
                 st(
                     "indirect",
@@ -193,35 +185,30 @@ impl Exchange {
                     Vec::new(),
                 )
             } else {
-                match self.store.delivery(id, &m.id)? {
-                    Some(Delivery::Delivered { at, stripped }) => {
-                        st("delivered", Some(at), None, stripped)
-                    }
-                    Some(Delivery::Sent { at, stripped }) => {
-                        st("pending", Some(at), None, stripped)
-                    }
-                    Some(Delivery::Withheld { at, reason }) => {
-                        st("withheld", Some(at), Some(reason), Vec::new())
-                    }
-                    Some(Delivery::Rejected { at, reason }) => {
-                        st("rejected", Some(at), Some(reason), Vec::new())
-                    }
-                    Some(Delivery::Transit { at, via, stripped }) => st(
-                        "in transit",
-                        Some(at),
-                        Some(format!("sealed to it, sent through {via}")),
-                        stripped,
-                    ),
-                    // Not scanned for this member yet: say what policy would do.
-                    None => match policy::outbound(self.me(), cfg.relay, m, &body, &held, false) {
-                        Outbound::Withhold(reason) => {
-                            st("withheld", None, Some(reason), Vec::new())
-                        }
-                        Outbound::Send { strip } => st("pending", None, None, strip),
-                    },
+                // Not scanned for this member yet: say what policy would do.
+                match policy::outbound(self.me(), cfg.relay, m, &body, &held, false) {
+                    Outbound::Withhold(reason) => st("withheld", None, Some(reason), Vec::new()),
+                    Outbound::Send { strip } => st("pending", None, None, strip),
                 }
             });
         }
         Ok(Some(out))
+    }
+}
+
+/// A recorded delivery as `notice status` shows it: state, time, reason,
+/// fields stripped.
+fn delivery_view(d: Delivery) -> (&'static str, i64, Option<String>, Vec<SubjectField>) {
+    match d {
+        Delivery::Delivered { at, stripped } => ("delivered", at, None, stripped),
+        Delivery::Sent { at, stripped } => ("pending", at, None, stripped),
+        Delivery::Withheld { at, reason } => ("withheld", at, Some(reason), Vec::new()),
+        Delivery::Rejected { at, reason } => ("rejected", at, Some(reason), Vec::new()),
+        Delivery::Transit { at, via, stripped } => (
+            "in transit",
+            at,
+            Some(format!("sealed to it, sent through {}", via.join(", "))),
+            stripped,
+        ),
     }
 }

@@ -47,6 +47,8 @@ pub enum TransitError {
     Plaintext(String, String),
     #[error("this node has no encryption key to open sealed parts")]
     NoKey,
+    #[error("sealed part for `{0}` is not signed by the notice's origin")]
+    NotTheOrigins(String),
 }
 
 impl Transit {
@@ -99,8 +101,16 @@ impl Transit {
     }
 
     /// Opens this node's part: the envelope with the disclosures sealed to
-    /// `me`, still to be verified like any received notice.
-    pub fn open(&self, me: &str, key: Option<&DecryptionKey>) -> Result<Envelope, TransitError> {
+    /// `me`, still to be verified like any received notice. The part must
+    /// carry the origin's signature (`origin_key`, its pinned key) over what
+    /// it holds: anyone can seal to `me`, only the origin decides what `me`
+    /// receives.
+    pub fn open(
+        &self,
+        me: &str,
+        key: Option<&DecryptionKey>,
+        origin_key: &VerifyingKey,
+    ) -> Result<Envelope, TransitError> {
         self.check_parts()?;
         let part = self
             .parts
@@ -114,8 +124,20 @@ impl Transit {
                 error: e,
             }
         })?;
-        let disclosures: Vec<Disclosure> = super::decode_exact(&plain)
+        let content: PartContent = super::decode_exact(&plain)
             .map_err(|e| TransitError::Plaintext(me.to_string(), e.to_string()))?;
+        let sig: [u8; 64] = content
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| TransitError::NotTheOrigins(me.to_string()))?;
+        origin_key
+            .verify_strict(
+                &part_message(&self.id(), me, &content.disclosures),
+                &Signature::from_bytes(&sig),
+            )
+            .map_err(|_| TransitError::NotTheOrigins(me.to_string()))?;
+        let disclosures = content.disclosures;
         Ok(Envelope {
             body: self.body.clone(),
             signature: self.signature.clone(),
@@ -129,17 +151,62 @@ fn part_len(p: &SealedPart) -> usize {
     p.enc.len() + p.ct.len() + p.recipient.len() + 8
 }
 
-/// Seals `disclosures` of the notice `envelope` to `recipient`.
+/// Domain separation of the origin's signature inside a sealed part.
+pub const PART_DOMAIN: &[u8] = b"vigil/part/v1\0";
+/// Sealed plaintexts are padded to a multiple of this, so a relay learns
+/// little of what a part holds from its length.
+pub const PAD_TO: usize = 1024;
+
+/// What a sealed part holds: the disclosures, the origin's signature over
+/// them (for this notice and recipient), and padding.
+#[derive(Serialize, Deserialize)]
+struct PartContent {
+    disclosures: Vec<Disclosure>,
+    #[serde(with = "serde_bytes")]
+    signature: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pad: Vec<u8>,
+}
+
+/// `"vigil/part/v1\0" || notice id || recipient || 0 || SHA-256(postcard(disclosures))`.
+fn part_message(id: &NoticeId, recipient: &str, disclosures: &[Disclosure]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let encoded = postcard::to_allocvec(disclosures).unwrap_or_default();
+    let mut m = PART_DOMAIN.to_vec();
+    m.extend_from_slice(&id.0);
+    m.extend_from_slice(recipient.as_bytes());
+    m.push(0);
+    m.extend_from_slice(&Sha256::digest(&encoded));
+    m
+}
+
+/// Seals `disclosures` of the notice `envelope` to `recipient`, signed by
+/// the origin (`origin_key`) for this notice and recipient, padded.
 pub fn seal_disclosures(
     envelope: &Envelope,
     disclosures: &[Disclosure],
     recipient: &str,
     key: &EncryptionKey,
+    origin_key: &SigningKey,
     rng: &mut (impl rand::RngCore + rand::CryptoRng),
 ) -> Result<SealedPart, SealError> {
-    let plain = postcard::to_allocvec(disclosures)
-        .map_err(|e| SealError::Malformed(format!("encoding disclosures: {e}")))?;
     let id = NoticeId::of_body(&envelope.body);
+    let signature = origin_key
+        .sign(&part_message(&id, recipient, disclosures))
+        .to_bytes()
+        .to_vec();
+    let mut content = PartContent {
+        disclosures: disclosures.to_vec(),
+        signature,
+        pad: Vec::new(),
+    };
+    let bare = postcard::to_allocvec(&content)
+        .map_err(|e| SealError::Malformed(format!("encoding disclosures: {e}")))?;
+    // The pad's own length prefix grows by at most 2 bytes here.
+    let room = (PAD_TO - (bare.len() + 2) % PAD_TO) % PAD_TO;
+    content.pad = vec![0; room];
+    let plain = postcard::to_allocvec(&content)
+        .map_err(|e| SealError::Malformed(format!("encoding disclosures: {e}")))?;
     seal::seal(Sealing::Disclosures, recipient, key, &id.0, &plain, rng)
 }
 
@@ -309,28 +376,45 @@ mod tests {
         let s2 = DecryptionKey::generate(&mut r);
         let s3 = DecryptionKey::generate(&mut r);
         let (env, d) = notice();
+        let origin = SigningKey::from_bytes(&[4; 32]);
+        let pinned = origin.verifying_key();
         let t = Transit {
             body: env.body.clone(),
             signature: env.signature.clone(),
             parts: vec![
-                seal_disclosures(&env, &d, "s2", s2.public(), &mut r).unwrap(),
-                seal_disclosures(&env, &[], "s3", s3.public(), &mut r).unwrap(),
+                seal_disclosures(&env, &d, "s2", s2.public(), &origin, &mut r).unwrap(),
+                seal_disclosures(&env, &[], "s3", s3.public(), &origin, &mut r).unwrap(),
             ],
         };
-        assert_eq!(t.open("s2", Some(&s2)).unwrap(), env);
-        assert!(t.open("s3", Some(&s3)).unwrap().disclosures.is_empty());
+        assert_eq!(t.open("s2", Some(&s2), &pinned).unwrap(), env);
+        assert!(t
+            .open("s3", Some(&s3), &pinned)
+            .unwrap()
+            .disclosures
+            .is_empty());
         assert_eq!(
-            t.open("s4", Some(&s3)),
+            t.open("s4", Some(&s3), &pinned),
             Err(TransitError::NoPart("s4".into()))
         );
-        assert_eq!(t.open("s2", None), Err(TransitError::NoKey));
+        assert_eq!(t.open("s2", None, &pinned), Err(TransitError::NoKey));
+        // Anyone can seal to s2; only the origin's signature makes a part
+        // s2 accepts, so a relay cannot swap in fewer disclosures.
+        let other = SigningKey::from_bytes(&[9; 32]);
+        let mut swapped = t.clone();
+        swapped.parts[0] = seal_disclosures(&env, &[], "s2", s2.public(), &other, &mut r).unwrap();
+        assert_eq!(
+            swapped.open("s2", Some(&s2), &pinned),
+            Err(TransitError::NotTheOrigins("s2".into()))
+        );
+        // Padding hides lengths to the next 1024 bytes.
+        assert_eq!(t.parts[0].ct.len(), t.parts[1].ct.len());
         let only = t.only_for("s2").unwrap();
         assert_eq!(only.recipients().collect::<Vec<_>>(), ["s2"]);
         // A part moved onto another notice does not open there.
         let mut moved = only.clone();
         moved.body.push(0);
         assert!(matches!(
-            moved.open("s2", Some(&s2)),
+            moved.open("s2", Some(&s2), &pinned),
             Err(TransitError::Seal { .. })
         ));
         let mut twice = t.clone();

@@ -1,0 +1,453 @@
+//! Hostile members and relays against transit: each test is an attack
+//! that once worked (a frame too large, a forged delivery outcome, junk
+//! sealed hits, a copy kept after delivery, a gutted sealed part).
+
+use base64::Engine;
+use vigil::notice::seal::SealedPart;
+use vigil::notice::transit::{DeliveryBody, DeliveryReport, SealedHit};
+use vigil::notice::{Item, NoticeId, NoticeInput};
+use vigil::proto::{self, Message};
+use vigil::store::{Delivery, NoticeState};
+use vigil::testkit::Harness;
+
+const STEPS: usize = 200_000;
+
+fn notice_img(
+    now: i64,
+    audience: serde_json::Value,
+    handling: &str,
+    tag: &str,
+    img: usize,
+) -> NoticeInput {
+    let mut json = serde_json::json!({
+        "kind": "wanted", "purpose": "locate-arrest", "legal_basis": "Warrant 7",
+        "handling": handling, "grading": {"source": "B", "information": "2"},
+        "subject_category": "suspect", "nature": "fact", "audience": audience,
+        "expires_at": vigil::time::rfc3339(now + 30 * vigil::time::DAY),
+        "summary": format!("Case {tag}"), "case_ref": tag, "contact": "+31 desk",
+        "subject": {"family_name": format!("Quennell-{tag}"), "given_names": "Ada",
+            "date_of_birth": "1980-04-01"}
+    });
+    if img > 0 {
+        json["subject"]["facial_image"] = base64::engine::general_purpose::STANDARD
+            .encode(vec![7u8; img])
+            .into();
+    }
+    serde_json::from_value(json).unwrap()
+}
+
+fn notice(now: i64, audience: serde_json::Value, handling: &str, tag: &str) -> NoticeInput {
+    notice_img(now, audience, handling, tag, 0)
+}
+
+fn member_state(h: &Harness, node: &str, id: &NoticeId, member: &str) -> (String, Option<String>) {
+    let st = h
+        .node(node)
+        .unwrap()
+        .status(id)
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.member == member)
+        .unwrap();
+    (st.state, st.reason)
+}
+
+/// A transit item carries the disclosures once per recipient: a batch
+/// toward the hub stops before its frame would pass the limit, and one
+/// notice too large for one frame is withheld from the recipients that
+/// do not fit, never sent as a frame every reconnect would fail on.
+#[test]
+fn a_batch_through_the_hub_never_exceeds_a_frame() {
+    let spokes = ["s1", "s2", "s3", "s4", "s5", "s6"];
+    let mut h = Harness::new(21).unwrap();
+    h.add_node("hub", true, &[]);
+    for s in spokes {
+        h.add_node(s, false, &[]);
+        h.add_link("hub", s);
+    }
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    h.disconnect("hub", "s1");
+    let after = h.node("s1").unwrap().store().head();
+    // (a) One notice (240 KiB image, under MAX_BODY) to five spokes.
+    h.issue(
+        "s1",
+        &notice_img(
+            h.now(),
+            serde_json::json!(["s2", "s3", "s4", "s5", "s6"]),
+            "H1",
+            "big",
+            240 * 1024,
+        ),
+    )
+    .unwrap();
+    let now = h.now();
+    let b = h.node("s1").unwrap().feed_batch("hub", after, now).unwrap();
+    assert_eq!(b.entries.len(), 1);
+    let frame = proto::encode_frame(&Message::Batch {
+        through: b.through,
+        entries: b.entries,
+    });
+    let a = format!("(a) one transit item: {:?}", frame.map(|f| f.len()));
+    // (b) Three notices whose items each fit: the third is added after the
+    // budget check passed at ~740 KB, and the frame overflows.
+    let after = h.node("s1").unwrap().store().head();
+    for t in ["m1", "m2", "m3"] {
+        h.issue(
+            "s1",
+            &notice_img(
+                h.now(),
+                serde_json::json!(["s2", "s3", "s4"]),
+                "H1",
+                t,
+                120 * 1024,
+            ),
+        )
+        .unwrap();
+    }
+    let b = h.node("s1").unwrap().feed_batch("hub", after, now).unwrap();
+    let n = b.entries.len();
+    let frame = proto::encode_frame(&Message::Batch {
+        through: b.through,
+        entries: b.entries,
+    });
+    let ok_b = frame.is_ok();
+    let b = format!("(b) {n} entries: {:?}", frame.map(|f| f.len()));
+    assert!(ok_b && !a.contains("Err"), "{a}; {b}");
+}
+
+/// A member's signed delivery report counts only for a notice the origin
+/// sent it sealed through the member that passes the report on: never for
+/// one withheld from it, nor for ids the origin never issued.
+#[test]
+fn a_member_cannot_forge_its_own_delivery_outcome() {
+    let mut h = Harness::new(22).unwrap();
+    h.add_node("s1", false, &[]);
+    h.add_node("s2", false, &[]);
+    h.add_node("x", false, &[]);
+    h.add_link("s1", "s2");
+    h.add_link("s1", "x");
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    let id = h
+        .issue("s1", &notice(h.now(), serde_json::json!(["s2"]), "H2", "w"))
+        .unwrap();
+    h.run(STEPS).unwrap();
+    assert_eq!(member_state(&h, "s1", &id, "x").0, "withheld");
+    assert!(matches!(
+        h.node("s1").unwrap().store().delivery(&id, "x").unwrap(),
+        Some(Delivery::Withheld { .. })
+    ));
+    let key = h.signing_key("x").unwrap().clone();
+    let now = h.now();
+    let fake = NoticeId([0xAB; 32]);
+    let entries: Vec<(u64, Item)> = [id]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let body = DeliveryBody {
+                receiver: "x".into(),
+                origin: "s1".into(),
+                notice: *n,
+                via: "x".into(),
+                refused: None,
+                at: now,
+            };
+            (
+                i as u64 + 1,
+                Item::Delivery(DeliveryReport::sign(&key, &body).unwrap()),
+            )
+        })
+        .collect();
+    let r = h
+        .node("s1")
+        .unwrap()
+        .receive_batch("x", 5, 1, entries, now)
+        .unwrap();
+    let rj = r
+        .verify(&h.signing_key("s1").unwrap().verifying_key())
+        .unwrap()
+        .rejected;
+    eprintln!("P2 rejected: {rj:?}");
+    // The origin's accountability record now says it delivered an H2
+    // notice to a member it withheld it from.
+    let after_forge = member_state(&h, "s1", &id, "x");
+    assert_eq!(after_forge.0, "withheld", "forged: {after_forge:?}");
+    let _ = fake;
+}
+
+/// A member not addressed that the origin links to, once the recipient
+/// confirmed delivery, is sent nothing more of the notice, and the
+/// recipient's `delivered` stands.
+#[test]
+fn a_delivered_recipient_is_not_reached_again_through_another_member() {
+    let mut h = Harness::new(23).unwrap();
+    h.add_node("hub", true, &[]);
+    h.add_node("s1", false, &[]);
+    h.add_node("s2", false, &[]);
+    h.add_node("s5", false, &[]);
+    h.add_link("hub", "s1");
+    h.add_link("hub", "s2");
+    h.add_link("s1", "s5");
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    h.disconnect("s1", "s5");
+    let id = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["s2"]), "H2", "nr"),
+        )
+        .unwrap();
+    h.run(STEPS).unwrap();
+    assert_eq!(member_state(&h, "s1", &id, "s2").0, "delivered");
+    h.connect("s1", "s5").unwrap();
+    h.run(STEPS).unwrap();
+    let seen = seen_at(&h, "s5", &id);
+    assert!(seen.is_empty(), "s5 saw: {seen:?}");
+    let (state, reason) = member_state(&h, "s1", &id, "s2");
+    assert_eq!(state, "delivered", "{reason:?}");
+}
+
+/// `via` names the relays a member is reached through: a member the origin
+/// links to that `via` does not name never receives the notice's body.
+#[test]
+fn via_keeps_the_body_from_members_that_are_not_the_named_relay() {
+    let mut h = Harness::new(24).unwrap();
+    h.add_node("hub", true, &[]);
+    h.add_node("s1", false, &[]);
+    h.add_node("s2", false, &[]);
+    h.add_node("s5", false, &[]);
+    h.add_link("hub", "s1");
+    h.add_link("hub", "s2");
+    h.add_link("s1", "s5");
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    h.reload("s1", |t| {
+        t.replace("id = \"s2\"\n", "id = \"s2\"\nvia = [\"hub\"]\n")
+    })
+    .unwrap();
+    let id = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["s2"]), "H2", "via"),
+        )
+        .unwrap();
+    h.run(STEPS).unwrap();
+    assert_eq!(member_state(&h, "s1", &id, "s2").0, "delivered");
+    let seen = seen_at(&h, "s5", &id);
+    assert!(seen.is_empty(), "s5 saw: {seen:?}");
+    assert!(!h.node("s5").unwrap().store().contains(&id).unwrap());
+}
+
+/// The decisions in `node`'s processing log that name notice `id`.
+fn seen_at(h: &Harness, node: &str, id: &NoticeId) -> Vec<String> {
+    h.node(node)
+        .unwrap()
+        .store()
+        .audit_entries()
+        .map(Result::unwrap)
+        .filter(|e| e.notice == Some(*id))
+        .map(|e| e.decision)
+        .collect()
+}
+
+/// A hub stores and passes on a sealed hit report only from a member it
+/// carried the notice to, in transit, with a part of a hit report's shape.
+#[test]
+fn a_hub_refuses_sealed_hits_on_notices_it_never_carried_to_their_author() {
+    let mut h = Harness::new(24).unwrap();
+    h.add_node("hub", true, &[]);
+    h.add_node("s1", false, &[]);
+    h.add_node("s2", false, &[]);
+    h.add_node("x", false, &[]);
+    for s in ["s1", "s2", "x"] {
+        h.add_link("hub", s);
+    }
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    let id = h
+        .issue("s1", &notice(h.now(), serde_json::json!("all"), "H1", "j"))
+        .unwrap();
+    h.run(STEPS).unwrap();
+    let before = h.node("hub").unwrap().store().head();
+    let now = h.now();
+    let entries: Vec<(u64, Item)> = (1u8..=3)
+        .map(|i| {
+            (
+                i as u64,
+                Item::SealedHit(SealedHit {
+                    reporter: "x".into(),
+                    origin: "s1".into(),
+                    notice: id,
+                    hit: [i; 32],
+                    part: SealedPart {
+                        recipient: "s1".into(),
+                        enc: Vec::new(),
+                        ct: vec![0u8; 300_000],
+                    },
+                }),
+            )
+        })
+        .collect();
+    let r = h
+        .node("hub")
+        .unwrap()
+        .receive_batch("x", 9, 3, entries, now)
+        .unwrap();
+    let body = r
+        .verify(&h.signing_key("hub").unwrap().verifying_key())
+        .unwrap();
+    eprintln!("P4 rejected: {:?}", body.rejected);
+    let junk = h
+        .node("hub")
+        .unwrap()
+        .store()
+        .read_log(before, 1000, 1 << 30)
+        .unwrap()
+        .into_iter()
+        .filter(|(_, e)| matches!(e.item, Item::SealedHit(_)))
+        .count();
+    assert!(
+        !body.rejected.is_empty(),
+        "hub accepted all 3 junk items ({junk} x 300 KB sealed hits now in its log)"
+    );
+}
+
+/// A transit copy superseded on the hub before delivery is still erased
+/// once its recipient receipted it.
+#[test]
+fn a_superseded_transit_copy_is_still_released_by_receipts() {
+    let mut h = Harness::new(25).unwrap();
+    h.add_node("hub", true, &[]);
+    h.add_node("s1", false, &[]);
+    h.add_node("s2", false, &[]);
+    h.add_link("hub", "s1");
+    h.add_link("hub", "s2");
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    h.disconnect("hub", "s2");
+    let id = h
+        .issue("s1", &notice(h.now(), serde_json::json!(["s2"]), "H1", "u"))
+        .unwrap();
+    h.run(STEPS).unwrap();
+    let input = notice(h.now(), serde_json::json!(["s2"]), "H1", "u2");
+    let u = h
+        .on("s1", |ex, now| ex.update(&id, &input, "officer", now))
+        .unwrap()
+        .unwrap();
+    h.run(STEPS).unwrap();
+    h.connect("hub", "s2").unwrap();
+    h.run(STEPS).unwrap();
+    assert!(h.node("s2").unwrap().store().contains(&u).unwrap());
+    let hub = h.node("hub").unwrap();
+    let (rec, t) = hub.store().carried(&id).unwrap().unwrap();
+    assert_eq!(rec.state, NoticeState::Superseded);
+    assert!(
+        t.parts.is_empty(),
+        "hub keeps s2's sealed part of the superseded notice after s2 receipted it (transit_count {})",
+        hub.transit_count().unwrap()
+    );
+}
+
+/// Anyone can seal to a member; only the origin's signature inside a part
+/// makes it count: a hub that swaps in a part with fewer disclosures gets
+/// the notice refused, not stored gutted and reported delivered.
+#[test]
+fn a_relay_cannot_swap_in_a_part_with_fewer_disclosures() {
+    use rand::SeedableRng;
+    let mut h = Harness::new(26).unwrap();
+    h.add_node("hub", true, &[]);
+    h.add_node("s1", false, &[]);
+    h.add_node("s2", false, &[]);
+    h.add_link("hub", "s1");
+    h.add_link("hub", "s2");
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    let id = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["s2"]), "H1", "gut"),
+        )
+        .unwrap();
+    let carried = |m: &Message| match m {
+        Message::Batch { entries, .. } => {
+            entries.iter().any(|(_, i)| matches!(i, Item::Transit(_)))
+        }
+        _ => false,
+    };
+    assert!(h
+        .run_until(STEPS, |h| h
+            .in_flight("hub", "s2", |to, m| to == "s2" && carried(m))
+            > 0)
+        .unwrap());
+    let s2_key = h.decryption_key("s2").unwrap().public().clone();
+    // The hub signs with its own key: it cannot sign as the origin.
+    let hub_key = h.signing_key("hub").unwrap().clone();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+    let n = h.tamper("hub", "s2", |to, m| {
+        let Message::Batch { entries, .. } = m else {
+            return false;
+        };
+        let mut changed = false;
+        for (_, item) in entries.iter_mut() {
+            if let Item::Transit(t) = item {
+                if to == "s2" {
+                    t.parts[0] = vigil::notice::transit::seal_disclosures(
+                        &t.bare(),
+                        &[],
+                        "s2",
+                        &s2_key,
+                        &hub_key,
+                        &mut rng,
+                    )
+                    .unwrap();
+                    changed = true;
+                }
+            }
+        }
+        changed
+    });
+    assert_eq!(n, 1);
+    h.run(STEPS).unwrap();
+    let v = h.node("s2").unwrap().show(&id).unwrap();
+    let st = member_state(&h, "s1", &id, "s2");
+    assert!(
+        v.as_ref().is_none_or(|v| v.subject.family_name.is_some()),
+        "s2 accepted the notice gutted: subject {:?}, withheld {:?}; s1 says {:?}",
+        v.as_ref().map(|v| &v.subject),
+        v.as_ref().map(|v| &v.withheld_fields),
+        st
+    );
+}
+
+/// Without `via`, a member the origin links to that is not a relay refuses
+/// to carry the notice; that refusal does not undo the path through the
+/// hub: the recipient's own report makes it `delivered`.
+#[test]
+fn a_member_that_is_not_a_relay_refusing_leaves_the_hub_path_standing() {
+    let mut h = Harness::new(24).unwrap();
+    h.add_node("hub", true, &[]);
+    h.add_node("s1", false, &[]);
+    h.add_node("s2", false, &[]);
+    h.add_node("s5", false, &[]);
+    h.add_link("hub", "s1");
+    h.add_link("hub", "s2");
+    h.add_link("s1", "s5");
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    let id = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["s2"]), "H1", "nrl"),
+        )
+        .unwrap();
+    h.run(STEPS).unwrap();
+    let refused = seen_at(&h, "s5", &id);
+    assert!(
+        refused.iter().any(|d| d.contains("not a relay")),
+        "{refused:?}"
+    );
+    let (state, reason) = member_state(&h, "s1", &id, "s2");
+    assert_eq!(state, "delivered", "{reason:?}");
+}
