@@ -8,12 +8,15 @@
 //! real nodes through the library API on 127.0.0.1.
 
 use serde::Serialize;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::identity::{generate_ca, generate_signing_key, issue_node_cert, Identity};
 use crate::mesh::{LocalMesh, MeshNode};
 use crate::node::NodeHandle;
-use crate::notice::{self, screening, NoticeId, NoticeInput};
+use crate::notice::seal::{DecryptionKey, SealedPart};
+use crate::notice::transit::{seal_disclosures, Transit};
+use crate::notice::{self, screening, Envelope, NoticeId, NoticeInput};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -57,6 +60,21 @@ pub struct Report {
     pub quic_send_us: f64,
     /// Full screening (lookup, consult audit entry, flush) p99.
     pub screen_audited_p99_us: f64,
+    /// Mean microseconds to seal one recipient's disclosures of a bench
+    /// notice (`seal_disclosures`, X-Wing HPKE): what an origin pays per
+    /// recipient it reaches only through a relay.
+    pub seal_us: f64,
+    /// Mean microseconds to open such a part (`Transit::open`): what the
+    /// recipient pays per notice before the usual checks.
+    pub open_us: f64,
+    /// Notices per second from alpha to charlie through the relay bravo
+    /// (alpha has no link to charlie, so each notice goes sealed), counted
+    /// as held at charlie: the transit path's counterpart of
+    /// `end_to_end_per_s`.
+    pub hub_end_to_end_per_s: f64,
+    /// `hub_end_to_end_per_s / end_to_end_per_s`, both from the same run:
+    /// what going through a hub costs against a direct link.
+    pub hub_ratio: f64,
     pub runtime: String,
 }
 
@@ -130,6 +148,10 @@ pub async fn run(opts: &Options, runtime: &str) -> Res<Report> {
     let per_notice = sign_us + batch_verify_us + sled_insert_us + quic_send_us;
     let composed_limit_per_s = 1e6 / per_notice;
     progress(&format!("composed limit {composed_limit_per_s:.0}/s"));
+    let (seal_us, open_us) = seal_open(opts)?;
+    progress(&format!(
+        "seal {seal_us:.0} us, open {open_us:.0} us per notice (one recipient)"
+    ));
 
     let tmp = tempfile::tempdir()?;
     let mut mesh = LocalMesh::start(
@@ -137,9 +159,15 @@ pub async fn run(opts: &Options, runtime: &str) -> Res<Report> {
         &[MeshNode::new("alpha"), MeshNode::new("bravo")],
     )
     .await?;
-    linked(&mesh, 2).await?;
-    let end_to_end_per_s = end_to_end(&mesh, if opts.quick { 5_000 } else { 20_000 }).await?;
+    linked(&mesh).await?;
+    let e2e_count = if opts.quick { 5_000 } else { 20_000 };
+    let end_to_end_per_s = end_to_end(&mesh, e2e_count).await?;
     progress(&format!("end to end {end_to_end_per_s:.0}/s"));
+    // Right after the direct path, so both see the machine alike.
+    let hub_end_to_end_per_s = hub_end_to_end(&tmp.path().join("hub"), e2e_count).await?;
+    progress(&format!(
+        "end to end through a hub {hub_end_to_end_per_s:.0}/s"
+    ));
     let (latency_p50_us, latency_p99_us) =
         latency(&mesh, if opts.quick { 50 } else { 300 }).await?;
     progress(&format!(
@@ -177,7 +205,7 @@ pub async fn run(opts: &Options, runtime: &str) -> Res<Report> {
         &["n1", "n2", "n3", "n4", "n5"].map(MeshNode::new),
     )
     .await?;
-    linked(&mesh5, 5).await?;
+    linked(&mesh5).await?;
     let mesh5_p99_ms = mesh5_latency(&mesh5, if opts.quick { 20 } else { 100 }).await?;
     mesh5.shutdown().await;
     progress(&format!("mesh5 p99 {mesh5_p99_ms:.2} ms"));
@@ -199,19 +227,105 @@ pub async fn run(opts: &Options, runtime: &str) -> Res<Report> {
         sled_insert_us,
         quic_send_us,
         screen_audited_p99_us,
+        seal_us,
+        open_us,
+        hub_end_to_end_per_s,
+        hub_ratio: hub_end_to_end_per_s / end_to_end_per_s,
         runtime: runtime.to_string(),
     })
 }
 
-async fn linked(mesh: &LocalMesh, n: usize) -> Res<()> {
+/// Waits until every node is connected to each member it has an address
+/// for (in a full mesh, all others; behind a hub, the hub).
+async fn linked(mesh: &LocalMesh) -> Res<()> {
     let ok = crate::mesh::wait_until(Duration::from_secs(20), || {
-        mesh.nodes
-            .iter()
-            .all(|h| h.peers().iter().filter(|p| p.connected).count() == n - 1)
+        mesh.nodes.iter().all(|h| {
+            let direct = h
+                .core()
+                .config()
+                .members
+                .iter()
+                .filter(|m| m.address.is_some())
+                .count();
+            h.peers().iter().filter(|p| p.connected).count() == direct
+        })
     })
     .await;
     anyhow::ensure!(ok, "nodes did not connect");
     Ok(())
+}
+
+/// `input` signed by a throw-away alpha as its first notice: the envelope
+/// with all its disclosures.
+fn issued(key: &ed25519_dalek::SigningKey, input: &NoticeInput) -> Res<(NoticeId, Envelope)> {
+    let retention = |_| 3650;
+    let member = |_: &str| true;
+    let ctx = notice::IssueContext {
+        origin: "alpha",
+        now: crate::time::now(),
+        max_retention_days: &retention,
+        is_member: &member,
+    };
+    Ok(input.seal(
+        &ctx,
+        key,
+        1,
+        None,
+        notice::Action::Issue,
+        &mut rand::rngs::OsRng,
+    )?)
+}
+
+/// Mean microseconds per notice to seal a bench notice's disclosures to one
+/// recipient (`seal_disclosures`, with the exchange's kind of generator)
+/// and to open them as that recipient (`Transit::open`). Each part sealed
+/// is opened once, and the first is checked to give the disclosures back.
+fn seal_open(opts: &Options) -> Res<(f64, f64)> {
+    use rand::SeedableRng;
+    let n = if opts.quick { 200 } else { 2_000 };
+    let origin = generate_signing_key();
+    let pinned = origin.verifying_key();
+    let (_, env) = issued(&origin, &notice(0)?)?;
+    let recipient = DecryptionKey::generate(&mut rand::rngs::OsRng);
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    let seal_one = |rng: &mut rand::rngs::StdRng| {
+        seal_disclosures(
+            &env,
+            &env.disclosures,
+            "charlie",
+            recipient.public(),
+            &origin,
+            rng,
+        )
+    };
+    // Warm caches and the allocator before timing.
+    for _ in 0..n / 20 {
+        std::hint::black_box(seal_one(&mut rng)?);
+    }
+    let t = Instant::now();
+    let parts: Vec<SealedPart> = (0..n)
+        .map(|_| seal_one(&mut rng))
+        .collect::<Result<_, _>>()?;
+    let seal_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let items: Vec<Transit> = parts
+        .into_iter()
+        .map(|p| Transit {
+            body: env.body.clone(),
+            signature: env.signature.clone(),
+            parts: vec![p],
+        })
+        .collect();
+    let first = items
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("nothing sealed"))?
+        .open("charlie", Some(&recipient), &pinned)?;
+    anyhow::ensure!(first == env, "an opened part is not what was sealed");
+    let t = Instant::now();
+    for item in &items {
+        std::hint::black_box(item.open("charlie", Some(&recipient), &pinned)?);
+    }
+    let open_us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    Ok((seal_us, open_us))
 }
 
 /// The raw building blocks per notice, in microseconds.
@@ -220,26 +334,7 @@ async fn composed(opts: &Options) -> Res<(f64, f64, f64, f64)> {
     let key = generate_signing_key();
     let vk = key.verifying_key();
     // The exact bytes a notice's signature covers, and its stored size.
-    let (id, env) = {
-        let input = notice(0)?;
-        let retention = |_| 3650;
-        let member = |_: &str| true;
-        let ctx = notice::IssueContext {
-            origin: "alpha",
-            now: crate::time::now(),
-            max_retention_days: &retention,
-            is_member: &member,
-        };
-        input.seal(
-            &ctx,
-            &key,
-            1,
-            None,
-            notice::Action::Issue,
-            &mut rand::rngs::OsRng,
-        )?
-    };
-    let _ = id;
+    let (_, env) = issued(&key, &notice(0)?)?;
     let mut msg = notice::envelope::NOTICE_DOMAIN.to_vec();
     msg.extend_from_slice(&env.body);
     let stored = env.to_bytes()?;
@@ -331,10 +426,20 @@ fn node<'a>(mesh: &'a LocalMesh, id: &str) -> Res<&'a NodeHandle> {
 /// Issues `count` notices on `at` in chunks (library API, one transaction
 /// and flush per chunk), numbering subjects from `from`.
 async fn issue_many(at: &NodeHandle, from: usize, count: usize) -> Res<Vec<NoticeId>> {
+    issue_many_with(at, from, count, notice).await
+}
+
+/// [`issue_many`] of the notices `make` builds.
+async fn issue_many_with(
+    at: &NodeHandle,
+    from: usize,
+    count: usize,
+    make: impl Fn(usize) -> Res<NoticeInput>,
+) -> Res<Vec<NoticeId>> {
     let mut ids = Vec::with_capacity(count);
     for start in (from..from + count).step_by(500) {
         let inputs: Vec<NoticeInput> = (start..(start + 500).min(from + count))
-            .map(notice)
+            .map(&make)
             .collect::<Res<_>>()?;
         let core = at.core().clone();
         ids.extend(
@@ -385,6 +490,88 @@ async fn end_to_end(mesh: &LocalMesh, count: usize) -> Res<f64> {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Ok(count as f64 / t.elapsed().as_secs_f64())
+}
+
+/// [`notice`] `i` addressed to the members `to` only.
+pub fn addressed(i: usize, to: &[&str]) -> Res<NoticeInput> {
+    let mut v = serde_json::to_value(notice(i)?)?;
+    v["audience"] = serde_json::json!(to);
+    Ok(serde_json::from_value(v)?)
+}
+
+/// The demo's hub: alpha and charlie link only to bravo, a relay. Alpha
+/// knows charlie as a member without an address (with its encryption key),
+/// so what alpha addresses to charlie goes sealed through bravo.
+pub fn hub_specs() -> [MeshNode; 3] {
+    let mut alpha = MeshNode::new("alpha");
+    alpha.links = Some(vec!["bravo".into()]);
+    let mut bravo = MeshNode::new("bravo");
+    bravo.relay = true;
+    let mut charlie = MeshNode::new("charlie");
+    charlie.links = Some(vec!["bravo".into()]);
+    [alpha, bravo, charlie]
+}
+
+/// [`end_to_end`] through a hub, on a fresh [`hub_specs`] mesh under `dir`
+/// (stopped before it returns).
+async fn hub_end_to_end(dir: &Path, count: usize) -> Res<f64> {
+    let mesh = LocalMesh::start(dir, &hub_specs()).await?;
+    let rate = match linked(&mesh).await {
+        Ok(()) => through_hub(&mesh, count).await,
+        Err(e) => Err(e),
+    };
+    mesh.shutdown().await;
+    rate
+}
+
+/// Notices per second from the first issue on alpha (addressed to charlie
+/// only) until charlie has stored all of them and bravo holds charlie's
+/// signed receipt for the last: [`end_to_end`] with the relay between.
+/// Then waits (untimed) for charlie's delivery report on the last to reach
+/// alpha, and says how long that took.
+async fn through_hub(mesh: &LocalMesh, count: usize) -> Res<f64> {
+    let (a, b, c) = (
+        node(mesh, "alpha")?,
+        node(mesh, "bravo")?,
+        node(mesh, "charlie")?,
+    );
+    let before = c.core().store().len();
+    let t = Instant::now();
+    let ids = issue_many_with(a, 5_000_000, count, |i| addressed(i, &["charlie"])).await?;
+    until_holds(c, before + count, Duration::from_secs(600)).await?;
+    let last = *ids
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("nothing issued"))?;
+    let at_hub = b
+        .core()
+        .store()
+        .get(&last)?
+        .ok_or_else(|| anyhow::anyhow!("bravo does not hold the last notice"))?
+        .0
+        .local_seq;
+    let end = Instant::now() + Duration::from_secs(60);
+    while b.core().store().acked("charlie")?.map_or(0, |x| x.through) < at_hub {
+        anyhow::ensure!(Instant::now() < end, "no receipt for the last batch");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = t.elapsed();
+    let end = Instant::now() + Duration::from_secs(120);
+    while !matches!(
+        a.core().store().delivery(&last, "charlie")?,
+        Some(crate::store::Delivery::Delivered { .. })
+    ) {
+        anyhow::ensure!(
+            Instant::now() < end,
+            "charlie's delivery report on the last notice did not reach alpha"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    progress(&format!(
+        "through the hub: held at charlie after {:.2} s, charlie's delivery report on the last at alpha after {:.2} s",
+        elapsed.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(count as f64 / elapsed.as_secs_f64())
 }
 
 /// One notice at a time: issue on alpha until stored at bravo.
@@ -619,7 +806,7 @@ async fn mesh5_latency(mesh: &LocalMesh, samples: usize) -> Res<f64> {
 
 /// The readable table of a report.
 pub fn table(r: &Report) -> String {
-    let rows: [(&str, String, &str); 11] = [
+    let rows: [(&str, String, &str); 15] = [
         (
             "composed_limit_per_s",
             format!("{:.0}", r.composed_limit_per_s),
@@ -631,6 +818,26 @@ pub fn table(r: &Report) -> String {
             "issued on alpha -> stored, flushed and receipted by bravo",
         ),
         ("ratio", format!("{:.2}", r.ratio), "target >= 0.7"),
+        (
+            "hub_end_to_end_per_s",
+            format!("{:.0}", r.hub_end_to_end_per_s),
+            "issued on alpha to charlie, sealed through the relay bravo -> stored at charlie, receipted to bravo",
+        ),
+        (
+            "hub_ratio",
+            format!("{:.2}", r.hub_ratio),
+            "hub_end_to_end / end_to_end; target >= 0.7",
+        ),
+        (
+            "seal_us",
+            format!("{:.0}", r.seal_us),
+            "seal one recipient's disclosures (X-Wing HPKE), mean per notice",
+        ),
+        (
+            "open_us",
+            format!("{:.0}", r.open_us),
+            "open them at the recipient, mean per notice",
+        ),
         (
             "latency_p50_us",
             format!("{:.0}", r.latency_p50_us),
@@ -681,4 +888,60 @@ pub fn table(r: &Report) -> String {
         r.sign_us, r.batch_verify_us, r.sled_insert_us, r.quic_send_us
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealing_and_opening_are_timed_on_parts_that_open() {
+        let (seal_us, open_us) = seal_open(&Options::new(true, None)).unwrap();
+        assert!(seal_us.is_finite() && seal_us > 0.0);
+        assert!(open_us.is_finite() && open_us > 0.0);
+    }
+
+    #[test]
+    fn hub_notices_name_only_charlie() {
+        let input = addressed(7, &["charlie"]).unwrap();
+        let (_, env) = issued(&generate_signing_key(), &input).unwrap();
+        let body = notice::Body::decode(&env.body).unwrap();
+        assert_eq!(
+            body.audience,
+            notice::Audience::Members(vec!["charlie".into()])
+        );
+    }
+
+    /// The hub measurement counts notices that really crossed bravo sealed:
+    /// charlie holds them, bravo only in transit.
+    #[tokio::test(flavor = "current_thread")]
+    async fn notices_reach_charlie_through_the_hub() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mesh = LocalMesh::start(tmp.path(), &hub_specs()).await.unwrap();
+        linked(&mesh).await.unwrap();
+        let rate = through_hub(&mesh, 20).await.unwrap();
+        assert!(rate > 0.0);
+        let states = |id: &str| -> Vec<(crate::store::NoticeState, Option<String>)> {
+            node(&mesh, id)
+                .unwrap()
+                .core()
+                .store()
+                .records()
+                .map(|r| r.map(|(_, rec)| (rec.state, rec.received_from)))
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let at_charlie = states("charlie");
+        assert_eq!(at_charlie.len(), 20);
+        assert!(at_charlie
+            .iter()
+            .all(|(s, from)| *s == crate::store::NoticeState::Active
+                && from.as_deref() == Some("bravo")));
+        let at_bravo = states("bravo");
+        assert_eq!(at_bravo.len(), 20);
+        assert!(at_bravo
+            .iter()
+            .all(|(s, _)| *s == crate::store::NoticeState::Transit));
+        mesh.shutdown().await;
+    }
 }
