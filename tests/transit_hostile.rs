@@ -284,6 +284,8 @@ fn a_hub_refuses_sealed_hits_on_notices_it_never_carried_to_their_author() {
                     part: SealedPart {
                         recipient: "s1".into(),
                         enc: Vec::new(),
+                        signature: Vec::new(),
+                        nonce: [0; 12],
                         ct: vec![0u8; 300_000],
                     },
                 }),
@@ -385,6 +387,8 @@ fn a_relay_cannot_swap_in_a_part_with_fewer_disclosures() {
     // The hub signs with its own key: it cannot sign as the origin.
     let hub_key = h.signing_key("hub").unwrap().clone();
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+    let mut ctx =
+        vigil::notice::seal::SenderContext::new("s2", &s2_key, &hub_key, 0, &mut rng).unwrap();
     let n = h.tamper("hub", "s2", |to, m| {
         let Message::Batch { entries, .. } = m else {
             return false;
@@ -396,9 +400,7 @@ fn a_relay_cannot_swap_in_a_part_with_fewer_disclosures() {
                     t.parts[0] = vigil::notice::transit::seal_disclosures(
                         &t.bare(),
                         &[],
-                        "s2",
-                        &s2_key,
-                        &hub_key,
+                        &mut ctx,
                         &mut rng,
                     )
                     .unwrap();

@@ -135,21 +135,18 @@ impl Exchange {
                     if self.store.contains(&id)? {
                         continue;
                     }
-                    let origin = notice::Body::decode(&t.body).map(|b| b.origin);
-                    let key = origin
-                        .as_ref()
-                        .ok()
-                        .filter(|o| o.as_str() != self.me())
-                        .and_then(|o| self.key_of(o));
-                    if let Ok(origin) = origin {
-                        opened.push((seq, id, origin));
-                    }
-                    let Some(key) = key else {
-                        // The checks of any notice say why (body, origin).
+                    let Ok(origin) = notice::Body::decode(&t.body).map(|b| b.origin) else {
+                        // The checks of any notice say why.
                         notices.push((seq, t.bare(), None));
                         continue;
                     };
-                    match t.open(self.me(), self.decryption.as_ref(), &key) {
+                    // Only the origin can seal under a context its key signed.
+                    let envelope = t
+                        .part(self.me())
+                        .and_then(|part| self.receiver_context(part, &origin))
+                        .and_then(|ctx| t.open(self.me(), &ctx));
+                    opened.push((seq, id, origin));
+                    match envelope {
                         Ok(envelope) => notices.push((seq, envelope, None)),
                         Err(e) => early.refuse(&actor, Some(peer), seq, Some(id), e.to_string()),
                     }
@@ -561,7 +558,10 @@ impl Exchange {
             };
             let verdict: Result<Option<AuditDraft>, String> = match &item {
                 Item::SealedHit(h) if h.origin == self.me() => {
-                    match h.open(self.me(), self.decryption.as_ref()) {
+                    let opened = self
+                        .receiver_context(&h.part, &h.reporter)
+                        .and_then(|ctx| h.open(self.me(), &ctx));
+                    match opened {
                         Ok(report) => {
                             reports.push((seq, report));
                             Ok(None)

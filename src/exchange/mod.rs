@@ -38,9 +38,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use tracing::warn;
 
 use crate::config::Config;
-use crate::notice::seal::DecryptionKey;
+use crate::notice::seal::{
+    DecryptionKey, EncryptionKey, ReceiverContext, SealError, SealedPart, SenderContext,
+};
+use crate::notice::transit::TransitError;
 use crate::notice::{NoticeId, SubjectField};
 use crate::store::{AuditDraft, Operation, Store};
+use std::collections::HashMap;
 
 pub use inbound::{AdoptError, ImportError, ReceiveError};
 pub use originate::IssueError;
@@ -75,7 +79,21 @@ pub struct Exchange {
     /// Opens what members sealed to this node (`[identity]
     /// encryption_key`); without it, sealed notices are refused.
     decryption: Option<DecryptionKey>,
+    /// The contexts this node seals under, one per recipient, each made
+    /// fresh after `CONTEXT_PARTS` parts or `CONTEXT_SECS`: one X-Wing
+    /// encapsulation serves many notices.
+    senders: Mutex<HashMap<String, SenderContext>>,
+    /// Contexts members sealed to this node, accepted (signature verified,
+    /// key decapsulated), by sender and context id; at most
+    /// [`RECEIVER_CONTEXTS`], then forgotten and accepted again as needed.
+    receivers: Mutex<HashMap<ContextKey, Arc<ReceiverContext>>>,
 }
+
+/// A sender's context as received: (sender, [`SealedPart::context_id`]).
+type ContextKey = (String, [u8; 32]);
+
+/// Most accepted receiver contexts kept (each a few hundred bytes).
+const RECEIVER_CONTEXTS: usize = 256;
 
 /// The longest refusal reason recorded (a peer's certificate names can
 /// make it long).
@@ -94,7 +112,64 @@ impl Exchange {
             rng: Mutex::new(rng),
             refusals: Mutex::new(refusals::Refusals::default()),
             decryption: None,
+            senders: Mutex::new(HashMap::new()),
+            receivers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Runs `f` with this node's current context toward `recipient` (a
+    /// fresh one if none is, signed with this node's key) and the
+    /// generator.
+    fn seal_for<T>(
+        &self,
+        recipient: &str,
+        key: &EncryptionKey,
+        now: i64,
+        f: impl FnOnce(&mut SenderContext, &mut StdRng) -> Result<T, SealError>,
+    ) -> Result<T, SealError> {
+        let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rng = self.rng();
+        let fresh = senders.get(recipient).is_some_and(|c| c.fresh(key, now));
+        if !fresh {
+            let ctx = SenderContext::new(recipient, key, &self.signing, now, &mut *rng)?;
+            senders.insert(recipient.to_string(), ctx);
+        }
+        let ctx = senders
+            .get_mut(recipient)
+            .ok_or_else(|| SealError::Key("no context".into()))?;
+        f(ctx, &mut rng)
+    }
+
+    /// The accepted context `part` was sealed under by `sender`: from the
+    /// cache, or verified against the sender's pinned key and decapsulated.
+    fn receiver_context(
+        &self,
+        part: &SealedPart,
+        sender: &str,
+    ) -> Result<Arc<ReceiverContext>, TransitError> {
+        let key = self.decryption.as_ref().ok_or(TransitError::NoKey)?;
+        let cache_key = (sender.to_string(), part.context_id());
+        let mut cache = self.receivers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(&cache_key) {
+            return Ok(c.clone());
+        }
+        let pinned = (sender != self.me())
+            .then(|| self.key_of(sender))
+            .flatten()
+            .ok_or_else(|| TransitError::UnknownSender(sender.to_string()))?;
+        let ctx =
+            ReceiverContext::accept(part, self.me(), key, (sender, &pinned)).map_err(|error| {
+                TransitError::Seal {
+                    recipient: self.me().to_string(),
+                    error,
+                }
+            })?;
+        if cache.len() >= RECEIVER_CONTEXTS {
+            cache.clear();
+        }
+        let ctx = Arc::new(ctx);
+        cache.insert(cache_key, ctx.clone());
+        Ok(ctx)
     }
 
     /// The exchange with this node's private encryption key, which opens

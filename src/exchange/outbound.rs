@@ -212,7 +212,7 @@ impl Exchange {
             let envelope = match entry.item {
                 Item::Notice(e) => e,
                 Item::Hit(h) => {
-                    let (item, audit) = self.hit_toward(h, peer)?;
+                    let (item, audit) = self.hit_toward(h, peer, now)?;
                     audits.extend(audit);
                     out.extend(item.map(|i| (seq, i)));
                     return Ok(());
@@ -316,6 +316,7 @@ impl Exchange {
         &self,
         h: HitReport,
         peer: &str,
+        now: i64,
     ) -> Result<(Option<Item>, Option<AuditDraft>), StoreError> {
         let Ok(body) = h.peek() else {
             return Ok((None, None));
@@ -356,14 +357,10 @@ impl Exchange {
                 ))),
             ));
         };
-        match SealedHit::seal(
-            &h,
-            &body.reporter,
-            &body.origin,
-            body.notice,
-            key,
-            &mut *self.rng(),
-        ) {
+        let sealed = self.seal_for(&body.origin, key, now, |ctx, rng| {
+            SealedHit::seal(&h, &body.reporter, &body.origin, body.notice, ctx, rng)
+        });
+        match sealed {
             Ok(sealed) => {
                 let decision = format!(
                     "hit report by {} sent toward {}, sealed to it",
@@ -580,14 +577,9 @@ impl Exchange {
                 .filter(|d| !strip.contains(&d.field))
                 .cloned()
                 .collect();
-            let part = match seal_disclosures(
-                envelope,
-                &kept,
-                &r.id,
-                key,
-                &self.signing,
-                &mut *self.rng(),
-            ) {
+            let part = match self.seal_for(&r.id, key, now, |ctx, rng| {
+                seal_disclosures(envelope, &kept, ctx, rng)
+            }) {
                 Ok(p) => p,
                 Err(e) => {
                     let reason = format!("not sealed: {e}");

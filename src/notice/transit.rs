@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::envelope::{Disclosure, Envelope, NoticeId};
 use super::hit::HitReport;
-use super::seal::{self, DecryptionKey, EncryptionKey, SealError, SealedPart, Sealing};
+use super::seal::{ReceiverContext, SealError, SealedPart, Sealing, SenderContext};
 use super::NoticeError;
 
 /// Most sealed parts one transit item carries (one per named recipient).
@@ -47,8 +47,8 @@ pub enum TransitError {
     Plaintext(String, String),
     #[error("this node has no encryption key to open sealed parts")]
     NoKey,
-    #[error("sealed part for `{0}` is not signed by the notice's origin")]
-    NotTheOrigins(String),
+    #[error("sealed by `{0}`, whose signing key is not pinned here")]
+    UnknownSender(String),
 }
 
 impl Transit {
@@ -100,48 +100,33 @@ impl Transit {
         })
     }
 
-    /// Opens this node's part: the envelope with the disclosures sealed to
-    /// `me`, still to be verified like any received notice. The part must
-    /// carry the origin's signature (`origin_key`, its pinned key) over what
-    /// it holds: anyone can seal to `me`, only the origin decides what `me`
-    /// receives.
-    pub fn open(
-        &self,
-        me: &str,
-        key: Option<&DecryptionKey>,
-        origin_key: &VerifyingKey,
-    ) -> Result<Envelope, TransitError> {
+    /// This node's part, after the item's bounds are checked.
+    pub fn part(&self, me: &str) -> Result<&SealedPart, TransitError> {
         self.check_parts()?;
-        let part = self
-            .parts
+        self.parts
             .iter()
             .find(|p| p.recipient == me)
-            .ok_or_else(|| TransitError::NoPart(me.to_string()))?;
-        let key = key.ok_or(TransitError::NoKey)?;
-        let plain = seal::open(Sealing::Disclosures, part, me, key, &self.id().0).map_err(|e| {
-            TransitError::Seal {
+            .ok_or_else(|| TransitError::NoPart(me.to_string()))
+    }
+
+    /// Opens this node's part under its context (accepted with the origin's
+    /// pinned key: only the origin can seal under it): the envelope with
+    /// the disclosures sealed to `me`, still to be verified like any
+    /// received notice.
+    pub fn open(&self, me: &str, ctx: &ReceiverContext) -> Result<Envelope, TransitError> {
+        let part = self.part(me)?;
+        let plain = ctx
+            .open(Sealing::Disclosures, part, &self.id().0)
+            .map_err(|e| TransitError::Seal {
                 recipient: me.to_string(),
                 error: e,
-            }
-        })?;
+            })?;
         let content: PartContent = super::decode_exact(&plain)
             .map_err(|e| TransitError::Plaintext(me.to_string(), e.to_string()))?;
-        let sig: [u8; 64] = content
-            .signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| TransitError::NotTheOrigins(me.to_string()))?;
-        origin_key
-            .verify_strict(
-                &part_message(&self.id(), me, &content.disclosures),
-                &Signature::from_bytes(&sig),
-            )
-            .map_err(|_| TransitError::NotTheOrigins(me.to_string()))?;
-        let disclosures = content.disclosures;
         Ok(Envelope {
             body: self.body.clone(),
             signature: self.signature.clone(),
-            disclosures,
+            disclosures: content.disclosures,
         })
     }
 }
@@ -151,53 +136,29 @@ fn part_len(p: &SealedPart) -> usize {
     p.enc.len() + p.ct.len() + p.recipient.len() + 8
 }
 
-/// Domain separation of the origin's signature inside a sealed part.
-pub const PART_DOMAIN: &[u8] = b"vigil/part/v1\0";
 /// Sealed plaintexts are padded to a multiple of this, so a relay learns
 /// little of what a part holds from its length.
 pub const PAD_TO: usize = 1024;
 
-/// What a sealed part holds: the disclosures, the origin's signature over
-/// them (for this notice and recipient), and padding.
+/// What a sealed part of a notice holds: the disclosures, and padding.
 #[derive(Serialize, Deserialize)]
 struct PartContent {
     disclosures: Vec<Disclosure>,
     #[serde(with = "serde_bytes")]
-    signature: Vec<u8>,
-    #[serde(with = "serde_bytes")]
     pad: Vec<u8>,
 }
 
-/// `"vigil/part/v1\0" || notice id || recipient || 0 || SHA-256(postcard(disclosures))`.
-fn part_message(id: &NoticeId, recipient: &str, disclosures: &[Disclosure]) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    let encoded = postcard::to_allocvec(disclosures).unwrap_or_default();
-    let mut m = PART_DOMAIN.to_vec();
-    m.extend_from_slice(&id.0);
-    m.extend_from_slice(recipient.as_bytes());
-    m.push(0);
-    m.extend_from_slice(&Sha256::digest(&encoded));
-    m
-}
-
-/// Seals `disclosures` of the notice `envelope` to `recipient`, signed by
-/// the origin (`origin_key`) for this notice and recipient, padded.
+/// Seals `disclosures` of the notice `envelope` under the origin's context
+/// with their recipient, padded.
 pub fn seal_disclosures(
     envelope: &Envelope,
     disclosures: &[Disclosure],
-    recipient: &str,
-    key: &EncryptionKey,
-    origin_key: &SigningKey,
+    ctx: &mut SenderContext,
     rng: &mut (impl rand::RngCore + rand::CryptoRng),
 ) -> Result<SealedPart, SealError> {
     let id = NoticeId::of_body(&envelope.body);
-    let signature = origin_key
-        .sign(&part_message(&id, recipient, disclosures))
-        .to_bytes()
-        .to_vec();
     let mut content = PartContent {
         disclosures: disclosures.to_vec(),
-        signature,
         pad: Vec::new(),
     };
     let bare = postcard::to_allocvec(&content)
@@ -207,7 +168,7 @@ pub fn seal_disclosures(
     content.pad = vec![0; room];
     let plain = postcard::to_allocvec(&content)
         .map_err(|e| SealError::Malformed(format!("encoding disclosures: {e}")))?;
-    seal::seal(Sealing::Disclosures, recipient, key, &id.0, &plain, rng)
+    ctx.seal(Sealing::Disclosures, &id.0, &plain, rng)
 }
 
 /// A hit report on a notice held in transit, sealed to the notice's origin:
@@ -226,13 +187,14 @@ pub struct SealedHit {
 }
 
 impl SealedHit {
-    /// Seals `report` (by `reporter`, on `notice`) to `origin`'s key.
+    /// Seals `report` (by `reporter`, on `notice`) under the reporter's
+    /// context with `origin`.
     pub fn seal(
         report: &HitReport,
         reporter: &str,
         origin: &str,
         notice: NoticeId,
-        key: &EncryptionKey,
+        ctx: &mut SenderContext,
         rng: &mut (impl rand::RngCore + rand::CryptoRng),
     ) -> Result<SealedHit, SealError> {
         let plain = postcard::to_allocvec(report)
@@ -243,7 +205,7 @@ impl SealedHit {
             origin: origin.to_string(),
             notice,
             hit,
-            part: seal::seal(Sealing::HitReport, origin, key, &hit, &plain, rng)?,
+            part: ctx.seal(Sealing::HitReport, &hit, &plain, rng)?,
         })
     }
 
@@ -252,16 +214,14 @@ impl SealedHit {
         self.reporter.len() + self.origin.len() + 72 + part_len(&self.part)
     }
 
-    /// Opens it on the origin (`me`): the report, whose id, reporter and
+    /// Opens it on the origin (`me`) under the reporter's context: the report, whose id, reporter and
     /// notice must be what the outside says.
-    pub fn open(&self, me: &str, key: Option<&DecryptionKey>) -> Result<HitReport, TransitError> {
-        let key = key.ok_or(TransitError::NoKey)?;
-        let plain =
-            seal::open(Sealing::HitReport, &self.part, me, key, &self.hit).map_err(|e| {
-                TransitError::Seal {
-                    recipient: me.to_string(),
-                    error: e,
-                }
+    pub fn open(&self, me: &str, ctx: &ReceiverContext) -> Result<HitReport, TransitError> {
+        let plain = ctx
+            .open(Sealing::HitReport, &self.part, &self.hit)
+            .map_err(|e| TransitError::Seal {
+                recipient: me.to_string(),
+                error: e,
             })?;
         let report: HitReport = super::decode_exact(&plain)
             .map_err(|e| TransitError::Plaintext(me.to_string(), e.to_string()))?;
@@ -357,6 +317,7 @@ impl DeliveryReport {
 mod tests {
     use super::*;
     use crate::notice::envelope::{seal as sign, Disclosure};
+    use crate::notice::seal::DecryptionKey;
     use crate::notice::SubjectField;
     use rand::SeedableRng;
 
@@ -378,34 +339,23 @@ mod tests {
         let (env, d) = notice();
         let origin = SigningKey::from_bytes(&[4; 32]);
         let pinned = origin.verifying_key();
+        let mut to_s2 = SenderContext::new("s2", s2.public(), &origin, 0, &mut r).unwrap();
+        let mut to_s3 = SenderContext::new("s3", s3.public(), &origin, 0, &mut r).unwrap();
         let t = Transit {
             body: env.body.clone(),
             signature: env.signature.clone(),
             parts: vec![
-                seal_disclosures(&env, &d, "s2", s2.public(), &origin, &mut r).unwrap(),
-                seal_disclosures(&env, &[], "s3", s3.public(), &origin, &mut r).unwrap(),
+                seal_disclosures(&env, &d, &mut to_s2, &mut r).unwrap(),
+                seal_disclosures(&env, &[], &mut to_s3, &mut r).unwrap(),
             ],
         };
-        assert_eq!(t.open("s2", Some(&s2), &pinned).unwrap(), env);
-        assert!(t
-            .open("s3", Some(&s3), &pinned)
-            .unwrap()
-            .disclosures
-            .is_empty());
-        assert_eq!(
-            t.open("s4", Some(&s3), &pinned),
-            Err(TransitError::NoPart("s4".into()))
-        );
-        assert_eq!(t.open("s2", None, &pinned), Err(TransitError::NoKey));
-        // Anyone can seal to s2; only the origin's signature makes a part
-        // s2 accepts, so a relay cannot swap in fewer disclosures.
-        let other = SigningKey::from_bytes(&[9; 32]);
-        let mut swapped = t.clone();
-        swapped.parts[0] = seal_disclosures(&env, &[], "s2", s2.public(), &other, &mut r).unwrap();
-        assert_eq!(
-            swapped.open("s2", Some(&s2), &pinned),
-            Err(TransitError::NotTheOrigins("s2".into()))
-        );
+        let accept = |me: &str, key: &DecryptionKey| {
+            ReceiverContext::accept(t.part(me).unwrap(), me, key, ("s1", &pinned)).unwrap()
+        };
+        let (c2, c3) = (accept("s2", &s2), accept("s3", &s3));
+        assert_eq!(t.open("s2", &c2).unwrap(), env);
+        assert!(t.open("s3", &c3).unwrap().disclosures.is_empty());
+        assert_eq!(t.open("s4", &c3), Err(TransitError::NoPart("s4".into())));
         // Padding hides lengths to the next 1024 bytes.
         assert_eq!(t.parts[0].ct.len(), t.parts[1].ct.len());
         let only = t.only_for("s2").unwrap();
@@ -414,7 +364,21 @@ mod tests {
         let mut moved = only.clone();
         moved.body.push(0);
         assert!(matches!(
-            moved.open("s2", Some(&s2), &pinned),
+            moved.open("s2", &c2),
+            Err(TransitError::Seal { .. })
+        ));
+        // Anyone can seal to s2, but not under the origin's context: a
+        // relay's own context is refused for want of the origin's
+        // signature, and its ciphertext does not open under the origin's.
+        let relay = SigningKey::from_bytes(&[9; 32]);
+        let mut forged = SenderContext::new("s2", s2.public(), &relay, 0, &mut r).unwrap();
+        let fake = seal_disclosures(&env, &[], &mut forged, &mut r).unwrap();
+        assert!(ReceiverContext::accept(&fake, "s2", &s2, ("s1", &pinned)).is_err());
+        let mut swapped = t.clone();
+        swapped.parts[0].ct = fake.ct.clone();
+        swapped.parts[0].nonce = fake.nonce;
+        assert!(matches!(
+            swapped.open("s2", &c2),
             Err(TransitError::Seal { .. })
         ));
         let mut twice = t.clone();
@@ -442,12 +406,15 @@ mod tests {
             nonce: [0; 16],
         };
         let report = HitReport::sign(&k, &body).unwrap();
+        let mut ctx = SenderContext::new("s1", s1.public(), &k, 0, &mut r).unwrap();
         let sealed =
-            SealedHit::seal(&report, "s2", "s1", NoticeId([1; 32]), s1.public(), &mut r).unwrap();
-        assert_eq!(sealed.open("s1", Some(&s1)).unwrap(), report);
+            SealedHit::seal(&report, "s2", "s1", NoticeId([1; 32]), &mut ctx, &mut r).unwrap();
+        let open =
+            ReceiverContext::accept(&sealed.part, "s1", &s1, ("s2", &k.verifying_key())).unwrap();
+        assert_eq!(sealed.open("s1", &open).unwrap(), report);
         let mut lie = sealed.clone();
         lie.reporter = "s3".into();
-        assert!(lie.open("s1", Some(&s1)).is_err());
+        assert!(lie.open("s1", &open).is_err());
     }
 
     #[test]
