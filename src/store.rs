@@ -1490,34 +1490,38 @@ impl Store {
         self.write(|tx| tx.apply(None, None, accepted, &[], audits, now))
     }
 
-    /// Erases the sealed parts of a notice held in transit (every
-    /// recipient receipted it, or it was refused), keeping the signed body
-    /// as a tombstone so a copy sent again is recognised; with its audit
-    /// entries. Returns false if it is not held in transit or already erased.
+    /// Erases the sealed parts of notices held in transit (every recipient
+    /// receipted or refused them), keeping each signed body as a tombstone
+    /// so a copy sent again is recognised, with one audit entry each, in
+    /// one write. Returns the ids erased (not those not held in transit or
+    /// already erased).
     pub fn erase_carried(
         &self,
-        id: &NoticeId,
-        audits: &[AuditDraft],
+        erase: &[(NoticeId, AuditDraft)],
         now: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Vec<NoticeId>, StoreError> {
         self.write(|tx| {
-            let Some(local) = tx.find(id)? else {
-                return Ok(false);
-            };
-            // A copy superseded meanwhile is still a transit copy.
-            let state = match (tx.meta(local)?, tx.held(local)?) {
-                (
-                    Some(m),
-                    Some(Held {
-                        item: Item::Transit(_),
-                        ..
-                    }),
-                ) if !m.erased => m.state,
-                _ => return Ok(false),
-            };
-            tx.settle(local, state, true, None)?;
-            tx.audit(audits, now)?;
-            Ok(true)
+            let mut erased = Vec::new();
+            for (id, audit) in erase {
+                let Some(local) = tx.find(id)? else {
+                    continue;
+                };
+                // A copy superseded meanwhile is still a transit copy.
+                let state = match (tx.meta(local)?, tx.held(local)?) {
+                    (
+                        Some(m),
+                        Some(Held {
+                            item: Item::Transit(_),
+                            ..
+                        }),
+                    ) if !m.erased => m.state,
+                    _ => continue,
+                };
+                tx.settle(local, state, true, None)?;
+                tx.audit(std::slice::from_ref(audit), now)?;
+                erased.push(*id);
+            }
+            Ok(erased)
         })
     }
 }

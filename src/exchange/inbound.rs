@@ -7,7 +7,7 @@ use tracing::{info, warn};
 
 use super::{erase_audit, field_names, Exchange};
 use crate::notice::hit::HitReport;
-use crate::notice::transit::{DeliveryBody, DeliveryReport, Transit};
+use crate::notice::transit::{DeliveryBody, DeliveryReport, Transit, MAX_OUTCOME_REASON};
 use crate::notice::{self, Action, Envelope, Item, NoticeId, SubjectField};
 use crate::policy::{self, Inbound, InboundCtx};
 use crate::proto::{ProtoError, ReceiptBody, SignedReceipt};
@@ -162,25 +162,34 @@ impl Exchange {
         let hits = self.check_hits(peer, reports, &mut checked)?;
         // The recipient's own word on each notice sealed to it, back to its
         // origin through the relay that brought it.
-        let mut own_reports = Vec::new();
+        // One report per origin and batch.
+        let mut by_origin: std::collections::BTreeMap<String, Vec<(NoticeId, Option<String>)>> =
+            std::collections::BTreeMap::new();
         for (seq, id, origin) in opened {
             let refused = match checked.rejected.iter().find(|(s, _)| *s == seq) {
-                Some((_, reason)) => Some(reason.clone()),
+                Some((_, reason)) => {
+                    let mut r = reason.clone();
+                    super::cut_to(&mut r, MAX_OUTCOME_REASON - 3);
+                    Some(r)
+                }
                 None if checked.accepted.iter().any(|a| a.id == id) => None,
                 // Already held: it was reported when it first came.
                 None => continue,
             };
+            by_origin.entry(origin).or_default().push((id, refused));
+        }
+        let mut own_reports = Vec::new();
+        for (origin, outcomes) in by_origin {
             let body = DeliveryBody {
                 receiver: self.me().to_string(),
                 origin,
-                notice: id,
                 via: peer.to_string(),
-                refused,
                 at: now,
+                outcomes,
             };
             match DeliveryReport::sign(&self.signing, &body) {
                 Ok(r) => own_reports.push(r),
-                Err(e) => warn!(notice = %id, error = %e, "delivery report not signed"),
+                Err(e) => warn!(origin = %body.origin, error = %e, "delivery report not signed"),
             }
         }
         let batch = InboundBatch {
@@ -590,45 +599,22 @@ impl Exchange {
                 Item::Delivery(d) => {
                     match d.verify(|r| if r == self.me() { None } else { self.key_of(r) }) {
                         Err(e) => Err(format!("delivery report: {e}")),
-                        Ok(b)
-                            if b.origin == self.me()
-                                && !sent_sealed_through(
-                                    self.store.delivery(&b.notice, &b.receiver)?,
-                                    peer,
-                                ) =>
-                        {
-                            Err(format!(
-                                "delivery report by `{}` on a notice this node did not send it sealed through `{peer}`",
-                                b.receiver
-                            ))
-                        }
                         Ok(b) if b.origin == self.me() => {
-                            self.delivery_outcome(&b, &mut outcomes)?;
-                            out.audits.push(AuditDraft {
-                                actor: actor.clone(),
-                                operation: Operation::Collect,
-                                notice: Some(b.notice),
-                                peer: Some(b.receiver.clone()),
-                                justification: None,
-                                decision: match &b.refused {
-                                    None => format!("delivery report: {} stored it", b.receiver),
-                                    Some(r) => {
-                                        format!("delivery report: {} refused it: {r}", b.receiver)
-                                    }
-                                },
-                            });
+                            self.delivery_outcomes(&b, peer, &actor, &mut outcomes, out)?;
                             Ok(None)
                         }
-                        Ok(b) if b.via == self.me() && passed(&b.notice, &b.receiver)? => {
+                        Ok(b) if b.via == self.me() && all_passed(&b, &passed)? => {
                             Ok(Some(AuditDraft {
                                 actor: actor.clone(),
                                 operation: Operation::Transit,
-                                notice: Some(b.notice),
+                                notice: b.outcomes.first().map(|(n, _)| *n),
                                 peer: Some(peer.to_string()),
                                 justification: None,
                                 decision: format!(
-                                    "delivery report by {} accepted for relay to {}",
-                                    b.receiver, b.origin
+                                    "delivery report by {} on {} notice(s) accepted for relay to {}",
+                                    b.receiver,
+                                    b.outcomes.len(),
+                                    b.origin
                                 ),
                             }))
                         }
@@ -654,27 +640,63 @@ impl Exchange {
 }
 
 impl Exchange {
-    /// What a delivery report addressed here says of its notice toward its
-    /// receiver, while it is in transit there. Once settled, a second
-    /// report (a second copy, through another relay) changes nothing.
-    fn delivery_outcome(
+    /// What a delivery report addressed here says of each notice toward
+    /// its receiver, audited one by one. It counts only for a notice this
+    /// node sent the receiver sealed through `peer`, while in transit
+    /// there; once settled, a second report (a copy through another relay)
+    /// changes nothing. Outcomes on other notices are ignored, counted in
+    /// one refusal entry.
+    fn delivery_outcomes(
         &self,
         b: &DeliveryBody,
+        peer: &str,
+        actor: &str,
         outcomes: &mut Vec<(NoticeId, String, Delivery)>,
+        out: &mut Checked,
     ) -> Result<(), StoreError> {
-        let Some(Delivery::Transit { stripped, .. }) =
-            self.store.delivery(&b.notice, &b.receiver)?
-        else {
-            return Ok(());
-        };
-        let outcome = match &b.refused {
-            Some(reason) => Delivery::Rejected {
-                at: b.at,
-                reason: reason.clone(),
-            },
-            None => Delivery::Delivered { at: b.at, stripped },
-        };
-        outcomes.push((b.notice, b.receiver.clone(), outcome));
+        let mut ignored = 0;
+        for (notice, refused) in &b.outcomes {
+            let prior = self.store.delivery(notice, &b.receiver)?;
+            if !sent_sealed_through(prior.clone(), peer) {
+                ignored += 1;
+                continue;
+            }
+            out.audits.push(AuditDraft {
+                actor: actor.to_string(),
+                operation: Operation::Collect,
+                notice: Some(*notice),
+                peer: Some(b.receiver.clone()),
+                justification: None,
+                decision: match refused {
+                    None => format!("delivery report: {} stored it", b.receiver),
+                    Some(r) => format!("delivery report: {} refused it: {r}", b.receiver),
+                },
+            });
+            let Some(Delivery::Transit { stripped, .. }) = prior else {
+                continue;
+            };
+            let outcome = match refused {
+                Some(reason) => Delivery::Rejected {
+                    at: b.at,
+                    reason: reason.clone(),
+                },
+                None => Delivery::Delivered { at: b.at, stripped },
+            };
+            outcomes.push((*notice, b.receiver.clone(), outcome));
+        }
+        if ignored > 0 {
+            out.audits.push(AuditDraft {
+                actor: actor.to_string(),
+                operation: Operation::Reject,
+                notice: None,
+                peer: Some(b.receiver.clone()),
+                justification: None,
+                decision: format!(
+                    "delivery report by `{}`: {ignored} outcome(s) on notices this node did not send it sealed through `{peer}` ignored",
+                    b.receiver
+                ),
+            });
+        }
         Ok(())
     }
 }
@@ -700,6 +722,20 @@ fn effect_audit(
             decision: format!("superseded by {id}"),
         },
     })
+}
+
+/// Whether every notice of a delivery report is one this relay carried
+/// to its receiver (`passed`).
+fn all_passed(
+    b: &DeliveryBody,
+    passed: &impl Fn(&NoticeId, &str) -> Result<bool, StoreError>,
+) -> Result<bool, StoreError> {
+    for (notice, _) in &b.outcomes {
+        if !passed(notice, &b.receiver)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Whether a delivery report arriving from `peer` may speak for a notice

@@ -248,14 +248,7 @@ impl Exchange {
             return;
         }
         let mut reason = reason.to_string();
-        if reason.len() > MAX_REASON {
-            let mut cut = MAX_REASON;
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            reason.truncate(cut);
-            reason.push_str("...");
-        }
+        cut_to(&mut reason, MAX_REASON);
         warn!(peer = peer.unwrap_or("-"), %remote, reason = %reason, "connection refused");
         self.audit_one(
             AuditDraft {
@@ -309,6 +302,19 @@ fn erase_audit(target: &NoticeId, actor: &str, peer: Option<&str>, reason: &str)
         peer: peer.map(str::to_string),
         justification: Some(reason.to_string()),
         decision: "cancelled: personal data erased, tombstone kept".into(),
+    }
+}
+
+/// Cuts `text` to `max` bytes on a character boundary, then appends
+/// `...`: reasons that reach audit entries and reports stay bounded.
+fn cut_to(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
     }
 }
 

@@ -417,6 +417,9 @@ impl Exchange {
                 let Ok(b) = d.peek() else {
                     return Ok(None);
                 };
+                let Some((first, _)) = b.outcomes.first() else {
+                    return Ok(None);
+                };
                 if own {
                     if b.via != peer && b.origin != peer {
                         return Ok(None);
@@ -424,13 +427,17 @@ impl Exchange {
                     return Ok(Some(AuditDraft {
                         actor: "node".into(),
                         operation: Operation::Transit,
-                        notice: Some(b.notice),
+                        notice: Some(*first),
                         peer: Some(peer.to_string()),
                         justification: None,
-                        decision: format!("delivery report sent toward {}", b.origin),
+                        decision: format!(
+                            "delivery report on {} notice(s) sent toward {}",
+                            b.outcomes.len(),
+                            b.origin
+                        ),
                     }));
                 }
-                (b.origin, b.notice, b.receiver, "delivery report")
+                (b.origin, *first, b.receiver, "delivery report")
             }
             _ => return Ok(None),
         };

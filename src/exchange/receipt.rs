@@ -102,40 +102,49 @@ impl Exchange {
             at: r.at,
         };
         self.store.record_receipt(peer, &acked, &outcomes)?;
-        for (_, id) in carried {
-            self.release_carried(id, r.at)?;
-        }
+        self.release_carried(carried, r.at)?;
         Ok(())
     }
 
-    /// Erases a notice held in transit once every recipient it is carried
-    /// to has receipted or refused it: a relay keeps nothing it no longer
-    /// needs to pass on.
-    fn release_carried(&self, id: &NoticeId, now: i64) -> Result<(), StoreError> {
-        let Some((rec, t)) = self.store.carried(id)? else {
-            return Ok(());
-        };
-        if rec.erased || t.parts.is_empty() {
-            return Ok(());
-        }
-        let mut done = Vec::new();
-        for r in t.recipients() {
-            match self.store.delivery(id, r)? {
-                Some(Delivery::Delivered { .. } | Delivery::Rejected { .. }) => done.push(r),
-                _ => return Ok(()),
+    /// Erases the notices held in transit that a receipt settled, once
+    /// every recipient each is carried to has receipted or refused it: a
+    /// relay keeps nothing it no longer needs to pass on. One write and
+    /// one flush for the whole batch.
+    fn release_carried(&self, carried: &[(u64, NoticeId)], now: i64) -> Result<(), StoreError> {
+        let mut erase = Vec::new();
+        'notices: for (_, id) in carried {
+            let Some((rec, t)) = self.store.carried(id)? else {
+                continue;
+            };
+            if rec.erased || t.parts.is_empty() {
+                continue;
             }
+            let mut done = Vec::new();
+            for r in t.recipients() {
+                match self.store.delivery(id, r)? {
+                    Some(Delivery::Delivered { .. } | Delivery::Rejected { .. }) => done.push(r),
+                    _ => continue 'notices,
+                }
+            }
+            erase.push((
+                *id,
+                AuditDraft {
+                    actor: "node".into(),
+                    operation: Operation::Erase,
+                    notice: Some(*id),
+                    peer: None,
+                    justification: Some("carried to every recipient".into()),
+                    decision: format!("transit copy erased: receipted by {}", done.join(", ")),
+                },
+            ));
         }
-        let audit = AuditDraft {
-            actor: "node".into(),
-            operation: Operation::Erase,
-            notice: Some(*id),
-            peer: None,
-            justification: Some("carried to every recipient".into()),
-            decision: format!("transit copy erased: receipted by {}", done.join(", ")),
-        };
-        if self.store.erase_carried(id, &[audit], now)? {
+        if erase.is_empty() {
+            return Ok(());
+        }
+        let erased = self.store.erase_carried(&erase, now)?;
+        if !erased.is_empty() {
             self.store.flush()?;
-            tracing::info!(notice = %id, "transit copy erased");
+            tracing::info!(count = erased.len(), "transit copies erased");
         }
         Ok(())
     }

@@ -242,19 +242,47 @@ impl SealedHit {
     }
 }
 
-/// What a recipient states about a notice that reached it in transit.
+/// Most notices one delivery report speaks for (a feed batch's worth).
+pub const MAX_OUTCOMES: usize = 256;
+/// Longest refusal reason a delivery report carries.
+pub const MAX_OUTCOME_REASON: usize = 512;
+
+/// What a recipient states about the notices of one origin that reached it
+/// in transit in one batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryBody {
-    /// The recipient that received it.
+    /// The recipient that received them.
     pub receiver: String,
-    /// The notice's origin, to whom the report goes.
+    /// The notices' origin, to whom the report goes.
     pub origin: String,
-    pub notice: NoticeId,
-    /// The relay it came through: the report goes back that way.
+    /// The relay they came through: the report goes back that way.
     pub via: String,
-    /// `None`: stored; `Some(reason)`: refused, with the reason.
-    pub refused: Option<String>,
     pub at: i64,
+    /// Per notice: `None`, stored; `Some(reason)`, refused, with the reason.
+    pub outcomes: Vec<(NoticeId, Option<String>)>,
+}
+
+impl DeliveryBody {
+    /// Bounds: at most [`MAX_OUTCOMES`] notices, each reason at most
+    /// [`MAX_OUTCOME_REASON`] bytes, at least one notice.
+    pub fn check(&self) -> Result<(), NoticeError> {
+        if self.outcomes.is_empty() || self.outcomes.len() > MAX_OUTCOMES {
+            return Err(NoticeError::Malformed(format!(
+                "delivery report speaks for {} notices (1 to {MAX_OUTCOMES})",
+                self.outcomes.len()
+            )));
+        }
+        if self
+            .outcomes
+            .iter()
+            .any(|(_, r)| r.as_ref().is_some_and(|r| r.len() > MAX_OUTCOME_REASON))
+        {
+            return Err(NoticeError::Malformed(format!(
+                "delivery report reason over {MAX_OUTCOME_REASON} bytes"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A delivery report: exact body bytes and the receiver's signature, so
@@ -292,12 +320,14 @@ impl DeliveryReport {
             .map_err(|e| NoticeError::Malformed(format!("delivery report: {e}")))
     }
 
-    /// Verifies the signature with the receiver's pinned key and decodes.
+    /// Verifies the signature with the receiver's pinned key, decodes and
+    /// checks the bounds.
     pub fn verify(
         &self,
         key_of: impl Fn(&str) -> Option<VerifyingKey>,
     ) -> Result<DeliveryBody, NoticeError> {
         let body = self.peek()?;
+        body.check()?;
         let key = key_of(&body.receiver)
             .ok_or_else(|| NoticeError::UnknownOrigin(body.receiver.clone()))?;
         let sig: [u8; 64] = self
@@ -423,14 +453,22 @@ mod tests {
         let body = DeliveryBody {
             receiver: "s2".into(),
             origin: "s1".into(),
-            notice: NoticeId([2; 32]),
             via: "hub".into(),
-            refused: Some("sealed part does not open".into()),
             at: 9,
+            outcomes: vec![
+                (NoticeId([2; 32]), Some("sealed part does not open".into())),
+                (NoticeId([3; 32]), None),
+            ],
         };
         let r = DeliveryReport::sign(&k, &body).unwrap();
         assert_eq!(r.verify(|_| Some(k.verifying_key())).unwrap(), body);
         let other = SigningKey::from_bytes(&[7; 32]).verifying_key();
         assert!(r.verify(|_| Some(other)).is_err());
+        let empty = DeliveryBody {
+            outcomes: Vec::new(),
+            ..body.clone()
+        };
+        let r = DeliveryReport::sign(&k, &empty).unwrap();
+        assert!(r.verify(|_| Some(k.verifying_key())).is_err());
     }
 }
