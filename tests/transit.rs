@@ -2,62 +2,16 @@
 //! spokes it is not addressed in, sealed; only the named recipient reads
 //! them; hit reports go home sealed; cancels, expiry and tampering.
 
+mod common;
+use common::scenario::*;
 use vigil::notice::screening::Query;
-use vigil::notice::{Item, NoticeId, NoticeInput};
+use vigil::notice::Item;
 use vigil::proto::Message;
 use vigil::store::{Delivery, NoticeState};
-use vigil::testkit::Harness;
-
-/// Steps any scenario may take before it must be quiet.
-const STEPS: usize = 200_000;
-
-fn notice(now: i64, audience: serde_json::Value, handling: &str, tag: &str) -> NoticeInput {
-    let json = serde_json::json!({
-        "kind": "wanted", "purpose": "locate-arrest", "legal_basis": "Warrant 7",
-        "handling": handling, "grading": {"source": "B", "information": "2"},
-        "subject_category": "suspect", "nature": "fact", "audience": audience,
-        "expires_at": vigil::time::rfc3339(now + 30 * vigil::time::DAY),
-        "summary": format!("Case {tag}"), "case_ref": tag, "contact": "+31 desk",
-        "subject": {"family_name": format!("Quennell-{tag}"), "given_names": "Ada",
-            "date_of_birth": "1980-04-01"}
-    });
-    serde_json::from_value(json).unwrap()
-}
-
-fn holds(h: &Harness, node: &str, id: &NoticeId) -> bool {
-    h.node(node).unwrap().store().contains(id).unwrap()
-}
-
-/// A hub (a relay) and spokes linked only to it; `hub_policy` is the hub's
-/// `[policy.inbound]`.
-fn hub(spokes: &[&str], hub_policy: &[&str]) -> Harness {
-    let mut h = Harness::new(21).unwrap();
-    h.add_node("hub", true, hub_policy);
-    for s in spokes {
-        h.add_node(s, false, &[]);
-        h.add_link("hub", s);
-    }
-    h.start().unwrap();
-    h.run(STEPS).unwrap();
-    h
-}
-
-fn member_state(h: &Harness, node: &str, id: &NoticeId, member: &str) -> (String, Option<String>) {
-    let st = h
-        .node(node)
-        .unwrap()
-        .status(id)
-        .unwrap()
-        .unwrap()
-        .into_iter()
-        .find(|m| m.member == member)
-        .unwrap();
-    (st.state, st.reason)
-}
 
 #[test]
 fn a_notice_to_one_spoke_crosses_the_hub_sealed_and_reaches_only_it() {
-    let mut h = hub(&["s1", "s2", "s3"], &[]);
+    let mut h = hub(21, &["s1", "s2", "s3"], &[]);
     let h1 = h
         .issue(
             "s1",
@@ -105,7 +59,7 @@ fn a_notice_to_one_spoke_crosses_the_hub_sealed_and_reaches_only_it() {
 
 #[test]
 fn a_hit_on_a_transit_notice_goes_home_sealed() {
-    let mut h = hub(&["s1", "s2"], &[]);
+    let mut h = hub(21, &["s1", "s2"], &[]);
     let id = h
         .issue(
             "s1",
@@ -138,7 +92,7 @@ fn a_hit_on_a_transit_notice_goes_home_sealed() {
 
 #[test]
 fn a_cancel_follows_the_same_path_and_erases_everywhere() {
-    let mut h = hub(&["s1", "s2"], &[]);
+    let mut h = hub(21, &["s1", "s2"], &[]);
     let id = h
         .issue(
             "s1",
@@ -166,7 +120,7 @@ fn a_cancel_follows_the_same_path_and_erases_everywhere() {
 
 #[test]
 fn a_transit_copy_for_a_spoke_that_stays_offline_is_erased_at_max_transit_days() {
-    let mut h = hub(&["s1", "s2"], &["max_transit_days = 2"]);
+    let mut h = hub(21, &["s1", "s2"], &["max_transit_days = 2"]);
     h.disconnect("hub", "s2");
     let id = h
         .issue(
@@ -195,7 +149,7 @@ fn a_transit_copy_for_a_spoke_that_stays_offline_is_erased_at_max_transit_days()
 
 #[test]
 fn a_tampered_sealed_part_is_refused_and_the_origin_sees_it_rejected() {
-    let mut h = hub(&["s1", "s2"], &[]);
+    let mut h = hub(21, &["s1", "s2"], &[]);
     let id = h
         .issue(
             "s1",
@@ -258,7 +212,7 @@ fn a_tampered_sealed_part_is_refused_and_the_origin_sees_it_rejected() {
 
 #[test]
 fn a_reload_that_gives_a_member_this_nodes_own_encryption_key_is_refused() {
-    let mut h = hub(&["s1", "s2"], &[]);
+    let mut h = hub(21, &["s1", "s2"], &[]);
     let own = vigil::notice::seal::format_encryption_key(h.decryption_key("s1").unwrap().public());
     let theirs =
         vigil::notice::seal::format_encryption_key(h.decryption_key("s2").unwrap().public());

@@ -2,56 +2,13 @@
 //! that once worked (a frame too large, a forged delivery outcome, junk
 //! sealed hits, a copy kept after delivery, a gutted sealed part).
 
-use base64::Engine;
+mod common;
+use common::scenario::*;
 use vigil::notice::seal::SealedPart;
 use vigil::notice::transit::{DeliveryBody, DeliveryReport, SealedHit};
-use vigil::notice::{Item, NoticeId, NoticeInput};
+use vigil::notice::{Item, NoticeId};
 use vigil::proto::{self, Message};
 use vigil::store::{Delivery, NoticeState};
-use vigil::testkit::Harness;
-
-const STEPS: usize = 200_000;
-
-fn notice_img(
-    now: i64,
-    audience: serde_json::Value,
-    handling: &str,
-    tag: &str,
-    img: usize,
-) -> NoticeInput {
-    let mut json = serde_json::json!({
-        "kind": "wanted", "purpose": "locate-arrest", "legal_basis": "Warrant 7",
-        "handling": handling, "grading": {"source": "B", "information": "2"},
-        "subject_category": "suspect", "nature": "fact", "audience": audience,
-        "expires_at": vigil::time::rfc3339(now + 30 * vigil::time::DAY),
-        "summary": format!("Case {tag}"), "case_ref": tag, "contact": "+31 desk",
-        "subject": {"family_name": format!("Quennell-{tag}"), "given_names": "Ada",
-            "date_of_birth": "1980-04-01"}
-    });
-    if img > 0 {
-        json["subject"]["facial_image"] = base64::engine::general_purpose::STANDARD
-            .encode(vec![7u8; img])
-            .into();
-    }
-    serde_json::from_value(json).unwrap()
-}
-
-fn notice(now: i64, audience: serde_json::Value, handling: &str, tag: &str) -> NoticeInput {
-    notice_img(now, audience, handling, tag, 0)
-}
-
-fn member_state(h: &Harness, node: &str, id: &NoticeId, member: &str) -> (String, Option<String>) {
-    let st = h
-        .node(node)
-        .unwrap()
-        .status(id)
-        .unwrap()
-        .unwrap()
-        .into_iter()
-        .find(|m| m.member == member)
-        .unwrap();
-    (st.state, st.reason)
-}
 
 /// A transit item carries the disclosures once per recipient: a batch
 /// toward the hub stops before its frame would pass the limit, and one
@@ -59,15 +16,7 @@ fn member_state(h: &Harness, node: &str, id: &NoticeId, member: &str) -> (String
 /// do not fit, never sent as a frame every reconnect would fail on.
 #[test]
 fn a_batch_through_the_hub_never_exceeds_a_frame() {
-    let spokes = ["s1", "s2", "s3", "s4", "s5", "s6"];
-    let mut h = Harness::new(21).unwrap();
-    h.add_node("hub", true, &[]);
-    for s in spokes {
-        h.add_node(s, false, &[]);
-        h.add_link("hub", s);
-    }
-    h.start().unwrap();
-    h.run(STEPS).unwrap();
+    let mut h = hub(21, &["s1", "s2", "s3", "s4", "s5", "s6"], &[]);
     h.disconnect("hub", "s1");
     let after = h.node("s1").unwrap().store().head();
     // (a) One notice (240 KiB image, under MAX_BODY) to five spokes.
@@ -122,14 +71,7 @@ fn a_batch_through_the_hub_never_exceeds_a_frame() {
 /// one withheld from it, nor for ids the origin never issued.
 #[test]
 fn a_member_cannot_forge_its_own_delivery_outcome() {
-    let mut h = Harness::new(22).unwrap();
-    h.add_node("s1", false, &[]);
-    h.add_node("s2", false, &[]);
-    h.add_node("x", false, &[]);
-    h.add_link("s1", "s2");
-    h.add_link("s1", "x");
-    h.start().unwrap();
-    h.run(STEPS).unwrap();
+    let mut h = federation(22, &[], &["s1", "s2", "x"], &[("s1", "s2"), ("s1", "x")]);
     let id = h
         .issue("s1", &notice(h.now(), serde_json::json!(["s2"]), "H2", "w"))
         .unwrap();
@@ -187,16 +129,12 @@ fn a_member_cannot_forge_its_own_delivery_outcome() {
 /// recipient's `delivered` stands.
 #[test]
 fn a_delivered_recipient_is_not_reached_again_through_another_member() {
-    let mut h = Harness::new(23).unwrap();
-    h.add_node("hub", true, &[]);
-    h.add_node("s1", false, &[]);
-    h.add_node("s2", false, &[]);
-    h.add_node("s5", false, &[]);
-    h.add_link("hub", "s1");
-    h.add_link("hub", "s2");
-    h.add_link("s1", "s5");
-    h.start().unwrap();
-    h.run(STEPS).unwrap();
+    let mut h = federation(
+        23,
+        &["hub"],
+        &["s1", "s2", "s5"],
+        &[("hub", "s1"), ("hub", "s2"), ("s1", "s5")],
+    );
     h.disconnect("s1", "s5");
     let id = h
         .issue(
@@ -218,16 +156,12 @@ fn a_delivered_recipient_is_not_reached_again_through_another_member() {
 /// links to that `via` does not name never receives the notice's body.
 #[test]
 fn via_keeps_the_body_from_members_that_are_not_the_named_relay() {
-    let mut h = Harness::new(24).unwrap();
-    h.add_node("hub", true, &[]);
-    h.add_node("s1", false, &[]);
-    h.add_node("s2", false, &[]);
-    h.add_node("s5", false, &[]);
-    h.add_link("hub", "s1");
-    h.add_link("hub", "s2");
-    h.add_link("s1", "s5");
-    h.start().unwrap();
-    h.run(STEPS).unwrap();
+    let mut h = federation(
+        24,
+        &["hub"],
+        &["s1", "s2", "s5"],
+        &[("hub", "s1"), ("hub", "s2"), ("s1", "s5")],
+    );
     h.reload("s1", |t| {
         t.replace("id = \"s2\"\n", "id = \"s2\"\nvia = [\"hub\"]\n")
     })
@@ -245,32 +179,11 @@ fn via_keeps_the_body_from_members_that_are_not_the_named_relay() {
     assert!(!h.node("s5").unwrap().store().contains(&id).unwrap());
 }
 
-/// The decisions in `node`'s processing log that name notice `id`.
-fn seen_at(h: &Harness, node: &str, id: &NoticeId) -> Vec<String> {
-    h.node(node)
-        .unwrap()
-        .store()
-        .audit_entries()
-        .map(Result::unwrap)
-        .filter(|e| e.notice == Some(*id))
-        .map(|e| e.decision)
-        .collect()
-}
-
 /// A hub stores and passes on a sealed hit report only from a member it
 /// carried the notice to, in transit, with a part of a hit report's shape.
 #[test]
 fn a_hub_refuses_sealed_hits_on_notices_it_never_carried_to_their_author() {
-    let mut h = Harness::new(24).unwrap();
-    h.add_node("hub", true, &[]);
-    h.add_node("s1", false, &[]);
-    h.add_node("s2", false, &[]);
-    h.add_node("x", false, &[]);
-    for s in ["s1", "s2", "x"] {
-        h.add_link("hub", s);
-    }
-    h.start().unwrap();
-    h.run(STEPS).unwrap();
+    let mut h = hub(24, &["s1", "s2", "x"], &[]);
     let id = h
         .issue("s1", &notice(h.now(), serde_json::json!("all"), "H1", "j"))
         .unwrap();
@@ -325,14 +238,7 @@ fn a_hub_refuses_sealed_hits_on_notices_it_never_carried_to_their_author() {
 /// once its recipient receipted it.
 #[test]
 fn a_superseded_transit_copy_is_still_released_by_receipts() {
-    let mut h = Harness::new(25).unwrap();
-    h.add_node("hub", true, &[]);
-    h.add_node("s1", false, &[]);
-    h.add_node("s2", false, &[]);
-    h.add_link("hub", "s1");
-    h.add_link("hub", "s2");
-    h.start().unwrap();
-    h.run(STEPS).unwrap();
+    let mut h = federation(25, &["hub"], &["s1", "s2"], &[("hub", "s1"), ("hub", "s2")]);
     h.disconnect("hub", "s2");
     let id = h
         .issue("s1", &notice(h.now(), serde_json::json!(["s2"]), "H1", "u"))
@@ -363,14 +269,7 @@ fn a_superseded_transit_copy_is_still_released_by_receipts() {
 #[test]
 fn a_relay_cannot_swap_in_a_part_with_fewer_disclosures() {
     use rand::SeedableRng;
-    let mut h = Harness::new(26).unwrap();
-    h.add_node("hub", true, &[]);
-    h.add_node("s1", false, &[]);
-    h.add_node("s2", false, &[]);
-    h.add_link("hub", "s1");
-    h.add_link("hub", "s2");
-    h.start().unwrap();
-    h.run(STEPS).unwrap();
+    let mut h = federation(26, &["hub"], &["s1", "s2"], &[("hub", "s1"), ("hub", "s2")]);
     let id = h
         .issue(
             "s1",
@@ -433,16 +332,12 @@ fn a_relay_cannot_swap_in_a_part_with_fewer_disclosures() {
 /// hub: the recipient's own report makes it `delivered`.
 #[test]
 fn a_member_that_is_not_a_relay_refusing_leaves_the_hub_path_standing() {
-    let mut h = Harness::new(24).unwrap();
-    h.add_node("hub", true, &[]);
-    h.add_node("s1", false, &[]);
-    h.add_node("s2", false, &[]);
-    h.add_node("s5", false, &[]);
-    h.add_link("hub", "s1");
-    h.add_link("hub", "s2");
-    h.add_link("s1", "s5");
-    h.start().unwrap();
-    h.run(STEPS).unwrap();
+    let mut h = federation(
+        24,
+        &["hub"],
+        &["s1", "s2", "s5"],
+        &[("hub", "s1"), ("hub", "s2"), ("s1", "s5")],
+    );
     let id = h
         .issue(
             "s1",

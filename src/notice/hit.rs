@@ -2,7 +2,7 @@
 //! the screening node signs a report addressed to the origin (docs/format.md),
 //! so the originator's 24/7 desk learns where its subject was seen.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use super::{NoticeError, NoticeId};
@@ -40,14 +40,8 @@ pub struct HitReport {
 impl HitReport {
     /// Signs a hit body with the reporter's key.
     pub fn sign(key: &SigningKey, body: &HitBody) -> Result<HitReport, NoticeError> {
-        let bytes = postcard::to_allocvec(body)
-            .map_err(|e| NoticeError::Malformed(format!("encoding a hit report: {e}")))?;
-        let mut msg = HIT_DOMAIN.to_vec();
-        msg.extend_from_slice(&bytes);
-        Ok(HitReport {
-            body: bytes,
-            signature: key.sign(&msg).to_bytes().to_vec(),
-        })
+        let (body, signature) = super::sign_statement(key, HIT_DOMAIN, body, "hit report")?;
+        Ok(HitReport { body, signature })
     }
 
     /// About how many bytes it takes encoded.
@@ -69,15 +63,7 @@ impl HitReport {
         let body = self.peek()?;
         let key = key_of(&body.reporter)
             .ok_or_else(|| NoticeError::UnknownOrigin(body.reporter.clone()))?;
-        let sig: [u8; 64] = self
-            .signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| NoticeError::BadSignature)?;
-        let mut msg = HIT_DOMAIN.to_vec();
-        msg.extend_from_slice(&self.body);
-        key.verify_strict(&msg, &Signature::from_bytes(&sig))
-            .map_err(|_| NoticeError::BadSignature)?;
+        super::verify_statement(&key, HIT_DOMAIN, &self.body, &self.signature)?;
         Ok(body)
     }
 }

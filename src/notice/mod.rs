@@ -56,6 +56,39 @@ impl Item {
     }
 }
 
+/// Signs a statement (a hit report, a delivery report): its postcard bytes
+/// and the ed25519 signature over `domain || bytes`. `what` names it in
+/// errors.
+pub(crate) fn sign_statement<T: serde::Serialize>(
+    key: &ed25519_dalek::SigningKey,
+    domain: &[u8],
+    body: &T,
+    what: &str,
+) -> Result<(Vec<u8>, Vec<u8>), NoticeError> {
+    use ed25519_dalek::Signer;
+    let bytes = postcard::to_allocvec(body)
+        .map_err(|e| NoticeError::Malformed(format!("encoding a {what}: {e}")))?;
+    let mut msg = domain.to_vec();
+    msg.extend_from_slice(&bytes);
+    Ok((bytes, key.sign(&msg).to_bytes().to_vec()))
+}
+
+/// Checks a statement's signature over `domain || body` (`verify_strict`).
+pub(crate) fn verify_statement(
+    key: &ed25519_dalek::VerifyingKey,
+    domain: &[u8],
+    body: &[u8],
+    signature: &[u8],
+) -> Result<(), NoticeError> {
+    let sig: [u8; 64] = signature
+        .try_into()
+        .map_err(|_| NoticeError::BadSignature)?;
+    let mut msg = domain.to_vec();
+    msg.extend_from_slice(body);
+    key.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&sig))
+        .map_err(|_| NoticeError::BadSignature)
+}
+
 /// Why bytes did not decode as exactly one value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {

@@ -8,7 +8,7 @@
 //! applies expiry, kind and handling rules, while what identifies a person
 //! crosses the hub unreadable to it.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use super::envelope::{Disclosure, Envelope, NoticeId};
@@ -299,14 +299,9 @@ pub struct DeliveryReport {
 impl DeliveryReport {
     /// Signs a delivery body with the receiver's key.
     pub fn sign(key: &SigningKey, body: &DeliveryBody) -> Result<DeliveryReport, NoticeError> {
-        let bytes = postcard::to_allocvec(body)
-            .map_err(|e| NoticeError::Malformed(format!("encoding a delivery report: {e}")))?;
-        let mut msg = DELIVERY_DOMAIN.to_vec();
-        msg.extend_from_slice(&bytes);
-        Ok(DeliveryReport {
-            body: bytes,
-            signature: key.sign(&msg).to_bytes().to_vec(),
-        })
+        let (body, signature) =
+            super::sign_statement(key, DELIVERY_DOMAIN, body, "delivery report")?;
+        Ok(DeliveryReport { body, signature })
     }
 
     /// About how many bytes it takes encoded.
@@ -330,15 +325,7 @@ impl DeliveryReport {
         body.check()?;
         let key = key_of(&body.receiver)
             .ok_or_else(|| NoticeError::UnknownOrigin(body.receiver.clone()))?;
-        let sig: [u8; 64] = self
-            .signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| NoticeError::BadSignature)?;
-        let mut msg = DELIVERY_DOMAIN.to_vec();
-        msg.extend_from_slice(&self.body);
-        key.verify_strict(&msg, &Signature::from_bytes(&sig))
-            .map_err(|_| NoticeError::BadSignature)?;
+        super::verify_statement(&key, DELIVERY_DOMAIN, &self.body, &self.signature)?;
         Ok(body)
     }
 }

@@ -4,6 +4,8 @@
 //! loopback ports. Each test binary uses a part of it.
 #![allow(dead_code)]
 
+pub mod scenario;
+
 use std::fs;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
