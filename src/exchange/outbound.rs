@@ -536,22 +536,13 @@ impl Exchange {
         let held: Vec<SubjectField> = envelope.disclosures.iter().map(|d| d.field).collect();
         let mut parts = Vec::new();
         for r in recipients {
-            // Delivered (or refused) by the recipient itself: nothing more
-            // to send, and its word is not overwritten.
-            if matches!(
-                self.store.delivery(&id, &r.id)?,
-                Some(Delivery::Delivered { .. } | Delivery::Rejected { .. })
-            ) {
-                continue;
-            }
             let mut via = match self.store.delivery(&id, &r.id)? {
+                // Delivered (or refused) by the recipient itself: nothing
+                // more to send, and its word is not overwritten.
+                Some(Delivery::Delivered { .. } | Delivery::Rejected { .. }) => continue,
                 Some(Delivery::Transit { via, .. }) => via,
                 _ => Vec::new(),
             };
-            if !via.iter().any(|v| v == peer) {
-                via.push(peer.to_string());
-            }
-            let target_disclosed = self.target_disclosed(body, &r.id)?;
             let audit = |decision: String| AuditDraft {
                 actor: "node".into(),
                 operation: Operation::Disclose,
@@ -560,22 +551,28 @@ impl Exchange {
                 justification: None,
                 decision,
             };
+            // Withheld on this way; on its way through another relay it
+            // stays in transit.
+            let mut withhold = |reason: String| {
+                audits.push(audit(format!("withheld: {reason}")));
+                if via.is_empty() {
+                    decisions.push((id, r.id.clone(), Delivery::Withheld { at: now, reason }));
+                }
+            };
+            let target_disclosed = self.target_disclosed(body, &r.id)?;
             let strip =
                 match policy::outbound(self.me(), cfg.relay, r, body, &held, target_disclosed) {
                     Outbound::Withhold(reason) => {
-                        audits.push(audit(format!("withheld: {reason}")));
-                        decisions.push((id, r.id.clone(), Delivery::Withheld { at: now, reason }));
+                        withhold(reason);
                         continue;
                     }
                     Outbound::Send { strip } => strip,
                 };
             let Some(key) = &r.encryption_key else {
-                let reason = format!(
+                withhold(format!(
                     "no encryption_key for `{}`: a notice through a relay is sealed to it",
                     r.id
-                );
-                audits.push(audit(format!("withheld: {reason}")));
-                decisions.push((id, r.id.clone(), Delivery::Withheld { at: now, reason }));
+                ));
                 continue;
             };
             let kept: Vec<notice::Disclosure> = envelope
@@ -589,9 +586,7 @@ impl Exchange {
             }) {
                 Ok(p) => p,
                 Err(e) => {
-                    let reason = format!("not sealed: {e}");
-                    audits.push(audit(format!("withheld: {reason}")));
-                    decisions.push((id, r.id.clone(), Delivery::Withheld { at: now, reason }));
+                    withhold(format!("not sealed: {e}"));
                     continue;
                 }
             };
@@ -602,12 +597,13 @@ impl Exchange {
                     .map(|p: &SealedPart| p.enc.len() + p.ct.len() + 64)
                     .sum::<usize>();
             if size + part.enc.len() + part.ct.len() + 64 > proto::BATCH_BYTES {
-                let reason = format!(
+                withhold(format!(
                     "the sealed parts for every recipient through {peer} exceed one frame; address fewer members at once"
-                );
-                audits.push(audit(format!("withheld: {reason}")));
-                decisions.push((id, r.id.clone(), Delivery::Withheld { at: now, reason }));
+                ));
                 continue;
+            }
+            if !via.iter().any(|v| v == peer) {
+                via.push(peer.to_string());
             }
             parts.push(part);
             let mut decision = format!("sent sealed through {peer}");
