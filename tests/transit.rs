@@ -6,7 +6,6 @@ mod common;
 use common::scenario::*;
 use vigil::notice::screening::Query;
 use vigil::notice::Item;
-use vigil::proto::Message;
 use vigil::store::{Delivery, NoticeState};
 
 #[test]
@@ -156,34 +155,8 @@ fn a_tampered_sealed_part_is_refused_and_the_origin_sees_it_rejected() {
             &notice(h.now(), serde_json::json!(["s2"]), "H1", "tamper"),
         )
         .unwrap();
-    // Let it reach the hub's wire toward s2, then flip one byte of the
-    // sealed part in flight.
-    let carried = |m: &Message| match m {
-        Message::Batch { entries, .. } => {
-            entries.iter().any(|(_, i)| matches!(i, Item::Transit(_)))
-        }
-        _ => false,
-    };
-    assert!(h
-        .run_until(STEPS, |h| h
-            .in_flight("hub", "s2", |to, m| to == "s2" && carried(m))
-            > 0)
-        .unwrap());
-    let flipped = h.tamper("hub", "s2", |to, m| {
-        let Message::Batch { entries, .. } = m else {
-            return false;
-        };
-        let mut changed = false;
-        for (_, item) in entries.iter_mut() {
-            if let Item::Transit(t) = item {
-                if to == "s2" {
-                    t.parts[0].ct[0] ^= 0x01;
-                    changed = true;
-                }
-            }
-        }
-        changed
-    });
+    // Flip one byte of the sealed part on the hub's wire toward s2.
+    let flipped = tamper_transit(&mut h, "hub", "s2", |t| t.parts[0].ct[0] ^= 0x01);
     assert_eq!(flipped, 1);
     h.run(STEPS).unwrap();
     assert!(!holds(&h, "s2", &id));

@@ -3,7 +3,9 @@
 //! about a person in operator JSON, and what a node says of a notice.
 
 use base64::Engine;
-use vigil::notice::{NoticeId, NoticeInput};
+use vigil::notice::transit::Transit;
+use vigil::notice::{Item, NoticeId, NoticeInput};
+use vigil::proto::Message;
 use vigil::testkit::Harness;
 
 /// Steps any scenario may take before it must be quiet.
@@ -106,4 +108,41 @@ pub fn seen_at(h: &Harness, node: &str, id: &NoticeId) -> Vec<String> {
         .filter(|e| e.notice == Some(*id))
         .map(|e| e.decision)
         .collect()
+}
+
+/// Runs `h` until a batch carrying a transit item is on the wire from
+/// `from` to `to`, then changes each such item with `change` in flight (a
+/// relay or a network that alters what it carries). Returns how many.
+pub fn tamper_transit(
+    h: &mut Harness,
+    from: &str,
+    to: &str,
+    mut change: impl FnMut(&mut Transit),
+) -> usize {
+    let carried = |m: &Message| match m {
+        Message::Batch { entries, .. } => {
+            entries.iter().any(|(_, i)| matches!(i, Item::Transit(_)))
+        }
+        _ => false,
+    };
+    assert!(h
+        .run_until(STEPS, |h| h
+            .in_flight(from, to, |r, m| r == to && carried(m))
+            > 0)
+        .unwrap());
+    h.tamper(from, to, |r, m| {
+        let Message::Batch { entries, .. } = m else {
+            return false;
+        };
+        let mut changed = false;
+        for (_, item) in entries.iter_mut() {
+            if let Item::Transit(t) = item {
+                if r == to {
+                    change(t);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    })
 }
