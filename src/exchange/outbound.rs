@@ -291,14 +291,12 @@ impl Exchange {
                 ),
             };
             decisions.push((id, peer.to_string(), delivery));
-            audits.push(AuditDraft {
-                actor: "node".into(),
-                operation: Operation::Disclose,
-                notice: Some(id),
-                peer: Some(peer.to_string()),
-                justification: None,
-                decision: decision_text,
-            });
+            audits.push(node_audit(
+                Operation::Disclose,
+                Some(id),
+                Some(peer.to_string()),
+                decision_text,
+            ));
             if let Some(env) = send {
                 out.push((seq, Item::Notice(env)));
             }
@@ -324,13 +322,13 @@ impl Exchange {
         if !self.toward_origin(&body.origin, &body.notice, peer)? {
             return Ok((None, None));
         }
-        let audit = |decision: String| AuditDraft {
-            actor: "node".into(),
-            operation: Operation::Disclose,
-            notice: Some(body.notice),
-            peer: Some(peer.to_string()),
-            justification: None,
-            decision,
+        let audit = |decision: String| {
+            node_audit(
+                Operation::Disclose,
+                Some(body.notice),
+                Some(peer.to_string()),
+                decision,
+            )
         };
         let addressed = body.origin == peer
             || self.store.get(&body.notice)?.is_some_and(|(_, env)| {
@@ -444,14 +442,12 @@ impl Exchange {
         if !self.toward_origin(&origin, &notice, peer)? {
             return Ok(None);
         }
-        Ok(Some(AuditDraft {
-            actor: "node".into(),
-            operation: Operation::Transit,
-            notice: Some(notice),
-            peer: Some(peer.to_string()),
-            justification: None,
-            decision: format!("{what} by {by} passed on toward {origin}"),
-        }))
+        Ok(Some(node_audit(
+            Operation::Transit,
+            Some(notice),
+            Some(peer.to_string()),
+            format!("{what} by {by} passed on toward {origin}"),
+        )))
     }
 
     /// A notice this relay holds in transit goes to `peer` if it carries a
@@ -474,14 +470,12 @@ impl Exchange {
                 stripped: Vec::new(),
             },
         ));
-        audits.push(AuditDraft {
-            actor: "node".into(),
-            operation: Operation::Transit,
-            notice: Some(id),
-            peer: Some(peer.to_string()),
-            justification: None,
-            decision: format!("carried on to {peer}, sealed"),
-        });
+        audits.push(node_audit(
+            Operation::Transit,
+            Some(id),
+            Some(peer.to_string()),
+            format!("carried on to {peer}, sealed"),
+        ));
         Some(one)
     }
 
@@ -522,14 +516,12 @@ impl Exchange {
         // it says of the notice's kind and grading holds for that too.
         if let Some(carrier) = cfg.member(peer) {
             if let Some(reason) = policy::carrier(carrier, body) {
-                audits.push(AuditDraft {
-                    actor: "node".into(),
-                    operation: Operation::Disclose,
-                    notice: Some(id),
-                    peer: Some(peer.to_string()),
-                    justification: None,
-                    decision: format!("not sent through {peer}: {reason}"),
-                });
+                audits.push(node_audit(
+                    Operation::Disclose,
+                    Some(id),
+                    Some(peer.to_string()),
+                    format!("not sent through {peer}: {reason}"),
+                ));
                 return Ok(None);
             }
         }
@@ -543,13 +535,8 @@ impl Exchange {
                 Some(Delivery::Transit { via, .. }) => via,
                 _ => Vec::new(),
             };
-            let audit = |decision: String| AuditDraft {
-                actor: "node".into(),
-                operation: Operation::Disclose,
-                notice: Some(id),
-                peer: Some(r.id.clone()),
-                justification: None,
-                decision,
+            let audit = |decision: String| {
+                node_audit(Operation::Disclose, Some(id), Some(r.id.clone()), decision)
             };
             // Withheld on this way; on its way through another relay it
             // stays in transit.
@@ -641,5 +628,23 @@ impl Exchange {
                 .is_some_and(|d| d.disclosed())),
             _ => Ok(true),
         }
+    }
+}
+
+/// An audit entry of this node's own decision (actor `node`) about a notice
+/// toward a member.
+fn node_audit(
+    operation: Operation,
+    notice: Option<NoticeId>,
+    peer: Option<String>,
+    decision: String,
+) -> AuditDraft {
+    AuditDraft {
+        actor: "node".into(),
+        operation,
+        notice,
+        peer,
+        justification: None,
+        decision,
     }
 }
