@@ -53,6 +53,19 @@ struct RawConfig {
     members: Vec<RawMember>,
     #[serde(default)]
     policy: RawPolicy,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    exec: Option<Vec<String>>,
+    exec_timeout_secs: Option<u64>,
+    exec_max_running: Option<usize>,
+    peer_down_after_secs: Option<u64>,
+    notice_kinds: Option<Vec<String>>,
+    notice_handling: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -262,6 +275,46 @@ pub struct Config {
     pub token_file: PathBuf,
     pub members: Vec<Member>,
     pub inbound: InboundPolicy,
+    pub alerts: Alerts,
+}
+
+/// Default of `[alerts] exec_timeout_secs`.
+pub const DEFAULT_EXEC_TIMEOUT_SECS: u64 = 10;
+/// Default of `[alerts] exec_max_running`.
+pub const DEFAULT_EXEC_MAX_RUNNING: usize = 4;
+/// Default of `[alerts] peer_down_after_secs` (5 minutes).
+pub const DEFAULT_PEER_DOWN_AFTER_SECS: u64 = 300;
+
+/// `[alerts]`: which events are raised and the program that receives them
+/// (docs/officers.md#alerts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alerts {
+    /// The program and its arguments; each event goes to a new run of it
+    /// as JSON on stdin. `None`: events are only logged and streamed.
+    pub exec: Option<Vec<String>>,
+    /// A run still going after this long is killed (1 to 300 s).
+    pub exec_timeout_secs: u64,
+    /// Runs at once (1 to 16); events beyond wait in a bounded queue.
+    pub exec_max_running: usize,
+    /// `peer_down` once a member is unreachable this long (1 s to 7 days).
+    pub peer_down_after_secs: u64,
+    /// `notice_received` only for these kinds (`None`: every kind).
+    pub notice_kinds: Option<Vec<Kind>>,
+    /// `notice_received` only for these handling codes (`None`: every code).
+    pub notice_handling: Option<Vec<crate::notice::Handling>>,
+}
+
+impl Default for Alerts {
+    fn default() -> Alerts {
+        Alerts {
+            exec: None,
+            exec_timeout_secs: DEFAULT_EXEC_TIMEOUT_SECS,
+            exec_max_running: DEFAULT_EXEC_MAX_RUNNING,
+            peer_down_after_secs: DEFAULT_PEER_DOWN_AFTER_SECS,
+            notice_kinds: None,
+            notice_handling: None,
+        }
+    }
 }
 
 impl Config {
@@ -573,6 +626,7 @@ impl Config {
             }
             Some(m) => Some(m << 20),
         };
+        let alerts = parse_alerts(&raw.alerts, &base, &err, &kinds)?;
         let contact = raw
             .node
             .contact
@@ -595,8 +649,88 @@ impl Config {
             token_file: resolve(&raw.admin.token_file),
             members,
             inbound,
+            alerts,
         })
     }
+}
+
+/// Parses a list of kinds, naming the field at fault.
+type KindsParser<'a> =
+    dyn Fn(&str, &Option<Vec<String>>) -> Result<Option<Vec<Kind>>, ConfigError> + 'a;
+
+/// Validates `[alerts]`; a relative `exec` program resolves against the
+/// config's folder.
+fn parse_alerts(
+    raw: &RawAlerts,
+    base: &Path,
+    err: &dyn Fn(&str, String) -> ConfigError,
+    kinds: &KindsParser<'_>,
+) -> Result<Alerts, ConfigError> {
+    let exec =
+        match &raw.exec {
+            None => None,
+            Some(v) if v.is_empty() || v[0].trim().is_empty() => return Err(err(
+                "alerts.exec",
+                "is empty; give the program and its arguments, e.g. [\"/usr/local/bin/page-desk\"]"
+                    .into(),
+            )),
+            Some(v) => {
+                let mut v = v.clone();
+                if !v[0].starts_with('/') && v[0].contains('/') {
+                    v[0] = base.join(&v[0]).display().to_string();
+                }
+                Some(v)
+            }
+        };
+    let ranged = |field: &str, v: Option<u64>, default: u64, lo: u64, hi: u64| {
+        let v = v.unwrap_or(default);
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(err(field, format!("is {v}; it must be {lo} to {hi}")))
+        }
+    };
+    let handling = match &raw.notice_handling {
+        None => None,
+        Some(l) => Some(
+            l.iter()
+                .map(|h| {
+                    serde_json::from_value(serde_json::Value::String(h.clone())).map_err(|_| {
+                        err(
+                            "alerts.notice_handling",
+                            format!("`{h}` is not a handling code (H0, H1, H2, H3)"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    Ok(Alerts {
+        exec,
+        exec_timeout_secs: ranged(
+            "alerts.exec_timeout_secs",
+            raw.exec_timeout_secs,
+            DEFAULT_EXEC_TIMEOUT_SECS,
+            1,
+            300,
+        )?,
+        exec_max_running: ranged(
+            "alerts.exec_max_running",
+            raw.exec_max_running.map(|n| n as u64),
+            DEFAULT_EXEC_MAX_RUNNING as u64,
+            1,
+            16,
+        )? as usize,
+        peer_down_after_secs: ranged(
+            "alerts.peer_down_after_secs",
+            raw.peer_down_after_secs,
+            DEFAULT_PEER_DOWN_AFTER_SECS,
+            1,
+            7 * 86_400,
+        )?,
+        notice_kinds: kinds("alerts.notice_kinds", &raw.notice_kinds)?,
+        notice_handling: handling,
+    })
 }
 
 #[cfg(test)]

@@ -8,10 +8,12 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod alerts;
 pub mod audit;
 pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod events;
 pub mod exchange;
 #[doc(hidden)]
 pub mod fuzz_api;
@@ -21,6 +23,7 @@ pub mod mesh;
 pub mod net;
 pub mod node;
 pub mod notice;
+pub mod officers;
 pub mod policy;
 pub mod proto;
 pub mod store;

@@ -24,7 +24,17 @@ use vigil::notice::InputError;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Act as the officer whose token is in this file (`vigil officer
+    /// add` prints its path) instead of as the node's administrator.
+    #[arg(long, global = true, env = "VIGIL_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
 }
+
+#[path = "cli/desk.rs"]
+mod desk;
+
+/// `--token-file` (or `VIGIL_TOKEN_FILE`), set once at start.
+static TOKEN_FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Cmd {
@@ -99,8 +109,33 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Hit reports received for this node's notices.
+    /// Hit reports received for this node's notices; `hits ack` acknowledges one.
     Hits {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Only hits nobody has acknowledged yet.
+        #[arg(long)]
+        unacknowledged: bool,
+        /// Only hits checked at or after this time (RFC 3339, e.g. 2026-11-29T08:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Why you read them (logged with the consultation).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(subcommand)]
+        cmd: Option<desk::HitsCmd>,
+    },
+    /// Named officers with roles, each with a token of its own.
+    Officer {
+        #[command(subcommand)]
+        cmd: desk::OfficerCmd,
+    },
+    /// Print the node's desk events as they happen (hit_received,
+    /// notice_received, delivery_rejected, peer_down, peer_up), resuming
+    /// after a reconnect.
+    Watch {
         #[arg(long)]
         config: PathBuf,
         #[arg(long)]
@@ -201,6 +236,9 @@ enum NoticeCmd {
         id: String,
         #[arg(long)]
         out: PathBuf,
+        /// Why (logged with the export).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Import notice files: verified and checked exactly like the network path.
     Import {
@@ -216,6 +254,9 @@ enum NoticeCmd {
         id: String,
         #[arg(long)]
         json: bool,
+        /// Why you read it (logged with the consultation).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Notices held: one row per notice chain, in its current state.
     List {
@@ -235,6 +276,9 @@ enum NoticeCmd {
         all: bool,
         #[arg(long)]
         json: bool,
+        /// Why you read them (logged with the consultation).
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -266,6 +310,7 @@ fn exit_code(e: &anyhow::Error) -> i32 {
 
 fn main() {
     let cli = Cli::parse();
+    let _ = TOKEN_FILE.set(cli.token_file.clone());
     if let Err(e) = dispatch(cli) {
         // One line: the outermost context plus the root cause.
         let msg = e
@@ -320,7 +365,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Some(file) => screen_csv(&config, reason, &file, place, json),
             None => screen(&config, reason, identifier, name, dob, place, json),
         },
-        Cmd::Hits { config, json } => hits(&config, json),
+        Cmd::Hits {
+            config,
+            json,
+            unacknowledged,
+            since,
+            reason,
+            cmd,
+        } => match cmd {
+            Some(cmd) => desk::hits_cmd(cmd),
+            None => desk::hits(config, json, unacknowledged, since, reason),
+        },
+        Cmd::Officer { cmd } => desk::officer(cmd),
+        Cmd::Watch { config, json } => desk::watch(&config, json),
         Cmd::Bench {
             quick,
             json,
@@ -511,13 +568,33 @@ async fn serve_until_stopped(
     Ok(())
 }
 
+/// The admin API client for the node `config` names, with the officer's
+/// token when `--token-file` is given, else the administrator's.
 fn client(config: &Path) -> anyhow::Result<Client> {
     let cfg = Config::load(config)?;
-    let token = identity::load_token(&cfg.token_file, "admin.token_file")?;
+    let token = match TOKEN_FILE.get().cloned().flatten() {
+        Some(f) => identity::load_token(&f, "--token-file")?,
+        None => identity::load_token(&cfg.token_file, "admin.token_file")?,
+    };
     Ok(Client {
         addr: cfg.admin_listen,
         token,
     })
+}
+
+/// `reason=…` for a read's justification, URL-encoded, after `lead`
+/// (`?` or nothing); empty without one.
+fn reason_query(reason: &Option<String>, lead: &str) -> anyhow::Result<String> {
+    match reason {
+        None => Ok(String::new()),
+        Some(r) => {
+            vigil::exchange::consult::check_note(r).map_err(|e| Usage(format!("--reason: {e}")))?;
+            Ok(format!(
+                "{lead}{}",
+                serde_urlencoded::to_string([("reason", r)])?
+            ))
+        }
+    }
 }
 
 fn call(c: &Client, method: &str, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Vec<u8>> {
@@ -579,10 +656,16 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        NoticeCmd::Export { config, id, out } => {
+        NoticeCmd::Export {
+            config,
+            id,
+            out,
+            reason,
+        } => {
             let c = client(&config)?;
             check_id(&id)?;
-            let bytes = call(&c, "GET", &format!("/v1/notices/{id}/export"), None)?;
+            let q = reason_query(&reason, "?")?;
+            let bytes = call(&c, "GET", &format!("/v1/notices/{id}/export{q}"), None)?;
             // The file holds personal data: owner-only, never overwriting.
             identity::write_private(&out, &bytes)
                 .map_err(|e| Usage(format!("--out {}: {e}", out.display())))?;
@@ -620,10 +703,16 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        NoticeCmd::Show { config, id, json } => {
+        NoticeCmd::Show {
+            config,
+            id,
+            json,
+            reason,
+        } => {
             let c = client(&config)?;
             check_id(&id)?;
-            let out = call(&c, "GET", &format!("/v1/notices/{id}"), None)?;
+            let q = reason_query(&reason, "?")?;
+            let out = call(&c, "GET", &format!("/v1/notices/{id}{q}"), None)?;
             if json {
                 print_json(&out);
             } else {
@@ -639,9 +728,14 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
             due_for_review,
             all,
             json,
+            reason,
         } => {
             let c = client(&config)?;
             let mut q = Vec::new();
+            let r = reason_query(&reason, "")?;
+            if !r.is_empty() {
+                q.push(r);
+            }
             if due_for_review {
                 q.push("due_for_review=true".to_string());
             }
@@ -701,12 +795,19 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
 
 /// The live chain: from the running node, or from the store itself when no
 /// node holds it.
+/// The node's public key comes from the node itself (`/v1/id`), so an
+/// auditor needs no access to the private key; only when no node holds
+/// the store is it read from the key file.
 fn live_audit(config: &Path) -> anyhow::Result<(String, ed25519_dalek::VerifyingKey)> {
     let cfg = Config::load(config)?;
-    let key = identity::load_signing_key(&cfg.signing_key, "identity.signing_key")?;
     let c = client(config)?;
-    let text = match call(&c, "GET", "/v1/audit", None) {
-        Ok(bytes) => String::from_utf8(bytes)?,
+    match call(&c, "GET", "/v1/audit", None) {
+        Ok(bytes) => {
+            let id: serde_json::Value = serde_json::from_slice(&call(&c, "GET", "/v1/id", None)?)?;
+            let key = vigil::keys::parse_public_key(id["signing_key"].as_str().unwrap_or_default())
+                .map_err(|e| anyhow!("the node's /v1/id: {e}"))?;
+            Ok((String::from_utf8(bytes)?, key))
+        }
         Err(e)
             if matches!(
                 e.downcast_ref::<ClientError>(),
@@ -720,12 +821,15 @@ fn live_audit(config: &Path) -> anyhow::Result<(String, ed25519_dalek::Verifying
                         cfg.data_dir.display()
                     )
                 })?;
+            let key = identity::load_signing_key(&cfg.signing_key, "identity.signing_key")?;
             let entries: Vec<_> = store.audit_entries().collect::<Result<_, _>>()?;
-            vigil::audit::export(&cfg.node_id, &key, entries)?
+            Ok((
+                vigil::audit::export(&cfg.node_id, &key, entries)?,
+                key.verifying_key(),
+            ))
         }
-        Err(e) => return Err(e),
-    };
-    Ok((text, key.verifying_key()))
+        Err(e) => Err(e),
+    }
 }
 
 fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
@@ -891,32 +995,6 @@ fn screen_csv(
         report.hits.len(),
         report.errors.len()
     );
-    Ok(())
-}
-
-fn hits(config: &Path, json: bool) -> anyhow::Result<()> {
-    let c = client(config)?;
-    let out = call(&c, "GET", "/v1/hits", None)?;
-    if json {
-        print_json(&out);
-        return Ok(());
-    }
-    let hits: Vec<vigil::exchange::HitView> = serde_json::from_slice(&out)?;
-    for h in hits {
-        println!(
-            "{} notice {} seen by {} at {}; call {}{}",
-            h.at,
-            h.notice_id,
-            t(&h.reporter),
-            t(&h.place),
-            t(&h.contact),
-            if h.signature_verified {
-                ""
-            } else {
-                " (SIGNATURE NOT VERIFIED)"
-            }
-        );
-    }
     Ok(())
 }
 

@@ -58,6 +58,8 @@ pub struct NodeHandle {
     core: Arc<Exchange>,
     /// The QUIC side: endpoint, links, dialing.
     net: Net,
+    /// What the alert hook did (runs, failures, drops).
+    alerts: Arc<crate::alerts::AlertStats>,
     admin_addr: SocketAddr,
     quic_addr: SocketAddr,
     /// Turns true to stop every task.
@@ -117,6 +119,14 @@ impl Node {
         let listener = tokio::net::TcpListener::from_std(sockets.admin)
             .map_err(|e| NodeError::Io(e.to_string()))?;
         tasks.spawn(sweeper(core.clone(), tasks.clone(), rx.clone()));
+        let alerts = Arc::new(crate::alerts::AlertStats::default());
+        tasks.spawn(crate::alerts::run(
+            core.clone(),
+            alerts.clone(),
+            tasks.clone(),
+            rx.clone(),
+        ));
+        tasks.spawn(peer_watch(core.clone(), net.links.clone(), rx.clone()));
         tasks.spawn(crate::admin::serve(
             listener,
             core.clone(),
@@ -135,6 +145,7 @@ impl Node {
         Ok(NodeHandle {
             core,
             net,
+            alerts,
             admin_addr,
             quic_addr,
             shutdown,
@@ -162,6 +173,50 @@ async fn sweeper(core: Arc<Exchange>, tasks: TaskTracker, mut shutdown: watch::R
         core.refusal_tick(crate::time::now());
         tokio::select! {
             _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// How often link status is looked at for `peer_down` and `peer_up`.
+const PEER_WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Raises `peer_down` and `peer_up` events from link status until
+/// shutdown. A link is expected to a member with an address, and to one
+/// that has connected during this run (a spoke dialing its hub).
+async fn peer_watch(
+    core: Arc<Exchange>,
+    links: Arc<crate::net::Links>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut w: Option<(u64, crate::events::PeerWatch)> = None;
+    loop {
+        let cfg = core.config();
+        let after = cfg.alerts.peer_down_after_secs;
+        // A reload with a new threshold starts watching afresh.
+        let watch = match &mut w {
+            Some((a, watch)) if *a == after => watch,
+            _ => &mut w.insert((after, crate::events::PeerWatch::new(after))).1,
+        };
+        let status: Vec<(String, bool, bool)> = cfg
+            .members
+            .iter()
+            .map(|m| {
+                let connected = links.status(&m.id).connected;
+                if connected {
+                    seen.insert(m.id.clone());
+                }
+                let expected = m.address.is_some() || seen.contains(&m.id);
+                (m.id.clone(), connected, expected)
+            })
+            .collect();
+        let now = crate::time::now();
+        for ev in watch.tick(now, &status) {
+            core.events().publish(ev, now);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PEER_WATCH_EVERY) => {}
             _ = shutdown.changed() => return,
         }
     }
@@ -195,6 +250,11 @@ impl NodeHandle {
             .collect()
     }
 
+    /// What the alert hook did since the node started.
+    pub fn alert_stats(&self) -> &crate::alerts::AlertStats {
+        &self.alerts
+    }
+
     /// Where the admin API listens.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
@@ -221,6 +281,7 @@ impl NodeHandle {
             changed = ?report.changed,
             relinked = ?report.relink,
             policy_changed = report.policy_changed,
+            alerts_changed = report.alerts_changed,
             "config reloaded"
         );
         if !report.needs_restart.is_empty() {
@@ -236,10 +297,11 @@ impl NodeHandle {
     /// Issues a notice as an operator would (blocking work off the runtime).
     pub async fn issue(&self, input: NoticeInput) -> Result<NoticeId, NodeError> {
         let core = self.core.clone();
-        let issued =
-            tokio::task::spawn_blocking(move || core.issue(&input, "local", crate::time::now()))
-                .await
-                .map_err(|e| NodeError::Io(e.to_string()))?;
+        let issued = tokio::task::spawn_blocking(move || {
+            core.issue(&input, "operator:local", crate::time::now())
+        })
+        .await
+        .map_err(|e| NodeError::Io(e.to_string()))?;
         Ok(issued?)
     }
 

@@ -132,6 +132,8 @@ const META: u8 = b'M';
 /// Sealed hit reports and delivery reports a relay passed on, by id: each
 /// enters the log once.
 const RELAYED: u8 = b'R';
+/// Officers' acknowledgements of hit reports, by hit id.
+const HIT_ACK: u8 = b'Q';
 
 const META_SCHEMA: &[u8] = b"schema";
 const META_EPOCH: &[u8] = b"epoch";
@@ -169,7 +171,7 @@ fn read_u64(v: Option<sled::IVec>, what: &str) -> Result<Option<u64>, StoreError
 }
 
 fn hit_id(r: &HitReport) -> [u8; 32] {
-    Sha256::digest(&r.body).into()
+    r.id()
 }
 
 /// A held message: a notice as stored here (possibly stripped) or a hit
@@ -287,6 +289,17 @@ pub enum Operation {
     Reject,
     /// A notice carried for others, sealed (docs/protocol.md#transit).
     Transit,
+}
+
+/// An officer's acknowledgement of a hit report (`vigil hits ack`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HitAck {
+    /// The processing log's actor: `officer:NAME` or `admin`.
+    pub by: String,
+    /// When (Unix seconds).
+    pub at: i64,
+    /// What the desk did about it.
+    pub note: String,
 }
 
 /// An audit entry before the store numbers and chains it.
@@ -1623,6 +1636,42 @@ impl Store {
     /// True if this hit report is held.
     pub fn has_hit(&self, r: &HitReport) -> Result<bool, StoreError> {
         Ok(self.tree.contains_key(key(HIT, &hit_id(r)))?)
+    }
+
+    /// The hit report with this id, if held.
+    pub fn hit_report(&self, id: &[u8; 32]) -> Result<Option<HitReport>, StoreError> {
+        self.tree
+            .get(key(HIT, id))?
+            .map(|v| dec(&v, "hit report"))
+            .transpose()
+    }
+
+    /// Who acknowledged a hit report, if anyone did.
+    pub fn hit_ack(&self, id: &[u8; 32]) -> Result<Option<HitAck>, StoreError> {
+        self.tree
+            .get(key(HIT_ACK, id))?
+            .map(|v| dec(&v, "hit acknowledgement"))
+            .transpose()
+    }
+
+    /// Records an officer's acknowledgement of a held hit report with its
+    /// audit entry, in one write (the caller flushes). Returns the earlier
+    /// acknowledgement instead when there is one: a hit is acknowledged
+    /// once.
+    pub fn ack_hit(
+        &self,
+        id: &[u8; 32],
+        ack: &HitAck,
+        audit: &AuditDraft,
+    ) -> Result<Option<HitAck>, StoreError> {
+        self.write(|tx| {
+            if let Some(v) = tx.store.tree.get(key(HIT_ACK, id))? {
+                return Ok(Some(dec(&v, "hit acknowledgement")?));
+            }
+            tx.put(key(HIT_ACK, id), enc(ack)?);
+            tx.audit(std::slice::from_ref(audit), ack.at)?;
+            Ok(None)
+        })
     }
 
     /// Every hit report held (sent or received), in id order.

@@ -3,7 +3,7 @@
 //! plus the small client the CLI uses. No business rules: handlers call
 //! [`Core`].
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -22,11 +22,13 @@ use crate::exchange::{
 use crate::identity::format_public_key;
 use crate::net::Links;
 use crate::notice::InputError;
+use crate::officers::{Action, Principal, Registry};
 
 mod client;
+mod events;
 use crate::notice::screening::{Query as ScreenQuery, QueryError};
 use crate::notice::{Kind, NoticeId, NoticeInput};
-pub use client::{Client, ClientError};
+pub use client::{Client, ClientError, SseMessage};
 
 /// Largest request body accepted (a notice is at most 256 KiB; base64 and
 /// JSON overhead stay well under this).
@@ -36,9 +38,54 @@ pub const MAX_REQUEST: usize = 1024 * 1024;
 struct AppState {
     core: Arc<Exchange>,
     links: Arc<Links>,
+    /// SHA-256 of the administrator's token.
     token_hash: [u8; 32],
+    /// The officers and their roles, read on every request so a removal
+    /// takes effect at once.
+    officers: Registry,
+    /// Officers' refusals recorded one by one (bounded per officer).
+    refusals: Arc<std::sync::Mutex<OfficerRefusals>>,
+    /// Event streams open at once ([`events::MAX_STREAMS`]).
+    streams: Arc<tokio::sync::Semaphore>,
     /// The node's tasks: store work runs here, so shutdown waits for it.
     tasks: TaskTracker,
+    /// Turns true at shutdown: ends event streams.
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The digest of the token an officer's request carried, kept with the
+/// request so a long stream can check that the officer still exists.
+#[derive(Clone)]
+struct TokenDigest(String);
+
+/// Refusals recorded in the processing log per officer and window; the
+/// rest are counted and summed up in the next entry.
+const REFUSALS_PER_WINDOW: u32 = 10;
+/// The refusal counting window, in seconds.
+const REFUSAL_WINDOW_SECS: i64 = 60;
+
+/// Per officer: (window start, recorded, suppressed).
+#[derive(Default)]
+struct OfficerRefusals(std::collections::HashMap<String, (i64, u32, u64)>);
+
+impl OfficerRefusals {
+    /// Whether this refusal gets its own entry, and how many earlier ones
+    /// of a finished window were not recorded (to say so in it).
+    fn count(&mut self, who: &str, now: i64) -> (bool, u64) {
+        let e = self.0.entry(who.to_string()).or_insert((now, 0, 0));
+        let mut earlier = 0;
+        if now >= e.0.saturating_add(REFUSAL_WINDOW_SECS) {
+            earlier = e.2;
+            *e = (now, 0, 0);
+        }
+        if e.1 < REFUSALS_PER_WINDOW {
+            e.1 += 1;
+            (true, earlier)
+        } else {
+            e.2 += 1;
+            (false, earlier)
+        }
+    }
 }
 
 /// An error answer: status plus a JSON body naming the field when there is one.
@@ -91,6 +138,16 @@ impl ApiError {
     }
 
     /// A failure of the node, not of the request: logged, answered 500.
+    fn forbidden(message: String) -> ApiError {
+        ApiError(
+            StatusCode::FORBIDDEN,
+            ErrorBody {
+                error: message,
+                field: None,
+            },
+        )
+    }
+
     fn internal(e: &dyn std::fmt::Display) -> ApiError {
         warn!(error = %e, "admin request failed");
         ApiError(
@@ -197,11 +254,16 @@ pub async fn serve(
     tasks: TaskTracker,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let officers = Registry::beside(&core.config().path);
     let state = AppState {
         core,
         links,
         token_hash: Sha256::digest(token.as_bytes()).into(),
+        officers,
+        refusals: Arc::default(),
+        streams: Arc::new(tokio::sync::Semaphore::new(events::MAX_STREAMS)),
         tasks,
+        shutdown: shutdown.clone(),
     };
     let app = Router::new()
         .route("/v1/id", get(id))
@@ -221,6 +283,8 @@ pub async fn serve(
             post(screen_manifest).layer(axum::extract::DefaultBodyLimit::max(MAX_MANIFEST)),
         )
         .route("/v1/hits", get(hits))
+        .route("/v1/hits/{id}/ack", post(ack_hit))
+        .route("/v1/events", get(events::stream))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state);
@@ -297,7 +361,35 @@ async fn serve_connection(
     }
 }
 
-async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
+/// What each route does, for the role check. `None`: no such route.
+fn action_for(method: &axum::http::Method, path: &str) -> Option<Action> {
+    use axum::http::Method;
+    let get = method == Method::GET;
+    Some(match path {
+        "/v1/id" => Action::Id,
+        "/v1/notices" if get => Action::List,
+        "/v1/notices" => Action::Issue,
+        "/v1/transit" => Action::Transit,
+        "/v1/notices/{id}" => Action::Show,
+        "/v1/notices/{id}/update" => Action::Update,
+        "/v1/notices/{id}/cancel" => Action::Cancel,
+        "/v1/notices/{id}/export" => Action::Export,
+        "/v1/notices/{id}/status" => Action::Status,
+        "/v1/import" => Action::Import,
+        "/v1/peers" => Action::Peers,
+        "/v1/audit" => Action::Audit,
+        "/v1/screen" | "/v1/screen/manifest" => Action::Screen,
+        "/v1/hits" => Action::Hits,
+        "/v1/hits/{id}/ack" => Action::AckHit,
+        "/v1/events" => Action::Watch,
+        _ => return None,
+    })
+}
+
+/// Who is calling: the administrator's token or an officer's; then
+/// whether the caller's role allows the route. A refusal is answered 403
+/// before the handler runs (so nothing is stored) and logged.
+async fn auth(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -307,22 +399,125 @@ async fn auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
     // Comparing digests keeps the comparison time independent of where the
     // presented token first differs.
     let h: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-    if h != s.token_hash {
-        return ApiError(
-            StatusCode::UNAUTHORIZED,
-            ErrorBody {
-                error: "missing or wrong admin token".into(),
-                field: None,
-            },
-        )
-        .into_response();
+    let principal = if h == s.token_hash {
+        Principal::Admin
+    } else {
+        match s.officers.find_token(presented) {
+            Ok(Some(o)) => {
+                req.extensions_mut().insert(TokenDigest(o.token_sha256.clone()));
+                Principal::Officer {
+                    name: o.name,
+                    role: o.role,
+                }
+            }
+            Ok(None) => {
+                return ApiError(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorBody {
+                        error: "missing or wrong token (an officer's token stops working when the officer is removed)".into(),
+                        field: None,
+                    },
+                )
+                .into_response()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "officer registry unreadable; officers' requests refused");
+                return ApiError::internal(&format!("officer registry unreadable: {e}"))
+                    .into_response();
+            }
+        }
+    };
+    let action = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|p| action_for(req.method(), p.as_str()));
+    if let Some(action) = action {
+        if !principal.may(action) {
+            let message = principal.refusal(action);
+            refused(&s, &principal, &message).await;
+            return ApiError::forbidden(message).into_response();
+        }
     }
+    req.extensions_mut().insert(principal);
     next.run(req).await
 }
 
-async fn audit_export(State(s): State<AppState>) -> Result<Response, ApiError> {
+/// Logs a refused request: a warning, and a `reject` entry in the
+/// processing log (at most [`REFUSALS_PER_WINDOW`] per officer and
+/// window; the next recorded one says how many were not).
+async fn refused(s: &AppState, p: &Principal, message: &str) {
+    let now = crate::time::now();
+    let actor = p.actor();
+    let (record, earlier) = s
+        .refusals
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .count(&actor, now);
+    warn!(actor = %actor, refusal = %message, recorded = record, "request outside the officer's role refused");
+    if !record {
+        return;
+    }
+    let mut decision = format!("request refused: {message}");
+    if earlier > 0 {
+        decision.push_str(&format!(
+            " ({earlier} earlier refusal(s) not recorded one by one)"
+        ));
+    }
     let core = s.core.clone();
-    let text = blocking(&s.tasks, move || core.audit_export()).await?;
+    let logged = blocking(&s.tasks, move || {
+        core.store().audit(
+            &[crate::store::AuditDraft {
+                actor,
+                operation: crate::store::Operation::Reject,
+                notice: None,
+                peer: None,
+                justification: None,
+                decision,
+            }],
+            now,
+        )?;
+        core.store().flush()
+    })
+    .await;
+    if logged.is_err() {
+        warn!("refusal not written to the processing log");
+    }
+}
+
+/// The optional justification of a read (`?reason=`), checked like a note.
+#[derive(Deserialize, Default)]
+struct ReasonQuery {
+    reason: Option<String>,
+}
+
+/// Checks a read's justification, if one was given.
+fn justification(reason: Option<String>) -> Result<Option<String>, ApiError> {
+    match reason {
+        None => Ok(None),
+        Some(r) => crate::exchange::consult::check_note(&r)
+            .map(|()| Some(r))
+            .map_err(|e| bad("reason", format!("--reason: {e}"))),
+    }
+}
+
+async fn audit_export(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let core = s.core.clone();
+    let text = blocking(&s.tasks, move || {
+        let now = crate::time::now();
+        // Who read the log is part of it (the export ends with this entry).
+        core.record_consult(
+            &p.actor(),
+            None,
+            None,
+            "processing log exported".into(),
+            now,
+        )?;
+        core.audit_export()
+    })
+    .await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response())
 }
 
@@ -346,6 +541,7 @@ const MAX_QUERIES: usize = 1000;
 
 async fn screen(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     Json(req): Json<ScreenRequest>,
 ) -> Result<Response, ApiError> {
     if req.identifiers.len() + req.names.len() > MAX_QUERIES {
@@ -378,7 +574,7 @@ async fn screen(
             &queries,
             &req.reason,
             &place,
-            "admin-api",
+            &p.actor(),
             crate::time::now(),
         )
     })
@@ -403,6 +599,7 @@ pub const MAX_MANIFEST: usize = 32 * 1024 * 1024;
 
 async fn screen_manifest(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     Json(req): Json<ManifestRequest>,
 ) -> Result<Response, ApiError> {
     let core = s.core.clone();
@@ -412,7 +609,7 @@ async fn screen_manifest(
             req.csv.as_bytes(),
             &req.reason,
             &place,
-            "admin-api",
+            &p.actor(),
             crate::time::now(),
         )
     })
@@ -420,10 +617,85 @@ async fn screen_manifest(
     Ok(Json(report).into_response())
 }
 
-async fn hits(State(s): State<AppState>) -> Result<Response, ApiError> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HitsQuery {
+    reason: Option<String>,
+    unacknowledged: Option<bool>,
+    /// RFC 3339.
+    since: Option<String>,
+}
+
+async fn hits(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<HitsQuery>,
+) -> Result<Response, ApiError> {
+    let since = match &q.since {
+        None => None,
+        Some(t) => Some(crate::time::parse_rfc3339(t).ok_or_else(|| {
+            bad(
+                "since",
+                format!("--since: `{t}` is not a time like 2026-11-29T08:00:00Z"),
+            )
+        })?),
+    };
+    let filter = crate::exchange::HitFilter {
+        unacknowledged: q.unacknowledged.unwrap_or(false),
+        since,
+    };
+    let why = justification(q.reason)?;
     let core = s.core.clone();
-    let hits = blocking(&s.tasks, move || core.hits_received()).await?;
+    let hits = blocking(&s.tasks, move || {
+        core.consult_hits(filter, &p.actor(), why.as_deref(), crate::time::now())
+    })
+    .await?;
     Ok(Json(hits).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckRequest {
+    note: String,
+}
+
+async fn ack_hit(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Json(req): Json<AckRequest>,
+) -> Result<Response, ApiError> {
+    use crate::exchange::AckError;
+    let core = s.core.clone();
+    let acked = blocking(&s.tasks, move || {
+        Ok::<_, crate::store::StoreError>(core.ack_hit(
+            &id,
+            &p.actor(),
+            &req.note,
+            crate::time::now(),
+        ))
+    })
+    .await?;
+    match acked {
+        Ok(view) => Ok(Json(view).into_response()),
+        Err(e @ AckError::BadId(_)) => Err(bad("id", e.to_string())),
+        Err(e @ AckError::Note(_)) => Err(bad("note", e.to_string())),
+        Err(e @ AckError::Unknown(_)) => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            ErrorBody {
+                error: e.to_string(),
+                field: Some("id".into()),
+            },
+        )),
+        Err(e @ AckError::Already { .. }) => Err(ApiError(
+            StatusCode::CONFLICT,
+            ErrorBody {
+                error: e.to_string(),
+                field: Some("id".into()),
+            },
+        )),
+        Err(AckError::Store(e)) => Err(e.into()),
+    }
 }
 
 async fn id(State(s): State<AppState>) -> Json<serde_json::Value> {
@@ -433,14 +705,19 @@ async fn id(State(s): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn issue(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+async fn issue(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let actor = p.actor();
     // An array issues several notices at once: all or none, one flush.
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         let inputs = NoticeInput::from_json_array(&body)
             .map_err(|e| bad(&e.field.clone(), e.to_string()))?;
         let core = s.core.clone();
         let ids = blocking(&s.tasks, move || {
-            core.issue_many(&inputs, "admin-api", crate::time::now())
+            core.issue_many(&inputs, &actor, crate::time::now())
         })
         .await?;
         let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
@@ -449,7 +726,7 @@ async fn issue(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Res
     let input = NoticeInput::from_json(&body).map_err(|e| bad(&e.field.clone(), e.to_string()))?;
     let core = s.core.clone();
     let id = blocking(&s.tasks, move || {
-        core.issue(&input, "admin-api", crate::time::now())
+        core.issue(&input, &actor, crate::time::now())
     })
     .await?;
     Ok((
@@ -478,6 +755,7 @@ async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
 
 async fn update(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -485,7 +763,7 @@ async fn update(
     let input = NoticeInput::from_json(&body).map_err(|e| bad(&e.field.clone(), e.to_string()))?;
     let core = s.core.clone();
     let new = blocking(&s.tasks, move || {
-        core.update(&target, &input, "admin-api", crate::time::now())
+        core.update(&target, &input, &p.actor(), crate::time::now())
     })
     .await?;
     Ok((
@@ -503,13 +781,14 @@ struct CancelRequest {
 
 async fn cancel(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     Json(req): Json<CancelRequest>,
 ) -> Result<Response, ApiError> {
     let target = parse_id(&id)?;
     let core = s.core.clone();
     let new = blocking(&s.tasks, move || {
-        core.cancel(&target, &req.reason, "admin-api", crate::time::now())
+        core.cancel(&target, &req.reason, &p.actor(), crate::time::now())
     })
     .await?;
     Ok((
@@ -519,21 +798,25 @@ async fn cancel(
         .into_response())
 }
 
-async fn export(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn export(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Query(q): Query<ReasonQuery>,
+) -> Result<Response, ApiError> {
     let nid = parse_id(&id)?;
+    let why = justification(q.reason)?;
     let core = s.core.clone();
     let held = blocking(&s.tasks, move || {
-        Ok::<_, crate::store::StoreError>((
-            core.store().get(&nid)?,
-            core.store().carried(&nid)?.is_some(),
-        ))
+        let held = core.store().get(&nid)?;
+        // What a relay carries for others is never exported.
+        if held.is_none() || core.store().carried(&nid)?.is_some() {
+            return Ok::<_, ReadError>(None);
+        }
+        core.consult_export(&nid, &p.actor(), why.as_deref(), crate::time::now())?;
+        Ok(held)
     })
     .await?;
-    let (held, carried) = held;
-    if carried {
-        // What a relay carries for others is never exported.
-        return Err(ApiError::not_found(&id));
-    }
     let (_, entry) = held.ok_or_else(|| ApiError::not_found(&id))?;
     let file = entry.to_file().map_err(|e| ApiError::internal(&e))?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], file).into_response())
@@ -555,15 +838,23 @@ struct ImportQuery {
 
 async fn import(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     Query(q): Query<ImportQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let envelope = crate::notice::Envelope::from_file(&body)
         .map_err(|e| ApiError::from(ImportError::Rejected(e.to_string())))?;
     let core = s.core.clone();
-    let source = q.source.unwrap_or_else(|| "file".into());
+    // Named in the processing log: kept to a plain file name.
+    let source: String = q
+        .source
+        .unwrap_or_else(|| "file".into())
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+        .take(200)
+        .collect();
     let (id, stored) = blocking(&s.tasks, move || {
-        core.import(envelope, &source, crate::time::now())
+        core.import(envelope, &source, &p.actor(), crate::time::now())
     })
     .await?;
     Ok(Json(serde_json::json!({ "id": id.to_string(), "stored": stored })).into_response())
@@ -576,20 +867,44 @@ struct ListQuery {
     due_for_review: Option<bool>,
     /// Cancelled chains too.
     all: Option<bool>,
+    reason: Option<String>,
 }
 
-async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+async fn list(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
     let kind = match &q.kind {
         None => None,
         Some(k) => Some(Kind::parse(k).ok_or_else(|| bad("kind", format!("unknown kind `{k}`")))?),
     };
-    let core = s.core.clone();
-    if q.due_for_review.unwrap_or(false) {
-        let views = blocking(&s.tasks, move || core.due_for_review(crate::time::now())).await?;
-        return Ok(Json(views).into_response());
+    let why = justification(q.reason.clone())?;
+    let mut filter = Vec::new();
+    if let Some(k) = kind {
+        filter.push(format!("kind {}", k.as_str()));
     }
-    let all = q.all.unwrap_or(false);
-    let views = blocking(&s.tasks, move || core.list(kind, q.origin.as_deref(), all)).await?;
+    if let Some(o) = &q.origin {
+        filter.push(format!("origin {}", crate::notice::text::escape(o)));
+    }
+    if q.all.unwrap_or(false) {
+        filter.push("cancelled too".into());
+    }
+    if q.due_for_review.unwrap_or(false) {
+        filter.push("due for review".into());
+    }
+    let core = s.core.clone();
+    let views = blocking(&s.tasks, move || {
+        let now = crate::time::now();
+        let views = if q.due_for_review.unwrap_or(false) {
+            core.due_for_review(now)?
+        } else {
+            core.list(kind, q.origin.as_deref(), q.all.unwrap_or(false))?
+        };
+        core.consult_list(&views, &filter.join(", "), &p.actor(), why.as_deref(), now)?;
+        Ok::<_, ReadError>(views)
+    })
+    .await?;
     Ok(Json(views).into_response())
 }
 
@@ -601,10 +916,19 @@ async fn transit(State(s): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(serde_json::json!({ "transit": n })).into_response())
 }
 
-async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn show(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Query(q): Query<ReasonQuery>,
+) -> Result<Response, ApiError> {
     let nid = parse_id(&id)?;
+    let why = justification(q.reason)?;
     let core = s.core.clone();
-    let view = blocking(&s.tasks, move || core.show(&nid)).await?;
+    let view = blocking(&s.tasks, move || {
+        core.consult_show(&nid, &p.actor(), why.as_deref(), crate::time::now())
+    })
+    .await?;
     match view {
         Some(v) => Ok(Json(v).into_response()),
         None => Err(ApiError::not_found(&id)),

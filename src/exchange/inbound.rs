@@ -209,6 +209,8 @@ impl Exchange {
         for id in &stored {
             info!(peer = %peer, notice = %id, "notice stored");
         }
+        self.raise_received(peer, &batch.accepted, &stored, &batch.hits, now);
+        self.raise_rejected(&batch.outcomes, now);
         let body = ReceiptBody {
             receiver: self.me().to_string(),
             sender: peer.to_string(),
@@ -288,13 +290,17 @@ impl Exchange {
     }
 
     /// Imports a notice file (offline transfer) through exactly the checks
-    /// of the network path. Returns the id and whether it was newly stored.
+    /// of the network path, on behalf of `actor` (`officer:NAME`, `admin`);
+    /// each entry names the file `source` as its justification. Returns
+    /// the id and whether it was newly stored.
     pub fn import(
         &self,
         envelope: Envelope,
         source: &str,
+        actor: &str,
         now: i64,
     ) -> Result<(NoticeId, bool), ImportError> {
+        let from_file = format!("imported from file {source}");
         let id = NoticeId::of_body(&envelope.body);
         // A file must verify before "already held" is answered, so a
         // tampered copy of a held notice is still refused; this node's own
@@ -303,11 +309,11 @@ impl Exchange {
             warn!(source = %source, notice = %id, reason = %e, "import refused");
             self.store.audit(
                 &[AuditDraft {
-                    actor: format!("import:{source}"),
+                    actor: actor.to_string(),
                     operation: Operation::Reject,
                     notice: Some(id),
                     peer: None,
-                    justification: None,
+                    justification: Some(from_file),
                     decision: e.to_string(),
                 }],
                 now,
@@ -318,12 +324,10 @@ impl Exchange {
         if self.store.contains(&id)? {
             return Ok((id, false));
         }
-        let checked = self.check_received(
-            &format!("import:{source}"),
-            None,
-            vec![(0, envelope, None)],
-            now,
-        )?;
+        let mut checked = self.check_received(actor, None, vec![(0, envelope, None)], now)?;
+        for a in &mut checked.audits {
+            a.justification.get_or_insert_with(|| from_file.clone());
+        }
         if let Some((_, reason)) = checked.rejected.first() {
             // The refusal is part of the processing log too.
             self.store.audit(&checked.audits, now)?;

@@ -17,12 +17,16 @@
 //!   hit reports.
 //! - [`retention`]: the sweep that erases expired notices.
 //! - [`refusals`]: which refused connections are recorded one by one.
+//! - [`consult`]: reads of personal data, each logged with who read it.
 //! - [`views`]: what operators read (the inbox, a notice, the log export).
 //! - [`reload`]: members and policy swapped in on SIGHUP.
+//! - `raise`: which of these steps raise desk events.
 
+pub mod consult;
 pub mod inbound;
 pub mod originate;
 pub mod outbound;
+mod raise;
 pub mod receipt;
 pub mod refusals;
 pub mod reload;
@@ -46,13 +50,14 @@ use crate::notice::{NoticeId, SubjectField};
 use crate::store::{AuditDraft, Operation, Store};
 use std::collections::HashMap;
 
+pub use consult::{AckError, HitFilter};
 pub use inbound::{AdoptError, ImportError, ReceiveError};
 pub use originate::IssueError;
 pub use outbound::{FeedBatch, FeedError, Subscription};
 pub use receipt::{MemberStatus, ReceiptError};
 pub use reload::{Reload, ReloadError};
 pub use retention::SweepError;
-pub use screen::{Hit, HitView, ManifestReport, RowHits, ScreenError};
+pub use screen::{AckView, Hit, HitView, ManifestReport, RowHits, ScreenError};
 pub use views::{NoticeView, ReadError};
 
 /// The business state of one node: who it is, the config in force, its
@@ -87,6 +92,9 @@ pub struct Exchange {
     /// key decapsulated), by sender and context id; at most
     /// [`RECEIVER_CONTEXTS`], then forgotten and accepted again as needed.
     receivers: Mutex<HashMap<ContextKey, Arc<ReceiverContext>>>,
+    /// Events for the duty desk (hits, notices received, refusals, links):
+    /// streamed by the admin API and handed to the alert hook.
+    events: crate::events::Bus,
 }
 
 /// A sender's context as received: (sender, [`SealedPart::context_id`]).
@@ -102,8 +110,9 @@ const MAX_REASON: usize = 300;
 impl Exchange {
     /// The exchange of node `config.node_id` over `store`, drawing salts
     /// and nonces from `rng`.
-    pub fn new(config: Config, signing: SigningKey, store: Store, rng: StdRng) -> Exchange {
+    pub fn new(config: Config, signing: SigningKey, store: Store, mut rng: StdRng) -> Exchange {
         Exchange {
+            events: crate::events::Bus::new(rng.next_u64()),
             epoch_at_open: store.epoch(),
             me: config.node_id.clone(),
             config: RwLock::new(Arc::new(config)),
@@ -115,6 +124,11 @@ impl Exchange {
             senders: Mutex::new(HashMap::new()),
             receivers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The node's event bus.
+    pub fn events(&self) -> &crate::events::Bus {
+        &self.events
     }
 
     /// Runs `f` with this node's current context toward `recipient` (a

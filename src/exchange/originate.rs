@@ -104,14 +104,14 @@ impl Exchange {
                     expires_at: t.expires_at,
                     audits: vec![
                         AuditDraft {
-                            actor: format!("operator:{actor}"),
+                            actor: actor.to_string(),
                             operation: Operation::Collect,
                             notice: Some(id),
                             peer: None,
                             justification: Some(reason.to_string()),
                             decision: format!("cancel issued, seq {seq}"),
                         },
-                        erase_audit(target, &format!("operator:{actor}"), None, reason),
+                        erase_audit(target, actor, None, reason),
                     ],
                     effect: Some(Effect {
                         target: *target,
@@ -209,7 +209,7 @@ impl Exchange {
             .map(|b| b.expires_at)
             .map_err(|e| InputError::new("(notice)", e.to_string()))?;
         let mut audits = vec![AuditDraft {
-            actor: format!("operator:{actor}"),
+            actor: actor.to_string(),
             operation: Operation::Collect,
             notice: Some(id),
             peer: None,
@@ -218,7 +218,7 @@ impl Exchange {
         }];
         if let Some(e) = &effect {
             audits.push(AuditDraft {
-                actor: format!("operator:{actor}"),
+                actor: actor.to_string(),
                 operation: Operation::Alter,
                 notice: Some(e.target),
                 peer: None,

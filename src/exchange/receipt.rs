@@ -33,12 +33,14 @@ pub struct MemberStatus {
 
 impl Exchange {
     /// Records a member's verified receipt: every notice the batch carried
-    /// is delivered, except those the member refused (with its reason).
+    /// is delivered, except those the member refused (with its reason),
+    /// which raise `delivery_rejected` at `now`.
     pub fn on_receipt(
         &self,
         peer: &str,
         r: &ReceiptBody,
         carried: &[(u64, NoticeId)],
+        now: i64,
     ) -> Result<(), ReceiptError> {
         let mut outcomes = Vec::with_capacity(carried.len());
         let cfg = self.config();
@@ -102,6 +104,7 @@ impl Exchange {
             at: r.at,
         };
         self.store.record_receipt(peer, &acked, &outcomes)?;
+        self.raise_rejected(&outcomes, now);
         self.release_carried(carried, r.at)?;
         Ok(())
     }

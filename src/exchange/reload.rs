@@ -22,13 +22,16 @@ pub struct Reload {
     /// is closed so the next one is authorized under the new config.
     pub relink: Vec<String>,
     pub policy_changed: bool,
+    /// `[alerts]` changed: the events that follow use the new section.
+    pub alerts_changed: bool,
     /// Config keys that differ from the running config but apply only
     /// after a restart.
     pub needs_restart: Vec<&'static str>,
 }
 
 impl Exchange {
-    /// Puts the members and inbound policy of `new` in force (SIGHUP). The
+    /// Puts the members, inbound policy, disk reserve and `[alerts]` of
+    /// `new` in force (SIGHUP). The
     /// rest of the config (addresses, data directory, identity files, admin
     /// API, relay role, contact desk) is bound at start: a change there is
     /// reported in `needs_restart` and not applied. A different node id is
@@ -119,9 +122,11 @@ impl Exchange {
             }
         }
         report.policy_changed = new.inbound != old.inbound;
+        report.alerts_changed = new.alerts != old.alerts;
         *slot = Arc::new(Config {
             members: new.members,
             inbound: new.inbound,
+            alerts: new.alerts,
             disk_reserve: new.disk_reserve,
             ..Config::clone(&old)
         });

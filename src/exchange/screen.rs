@@ -132,6 +132,10 @@ fn matched_on(m: &Match) -> String {
 /// A hit report received for one of this node's notices (`vigil hits`).
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct HitView {
+    /// The report's id (`vigil hits ack HIT_ID`): hex SHA-256 of its
+    /// signed body.
+    #[serde(default)]
+    pub id: String,
     pub notice_id: String,
     pub reporter: String,
     pub at: String,
@@ -140,6 +144,27 @@ pub struct HitView {
     pub contact: String,
     pub matched: String,
     pub signature_verified: bool,
+    /// Who acknowledged it at the desk, when and with what note.
+    #[serde(default)]
+    pub acknowledged: Option<AckView>,
+}
+
+/// An acknowledgement as `vigil hits` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AckView {
+    pub by: String,
+    pub at: String,
+    pub note: String,
+}
+
+impl From<crate::store::HitAck> for AckView {
+    fn from(a: crate::store::HitAck) -> AckView {
+        AckView {
+            by: a.by,
+            at: crate::time::rfc3339(a.at),
+            note: a.note,
+        }
+    }
 }
 
 impl Exchange {
@@ -170,7 +195,7 @@ impl Exchange {
             let found = self.hits_for(q, now, place, &mut seen, &mut reports)?;
             if found.is_empty() {
                 audits.push(AuditDraft {
-                    actor: format!("operator:{actor}"),
+                    actor: actor.to_string(),
                     operation: Operation::Consult,
                     notice: None,
                     peer: None,
@@ -180,7 +205,7 @@ impl Exchange {
             }
             for (id, hit) in found {
                 audits.push(AuditDraft {
-                    actor: format!("operator:{actor}"),
+                    actor: actor.to_string(),
                     operation: Operation::Consult,
                     notice: Some(id),
                     peer: None,
@@ -292,7 +317,7 @@ impl Exchange {
             }
         }
         let audit = AuditDraft {
-            actor: format!("operator:{actor}"),
+            actor: actor.to_string(),
             operation: Operation::Consult,
             notice: None,
             peer: None,
@@ -386,7 +411,10 @@ impl Exchange {
             let verified = r
                 .verify(|o| self.config().member(o).map(|m| m.signing_key))
                 .is_ok();
+            let id = r.id();
             out.push(HitView {
+                id: hex::encode(id),
+                acknowledged: self.store.hit_ack(&id)?.map(AckView::from),
                 notice_id: peek.notice.to_string(),
                 reporter: peek.reporter,
                 at: crate::time::rfc3339(peek.at),

@@ -281,7 +281,8 @@ async fn drive(
                 Action::Receipted { body, carried } => {
                     let (c, p) = (core.clone(), peer.to_string());
                     blocking(tasks, move || {
-                        c.on_receipt(&p, &body, &carried).map_err(node)
+                        c.on_receipt(&p, &body, &carried, crate::time::now())
+                            .map_err(node)
                     })
                     .await??;
                 }

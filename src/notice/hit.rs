@@ -44,6 +44,12 @@ impl HitReport {
         Ok(HitReport { body, signature })
     }
 
+    /// The report's id: SHA-256 of its signed body (`vigil hits ack`).
+    pub fn id(&self) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(&self.body).into()
+    }
+
     /// About how many bytes it takes encoded.
     pub fn approx_len(&self) -> usize {
         self.body.len() + self.signature.len()

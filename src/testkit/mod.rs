@@ -803,7 +803,7 @@ impl Harness {
                 }
                 Action::Receipted { body, carried } => {
                     self.node(node)?
-                        .on_receipt(&peer, &body, &carried)
+                        .on_receipt(&peer, &body, &carried, now)
                         .map_err(|e| fail(&e))?;
                 }
                 Action::AdoptOwn { envelope } => {

@@ -1,0 +1,151 @@
+//! The alert hook: each event handed to `[alerts] exec` (the pager, mail or
+//! case-system program) as JSON on stdin (docs/officers.md#alerts).
+//!
+//! Why bounded: the hook is someone else's program and may hang or fail.
+//! It must never slow the exchange, so it runs on its own task fed by the
+//! event bus: at most `exec_max_running` runs at once, each killed after
+//! `exec_timeout_secs`; events the hook cannot keep up with are dropped
+//! from its queue (the bus's channel) and counted, and every failure is
+//! logged and counted. Publishing an event never waits for the hook.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{broadcast, watch, Semaphore};
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::events::Event;
+use crate::exchange::Exchange;
+
+/// Bytes of a failing run's stderr quoted in the log.
+const STDERR_QUOTED: usize = 300;
+
+/// What the hook did since the node started (for logs and metrics).
+#[derive(Debug, Default)]
+pub struct AlertStats {
+    /// Runs that exited 0.
+    pub delivered: AtomicU64,
+    /// Runs that failed: could not start, exited non-zero, or timed out.
+    pub failed: AtomicU64,
+    /// Events never handed to the hook because it was behind.
+    pub dropped: AtomicU64,
+}
+
+/// Runs the hook for every event until `shutdown`; runs in progress are
+/// killed at shutdown (a stop never waits on the hook).
+pub async fn run(
+    core: Arc<Exchange>,
+    stats: Arc<AlertStats>,
+    tasks: TaskTracker,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (mut rx, _) = core.events().subscribe(None);
+    let mut stop = shutdown.clone();
+    // Rebuilt when a reload changes `exec_max_running`, so the new limit
+    // applies to the runs that follow.
+    let mut limit: (usize, Arc<Semaphore>) = (0, Arc::new(Semaphore::new(0)));
+    loop {
+        let ev = tokio::select! {
+            r = rx.recv() => match r {
+                Ok((_, ev)) => ev,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    stats.dropped.fetch_add(n, Ordering::Relaxed);
+                    warn!(dropped = n, "alert hook behind; events dropped from its queue");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        // The config in force: a reload changes the hook for what follows.
+        let cfg = core.config();
+        let Some(exec) = cfg.alerts.exec.clone() else {
+            continue;
+        };
+        if limit.0 != cfg.alerts.exec_max_running {
+            limit = (
+                cfg.alerts.exec_max_running,
+                Arc::new(Semaphore::new(cfg.alerts.exec_max_running)),
+            );
+        }
+        let permit = tokio::select! {
+            p = limit.1.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let timeout = Duration::from_secs(cfg.alerts.exec_timeout_secs);
+        let stats = stats.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let outcome = run_once(&exec, &ev, timeout, stop).await;
+            drop(permit);
+            match outcome {
+                Ok(()) => {
+                    stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    debug!(event = ev.kind.name(), id = %ev.id, "alert hook ran");
+                }
+                Err(error) => {
+                    let failed = stats.failed.fetch_add(1, Ordering::Relaxed) + 1;
+                    warn!(event = ev.kind.name(), id = %ev.id, program = %exec[0], error = %error, failed, "alert hook failed");
+                }
+            }
+        });
+    }
+}
+
+/// Runs the program once with the event on stdin; an error says why it
+/// failed (its exit status and the start of its stderr, or the timeout).
+async fn run_once(
+    exec: &[String],
+    ev: &Event,
+    timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let mut json = serde_json::to_vec(ev).map_err(|e| e.to_string())?;
+    json.push(b'\n');
+    let mut child = tokio::process::Command::new(&exec[0])
+        .args(&exec[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let mut stdin = child.stdin.take();
+    let mut stderr = child.stderr.take();
+    let work = async {
+        if let Some(mut s) = stdin.take() {
+            // A program that does not read its stdin still gets to run.
+            let _ = s.write_all(&json).await;
+        }
+        let mut quoted = Vec::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = e.take(STDERR_QUOTED as u64).read_to_end(&mut quoted).await;
+        }
+        let status = child.wait().await.map_err(|e| e.to_string())?;
+        if status.success() {
+            Ok(())
+        } else {
+            let said = String::from_utf8_lossy(&quoted);
+            let said = said.trim();
+            Err(if said.is_empty() {
+                format!("exited with {status}")
+            } else {
+                format!("exited with {status}: {said}")
+            })
+        }
+    };
+    tokio::select! {
+        r = tokio::time::timeout(timeout, work) => match r {
+            Ok(r) => r,
+            // Dropping the child kills it.
+            Err(_) => Err(format!("timed out after {} s; killed", timeout.as_secs())),
+        },
+        _ = async { let _ = shutdown.wait_for(|s| *s).await; } => Err("node stopping; killed".into()),
+    }
+}
