@@ -6,7 +6,8 @@
 //! event bus: at most `exec_max_running` runs at once, each killed after
 //! `exec_timeout_secs`; events the hook cannot keep up with are dropped
 //! from its queue (the bus's channel) and counted, and every failure is
-//! logged and counted. Publishing an event never waits for the hook.
+//! counted and logged (five lines a minute at most; the next line says how
+//! many were not). Publishing an event never waits for the hook.
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,10 @@ use tracing::{debug, warn};
 
 use crate::events::Event;
 use crate::exchange::Exchange;
+
+/// The window for the hook's warnings: at most one about dropped events
+/// and [`FAILURES_LOGGED`] about failures per window.
+const LOG_WINDOW: Duration = Duration::from_secs(60);
 
 /// Bytes of a failing run's stderr quoted in the log.
 const STDERR_QUOTED: usize = 300;
@@ -47,13 +52,27 @@ pub async fn run(
     // Rebuilt when a reload changes `exec_max_running`, so the new limit
     // applies to the runs that follow.
     let mut limit: (usize, Arc<Semaphore>) = (0, Arc::new(Semaphore::new(0)));
+    // Drops not yet logged, and when the last warning was: at most one
+    // line per LOG_WINDOW however fast events come.
+    let mut unreported = 0u64;
+    let failures = Arc::new(FailureLog::default());
+    let mut warned: Option<tokio::time::Instant> = None;
     loop {
         let ev = tokio::select! {
             r = rx.recv() => match r {
                 Ok((_, ev)) => ev,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    stats.dropped.fetch_add(n, Ordering::Relaxed);
-                    warn!(dropped = n, "alert hook behind; events dropped from its queue");
+                    // Without a hook nothing was lost: events are only
+                    // streamed and logged.
+                    if core.config().alerts.exec.is_some() {
+                        stats.dropped.fetch_add(n, Ordering::Relaxed);
+                        unreported += n;
+                        if warned.is_none_or(|w| w.elapsed() >= LOG_WINDOW) {
+                            warn!(dropped = unreported, "alert hook behind; events dropped from its queue");
+                            unreported = 0;
+                            warned = Some(tokio::time::Instant::now());
+                        }
+                    }
                     continue;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -80,6 +99,7 @@ pub async fn run(
         };
         let timeout = Duration::from_secs(cfg.alerts.exec_timeout_secs);
         let stats = stats.clone();
+        let failures = failures.clone();
         let stop = shutdown.clone();
         tasks.spawn(async move {
             let outcome = run_once(&exec, &ev, timeout, stop).await;
@@ -91,10 +111,40 @@ pub async fn run(
                 }
                 Err(error) => {
                     let failed = stats.failed.fetch_add(1, Ordering::Relaxed) + 1;
-                    warn!(event = ev.kind.name(), id = %ev.id, program = %exec[0], error = %error, failed, "alert hook failed");
+                    if let Some(not_logged) = failures.note(tokio::time::Instant::now()) {
+                        warn!(event = ev.kind.name(), id = %ev.id, program = %exec[0], error = %error, failed, not_logged, "alert hook failed");
+                    }
                 }
             }
         });
+    }
+}
+
+/// Failures logged one by one per [`LOG_WINDOW`]; a hook that always
+/// fails must not turn every event into a log line.
+const FAILURES_LOGGED: u64 = 5;
+
+/// Which hook failures get a log line of their own.
+#[derive(Default)]
+struct FailureLog(std::sync::Mutex<Option<(tokio::time::Instant, u64, u64)>>);
+
+impl FailureLog {
+    /// `Some(failures not logged before this one)` when this failure is
+    /// logged, `None` when it is only counted.
+    fn note(&self, now: tokio::time::Instant) -> Option<u64> {
+        let mut w = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (start, logged, skipped) = w.get_or_insert((now, 0, 0));
+        if now.duration_since(*start) >= LOG_WINDOW {
+            *start = now;
+            *logged = 0;
+        }
+        if *logged < FAILURES_LOGGED {
+            *logged += 1;
+            Some(std::mem::take(skipped))
+        } else {
+            *skipped += 1;
+            None
+        }
     }
 }
 
@@ -147,5 +197,21 @@ async fn run_once(
             Err(_) => Err(format!("timed out after {} s; killed", timeout.as_secs())),
         },
         _ = async { let _ = shutdown.wait_for(|s| *s).await; } => Err("node stopping; killed".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_logged_five_a_minute_then_counted() {
+        let log = FailureLog::default();
+        let t0 = tokio::time::Instant::now();
+        let logged = (0..12).filter(|_| log.note(t0).is_some()).count();
+        assert_eq!(logged, FAILURES_LOGGED as usize);
+        // A minute on, the next one is logged and says how many were not.
+        assert_eq!(log.note(t0 + LOG_WINDOW), Some(7));
+        assert_eq!(log.note(t0 + LOG_WINDOW), Some(0));
     }
 }

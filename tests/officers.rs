@@ -328,7 +328,12 @@ fn officers_of_each_role_do_what_their_role_allows_and_the_log_names_them() {
                     before,
                     "{what} by {name} stored something"
                 );
-                assert!(!out_file.exists() || what != "export", "{name} exported");
+                let wrote = match what {
+                    "export" => out_file.exists(),
+                    "audit" => audit_file.exists(),
+                    _ => false,
+                };
+                assert!(!wrote, "{what} by {name} wrote its file");
             }
         }
         // Writes that need a fresh target: update, then cancel it.
@@ -638,24 +643,53 @@ fn watch_prints_a_partner_hit_within_two_seconds_and_the_hook_gets_it() {
         alpha.log()
     );
 
-    // Bravo going away and coming back: peer_down, then peer_up.
-    let watched = |name: &str, after: usize| {
+    // The line number (from 1) of the first line after `after` naming
+    // the event (and bravo, for the link events).
+    let seen = |name: &str, bravo: bool, after: usize| {
         let name = format!("\"{name}\"");
         wait_within(&name, DEADLINE, POLL, || {
             fs::read_to_string(&watch_out)
                 .unwrap_or_default()
                 .lines()
                 .skip(after)
-                .position(|l| l.contains(&name) && l.contains("\"bravo\""))
+                .position(|l| l.contains(&name) && (!bravo || l.contains("\"bravo\"")))
                 .map(|i| i + after + 1)
         })
     };
     // A clean stop closes the link at once (a lost one is noticed at the
     // QUIC idle timeout, 60 s).
     bravo.stop();
-    let down = watched("peer_down", 0);
+    let down = seen("peer_down", true, 0);
     let bravo = b.start();
-    watched("peer_up", down);
+    let up = seen("peer_up", true, down);
+
+    // Alpha restarts under the watch: it reconnects, is told it may have
+    // missed events (a new run), and prints the next hit.
+    alpha.stop();
+    let alpha = a.start();
+    let missed = seen("events_missed", false, up);
+    vigil(&[
+        "screen",
+        "--config",
+        bravo.cfg(),
+        "--reason",
+        "Border check",
+        "--name",
+        "Ilse Lindqvist-Abara",
+        "--dob",
+        "1980-04-01",
+        "--place",
+        "Rotterdam",
+    ])
+    .assert_ok("bravo screens again");
+    let again = seen("hit_received", false, missed);
+    let line = fs::read_to_string(&watch_out)
+        .unwrap()
+        .lines()
+        .nth(again - 1)
+        .unwrap()
+        .to_string();
+    assert!(line.contains("Rotterdam"), "{line}");
     drop(bravo);
 
     // Removing the officer cuts its watch off.

@@ -364,11 +364,11 @@ async fn serve_connection(
 /// What each route does, for the role check. `None`: no such route.
 fn action_for(method: &axum::http::Method, path: &str) -> Option<Action> {
     use axum::http::Method;
-    let get = method == Method::GET;
     Some(match path {
         "/v1/id" => Action::Id,
-        "/v1/notices" if get => Action::List,
-        "/v1/notices" => Action::Issue,
+        // Only POST writes; any other method is a read (or 405).
+        "/v1/notices" if method == Method::POST => Action::Issue,
+        "/v1/notices" => Action::List,
         "/v1/transit" => Action::Transit,
         "/v1/notices/{id}" => Action::Show,
         "/v1/notices/{id}/update" => Action::Update,
@@ -977,4 +977,54 @@ async fn peers(State(s): State<AppState>) -> Result<Response, ApiError> {
         });
     }
     Ok(Json(out).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn every_route_has_an_action_and_only_post_issues() {
+        let routes = [
+            "/v1/id",
+            "/v1/notices",
+            "/v1/transit",
+            "/v1/notices/{id}",
+            "/v1/notices/{id}/update",
+            "/v1/notices/{id}/cancel",
+            "/v1/notices/{id}/export",
+            "/v1/notices/{id}/status",
+            "/v1/import",
+            "/v1/peers",
+            "/v1/audit",
+            "/v1/screen",
+            "/v1/screen/manifest",
+            "/v1/hits",
+            "/v1/hits/{id}/ack",
+            "/v1/events",
+        ];
+        for r in routes {
+            assert!(action_for(&Method::GET, r).is_some(), "{r}");
+        }
+        assert_eq!(
+            action_for(&Method::POST, "/v1/notices"),
+            Some(Action::Issue)
+        );
+        for m in [Method::GET, Method::HEAD, Method::PUT, Method::DELETE] {
+            assert_eq!(action_for(&m, "/v1/notices"), Some(Action::List), "{m}");
+        }
+        assert_eq!(action_for(&Method::GET, "/v1/nothing"), None);
+    }
+
+    #[test]
+    fn refusals_are_recorded_ten_per_officer_and_window_then_counted() {
+        let mut r = OfficerRefusals::default();
+        let recorded = (0..15).filter(|_| r.count("officer:a", 100).0).count();
+        assert_eq!(recorded, REFUSALS_PER_WINDOW as usize);
+        // Another officer has its own budget.
+        assert!(r.count("officer:b", 100).0);
+        // The next window records again and says how many were not.
+        assert_eq!(r.count("officer:a", 100 + REFUSAL_WINDOW_SECS), (true, 5));
+    }
 }
