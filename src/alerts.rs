@@ -149,7 +149,9 @@ impl FailureLog {
 }
 
 /// Runs the program once with the event on stdin; an error says why it
-/// failed (its exit status and the start of its stderr, or the timeout).
+/// failed (its exit status and the start of its stderr, escaped, or the
+/// timeout). The run gets a process group of its own: at the timeout or at
+/// shutdown the whole group is killed, children included.
 async fn run_once(
     exec: &[String],
     ev: &Event,
@@ -158,51 +160,180 @@ async fn run_once(
 ) -> Result<(), String> {
     let mut json = serde_json::to_vec(ev).map_err(|e| e.to_string())?;
     json.push(b'\n');
-    let mut child = tokio::process::Command::new(&exec[0])
-        .args(&exec[1..])
+    let mut cmd = tokio::process::Command::new(&exec[0]);
+    cmd.args(&exec[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start: {e}"))?;
-    let mut stdin = child.stdin.take();
-    let mut stderr = child.stderr.take();
+        .kill_on_drop(true);
+    #[cfg(unix)]
+    cmd.process_group(0);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
+    let group = child.id();
+    let stdin = child.stdin.take();
+    // Stderr is read to its end (so a talkative program never blocks on
+    // a full pipe) but only its start is kept.
+    let quoted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = child.stderr.take().map(|mut e| {
+        let quoted = quoted.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = e.read(&mut buf).await {
+                let mut q = quoted.lock().unwrap_or_else(|p| p.into_inner());
+                let room = STDERR_QUOTED.saturating_sub(q.len());
+                q.extend_from_slice(&buf[..n.min(room)]);
+            }
+        })
+    });
     let work = async {
-        if let Some(mut s) = stdin.take() {
+        if let Some(mut s) = stdin {
             // A program that does not read its stdin still gets to run.
             let _ = s.write_all(&json).await;
         }
-        let mut quoted = Vec::new();
-        if let Some(e) = stderr.as_mut() {
-            let _ = e.take(STDERR_QUOTED as u64).read_to_end(&mut quoted).await;
-        }
-        let status = child.wait().await.map_err(|e| e.to_string())?;
-        if status.success() {
-            Ok(())
-        } else {
-            let said = String::from_utf8_lossy(&quoted);
-            let said = said.trim();
-            Err(if said.is_empty() {
-                format!("exited with {status}")
-            } else {
-                format!("exited with {status}: {said}")
-            })
-        }
+        child.wait().await.map_err(|e| e.to_string())
     };
-    tokio::select! {
+    let status = tokio::select! {
         r = tokio::time::timeout(timeout, work) => match r {
             Ok(r) => r,
-            // Dropping the child kills it.
             Err(_) => Err(format!("timed out after {} s; killed", timeout.as_secs())),
         },
         _ = async { let _ = shutdown.wait_for(|s| *s).await; } => Err("node stopping; killed".into()),
+    };
+    if status.is_err() {
+        kill_group(group);
     }
+    if let Some(mut r) = reader {
+        // A child the program left behind may hold stderr open: what came
+        // within a moment is enough to quote.
+        if tokio::time::timeout(Duration::from_millis(200), &mut r)
+            .await
+            .is_err()
+        {
+            r.abort();
+            debug!("alert hook's stderr still open after it exited");
+        }
+    }
+    let status = status?;
+    if status.success() {
+        return Ok(());
+    }
+    let said = quoted.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let said = String::from_utf8_lossy(&said);
+    let said = crate::notice::text::escape(said.trim());
+    Err(if said.is_empty() {
+        format!("exited with {status}")
+    } else {
+        format!("exited with {status}: {said}")
+    })
+}
+
+/// Kills a run's process group (the program and whatever it started).
+fn kill_group(group: Option<u32>) {
+    #[cfg(unix)]
+    if let Some(pid) = group
+        .and_then(|g| i32::try_from(g).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    #[cfg(not(unix))]
+    let _ = group;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::EventKind;
+
+    fn event() -> Event {
+        Event {
+            id: "r-1".into(),
+            at: "2026-11-29T00:00:00Z".into(),
+            kind: EventKind::PeerUp {
+                peer: "bravo".into(),
+                down_secs: 1,
+            },
+        }
+    }
+
+    /// Runs `script` under sh as a hook with `timeout`.
+    async fn hook(script: &str, timeout: Duration) -> (Result<(), String>, Duration) {
+        let (_tx, rx) = watch::channel(false);
+        let exec = ["sh".to_string(), "-c".to_string(), script.to_string()];
+        let t = std::time::Instant::now();
+        let r = run_once(&exec, &event(), timeout, rx).await;
+        (r, t.elapsed())
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_talkative_hook_is_drained_and_succeeds() {
+        let (r, took) = hook(
+            "cat > /dev/null; head -c 1000000 /dev/zero | tr '\\0' x >&2; exit 0",
+            Duration::from_secs(20),
+        )
+        .await;
+        assert_eq!(r, Ok(()), "after {took:?}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_hook_that_leaves_a_child_behind_is_done_when_it_exits() {
+        let (r, took) = hook(
+            "cat > /dev/null; sleep 30 & exit 0",
+            Duration::from_secs(20),
+        )
+        .await;
+        assert_eq!(r, Ok(()));
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_failure_quotes_stderr_escaped() {
+        let (r, _) = hook(
+            "printf 'bad\\033[31m\\nforged line' >&2; exit 3",
+            Duration::from_secs(20),
+        )
+        .await;
+        let e = r.unwrap_err();
+        assert!(e.starts_with("exited with exit status: 3: bad"), "{e}");
+        assert!(!e.contains('\u{1b}') && !e.contains('\n'), "{e:?}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_hang_is_killed_with_its_children_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("child");
+        let (r, took) = hook(
+            &format!("sleep 30 & echo $! > {}; sleep 30", pidfile.display()),
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(r, Err("timed out after 1 s; killed".to_string()));
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        // The child left behind is killed too (gone, or a zombie).
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let mut gone = false;
+        for _ in 0..100 {
+            match std::fs::read_to_string(&stat) {
+                Err(_) => gone = true,
+                Ok(s) => {
+                    gone = s
+                        .rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z'))
+                }
+            }
+            if gone {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(gone, "the hook's child outlived the timeout");
+    }
 
     #[test]
     fn failures_are_logged_five_a_minute_then_counted() {

@@ -156,17 +156,16 @@ impl Bus {
             .strip_prefix(&self.run)
             .and_then(|r| r.strip_prefix('-'))
             .and_then(|s| s.parse::<u64>().ok());
-        let first_held = ring.front().map(|(s, _)| *s);
+        let first_held = ring.front().map_or(1, |(s, _)| *s);
+        let last_held = ring.back().map_or(0, |(s, _)| *s);
         let held: Vec<(u64, Event)> = match after {
             Some(a) => ring.iter().filter(|(s, _)| *s > a).cloned().collect(),
             None => ring.iter().cloned().collect(),
         };
-        let complete = match (after, first_held) {
-            (None, _) => false,
-            // Nothing published since, or the next one is still held.
-            (Some(a), Some(f)) => a + 1 >= f,
-            (Some(_), None) => true,
-        };
+        // Complete when the id is one this run gave out and the event after
+        // it is still held (or none came since). An id beyond the last one
+        // was never given out: the client is told it may have missed some.
+        let complete = after.is_some_and(|a| a <= last_held && a.saturating_add(1) >= first_held);
         (
             rx,
             if complete {
@@ -346,6 +345,15 @@ mod tests {
         // The first one still held follows directly: complete.
         let (_, r) = bus.subscribe(Some(&format!("{:016x}-10", 2)));
         assert!(matches!(&r, Resume::From(h) if h.len() == RING), "{r:?}");
+        // Ids never given out: ahead of the last, at the top of u64, garbage.
+        for id in [
+            format!("{:016x}-{}", 2, RING + 11),
+            format!("{:016x}-{}", 2, u64::MAX),
+            "garbage".to_string(),
+        ] {
+            let (_, r) = bus.subscribe(Some(&id));
+            assert!(matches!(&r, Resume::Missed(_)), "{id}: {r:?}");
+        }
     }
 
     #[test]

@@ -808,11 +808,14 @@ fn live_audit(config: &Path) -> anyhow::Result<(String, ed25519_dalek::Verifying
                 .map_err(|e| anyhow!("the node's /v1/id: {e}"))?;
             Ok((String::from_utf8(bytes)?, key))
         }
+        // Only the administrator, and only when no node answers, reads the
+        // store itself: an officer's role is checked by the node, and a
+        // node that answers with an error holds the store.
         Err(e)
             if matches!(
                 e.downcast_ref::<ClientError>(),
-                Some(ClientError::Failed(_))
-            ) =>
+                Some(ClientError::Unreachable(_))
+            ) && TOKEN_FILE.get().cloned().flatten().is_none() =>
         {
             let store =
                 vigil::store::Store::open(&cfg.data_dir, rand::random()).with_context(|| {

@@ -124,7 +124,8 @@ impl Role {
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // `pad` keeps width and alignment (`{:<11}` in `officer list`).
+        f.pad(self.as_str())
     }
 }
 
@@ -259,10 +260,41 @@ impl Registry {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io(&path)(e)),
         };
-        let f: RegistryFile = toml::from_str(&text).map_err(|e| OfficerError::Malformed {
+        let malformed = |error: String| OfficerError::Malformed {
             path: path.display().to_string(),
-            error: e.message().to_string(),
-        })?;
+            error,
+        };
+        let f: RegistryFile =
+            toml::from_str(&text).map_err(|e| malformed(e.to_string().replace('\n', " ")))?;
+        // A registry edited by hand is held to what `officer add` writes:
+        // a name that could leave the folder or an entry sharing another's
+        // token would make a token mean someone else.
+        for (i, o) in f.officer.iter().enumerate() {
+            let at = |what: String| malformed(format!("officer[{i}]: {what}"));
+            if !valid_name(&o.name) {
+                return Err(at(format!(
+                    "`{}` is not an officer name",
+                    crate::notice::text::escape(&o.name)
+                )));
+            }
+            if o.token_sha256.len() != 64
+                || !o
+                    .token_sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(at("token_sha256 is not 64 lowercase hex digits".into()));
+            }
+            if let Some(other) = f.officer[..i]
+                .iter()
+                .find(|x| x.name == o.name || x.token_sha256 == o.token_sha256)
+            {
+                return Err(at(format!(
+                    "`{}` repeats the name or the token of `{}`",
+                    o.name, other.name
+                )));
+            }
+        }
         Ok(f.officer)
     }
 
@@ -305,20 +337,24 @@ impl Registry {
     /// Removes an officer: its token stops working with the next request
     /// the node reads the registry for. The token file is deleted too.
     pub fn remove(&self, name: &str) -> Result<Officer, OfficerError> {
-        let removed = self.locked(|officers| {
+        if !valid_name(name) {
+            return Err(OfficerError::BadName(name.to_string()));
+        }
+        self.locked(|officers| {
             let i = officers
                 .iter()
                 .position(|o| o.name == name)
                 .ok_or_else(|| OfficerError::Unknown(name.to_string()))?;
+            // Under the lock, so an `add` of the same name that follows
+            // cannot lose its new file.
+            let path = self.token_file(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path)(e)),
+            }
             Ok(officers.remove(i))
-        })?;
-        let path = self.token_file(name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&path)(e)),
-        }
-        Ok(removed)
+        })
     }
 
     /// Runs `change` on the registry under an exclusive lock and writes
@@ -452,6 +488,38 @@ mod tests {
         assert!(reg.find_token(token.trim()).unwrap().is_none());
         assert!(!path.exists());
         assert!(matches!(reg.remove("jdoe"), Err(OfficerError::Unknown(_))));
+    }
+
+    #[test]
+    fn entries_edited_by_hand_are_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = Registry::beside(&tmp.path().join("vigil.toml"));
+        std::fs::create_dir_all(tmp.path().join("officers")).unwrap();
+        let d = "a".repeat(64);
+        let entry = |name: &str, digest: &str| {
+            format!("[[officer]]\nname = \"{name}\"\nrole = \"desk\"\ntoken_sha256 = \"{digest}\"\ncreated_at = \"x\"\n")
+        };
+        for (text, needle) in [
+            (entry("../victim", &d), "not an officer name"),
+            (entry("eve", "abc"), "64 lowercase hex"),
+            (
+                entry("dirk", &d) + &entry("eve", &d),
+                "repeats the name or the token of `dirk`",
+            ),
+            (
+                entry("dirk", &d) + &entry("dirk", &"b".repeat(64)),
+                "repeats",
+            ),
+        ] {
+            std::fs::write(reg.file(), &text).unwrap();
+            let e = reg.load().unwrap_err().to_string();
+            assert!(e.contains(needle) && e.contains("officer["), "{e}");
+        }
+        assert!(matches!(
+            reg.remove("../victim"),
+            Err(OfficerError::BadName(_))
+        ));
+        assert_eq!(format!("{:<8}|", Role::Desk), "desk    |");
     }
 
     #[test]

@@ -18,7 +18,11 @@ pub enum ClientError {
     /// The caller's role does not allow the request (HTTP 403).
     #[error("{0}")]
     Forbidden(String),
-    /// The node could not be reached or failed (connection, HTTP 5xx).
+    /// Nothing answered at the admin address (the node is not running).
+    #[error("{0}")]
+    Unreachable(String),
+    /// The node failed or the exchange broke off (HTTP 5xx, a connection
+    /// lost mid-answer).
     #[error("{0}")]
     Failed(String),
 }
@@ -30,9 +34,14 @@ pub struct Client {
 }
 
 impl Client {
-    /// A failure to reach or talk to the node.
+    /// A failure to talk to the node.
     fn fail(&self, e: &dyn std::fmt::Display) -> ClientError {
         ClientError::Failed(format!("admin API at {}: {e}", self.addr))
+    }
+
+    /// No node at the address.
+    fn unreachable(&self, e: &dyn std::fmt::Display) -> ClientError {
+        ClientError::Unreachable(format!("admin API at {}: {e}", self.addr))
     }
 
     /// Connects, sends `body` to `path` with the token and waits (up to
@@ -62,8 +71,8 @@ impl Client {
             tokio::net::TcpStream::connect(self.addr),
         )
         .await
-        .map_err(|_| self.fail(&"connection timed out"))?
-        .map_err(|e| self.fail(&format!("{e} (is the node running?)")))?;
+        .map_err(|_| self.unreachable(&"connection timed out"))?
+        .map_err(|e| self.unreachable(&format!("{e} (is the node running?)")))?;
         let io = hyper_util::rt::TokioIo::new(stream);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
             .await

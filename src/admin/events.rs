@@ -13,6 +13,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tracing::info;
@@ -23,6 +24,43 @@ use crate::officers::{Action, Principal};
 
 /// Event streams open at once; more are answered 503.
 pub const MAX_STREAMS: usize = 16;
+/// Event streams one officer (or the administrator) may hold at once, so
+/// one caller cannot take every slot.
+pub const STREAMS_PER_CALLER: usize = 4;
+/// How long a send may wait on a client that does not read before its
+/// stream is ended (it resumes after the last id it has).
+const SEND_LIMIT: Duration = Duration::from_secs(10);
+
+/// Open streams per caller (`admin`, `officer:NAME`).
+#[derive(Default)]
+pub(super) struct StreamOwners(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+/// One caller's stream slot, given back when dropped.
+struct OwnerSlot(Arc<StreamOwners>, String);
+
+impl StreamOwners {
+    fn take(self: &Arc<Self>, who: &str) -> Option<OwnerSlot> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(who.to_string()).or_insert(0);
+        if *n >= STREAMS_PER_CALLER {
+            return None;
+        }
+        *n += 1;
+        Some(OwnerSlot(self.clone(), who.to_string()))
+    }
+}
+
+impl Drop for OwnerSlot {
+    fn drop(&mut self) {
+        let mut m = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
 /// How often a stream checks that its officer still may watch.
 const RECHECK: Duration = Duration::from_secs(1);
 /// Events buffered per stream toward a slow client.
@@ -45,29 +83,36 @@ pub(super) async fn stream(
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    let Ok(permit) = s.streams.clone().try_acquire_owned() else {
-        return Err(ApiError(
+    let busy = |error: String| {
+        ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
-            ErrorBody {
-                error: format!("{MAX_STREAMS} event streams already open"),
-                field: None,
-            },
-        ));
+            ErrorBody { error, field: None },
+        )
+    };
+    let actor = p.actor();
+    let Some(slot) = s.stream_owners.take(&actor) else {
+        return Err(busy(format!(
+            "{actor} already has {STREAMS_PER_CALLER} event streams open"
+        )));
+    };
+    let Ok(permit) = s.streams.clone().try_acquire_owned() else {
+        return Err(busy(format!("{MAX_STREAMS} event streams already open")));
     };
     let last = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or(q.after)
-        .filter(|l| l.len() <= 64);
+        // No id this node gives out is that long: resumed as unknown.
+        .map(|l| if l.len() > 64 { String::new() } else { l });
     let (rx, resume) = s.core.events().subscribe(last.as_deref());
     let (tx, out) = mpsc::channel::<Result<SseEvent, Infallible>>(BUFFER);
     let digest = digest.map(|Extension(TokenDigest(d))| d);
-    let actor = p.actor();
     info!(actor = %actor, resume = ?last, "event stream opened");
     let tasks = s.tasks.clone();
     tasks.spawn(async move {
         feed(&s, rx, resume, last, digest, &tx).await;
+        drop(slot);
         drop(permit);
         info!(actor = %actor, "event stream closed");
     });
@@ -156,14 +201,19 @@ fn may_still_watch(s: &AppState, digest: &str) -> bool {
     }
 }
 
-async fn send(
-    tx: &mpsc::Sender<Result<SseEvent, Infallible>>,
-    ev: &Event,
-) -> Result<(), mpsc::error::SendError<Result<SseEvent, Infallible>>> {
+/// The client is gone or not reading.
+struct Gone;
+
+async fn send(tx: &mpsc::Sender<Result<SseEvent, Infallible>>, ev: &Event) -> Result<(), Gone> {
     let data = serde_json::to_string(ev).unwrap_or_else(|_| "{}".into());
     let mut e = SseEvent::default().event(ev.kind.name()).data(data);
     if !matches!(ev.kind, EventKind::EventsMissed { .. }) {
         e = e.id(ev.id.clone());
     }
-    tx.send(Ok(e)).await
+    // A client that stopped reading loses its stream (and its slot); it
+    // resumes after the last id it has.
+    match tokio::time::timeout(SEND_LIMIT, tx.send(Ok(e))).await {
+        Ok(r) => r.map_err(|_| Gone),
+        Err(_) => Err(Gone),
+    }
 }

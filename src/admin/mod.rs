@@ -45,8 +45,12 @@ struct AppState {
     officers: Registry,
     /// Officers' refusals recorded one by one (bounded per officer).
     refusals: Arc<std::sync::Mutex<OfficerRefusals>>,
+    /// When an unreadable registry was last logged (once a minute at most).
+    registry_warned: Arc<std::sync::Mutex<Option<i64>>>,
     /// Event streams open at once ([`events::MAX_STREAMS`]).
     streams: Arc<tokio::sync::Semaphore>,
+    /// Event streams per caller ([`events::STREAMS_PER_CALLER`]).
+    stream_owners: Arc<events::StreamOwners>,
     /// The node's tasks: store work runs here, so shutdown waits for it.
     tasks: TaskTracker,
     /// Turns true at shutdown: ends event streams.
@@ -85,6 +89,24 @@ impl OfficerRefusals {
             e.2 += 1;
             (false, earlier)
         }
+    }
+
+    /// Ends the windows that are over: each officer's refusals not
+    /// recorded one by one, to be summed up in one entry each. Forgets
+    /// officers with nothing left to say.
+    fn roll(&mut self, now: i64) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        self.0.retain(|who, e| {
+            if now < e.0.saturating_add(REFUSAL_WINDOW_SECS) {
+                return true;
+            }
+            if e.2 > 0 {
+                out.push((who.clone(), e.2));
+            }
+            false
+        });
+        out.sort();
+        out
     }
 }
 
@@ -261,10 +283,13 @@ pub async fn serve(
         token_hash: Sha256::digest(token.as_bytes()).into(),
         officers,
         refusals: Arc::default(),
+        registry_warned: Arc::default(),
         streams: Arc::new(tokio::sync::Semaphore::new(events::MAX_STREAMS)),
+        stream_owners: Arc::default(),
         tasks,
         shutdown: shutdown.clone(),
     };
+    let summary_state = state.clone();
     let app = Router::new()
         .route("/v1/id", get(id))
         .route("/v1/notices", get(list).post(issue))
@@ -287,11 +312,16 @@ pub async fn serve(
         .route("/v1/events", get(events::stream))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::map_response(json_errors))
         .with_state(state);
     let mut conns = tokio::task::JoinSet::new();
     let mut over_cap = false;
+    let mut summaries = tokio::time::interval(std::time::Duration::from_secs(
+        REFUSAL_WINDOW_SECS.unsigned_abs(),
+    ));
     loop {
         tokio::select! {
+            _ = summaries.tick() => summarize_refusals(&summary_state).await,
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     if conns.len() >= MAX_CONNECTIONS {
@@ -361,6 +391,39 @@ async fn serve_connection(
     }
 }
 
+/// Gives every error answer the documented JSON shape, including those
+/// axum's extractors and router write as plain text (a query parameter of
+/// the wrong type, an unknown route, a body over the limit). A body that
+/// does not deserialize (422) is bad input like any other: 400.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let text = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    let error = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    ApiError(status, ErrorBody { error, field: None }).into_response()
+}
+
 /// What each route does, for the role check. `None`: no such route.
 fn action_for(method: &axum::http::Method, path: &str) -> Option<Action> {
     use axum::http::Method;
@@ -421,7 +484,12 @@ async fn auth(State(s): State<AppState>, mut req: Request, next: Next) -> Respon
                 .into_response()
             }
             Err(e) => {
-                tracing::error!(error = %e, "officer registry unreadable; officers' requests refused");
+                let now = crate::time::now();
+                let mut last = s.registry_warned.lock().unwrap_or_else(|p| p.into_inner());
+                if last.is_none_or(|t| now >= t.saturating_add(REFUSAL_WINDOW_SECS)) {
+                    *last = Some(now);
+                    tracing::error!(error = %e, "officer registry unreadable; officers' requests refused");
+                }
                 return ApiError::internal(&format!("officer registry unreadable: {e}"))
                     .into_response();
             }
@@ -453,35 +521,67 @@ async fn refused(s: &AppState, p: &Principal, message: &str) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .count(&actor, now);
-    warn!(actor = %actor, refusal = %message, recorded = record, "request outside the officer's role refused");
     if !record {
+        // Counted; summed up when the window ends.
         return;
     }
+    warn!(actor = %actor, refusal = %message, "request outside the officer's role refused");
     let mut decision = format!("request refused: {message}");
     if earlier > 0 {
         decision.push_str(&format!(
             " ({earlier} earlier refusal(s) not recorded one by one)"
         ));
     }
+    log_refusals(s, vec![(actor, decision)], now).await;
+}
+
+/// Writes refusal entries (actor, decision) to the processing log.
+async fn log_refusals(s: &AppState, entries: Vec<(String, String)>, now: i64) {
+    let drafts: Vec<crate::store::AuditDraft> = entries
+        .into_iter()
+        .map(|(actor, decision)| crate::store::AuditDraft {
+            actor,
+            operation: crate::store::Operation::Reject,
+            notice: None,
+            peer: None,
+            justification: None,
+            decision,
+        })
+        .collect();
     let core = s.core.clone();
     let logged = blocking(&s.tasks, move || {
-        core.store().audit(
-            &[crate::store::AuditDraft {
-                actor,
-                operation: crate::store::Operation::Reject,
-                notice: None,
-                peer: None,
-                justification: None,
-                decision,
-            }],
-            now,
-        )?;
+        core.store().audit(&drafts, now)?;
         core.store().flush()
     })
     .await;
     if logged.is_err() {
         warn!("refusal not written to the processing log");
     }
+}
+
+/// Sums up, once a window is over, the refusals of each officer that were
+/// counted and not recorded one by one.
+async fn summarize_refusals(s: &AppState) {
+    let now = crate::time::now();
+    let over = s
+        .refusals
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .roll(now);
+    if over.is_empty() {
+        return;
+    }
+    let entries = over
+        .into_iter()
+        .map(|(actor, n)| {
+            warn!(actor = %actor, not_recorded = n, "refusals counted, not recorded one by one");
+            (
+                actor,
+                format!("{n} further refused request(s) not recorded one by one"),
+            )
+        })
+        .collect();
+    log_refusals(s, entries, now).await;
 }
 
 /// The optional justification of a read (`?reason=`), checked like a note.
@@ -1026,5 +1126,15 @@ mod tests {
         assert!(r.count("officer:b", 100).0);
         // The next window records again and says how many were not.
         assert_eq!(r.count("officer:a", 100 + REFUSAL_WINDOW_SECS), (true, 5));
+        // Or, when no refusal follows, the end of the window sums them up.
+        for _ in 0..12 {
+            r.count("officer:c", 200);
+        }
+        assert_eq!(r.roll(200 + REFUSAL_WINDOW_SECS - 1), Vec::new());
+        assert_eq!(
+            r.roll(200 + REFUSAL_WINDOW_SECS),
+            vec![("officer:c".to_string(), 2)]
+        );
+        assert_eq!(r.roll(200 + 2 * REFUSAL_WINDOW_SECS), Vec::new());
     }
 }
