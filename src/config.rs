@@ -82,6 +82,9 @@ struct RawNode {
     /// Free space (MiB) kept in the data directory's file system.
     #[serde(default)]
     disk_reserve_mib: Option<u64>,
+    /// `text` or `json`.
+    #[serde(default)]
+    log_format: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -263,6 +266,8 @@ pub struct Config {
     pub disk_reserve: Option<u64>,
     /// This node's 24/7 contact desk, carried in its hit reports.
     pub contact: String,
+    /// How `vigil run` writes its log (`--log-format` overrides it).
+    pub log_format: LogFormat,
     pub signing_key: PathBuf,
     /// This node's private encryption key file (`[identity]
     /// encryption_key`), which opens what members seal to it; `None`:
@@ -276,6 +281,27 @@ pub struct Config {
     pub members: Vec<Member>,
     pub inbound: InboundPolicy,
     pub alerts: Alerts,
+}
+
+/// How the node writes its log lines to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line per event for people (colour only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line for journald, Loki and the like.
+    Json,
+}
+
+impl LogFormat {
+    /// Parses `text` or `json`.
+    pub fn parse(s: &str) -> Option<LogFormat> {
+        match s {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 /// Default of `[alerts] exec_timeout_secs`.
@@ -627,6 +653,11 @@ impl Config {
             Some(m) => Some(m << 20),
         };
         let alerts = parse_alerts(&raw.alerts, &base, &err, &kinds)?;
+        let log_format = match raw.node.log_format.as_deref() {
+            None => LogFormat::Text,
+            Some(f) => LogFormat::parse(f)
+                .ok_or_else(|| err("node.log_format", format!("`{f}` is not one of text, json")))?,
+        };
         let contact = raw
             .node
             .contact
@@ -640,6 +671,7 @@ impl Config {
             relay: raw.node.relay,
             disk_reserve,
             contact,
+            log_format,
             signing_key: resolve(&raw.identity.signing_key),
             encryption_key: raw.identity.encryption_key.as_deref().map(resolve),
             tls_cert: resolve(&raw.identity.tls_cert),

@@ -32,6 +32,8 @@ struct Cli {
 
 #[path = "cli/desk.rs"]
 mod desk;
+#[path = "cli/systemd.rs"]
+mod systemd;
 
 /// `--token-file` (or `VIGIL_TOKEN_FILE`), set once at start.
 static TOKEN_FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
@@ -70,6 +72,10 @@ enum Cmd {
     Run {
         #[arg(long)]
         config: PathBuf,
+        /// `text` (colour only on a terminal) or `json` (one object per
+        /// line); overrides `[node] log_format`. RUST_LOG sets the filter.
+        #[arg(long, value_parser = ["text", "json"])]
+        log_format: Option<String>,
     },
     /// Issue, inspect and list notices on a running node.
     Notice {
@@ -349,7 +355,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             admin_listen,
         } => init(&node_id, &dir, &ca_cert, &ca_key, &listen, &admin_listen),
         Cmd::Id { config, json } => id(&config, json),
-        Cmd::Run { config } => run(&config),
+        Cmd::Run { config, log_format } => run(&config, log_format.as_deref()),
         Cmd::Notice { cmd } => notice(cmd),
         Cmd::Audit { cmd } => audit(cmd),
         Cmd::Screen {
@@ -499,19 +505,42 @@ fn id(config: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(config: &Path) -> anyhow::Result<()> {
+/// The log filter when `RUST_LOG` is not set: the node's own lines from
+/// INFO, its libraries' only from WARN (sled and quinn say much that only
+/// their developers need).
+const DEFAULT_LOG_FILTER: &str =
+    "info,sled=warn,quinn=warn,quinn_proto=warn,rustls=warn,hyper=warn";
+
+fn run(config: &Path, log_format: Option<&str>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    use vigil::config::LogFormat;
     let cfg = Config::load(config)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let format = log_format
+        .and_then(LogFormat::parse)
+        .unwrap_or(cfg.log_format);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
     let rt = runtime()?;
     rt.block_on(async move {
         let node = Node::start(cfg).await?;
+        systemd::ready();
+        let watchdog = systemd::watchdog();
         serve_until_stopped(&node, config).await?;
+        systemd::stopping();
+        if let Some(w) = watchdog {
+            w.abort();
+        }
         if tokio::time::timeout(SHUTDOWN_LIMIT, node.shutdown())
             .await
             .is_err()
@@ -546,12 +575,15 @@ async fn serve_until_stopped(node: &vigil::node::NodeHandle, config: &Path) -> a
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
+                systemd::reloading();
                 let reloaded = Config::load(config)
                     .map_err(vigil::node::NodeError::from)
                     .and_then(|c| node.reload(c));
                 if let Err(e) = reloaded {
                     tracing::error!(error = %e, "config reload refused; the config in force stays");
                 }
+                // Done either way: the node serves under the config in force.
+                systemd::ready();
             }
         }
     }

@@ -60,6 +60,8 @@ pub struct NodeHandle {
     net: Net,
     /// What the alert hook did (runs, failures, drops).
     alerts: Arc<crate::alerts::AlertStats>,
+    /// What `GET /ready` answers; set to "stopping" at shutdown.
+    readiness: Arc<crate::admin::Readiness>,
     admin_addr: SocketAddr,
     quic_addr: SocketAddr,
     /// Turns true to stop every task.
@@ -80,34 +82,15 @@ impl Node {
         Node::start_with(config, sockets).await
     }
 
-    /// Like [`Node::start`] on pre-bound sockets.
+    /// Like [`Node::start`] on pre-bound sockets. The admin listener
+    /// answers `/health` and `/ready` (503 with the reason) from the start,
+    /// before the store is open.
     pub async fn start_with(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeError> {
         let identity = Identity::load(&config)?;
         let token = crate::identity::load_token(&config.token_file, "admin.token_file")?;
         create_private_dir(&config.data_dir)?;
-        let store =
-            Store::open(&config.data_dir, rand::random()).map_err(|e| NodeError::Store {
-                path: config.data_dir.display().to_string(),
-                error: e,
-            })?;
-        store.set_reserve(config.disk_reserve);
-        let quic_addr = sockets
-            .quic
-            .local_addr()
-            .map_err(|e| NodeError::Io(e.to_string()))?;
-        let endpoint = net::endpoint(&identity, sockets.quic)?;
-        let core = Arc::new(
-            Exchange::new(
-                config,
-                identity.signing,
-                store,
-                <rand::rngs::StdRng as rand::SeedableRng>::from_entropy(),
-            )
-            .with_decryption(identity.decryption.clone()),
-        );
         let (shutdown, rx) = watch::channel(false);
         let tasks = TaskTracker::new();
-        let net = Net::start(core.clone(), endpoint, tasks.clone(), rx.clone());
         sockets
             .admin
             .set_nonblocking(true)
@@ -118,6 +101,40 @@ impl Node {
             .map_err(|e| NodeError::Io(e.to_string()))?;
         let listener = tokio::net::TcpListener::from_std(sockets.admin)
             .map_err(|e| NodeError::Io(e.to_string()))?;
+        let readiness = Arc::new(crate::admin::Readiness::new("opening the store"));
+        let (app, app_rx) = watch::channel(crate::admin::starting_router(readiness.clone()));
+        tasks.spawn(crate::admin::serve(listener, app_rx, rx.clone()));
+        let opened = async {
+            let store = open_store(&config, &readiness).await?;
+            let quic_addr = sockets
+                .quic
+                .local_addr()
+                .map_err(|e| NodeError::Io(e.to_string()))?;
+            let endpoint = net::endpoint(&identity, sockets.quic)?;
+            Ok::<_, NodeError>((store, quic_addr, endpoint))
+        }
+        .await;
+        let (store, quic_addr, endpoint) = match opened {
+            Ok(x) => x,
+            Err(e) => {
+                // Only the admin listener runs yet: stop it and go.
+                let _ = shutdown.send(true);
+                tasks.close();
+                tasks.wait().await;
+                return Err(e);
+            }
+        };
+        store.set_reserve(config.disk_reserve);
+        let core = Arc::new(
+            Exchange::new(
+                config,
+                identity.signing,
+                store,
+                <rand::rngs::StdRng as rand::SeedableRng>::from_entropy(),
+            )
+            .with_decryption(identity.decryption.clone()),
+        );
+        let net = Net::start(core.clone(), endpoint, tasks.clone(), rx.clone());
         tasks.spawn(sweeper(core.clone(), tasks.clone(), rx.clone()));
         let alerts = Arc::new(crate::alerts::AlertStats::default());
         tasks.spawn(crate::alerts::run(
@@ -127,14 +144,15 @@ impl Node {
             rx.clone(),
         ));
         tasks.spawn(peer_watch(core.clone(), net.links.clone(), rx.clone()));
-        tasks.spawn(crate::admin::serve(
-            listener,
+        let _ = app.send(crate::admin::router(
             core.clone(),
             net.links.clone(),
             token,
             tasks.clone(),
             rx,
+            readiness.clone(),
         ));
+        readiness.set(Ok(()));
         info!(
             node = %core.me(),
             quic = %quic_addr,
@@ -146,11 +164,53 @@ impl Node {
             core,
             net,
             alerts,
+            readiness,
             admin_addr,
             quic_addr,
             shutdown,
             tasks,
         })
+    }
+}
+
+/// How long `vigil run` waits for a data directory another process holds
+/// (a node being restarted may still be stopping) before giving up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Opens the store off the runtime. While another process holds the data
+/// directory it waits (up to [`LOCK_WAIT`], `/ready` saying so), then
+/// gives up with the store's clear error.
+async fn open_store(
+    config: &Config,
+    readiness: &crate::admin::Readiness,
+) -> Result<Store, NodeError> {
+    let dir = config.data_dir.clone();
+    let fail = |error| NodeError::Store {
+        path: dir.display().to_string(),
+        error,
+    };
+    let end = tokio::time::Instant::now() + LOCK_WAIT;
+    let mut waiting = false;
+    loop {
+        let d = dir.clone();
+        let opened = tokio::task::spawn_blocking(move || Store::open(&d, rand::random()))
+            .await
+            .map_err(|e| NodeError::Io(e.to_string()))?;
+        match opened {
+            Err(e @ StoreError::InUse { .. }) if tokio::time::Instant::now() < end => {
+                if !waiting {
+                    warn!(dir = %dir.display(), wait_secs = LOCK_WAIT.as_secs(), "data directory in use by another vigil process; waiting");
+                    readiness.set(Err(format!("waiting for the data directory: {e}")));
+                    waiting = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(fail(e)),
+            Ok(store) => {
+                readiness.set(Err("starting the network".into()));
+                return Ok(store);
+            }
+        }
     }
 }
 
@@ -315,8 +375,10 @@ impl NodeHandle {
             net,
             shutdown,
             tasks,
+            readiness,
             ..
         } = self;
+        readiness.set(Err("stopping".into()));
         let _ = shutdown.send(true);
         net.close();
         tasks.close();

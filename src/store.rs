@@ -77,6 +77,12 @@ pub enum StoreError {
     Refused(String),
     #[error(transparent)]
     Record(#[from] record::RecordError),
+    /// Another process holds the data directory.
+    #[error(
+        "data directory {dir} is in use by another vigil process (a running node, or a \
+         command reading its store); stop it first, or use another data directory"
+    )]
+    InUse { dir: String },
     /// The store holds less than this node made durable and acknowledged.
     #[error(
         "store is behind what this node acknowledged: {what}. It was damaged \
@@ -693,6 +699,9 @@ pub struct Store {
     record: std::sync::OnceLock<record::Record>,
     /// Checked before new notices are written.
     space: space::Space,
+    /// `vigil.lock` in the data directory, locked for the store's life:
+    /// one process per data directory, and a clear error for the second.
+    _lock: std::fs::File,
 }
 
 /// A log entry in a write being prepared: encoded when appended, decoded
@@ -1061,6 +1070,32 @@ fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
+/// Takes the data directory's lock file (`vigil.lock`), without waiting.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use fs2::FileExt;
+    let io = |e: std::io::Error| StoreError::Refused(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let path = dir.join("vigil.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock_exclusive() {
+        Ok(()) => Ok(file),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(StoreError::InUse {
+            dir: dir.display().to_string(),
+        }),
+        Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => {
+            Err(StoreError::InUse {
+                dir: dir.display().to_string(),
+            })
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir`; refuses another format and
     /// reports an unreadable store instead of panicking. Rebuilds the
@@ -1073,8 +1108,9 @@ impl Store {
     /// ([`record`]): a store behind it is refused ([`StoreError::Behind`]),
     /// and a store sled cannot read is an error, never a panic.
     pub fn open(dir: &Path, fresh_epoch: u64) -> Result<Store, StoreError> {
+        let lock = lock_dir(dir)?;
         let recorded = record::read(dir)?;
-        let store = quietly(|| Store::open_sled(dir, fresh_epoch))
+        let store = quietly(|| Store::open_sled(dir, fresh_epoch, lock))
             .map_err(|detail| StoreError::Unreadable {
                 detail: format!("sled failed: {detail}"),
             })?
@@ -1158,7 +1194,7 @@ impl Store {
             .transpose()
     }
 
-    fn open_sled(dir: &Path, fresh_epoch: u64) -> Result<Store, StoreError> {
+    fn open_sled(dir: &Path, fresh_epoch: u64, lock: std::fs::File) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
@@ -1258,6 +1294,7 @@ impl Store {
             head: tx,
             record: std::sync::OnceLock::new(),
             space: space::Space::new(dir),
+            _lock: lock,
         })
     }
 
@@ -2021,6 +2058,20 @@ pub struct Issued {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_opener_is_told_the_directory_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path(), 7).unwrap();
+        let e = Store::open(dir.path(), 7).err().expect("opened twice");
+        assert!(matches!(e, StoreError::InUse { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("in use by another vigil process"), "{msg}");
+        assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+        drop(first);
+        // Free again once the first is gone.
+        Store::open(dir.path(), 7).unwrap();
+    }
 
     #[test]
     fn audit_chain_links_entries_across_writes() {

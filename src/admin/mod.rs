@@ -265,17 +265,86 @@ const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// its body a byte at a time.
 const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Serves the admin API until `shutdown` turns true, then lets requests in
-/// progress finish (up to [`SHUTDOWN_GRACE`]) and returns only when every
-/// connection has ended.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Whether the node is ready to serve, and why not: what `GET /ready`
+/// answers. The node sets it as it starts and stops.
+#[derive(Debug)]
+pub struct Readiness(std::sync::Mutex<Result<(), String>>);
+
+impl Readiness {
+    /// Not ready yet, for `why`.
+    pub fn new(why: &str) -> Readiness {
+        Readiness(std::sync::Mutex::new(Err(why.to_string())))
+    }
+
+    /// Ready (`Ok`), or not and why.
+    pub fn set(&self, state: Result<(), String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+
+    /// The current state.
+    pub fn get(&self) -> Result<(), String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// `GET /health`: the process serves HTTP. No token, no personal data.
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /ready`: 200 once the store is open, the QUIC endpoint bound and
+/// the admin API serving; 503 with the reason otherwise (starting, waiting
+/// for the data directory, stopping). No token, no personal data.
+async fn ready(State(r): State<Arc<Readiness>>) -> Response {
+    match r.get() {
+        Ok(()) => Json(serde_json::json!({ "ready": true })).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "ready": false, "reason": reason })),
+        )
+            .into_response(),
+    }
+}
+
+/// The routes served without a token.
+fn public_routes(readiness: Arc<Readiness>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(readiness)
+}
+
+/// What the admin listener serves while the node starts: `/health` and
+/// `/ready`; everything else is 503 with the reason.
+pub fn starting_router(readiness: Arc<Readiness>) -> Router {
+    let why = readiness.clone();
+    public_routes(readiness)
+        .fallback(move || {
+            let reason = why.get().err().unwrap_or_default();
+            async move {
+                ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorBody {
+                        error: format!("node not ready: {reason}"),
+                        field: None,
+                    },
+                )
+                .into_response()
+            }
+        })
+        .layer(middleware::map_response(json_errors))
+}
+
+/// The full admin API: the public routes and, behind a token, the rest.
+/// Starts the task that sums up officers' refusals each minute.
+pub fn router(
     core: Arc<Exchange>,
     links: Arc<Links>,
     token: String,
     tasks: TaskTracker,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    shutdown: watch::Receiver<bool>,
+    readiness: Arc<Readiness>,
+) -> Router {
     let officers = Registry::beside(&core.config().path);
     let state = AppState {
         core,
@@ -286,11 +355,11 @@ pub async fn serve(
         registry_warned: Arc::default(),
         streams: Arc::new(tokio::sync::Semaphore::new(events::MAX_STREAMS)),
         stream_owners: Arc::default(),
-        tasks,
+        tasks: tasks.clone(),
         shutdown: shutdown.clone(),
     };
-    let summary_state = state.clone();
-    let app = Router::new()
+    tasks.spawn(summarize_each_window(state.clone(), shutdown));
+    let authed = Router::new()
         .route("/v1/id", get(id))
         .route("/v1/notices", get(list).post(issue))
         .route("/v1/transit", get(transit))
@@ -312,16 +381,38 @@ pub async fn serve(
         .route("/v1/events", get(events::stream))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
-        .layer(middleware::map_response(json_errors))
         .with_state(state);
-    let mut conns = tokio::task::JoinSet::new();
-    let mut over_cap = false;
-    let mut summaries = tokio::time::interval(std::time::Duration::from_secs(
+    public_routes(readiness)
+        .merge(authed)
+        .layer(middleware::map_response(json_errors))
+}
+
+/// Sums up officers' refusals once a minute until shutdown.
+async fn summarize_each_window(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(
         REFUSAL_WINDOW_SECS.unsigned_abs(),
     ));
     loop {
         tokio::select! {
-            _ = summaries.tick() => summarize_refusals(&summary_state).await,
+            _ = tick.tick() => summarize_refusals(&state).await,
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
+        }
+    }
+}
+
+/// Serves `app` (whichever router it holds when a connection arrives:
+/// the node swaps the starting router for the full one) until `shutdown`
+/// turns true, then lets requests in progress finish (up to
+/// [`SHUTDOWN_GRACE`]) and returns only when every connection has ended.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: watch::Receiver<Router>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    let mut over_cap = false;
+    loop {
+        tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     if conns.len() >= MAX_CONNECTIONS {
@@ -335,7 +426,8 @@ pub async fn serve(
                         continue;
                     }
                     over_cap = false;
-                    conns.spawn(serve_connection(stream, app.clone(), shutdown.clone()));
+                    let app = app.borrow().clone();
+                    conns.spawn(serve_connection(stream, app, shutdown.clone()));
                 }
                 Err(e) => {
                     // Out of descriptors, say: wait instead of spinning.

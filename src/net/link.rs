@@ -77,6 +77,12 @@ pub(super) async fn run_link(
         Err(LinkError::Proto(e)) => {
             warn!(peer = %peer, error = %e, "protocol violation; closing connection");
         }
+        // Two dials crossing (one connection gives way to the other), or
+        // this node closing it (a reload, shutdown): not a failure, and
+        // logged where it was decided.
+        Err(LinkError::Connection(ref e)) if deliberate(e) => {
+            debug!(peer = %peer, error = %e, "connection closed deliberately")
+        }
         Err(e) => info!(peer = %peer, error = %e, "link ended"),
     }
     conn.close(VarInt::from_u32(close::SHUTDOWN), b"link ended");
@@ -486,4 +492,16 @@ async fn read_msg(recv: &mut RecvStream) -> Result<Option<Message>, LinkError> {
         .await
         .map_err(|e| LinkError::Io(e.to_string()))?;
     Ok(Some(proto::decode_payload(&payload)?))
+}
+
+/// Whether a connection ended by decision rather than failure: closed
+/// here, or closed by the member as the duplicate of a simultaneous dial.
+fn deliberate(e: &quinn::ConnectionError) -> bool {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            c.error_code == VarInt::from_u32(close::DUPLICATE)
+        }
+        quinn::ConnectionError::LocallyClosed => true,
+        _ => false,
+    }
 }
