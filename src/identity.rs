@@ -4,7 +4,8 @@
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -83,20 +84,35 @@ pub fn load_token(path: &Path, field: &str) -> Result<String, IdentityError> {
 
 fn load_certs(path: &Path, field: &str) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
     let pem = std::fs::read(path).map_err(|e| ierr(path, field, format!("cannot read: {e}")))?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| ierr(path, field, format!("bad PEM: {e}")))?;
+        .map_err(|e| ierr(path, field, format!("bad PEM: {}", pem_problem(&e))))?;
     if certs.is_empty() {
         return Err(ierr(path, field, "contains no certificate"));
     }
     Ok(certs)
 }
 
+/// What is wrong with PEM text, in words: `pem::Error`'s own `Display`
+/// prints the section label and the offending line as byte arrays.
+fn pem_problem(e: &pem::Error) -> String {
+    match e {
+        pem::Error::MissingSectionEnd { end_marker } => format!(
+            "section end \"-----END {}-----\" missing",
+            String::from_utf8_lossy(end_marker)
+        ),
+        pem::Error::IllegalSectionStart { line } => {
+            format!("illegal section start: {:?}", String::from_utf8_lossy(line))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Why identity material held in memory (PEM text) could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PemError {
-    #[error("bad PEM: {0}")]
-    Pem(#[from] std::io::Error),
+    #[error("bad PEM: {}", pem_problem(.0))]
+    Pem(#[from] pem::Error),
     #[error("no private key in the PEM text")]
     NoKey,
 }
@@ -123,10 +139,13 @@ impl Identity {
         ca_pem: &str,
     ) -> Result<Identity, PemError> {
         let certs = |pem: &str| -> Result<Vec<CertificateDer<'static>>, PemError> {
-            Ok(rustls_pemfile::certs(&mut pem.as_bytes()).collect::<Result<_, _>>()?)
+            Ok(CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>()?)
         };
         let tls_key =
-            rustls_pemfile::private_key(&mut tls.key_pem.as_bytes())?.ok_or(PemError::NoKey)?;
+            PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).map_err(|e| match e {
+                pem::Error::NoItemsFound => PemError::NoKey,
+                e => PemError::Pem(e),
+            })?;
         Ok(Identity {
             node_id: node_id.to_string(),
             signing,
@@ -171,9 +190,13 @@ impl Identity {
         }
         let tls_chain = load_certs(&cfg.tls_cert, "identity.tls_cert")?;
         let key_pem = read_private(&cfg.tls_key, "identity.tls_key")?;
-        let tls_key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-            .map_err(|e| ierr(&cfg.tls_key, "identity.tls_key", format!("bad PEM: {e}")))?
-            .ok_or_else(|| ierr(&cfg.tls_key, "identity.tls_key", "contains no private key"))?;
+        let tls_key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| {
+            let message = match e {
+                pem::Error::NoItemsFound => "contains no private key".to_string(),
+                e => format!("bad PEM: {}", pem_problem(&e)),
+            };
+            ierr(&cfg.tls_key, "identity.tls_key", message)
+        })?;
         let ca = load_certs(&cfg.ca_cert, "identity.ca_cert")?;
         let names = cert_dns_names(&tls_chain[0]);
         if !names.iter().any(|n| n == &cfg.node_id) {
@@ -465,6 +488,104 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn pem_problems_keep_their_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = generate_ca("test CA").unwrap();
+        let ca_path = dir.path().join("ca.crt");
+        std::fs::write(&ca_path, &ca.cert_pem).unwrap();
+        let node = dir.path().join("alpha");
+        init_node(&InitParams {
+            node_id: "alpha",
+            dir: &node,
+            ca: &ca,
+            ca_cert_ref: "../ca.crt",
+            listen: "127.0.0.1:7401",
+            admin_listen: "127.0.0.1:7501",
+        })
+        .unwrap();
+        let cfg = Config::load(&node.join("vigil.toml")).unwrap();
+        Identity::load(&cfg).unwrap();
+        let cert_pem = std::fs::read_to_string(&cfg.tls_cert).unwrap();
+        let key_pem = std::fs::read_to_string(&cfg.tls_key).unwrap();
+        // A PEM section cut off before its END line.
+        let cut = |pem: &str| pem[..pem.find("-----END").unwrap()].to_string();
+        let load_err = || Identity::load(&cfg).err().unwrap().to_string();
+
+        std::fs::write(&cfg.tls_cert, "").unwrap();
+        let e = load_err();
+        assert!(
+            e.ends_with("identity.tls_cert: contains no certificate"),
+            "{e}"
+        );
+        // A key is not a certificate.
+        std::fs::write(&cfg.tls_cert, &key_pem).unwrap();
+        let e = load_err();
+        assert!(
+            e.ends_with("identity.tls_cert: contains no certificate"),
+            "{e}"
+        );
+        std::fs::write(&cfg.tls_cert, cut(&cert_pem)).unwrap();
+        let e = load_err();
+        assert!(
+            e.contains(
+                "identity.tls_cert: bad PEM: section end \"-----END CERTIFICATE-----\" missing"
+            ),
+            "{e}"
+        );
+        std::fs::write(&cfg.tls_cert, &cert_pem).unwrap();
+
+        std::fs::write(&cfg.tls_key, &cert_pem).unwrap();
+        let e = load_err();
+        assert!(
+            e.ends_with("identity.tls_key: contains no private key"),
+            "{e}"
+        );
+        std::fs::write(&cfg.tls_key, cut(&key_pem)).unwrap();
+        let e = load_err();
+        assert!(
+            e.contains(
+                "identity.tls_key: bad PEM: section end \"-----END PRIVATE KEY-----\" missing"
+            ),
+            "{e}"
+        );
+        std::fs::write(
+            &cfg.tls_key,
+            key_pem.replace("-----BEGIN PRIVATE KEY-----", "-----BEGIN PRIVATE KEY----"),
+        )
+        .unwrap();
+        let e = load_err();
+        assert!(
+            e.contains(
+                "identity.tls_key: bad PEM: illegal section start: \"-----BEGIN PRIVATE KEY----\""
+            ),
+            "{e}"
+        );
+        std::fs::write(&cfg.tls_key, &key_pem).unwrap();
+        Identity::load(&cfg).unwrap();
+
+        // The same problems in PEM text held in memory.
+        let signing = || SigningKey::from_bytes(&[7; 32]);
+        let tls = NodeTls {
+            cert_pem: cert_pem.clone(),
+            key_pem: key_pem.clone(),
+        };
+        Identity::from_pems("alpha", signing(), &tls, &ca.cert_pem).unwrap();
+        let no_key = NodeTls {
+            cert_pem: cert_pem.clone(),
+            key_pem: cert_pem.clone(),
+        };
+        let e = Identity::from_pems("alpha", signing(), &no_key, &ca.cert_pem);
+        assert!(matches!(e, Err(PemError::NoKey)));
+        let e = Identity::from_pems("alpha", signing(), &tls, &cut(&ca.cert_pem));
+        let e = e.err().unwrap();
+        assert!(matches!(e, PemError::Pem(_)));
+        assert_eq!(
+            e.to_string(),
+            "bad PEM: section end \"-----END CERTIFICATE-----\" missing"
+        );
     }
 
     #[test]

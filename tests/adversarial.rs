@@ -6,21 +6,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use vigil::identity::{generate_ca, issue_node_cert, CaFiles};
 use vigil::mesh::{wait_until, LocalMesh, MeshNode};
 use vigil::proto::{self, Message};
 
 fn pem_certs(pem: &str) -> Vec<CertificateDer<'static>> {
-    rustls_pemfile::certs(&mut pem.as_bytes())
+    CertificateDer::pem_slice_iter(pem.as_bytes())
         .map(Result::unwrap)
         .collect()
 }
 
 fn pem_key(pem: &str) -> PrivateKeyDer<'static> {
-    rustls_pemfile::private_key(&mut pem.as_bytes())
-        .unwrap()
-        .unwrap()
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap()
 }
 
 /// A QUIC client that trusts the federation CA and presents `client_cert`

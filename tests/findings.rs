@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use vigil::identity::{issue_node_cert, CaFiles};
 use vigil::proto::{self, close, Message};
@@ -130,15 +131,13 @@ fn quic_addr(n: &NodeDir) -> SocketAddr {
 // ---------------------------------------------------------------------------
 
 fn pem_certs(pem: &str) -> Vec<CertificateDer<'static>> {
-    rustls_pemfile::certs(&mut pem.as_bytes())
+    CertificateDer::pem_slice_iter(pem.as_bytes())
         .map(Result::unwrap)
         .collect()
 }
 
 fn pem_key(pem: &str) -> PrivateKeyDer<'static> {
-    rustls_pemfile::private_key(&mut pem.as_bytes())
-        .unwrap()
-        .unwrap()
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap()
 }
 
 /// A client endpoint trusting the federation CA, presenting `cert` (PEM

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use ed25519_dalek::{Signer, SigningKey};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use vigil::mesh::{wait_until, LocalMesh, MeshNode};
 use vigil::notice::{Action, Envelope, IssueContext, Item, NoticeId, NoticeInput};
 use vigil::proto::{self, Message, ReceiptBody};
@@ -20,15 +21,13 @@ const STEP: Duration = Duration::from_secs(10);
 const MALLORY_EPOCH: u64 = 0x4d41_4c4c;
 
 fn pem_certs(pem: &str) -> Vec<CertificateDer<'static>> {
-    rustls_pemfile::certs(&mut pem.as_bytes())
+    CertificateDer::pem_slice_iter(pem.as_bytes())
         .map(Result::unwrap)
         .collect()
 }
 
 fn pem_key(pem: &str) -> PrivateKeyDer<'static> {
-    rustls_pemfile::private_key(&mut pem.as_bytes())
-        .unwrap()
-        .unwrap()
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap()
 }
 
 async fn start() -> (tempfile::TempDir, LocalMesh) {
