@@ -490,22 +490,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pem_problems_keep_their_messages() {
+    /// A node `alpha` made by `vigil init` in a fresh folder, with its CA.
+    fn init_alpha() -> (tempfile::TempDir, CaFiles) {
         let dir = tempfile::tempdir().unwrap();
         let ca = generate_ca("test CA").unwrap();
-        let ca_path = dir.path().join("ca.crt");
-        std::fs::write(&ca_path, &ca.cert_pem).unwrap();
-        let node = dir.path().join("alpha");
+        std::fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
         init_node(&InitParams {
             node_id: "alpha",
-            dir: &node,
+            dir: &dir.path().join("alpha"),
             ca: &ca,
             ca_cert_ref: "../ca.crt",
             listen: "127.0.0.1:7401",
             admin_listen: "127.0.0.1:7501",
         })
         .unwrap();
+        (dir, ca)
+    }
+
+    #[test]
+    fn pem_problems_keep_their_messages() {
+        let (dir, ca) = init_alpha();
+        let node = dir.path().join("alpha");
         let cfg = Config::load(&node.join("vigil.toml")).unwrap();
         Identity::load(&cfg).unwrap();
         let cert_pem = std::fs::read_to_string(&cfg.tls_cert).unwrap();
@@ -590,20 +595,8 @@ mod tests {
 
     #[test]
     fn init_writes_a_private_encryption_key_that_the_identity_loads() {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = generate_ca("test CA").unwrap();
-        let ca_path = dir.path().join("ca.crt");
-        std::fs::write(&ca_path, &ca.cert_pem).unwrap();
+        let (dir, _) = init_alpha();
         let node = dir.path().join("alpha");
-        init_node(&InitParams {
-            node_id: "alpha",
-            dir: &node,
-            ca: &ca,
-            ca_cert_ref: "../ca.crt",
-            listen: "127.0.0.1:7401",
-            admin_listen: "127.0.0.1:7501",
-        })
-        .unwrap();
         let key_path = node.join("alpha.encryption.key");
         #[cfg(unix)]
         {

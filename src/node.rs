@@ -152,7 +152,7 @@ impl Node {
             rx,
             readiness.clone(),
         ));
-        readiness.set(Ok(()));
+        readiness.ready();
         info!(
             node = %core.me(),
             quic = %quic_addr,
@@ -200,14 +200,14 @@ async fn open_store(
             Err(e @ StoreError::InUse { .. }) if tokio::time::Instant::now() < end => {
                 if !waiting {
                     warn!(dir = %dir.display(), wait_secs = LOCK_WAIT.as_secs(), "data directory in use by another vigil process; waiting");
-                    readiness.set(Err(format!("waiting for the data directory: {e}")));
+                    readiness.not_ready(format!("waiting for the data directory: {e}"));
                     waiting = true;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             }
             Err(e) => return Err(fail(e)),
             Ok(store) => {
-                readiness.set(Err("starting the network".into()));
+                readiness.not_ready("starting the network".into());
                 return Ok(store);
             }
         }
@@ -378,7 +378,7 @@ impl NodeHandle {
             readiness,
             ..
         } = self;
-        readiness.set(Err("stopping".into()));
+        readiness.not_ready("stopping".into());
         let _ = shutdown.send(true);
         net.close();
         tasks.close();

@@ -268,21 +268,26 @@ const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(
 /// Whether the node is ready to serve, and why not: what `GET /ready`
 /// answers. The node sets it as it starts and stops.
 #[derive(Debug)]
-pub struct Readiness(std::sync::Mutex<Result<(), String>>);
+pub struct Readiness(std::sync::Mutex<Option<String>>);
 
 impl Readiness {
     /// Not ready yet, for `why`.
     pub fn new(why: &str) -> Readiness {
-        Readiness(std::sync::Mutex::new(Err(why.to_string())))
+        Readiness(std::sync::Mutex::new(Some(why.to_string())))
     }
 
-    /// Ready (`Ok`), or not and why.
-    pub fn set(&self, state: Result<(), String>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    /// Ready.
+    pub fn ready(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    /// The current state.
-    pub fn get(&self) -> Result<(), String> {
+    /// Not ready, for `why`.
+    pub fn not_ready(&self, why: String) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+
+    /// Why the node is not ready, or `None` when it is.
+    pub fn reason(&self) -> Option<String> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -296,9 +301,9 @@ async fn health() -> Json<serde_json::Value> {
 /// the admin API serving; 503 with the reason otherwise (starting, waiting
 /// for the data directory, stopping). No token, no personal data.
 async fn ready(State(r): State<Arc<Readiness>>) -> Response {
-    match r.get() {
-        Ok(()) => Json(serde_json::json!({ "ready": true })).into_response(),
-        Err(reason) => (
+    match r.reason() {
+        None => Json(serde_json::json!({ "ready": true })).into_response(),
+        Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({ "ready": false, "reason": reason })),
         )
@@ -320,7 +325,7 @@ pub fn starting_router(readiness: Arc<Readiness>) -> Router {
     let why = readiness.clone();
     public_routes(readiness)
         .fallback(move || {
-            let reason = why.get().err().unwrap_or_default();
+            let reason = why.reason().unwrap_or_default();
             async move {
                 ApiError(
                     StatusCode::SERVICE_UNAVAILABLE,
