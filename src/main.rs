@@ -211,6 +211,9 @@ enum NoticeCmd {
         #[arg(long)]
         config: PathBuf,
         file: PathBuf,
+        /// Print `{"id": …}` (`{"ids": […]}` for a list) instead.
+        #[arg(long)]
+        json: bool,
     },
     /// Issue an update superseding ID; prints the new id.
     Update {
@@ -218,6 +221,9 @@ enum NoticeCmd {
         config: PathBuf,
         id: String,
         file: PathBuf,
+        /// Print `{"id": …}` instead.
+        #[arg(long)]
+        json: bool,
     },
     /// Cancel ID (its personal data is erased on every holder); prints the cancel's id.
     Cancel {
@@ -226,6 +232,9 @@ enum NoticeCmd {
         id: String,
         #[arg(long)]
         reason: String,
+        /// Print `{"id": …}` instead.
+        #[arg(long)]
+        json: bool,
     },
     /// Per member: delivered (receipt time), pending, withheld by policy, rejected by the member.
     Status {
@@ -636,13 +645,18 @@ fn call(c: &Client, method: &str, path: &str, body: Option<Vec<u8>>) -> anyhow::
 
 fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
     match cmd {
-        NoticeCmd::Issue { config, file } => {
+        NoticeCmd::Issue { config, file, json } => {
             let c = client(&config)?;
             let body = read_notice_file(&file, true)?;
             let out = in_file(&file, call(&c, "POST", "/v1/notices", Some(body)))?;
-            print_id(&out)
+            print_id(&out, json)
         }
-        NoticeCmd::Update { config, id, file } => {
+        NoticeCmd::Update {
+            config,
+            id,
+            file,
+            json,
+        } => {
             let c = client(&config)?;
             check_id(&id)?;
             let body = read_notice_file(&file, false)?;
@@ -650,9 +664,14 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
                 &file,
                 call(&c, "POST", &format!("/v1/notices/{id}/update"), Some(body)),
             )?;
-            print_id(&out)
+            print_id(&out, json)
         }
-        NoticeCmd::Cancel { config, id, reason } => {
+        NoticeCmd::Cancel {
+            config,
+            id,
+            reason,
+            json,
+        } => {
             let c = client(&config)?;
             check_id(&id)?;
             if reason.trim().is_empty() {
@@ -660,7 +679,7 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
             }
             let body = serde_json::to_vec(&serde_json::json!({ "reason": reason }))?;
             let out = call(&c, "POST", &format!("/v1/notices/{id}/cancel"), Some(body))?;
-            print_id(&out)
+            print_id(&out, json)
         }
         NoticeCmd::Status { config, id, json } => {
             let c = client(&config)?;
@@ -1132,8 +1151,14 @@ fn in_file(file: &Path, r: anyhow::Result<Vec<u8>>) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Prints the id the node answered (or, for a list, one id per line).
-fn print_id(out: &[u8]) -> anyhow::Result<()> {
+/// The id(s) the node answered, one per line, or its JSON answer
+/// (`{"id": …}` or `{"ids": […]}`) on one line with `--json`.
+fn print_id(out: &[u8], json: bool) -> anyhow::Result<()> {
     let v: serde_json::Value = serde_json::from_slice(out)?;
+    if json {
+        println!("{v}");
+        return Ok(());
+    }
     match v["ids"].as_array() {
         Some(ids) => ids
             .iter()

@@ -846,3 +846,62 @@ fn update_and_cancel_via_the_cli() {
     a.notice("cancel", &[&id2, "--reason", "again"])
         .assert_refused("cancelling a cancelled notice", &[&id2, "not active"]);
 }
+
+/// `--json` on the writing commands: `{"id": …}` for issue, update and
+/// cancel, `{"ids": […]}` for a list (docs/overview.md).
+#[test]
+fn writes_print_their_ids_as_json() {
+    let fed = Federation::new();
+    let alpha = fed.init("alpha");
+    let a = alpha.start();
+    let id_of = |out: &Out, what: &str| -> String {
+        out.assert_ok(what);
+        let v: Value = serde_json::from_str(out.stdout.trim())
+            .unwrap_or_else(|e| panic!("{what} --json: {e}: {out:#?}"));
+        let id = v["id"].as_str().unwrap_or_default().to_string();
+        assert!(is_notice_id(&id), "{what} --json printed {v}");
+        assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
+        id
+    };
+    let file = write_json(&alpha.dir, "n.json", &sample_notice(json!("all")));
+    let id = id_of(
+        &vigil(&["notice", "issue", "--config", a.cfg(), s(&file), "--json"]),
+        "issue",
+    );
+    let new = id_of(
+        &vigil(&[
+            "notice",
+            "update",
+            &id,
+            s(&file),
+            "--config",
+            a.cfg(),
+            "--json",
+        ]),
+        "update",
+    );
+    id_of(
+        &vigil(&[
+            "notice",
+            "cancel",
+            &new,
+            "--reason",
+            "arrested",
+            "--config",
+            a.cfg(),
+            "--json",
+        ]),
+        "cancel",
+    );
+    let list = write_json(
+        &alpha.dir,
+        "list.json",
+        &json!([sample_notice(json!("all")), sample_notice(json!("all"))]),
+    );
+    let out = vigil(&["notice", "issue", "--config", a.cfg(), s(&list), "--json"]);
+    out.assert_ok("issue a list");
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let ids = v["ids"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(ids.len(), 2, "{v}");
+    assert!(ids.iter().all(|i| is_notice_id(i.as_str().unwrap())));
+}
