@@ -156,67 +156,110 @@ impl Identity {
         })
     }
 
-    /// Loads and checks every identity file named by the config.
+    /// Loads and checks every identity file named by the config; the first
+    /// problem found, if any.
     pub fn load(cfg: &Config) -> Result<Identity, IdentityError> {
-        let signing = load_signing_key(&cfg.signing_key, "identity.signing_key")?;
-        if let Some(i) = cfg
-            .members
-            .iter()
-            .position(|m| m.signing_key == signing.verifying_key())
-        {
-            return Err(ierr(
+        Identity::load_all(cfg).map_err(|mut all| all.remove(0))
+    }
+
+    /// Like [`Identity::load`], but checks every file on its own and
+    /// returns every problem found (`vigil check-config`), never an empty
+    /// list.
+    pub fn load_all(cfg: &Config) -> Result<Identity, Vec<IdentityError>> {
+        let mut problems = Vec::new();
+        let signing = keep(
+            &mut problems,
+            load_signing_key(&cfg.signing_key, "identity.signing_key"),
+        );
+        if let Some(i) = signing.as_ref().and_then(|k| {
+            cfg.members
+                .iter()
+                .position(|m| m.signing_key == k.verifying_key())
+        }) {
+            problems.push(ierr(
                 &cfg.path,
                 &format!("members[{i}].signing_key"),
                 "is this node's own signing key: a member must hold its own key",
             ));
         }
-        let decryption = cfg
-            .encryption_key
-            .as_deref()
-            .map(|p| load_decryption_key(p, "identity.encryption_key"))
-            .transpose()?;
-        if let Some(own) = &decryption {
-            if let Some(i) = cfg
-                .members
-                .iter()
-                .position(|m| m.encryption_key.as_ref() == Some(own.public()))
-            {
-                return Err(ierr(
-                    &cfg.path,
-                    &format!("members[{i}].encryption_key"),
-                    "is this node's own encryption key: a member must hold its own key",
+        let decryption = keep(
+            &mut problems,
+            cfg.encryption_key
+                .as_deref()
+                .map(|p| load_decryption_key(p, "identity.encryption_key"))
+                .transpose(),
+        );
+        if let Some(i) = decryption
+            .as_ref()
+            .and_then(Option::as_ref)
+            .and_then(|own| {
+                cfg.members
+                    .iter()
+                    .position(|m| m.encryption_key.as_ref() == Some(own.public()))
+            })
+        {
+            problems.push(ierr(
+                &cfg.path,
+                &format!("members[{i}].encryption_key"),
+                "is this node's own encryption key: a member must hold its own key",
+            ));
+        }
+        let tls_chain = keep(
+            &mut problems,
+            load_certs(&cfg.tls_cert, "identity.tls_cert"),
+        );
+        let tls_key = keep(
+            &mut problems,
+            read_private(&cfg.tls_key, "identity.tls_key").and_then(|key_pem| {
+                PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| {
+                    let message = match e {
+                        pem::Error::NoItemsFound => "contains no private key".to_string(),
+                        e => format!("bad PEM: {}", pem_problem(&e)),
+                    };
+                    ierr(&cfg.tls_key, "identity.tls_key", message)
+                })
+            }),
+        );
+        let ca = keep(&mut problems, load_certs(&cfg.ca_cert, "identity.ca_cert"));
+        if let Some(chain) = &tls_chain {
+            let names = cert_dns_names(&chain[0]);
+            if !names.iter().any(|n| n == &cfg.node_id) {
+                problems.push(ierr(
+                    &cfg.tls_cert,
+                    "identity.tls_cert",
+                    format!(
+                        "certificate names {names:?}, not this node's id `{}`",
+                        cfg.node_id
+                    ),
                 ));
             }
         }
-        let tls_chain = load_certs(&cfg.tls_cert, "identity.tls_cert")?;
-        let key_pem = read_private(&cfg.tls_key, "identity.tls_key")?;
-        let tls_key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| {
-            let message = match e {
-                pem::Error::NoItemsFound => "contains no private key".to_string(),
-                e => format!("bad PEM: {}", pem_problem(&e)),
-            };
-            ierr(&cfg.tls_key, "identity.tls_key", message)
-        })?;
-        let ca = load_certs(&cfg.ca_cert, "identity.ca_cert")?;
-        let names = cert_dns_names(&tls_chain[0]);
-        if !names.iter().any(|n| n == &cfg.node_id) {
-            return Err(ierr(
-                &cfg.tls_cert,
-                "identity.tls_cert",
-                format!(
-                    "certificate names {names:?}, not this node's id `{}`",
-                    cfg.node_id
-                ),
-            ));
+        match (signing, decryption, tls_chain, tls_key, ca) {
+            (Some(signing), Some(decryption), Some(tls_chain), Some(tls_key), Some(ca))
+                if problems.is_empty() =>
+            {
+                Ok(Identity {
+                    node_id: cfg.node_id.clone(),
+                    signing,
+                    tls_chain,
+                    tls_key,
+                    ca,
+                    decryption,
+                })
+            }
+            _ => Err(problems),
         }
-        Ok(Identity {
-            node_id: cfg.node_id.clone(),
-            signing,
-            tls_chain,
-            tls_key,
-            ca,
-            decryption,
-        })
+    }
+}
+
+/// `r`'s value, or `None` with its error added to `problems`.
+fn keep<T>(problems: &mut Vec<IdentityError>, r: Result<T, IdentityError>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(e);
+            None
+        }
     }
 }
 

@@ -68,6 +68,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Check everything `run` would load (config, keys and their modes,
+    /// certificates and their names, CA, token, ports, the alert hook)
+    /// without starting; lists every problem found and exits 2, or 0.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Run the node in the foreground until SIGTERM or SIGINT.
     Run {
         #[arg(long)]
@@ -364,6 +371,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             admin_listen,
         } => init(&node_id, &dir, &ca_cert, &ca_key, &listen, &admin_listen),
         Cmd::Id { config, json } => id(&config, json),
+        Cmd::CheckConfig { config } => check_config(&config),
         Cmd::Run { config, log_format } => run(&config, log_format.as_deref()),
         Cmd::Notice { cmd } => notice(cmd),
         Cmd::Audit { cmd } => audit(cmd),
@@ -512,6 +520,76 @@ fn id(config: &Path, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `vigil check-config`: every problem on its own line on stderr, then
+/// the one-line summary (exit 2); or `F: ok` (exit 0). A config that does
+/// not parse is one problem: nothing else can be checked without it.
+fn check_config(config: &Path) -> anyhow::Result<()> {
+    let cfg = Config::load(config)?;
+    let mut problems: Vec<String> = Vec::new();
+    if let Err(all) = identity::Identity::load_all(&cfg) {
+        problems.extend(all.iter().map(|e| e.to_string()));
+    }
+    if let Err(e) = identity::load_token(&cfg.token_file, "admin.token_file") {
+        problems.push(e.to_string());
+    }
+    if let Err(e) = std::net::UdpSocket::bind(cfg.listen) {
+        problems.push(format!("node.listen {}: {e}", cfg.listen));
+    }
+    if let Err(e) = std::net::TcpListener::bind(cfg.admin_listen) {
+        problems.push(format!("admin.listen {}: {e}", cfg.admin_listen));
+    }
+    if let Some(exec) = &cfg.alerts.exec {
+        if let Some(why) = not_runnable(&exec[0]) {
+            problems.push(format!("alerts.exec `{}`: {why}", exec[0]));
+        }
+    }
+    if problems.is_empty() {
+        println!("{}: ok", config.display());
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("vigil: {}", vigil::notice::text::escape(p));
+    }
+    Err(Usage(format!(
+        "{}: {} problem(s) found",
+        config.display(),
+        problems.len()
+    ))
+    .into())
+}
+
+/// Why `program` (a path, or a name looked up in `PATH`) cannot be run,
+/// if it cannot.
+fn not_runnable(program: &str) -> Option<String> {
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        vec![PathBuf::from(program)]
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).map(|d| d.join(program)).collect())
+            .unwrap_or_default()
+    };
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            }
+            #[cfg(not(unix))]
+            {
+                m.is_file()
+            }
+        })
+    };
+    if candidates.iter().any(|p| runnable(p)) {
+        None
+    } else if program.contains('/') {
+        Some("no such executable file".into())
+    } else {
+        Some("not found in PATH".into())
+    }
 }
 
 /// The log filter when `RUST_LOG` is not set: the node's own lines from

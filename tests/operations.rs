@@ -176,3 +176,40 @@ fn systemd_hears_ready_watchdog_reloading_and_stopping_and_json_logs_parse() {
         "{text}"
     );
 }
+
+#[test]
+fn check_config_lists_every_problem_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let fed = Federation::new();
+    let a = fed.init("alpha");
+    vigil(&["check-config", "--config", a.cfg()]).assert_ok("check-config on a fresh node");
+
+    // Three problems: a signing key others can read, a CA certificate
+    // that is not there, and the admin port taken.
+    let key = a.dir.join("alpha.signing.pem");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let text = fs::read_to_string(&a.config).unwrap();
+    let ca_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("ca_cert"))
+        .unwrap()
+        .to_string();
+    fs::write(
+        &a.config,
+        text.replace(&ca_line, "ca_cert = \"no-such-ca.crt\""),
+    )
+    .unwrap();
+    let _taken = std::net::TcpListener::bind(admin_addr(a.cfg())).unwrap();
+
+    let out = vigil(&["check-config", "--config", a.cfg()]);
+    assert_eq!(out.code, Some(2), "{out:#?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "three problems and a summary: {out:#?}");
+    for needle in ["identity.signing_key", "identity.ca_cert", "admin.listen"] {
+        assert!(
+            lines.iter().any(|l| l.contains(needle)),
+            "{needle} not reported: {out:#?}"
+        );
+    }
+    assert!(lines[3].contains("3 problem(s) found"), "{out:#?}");
+}
