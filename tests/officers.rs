@@ -85,6 +85,20 @@ fn audit_log(node: &RunningNode, dir: &Path, n: usize) -> Vec<Value> {
         .collect()
 }
 
+/// The administrator issues a notice about `family` on `from` and waits
+/// until `to` holds it (its first); returns the id.
+fn issue_until_held(from: &RunningNode, to: &RunningNode, dir: &Path, family: &str) -> String {
+    let file = dir.join(format!("{family}.json"));
+    fs::write(&file, notice(family).to_string()).unwrap();
+    let out = vigil(&["notice", "issue", "--config", from.cfg(), s(&file)]);
+    out.assert_ok("admin issue");
+    let id = out.stdout.trim().to_string();
+    wait_within("the partner holds the notice", DEADLINE, POLL, || {
+        (held_count(to) == 1).then_some(())
+    });
+    id
+}
+
 /// What the administrator sees held, cancelled chains too.
 fn held_count(node: &RunningNode) -> usize {
     json_of(
@@ -160,14 +174,7 @@ fn officers_of_each_role_do_what_their_role_allows_and_the_log_names_them() {
 
     // Something to read: a notice by the administrator, a hit on it from
     // bravo, and an export file.
-    let nfile = work.join("n.json");
-    fs::write(&nfile, notice("Vasquez-Okonkwo").to_string()).unwrap();
-    let base = vigil(&["notice", "issue", "--config", alpha.cfg(), s(&nfile)]);
-    base.assert_ok("admin issue");
-    let base = base.stdout.trim().to_string();
-    wait_within("bravo holds the notice", DEADLINE, POLL, || {
-        (held_count(&bravo) == 1).then_some(())
-    });
+    let base = issue_until_held(&alpha, &bravo, work, "Vasquez-Okonkwo");
     vigil(&[
         "screen",
         "--config",
@@ -571,14 +578,7 @@ fn watch_prints_a_partner_hit_within_two_seconds_and_the_hook_gets_it() {
     let (alpha, bravo) = (a.start(), b.start());
     let desk = add_officer(&alpha, "dirk", "desk");
 
-    let nfile = work.join("n.json");
-    fs::write(&nfile, notice("Lindqvist-Abara").to_string()).unwrap();
-    let id = vigil(&["notice", "issue", "--config", alpha.cfg(), s(&nfile)]);
-    id.assert_ok("issue");
-    let id = id.stdout.trim().to_string();
-    wait_within("bravo holds it", DEADLINE, POLL, || {
-        (held_count(&bravo) == 1).then_some(())
-    });
+    let id = issue_until_held(&alpha, &bravo, &work, "Lindqvist-Abara");
 
     let watch_out = work.join("watch.out");
     let watch_err = work.join("watch.err");
