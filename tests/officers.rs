@@ -29,16 +29,7 @@ fn json_of(out: &Out, what: &str) -> Value {
 }
 
 fn notice(family: &str) -> Value {
-    json!({
-        "kind": "wanted", "purpose": "locate-arrest",
-        "legal_basis": "Warrant 2026/117, District Court Rotterdam",
-        "handling": "H1", "grading": {"source": "B", "information": "2"},
-        "subject_category": "suspect", "nature": "fact", "audience": "all",
-        "expires_at": rfc3339_in_days(365),
-        "summary": "Armed robbery of a jewellery store", "case_ref": "RTM-117",
-        "contact": "+31 70 000 0000 (24/7 desk)",
-        "subject": {"family_name": family, "given_names": "Ilse", "date_of_birth": "1980-04-01"}
-    })
+    wanted_notice(family, "Ilse", "1980-04-01")
 }
 
 /// Two nodes linked directly, alpha with `alerts` appended to its config.

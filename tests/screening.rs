@@ -18,19 +18,13 @@ const DEADLINE: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(100);
 
 fn notice(family: &str, given: &str, dob: &str, passport: &str) -> Value {
-    json!({
-        "kind": "wanted", "purpose": "locate-arrest",
-        "legal_basis": "Warrant 2026/117, District Court Rotterdam",
-        "handling": "H1", "grading": {"source": "B", "information": "2"},
-        "subject_category": "suspect", "nature": "fact", "audience": "all",
-        "expires_at": rfc3339_in_days(365),
-        "summary": "Armed robbery of a jewellery store", "case_ref": "RTM-2026-0042",
-        "contact": "+31 70 000 0000 (24/7 desk)",
-        "subject": {"family_name": family, "given_names": given, "date_of_birth": dob,
-            "nationalities": ["NL"],
-            "identifiers": [{"scheme": "Passport No", "country": "NL", "value": passport}],
-            "fingerprints": "RklSAAAwMjAAAAABAAAAAAAAAAAAAAAAAAAAAAAA"}
-    })
+    let mut v = wanted_notice(family, given, dob);
+    v["case_ref"] = json!("RTM-2026-0042");
+    v["subject"]["nationalities"] = json!(["NL"]);
+    v["subject"]["identifiers"] =
+        json!([{"scheme": "Passport No", "country": "NL", "value": passport}]);
+    v["subject"]["fingerprints"] = json!("RklSAAAwMjAAAAABAAAAAAAAAAAAAAAAAAAAAAAA");
+    v
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

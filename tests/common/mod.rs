@@ -150,6 +150,21 @@ pub fn rfc3339_in_days(days: i64) -> String {
         .unwrap()
 }
 
+/// A wanted notice to all in operator JSON about `given family`, born
+/// `dob`, expiring in a year.
+pub fn wanted_notice(family: &str, given: &str, dob: &str) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "wanted", "purpose": "locate-arrest",
+        "legal_basis": "Warrant 2026/117, District Court Rotterdam",
+        "handling": "H1", "grading": {"source": "B", "information": "2"},
+        "subject_category": "suspect", "nature": "fact", "audience": "all",
+        "expires_at": rfc3339_in_days(365),
+        "summary": "Armed robbery of a jewellery store", "case_ref": "RTM-117",
+        "contact": "+31 70 000 0000 (24/7 desk)",
+        "subject": {"family_name": family, "given_names": given, "date_of_birth": dob}
+    })
+}
+
 /// True for a lowercase 64-hex notice id.
 pub fn is_notice_id(s: &str) -> bool {
     s.len() == 64
