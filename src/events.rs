@@ -112,20 +112,36 @@ pub struct Bus {
     ring: Mutex<VecDeque<(u64, Event)>>,
     /// Live subscribers.
     tx: broadcast::Sender<(u64, Event)>,
+    /// Events published in this run, by name (`/metrics`); one entry per
+    /// event name, so bounded.
+    counts: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Bus {
+    /// How many events of each name were published in this run.
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
     /// A bus for a run named `run` (random per start of the node).
     pub fn new(run: u64) -> Bus {
         Bus {
             run: format!("{run:016x}"),
             ring: Mutex::new(VecDeque::with_capacity(RING)),
             tx: broadcast::channel(CHANNEL).0,
+            counts: Mutex::default(),
         }
     }
 
     /// Publishes an event raised at `now`; returns it. Never blocks.
     pub fn publish(&self, kind: EventKind, now: i64) -> Event {
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(kind.name())
+            .or_default() += 1;
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         let seq = ring.back().map_or(1, |(s, _)| s + 1);
         let ev = Event {

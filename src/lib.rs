@@ -20,6 +20,7 @@ pub mod fuzz_api;
 pub mod identity;
 pub mod keys;
 pub mod mesh;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod notice;

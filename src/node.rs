@@ -151,6 +151,10 @@ impl Node {
             tasks.clone(),
             rx,
             readiness.clone(),
+            crate::admin::MetricsSources {
+                alerts: alerts.clone(),
+                certificates: Arc::new(Vec::new),
+            },
         ));
         readiness.ready();
         info!(

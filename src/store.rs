@@ -200,6 +200,20 @@ pub enum NoticeState {
 }
 
 impl NoticeState {
+    /// Every state, in the order `/metrics` lists them.
+    pub const ALL: [NoticeState; 5] = [
+        NoticeState::Active,
+        NoticeState::Superseded,
+        NoticeState::Cancelled,
+        NoticeState::Expired,
+        NoticeState::Transit,
+    ];
+
+    /// This state's position in [`NoticeState::ALL`].
+    pub(crate) fn position(self) -> usize {
+        self as usize
+    }
+
     /// Operator-facing name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -527,6 +541,7 @@ fn row<'a>(local: u64, m: &'a Meta) -> Row<'a> {
             .filter(|_| m.state == NoticeState::Active)
             .map(|(d, n)| (*d, n.as_str())),
         expires_at: (!m.erased).then_some(m.expires_at),
+        state: m.state,
     }
 }
 
@@ -876,6 +891,12 @@ impl<'s> Tx<'s> {
                 )))
             }
         };
+        if meta.state != state {
+            self.ops.push(Op::State {
+                from: meta.state,
+                to: state,
+            });
+        }
         meta.state = state;
         if by.is_some() {
             meta.replaced_by = by;
@@ -1990,6 +2011,21 @@ impl Store {
         self.read_index().len()
     }
 
+    /// The store's size on disk in bytes (`/metrics`).
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    /// Entries in the processing log (`/metrics`).
+    pub fn audit_len(&self) -> u64 {
+        self.mark().audit_seq
+    }
+
+    /// How many notices are held in each state (`/metrics`).
+    pub fn count_by_state(&self) -> [(NoticeState, usize); NoticeState::ALL.len()] {
+        self.read_index().by_state()
+    }
+
     /// True when no notice is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -2195,6 +2231,26 @@ mod tests {
         assert_eq!(hit.encode().unwrap(), postcard::to_allocvec(&hit).unwrap());
     }
 
+    /// The index's counts by state, states with none left out.
+    fn counts_by_state(store: &Store) -> Vec<(&'static str, usize)> {
+        store
+            .count_by_state()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| (s.as_str(), n))
+            .collect()
+    }
+
+    /// The same counts from every record held, one by one.
+    fn recount_by_state(store: &Store) -> Vec<(&'static str, usize)> {
+        let states: Vec<NoticeState> = store.records().map(|r| r.unwrap().1.state).collect();
+        NoticeState::ALL
+            .into_iter()
+            .map(|s| (s.as_str(), states.iter().filter(|t| **t == s).count()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     #[test]
     fn one_batch_updates_and_cancels_what_it_carries_and_reopens_the_same() {
         let n1 = accepted(1, "P1", Action::Issue, None);
@@ -2272,6 +2328,12 @@ mod tests {
             assert_eq!(store.cursor("bravo").unwrap(), (7, 4));
             let listed: Vec<NoticeId> = store.records().map(|r| r.unwrap().0).collect();
             assert_eq!(listed, ids);
+            assert_eq!(counts_by_state(store), recount_by_state(store));
+            assert_eq!(
+                counts_by_state(store),
+                vec![("active", 2), ("cancelled", 2)],
+                "the cancel itself stays active; its chain is cancelled"
+            );
         };
         {
             let store = Store::open(dir.path(), 7).unwrap();
@@ -2292,6 +2354,8 @@ mod tests {
         let mut want = vec![ids[2], ids[3]];
         want.sort();
         assert_eq!(swept, want);
+        assert_eq!(counts_by_state(&store), recount_by_state(&store));
+        assert_eq!(counts_by_state(&store)[0], ("cancelled", 2));
         assert!(store.sweep_expired(i64::MAX, 10).unwrap().is_empty());
         assert!(passport(&store, "P4").is_empty());
         let (rec, env) = store.get(&ids[3]).unwrap().unwrap();

@@ -213,3 +213,184 @@ fn check_config_lists_every_problem_at_once() {
     }
     assert!(lines[3].contains("3 problem(s) found"), "{out:#?}");
 }
+
+/// Every metric docs/operations.md documents, as the exposition names them.
+const DOCUMENTED_METRICS: [&str; 14] = [
+    "vigil_notices_held",
+    "vigil_notices_received_total",
+    "vigil_notices_refused_total",
+    "vigil_notices_sent_total",
+    "vigil_notices_withheld_total",
+    "vigil_member_connected",
+    "vigil_member_backlog",
+    "vigil_member_since_receipt_seconds",
+    "vigil_delivery_latency_seconds",
+    "vigil_store_size_bytes",
+    "vigil_audit_entries",
+    "vigil_events_total",
+    "vigil_alerts_total",
+    "vigil_certificate_expiry_seconds",
+];
+
+/// `GET /metrics`, parsed with a Prometheus text parser.
+fn scrape(addr: &str) -> (String, prometheus_parse::Scrape) {
+    let (code, body) = get(addr, "/metrics").expect("GET /metrics");
+    assert_eq!(code, 200, "{body}");
+    let parsed = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{body}"));
+    (body, parsed)
+}
+
+/// The value of `name` with `labels` (all of them must match).
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(ref h) => h.last().map_or(0.0, |b| b.count),
+            prometheus_parse::Value::Summary(_) => f64::NAN,
+        })
+}
+
+#[test]
+fn metrics_need_no_token_name_every_documented_series_and_no_subject() {
+    let fed = Federation::new();
+    let (a, b) = (fed.init("alpha"), fed.init("bravo"));
+    a.add_member(&b);
+    b.add_member(&a);
+    // Alpha sends bravo no stolen objects (one withheld below); bravo
+    // takes wanted notices only (one refused below).
+    let mut text = fs::read_to_string(&a.config).unwrap();
+    text.push_str("\n[members.outbound]\nkinds = [\"wanted\", \"missing\"]\n");
+    fs::write(&a.config, text).unwrap();
+    let text = fs::read_to_string(&b.config).unwrap();
+    let text = text.replace(
+        "[policy.inbound]\n",
+        "[policy.inbound]\nkinds = [\"wanted\"]\n",
+    );
+    fs::write(&b.config, text).unwrap();
+    let (alpha, bravo) = (a.start(), b.start());
+    let (alpha_admin, bravo_admin) = (admin_addr(alpha.cfg()), admin_addr(bravo.cfg()));
+    let file = fed.dir.path().join("notice.json");
+    let mut notice = wanted_notice("Qwertzuiop", "Xanthippe", "1971-02-03");
+    notice["subject"]["identifiers"] =
+        serde_json::json!([{"scheme": "passport", "country": "NLD", "value": "ZZ9876543"}]);
+    fs::write(&file, notice.to_string()).unwrap();
+    let out = vigil(&["notice", "issue", "--config", alpha.cfg(), s(&file)]);
+    out.assert_ok("issue");
+    let id = out.stdout.trim().to_string();
+
+    // A missing-person notice bravo refuses, a stolen object alpha withholds.
+    let mut missing = wanted_notice("Qwertzuiop", "Xanthippe", "1971-02-03");
+    missing["kind"] = "missing".into();
+    missing["purpose"] = "locate-person".into();
+    missing["subject_category"] = "victim".into();
+    fs::write(&file, missing.to_string()).unwrap();
+    vigil(&["notice", "issue", "--config", alpha.cfg(), s(&file)]).assert_ok("issue missing");
+    let stolen = serde_json::json!({
+        "kind": "stolen-object", "purpose": "investigate", "legal_basis": "Theft report 2026/5",
+        "handling": "H1", "grading": {"source": "B", "information": "2"},
+        "subject_category": "unknown", "nature": "fact", "audience": "all",
+        "expires_at": rfc3339_in_days(30), "summary": "Stolen car", "case_ref": "C-9", "contact": "desk",
+        "subject": {"identifiers": [{"scheme": "vin", "country": "BEL", "value": "WVWZZZ1JZXW000001"}]}
+    });
+    fs::write(&file, stolen.to_string()).unwrap();
+    vigil(&["notice", "issue", "--config", alpha.cfg(), s(&file)]).assert_ok("issue stolen");
+
+    // Alpha sees bravo's receipts for all three; bravo refused one.
+    let (alpha_text, alpha_m) = wait_within("bravo's receipts at alpha", DEADLINE, POLL, || {
+        let (t, m) = scrape(&alpha_admin);
+        let to_bravo = [("member", "bravo")];
+        let done = sample(&m, "vigil_member_backlog", &to_bravo) == Some(0.0)
+            && sample(&m, "vigil_member_since_receipt_seconds", &to_bravo).is_some();
+        done.then_some((t, m))
+    });
+    let (bravo_text, bravo_m) = scrape(&bravo_admin);
+    for name in DOCUMENTED_METRICS {
+        let present = |m: &prometheus_parse::Scrape| {
+            m.docs.contains_key(name.trim_end_matches("_total"))
+                || m.samples.iter().any(|s| s.metric.starts_with(name))
+        };
+        assert!(
+            present(&alpha_m) || present(&bravo_m),
+            "{name} missing:\n{alpha_text}"
+        );
+    }
+    assert_eq!(
+        sample(&alpha_m, "vigil_notices_sent_total", &[("member", "bravo")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&alpha_m, "vigil_member_connected", &[("member", "bravo")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&alpha_m, "vigil_member_backlog", &[("member", "bravo")]),
+        Some(0.0)
+    );
+    let to_bravo = [("member", "bravo")];
+    let by_kind = [("member", "bravo"), ("reason", "kind")];
+    assert_eq!(
+        sample(&alpha_m, "vigil_notices_withheld_total", &by_kind),
+        Some(1.0)
+    );
+    // Only the wanted notice was delivered; the missing one was refused.
+    let latency = "vigil_delivery_latency_seconds_count";
+    assert_eq!(sample(&alpha_m, latency, &to_bravo), Some(1.0));
+    assert_eq!(
+        sample(&alpha_m, "vigil_notices_held", &[("state", "active")]),
+        Some(3.0)
+    );
+    let by_kind = [("member", "alpha"), ("reason", "kind")];
+    assert_eq!(
+        sample(&bravo_m, "vigil_notices_refused_total", &by_kind),
+        Some(1.0)
+    );
+    assert!(sample(&alpha_m, "vigil_audit_entries", &[]).unwrap() >= 2.0);
+    assert!(sample(&alpha_m, "vigil_store_size_bytes", &[]).unwrap() > 0.0);
+    let node_cert = sample(
+        &alpha_m,
+        "vigil_certificate_expiry_seconds",
+        &[("certificate", "node")],
+    );
+    assert!(
+        node_cert.is_some_and(|s| s > 86400.0 * 30.0),
+        "{alpha_text}"
+    );
+    assert_eq!(
+        sample(
+            &bravo_m,
+            "vigil_notices_received_total",
+            &[("member", "alpha")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &bravo_m,
+            "vigil_events_total",
+            &[("event", "notice_received")]
+        ),
+        Some(1.0)
+    );
+
+    // Nothing about the subject or the notice is in either exposition.
+    for text in [&alpha_text, &bravo_text] {
+        for secret in [
+            "Qwertzuiop",
+            "Xanthippe",
+            "ZZ9876543",
+            "1971",
+            &id[..16],
+            "WVWZZZ",
+        ] {
+            assert!(!text.contains(secret), "{secret} in /metrics:\n{text}");
+        }
+    }
+    alpha.stop();
+    bravo.stop();
+}

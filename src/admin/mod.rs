@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -57,6 +58,18 @@ struct AppState {
     tasks: TaskTracker,
     /// Turns true at shutdown: ends event streams.
     shutdown: watch::Receiver<bool>,
+    /// What `/metrics` reads besides the exchange and the links.
+    sources: MetricsSources,
+}
+
+/// What `GET /metrics` reads that the admin API does not otherwise hold.
+#[derive(Clone)]
+pub struct MetricsSources {
+    /// What the alert hook did.
+    pub alerts: Arc<crate::alerts::AlertStats>,
+    /// (certificate, not after in unix seconds), read at each scrape so a
+    /// certificate reloaded by SIGHUP shows at once.
+    pub certificates: Arc<dyn Fn() -> Vec<(String, i64)> + Send + Sync>,
 }
 
 /// An error answer: status plus a JSON body naming the field when there is one.
@@ -298,6 +311,7 @@ pub fn router(
     tasks: TaskTracker,
     shutdown: watch::Receiver<bool>,
     readiness: Arc<Readiness>,
+    sources: MetricsSources,
 ) -> Router {
     let officers = Registry::beside(&core.config().path);
     let state = AppState {
@@ -311,6 +325,7 @@ pub fn router(
         stream_owners: Arc::default(),
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
+        sources,
     };
     tasks.spawn(auth::summarize_each_window(state.clone(), shutdown));
     let authed = Router::new()
@@ -335,8 +350,12 @@ pub fn router(
         .route("/v1/events", get(events::stream))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST))
         .layer(middleware::from_fn_with_state(state.clone(), auth::auth))
+        .with_state(state.clone());
+    let metrics = Router::new()
+        .route("/metrics", get(metrics))
         .with_state(state);
     public_routes(readiness)
+        .merge(metrics)
         .merge(authed)
         .layer(middleware::map_response(json_errors))
 }
@@ -906,6 +925,55 @@ async fn show(
         Some(v) => Ok(Json(v).into_response()),
         None => Err(ApiError::not_found(&id)),
     }
+}
+
+/// `GET /metrics`: the Prometheus text format, no token, no personal
+/// data ([`crate::metrics`]).
+async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let core = s.core.clone();
+    let links = s.links.clone();
+    let sources = s.sources.clone();
+    let text = blocking(&s.tasks, move || {
+        let store = core.store();
+        let now = crate::time::now();
+        let head = store.head();
+        let mut members = Vec::new();
+        for m in &core.config().members {
+            let acked = store.acked(&m.id)?;
+            let acked_out = acked
+                .as_ref()
+                .filter(|a| a.epoch == store.epoch())
+                .map_or(0, |a| a.through);
+            members.push(crate::metrics::MemberSnapshot {
+                id: m.id.clone(),
+                connected: links.status(&m.id).connected,
+                backlog: head.saturating_sub(acked_out),
+                last_receipt: core.metrics().last_receipt(&m.id).or(acked.map(|a| a.at)),
+            });
+        }
+        let snapshot = crate::metrics::Snapshot {
+            now,
+            by_state: store.count_by_state().to_vec(),
+            members,
+            store_bytes: store.size_on_disk()?,
+            audit_entries: store.audit_len(),
+            events: core.events().counts(),
+            hook_delivered: sources.alerts.delivered.load(Ordering::Relaxed),
+            hook_failed: sources.alerts.failed.load(Ordering::Relaxed),
+            hook_dropped: sources.alerts.dropped.load(Ordering::Relaxed),
+            certificates: (sources.certificates)(),
+        };
+        Ok::<_, crate::store::StoreError>(core.metrics().render(&snapshot))
+    })
+    .await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 /// One member's link as `vigil peers` shows it.

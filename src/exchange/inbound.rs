@@ -209,6 +209,10 @@ impl Exchange {
         for id in &stored {
             info!(peer = %peer, notice = %id, "notice stored");
         }
+        self.metrics.received(peer, stored.len());
+        for (_, reason) in &checked.rejected {
+            self.metrics.refused(peer, reason);
+        }
         self.raise_received(peer, &batch.accepted, &stored, &batch.hits, now);
         self.raise_rejected(&batch.outcomes, now);
         let body = ReceiptBody {

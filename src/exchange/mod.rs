@@ -95,6 +95,8 @@ pub struct Exchange {
     /// Events for the duty desk (hits, notices received, refusals, links):
     /// streamed by the admin API and handed to the alert hook.
     events: crate::events::Bus,
+    /// Counts of what this exchange decided, for `/metrics`.
+    metrics: crate::metrics::Metrics,
 }
 
 /// A sender's context as received: (sender, [`SealedPart::context_id`]).
@@ -123,7 +125,13 @@ impl Exchange {
             decryption: None,
             senders: Mutex::new(HashMap::new()),
             receivers: Mutex::new(HashMap::new()),
+            metrics: crate::metrics::Metrics::default(),
         }
+    }
+
+    /// What this exchange counted, for `/metrics`.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// The node's event bus.

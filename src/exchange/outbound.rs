@@ -182,6 +182,13 @@ impl Exchange {
                     now,
                 )
                 .and_then(|_| self.store.flush())?;
+            for (_, to, d) in &decisions {
+                match d {
+                    Delivery::Withheld { reason, .. } => self.metrics.withheld(to, reason),
+                    d if d.disclosed() => self.metrics.sent(to),
+                    _ => {}
+                }
+            }
         }
         Ok(FeedBatch {
             through,

@@ -90,7 +90,10 @@ impl Exchange {
                 }
                 None => {
                     let stripped = match prior {
-                        Delivery::Sent { stripped, .. } => stripped,
+                        Delivery::Sent { at, stripped } => {
+                            self.metrics.delivered(peer, at, now);
+                            stripped
+                        }
                         _ => Vec::new(),
                     };
                     Delivery::Delivered { at: r.at, stripped }
@@ -104,6 +107,7 @@ impl Exchange {
             at: r.at,
         };
         self.store.record_receipt(peer, &acked, &outcomes)?;
+        self.metrics.receipt(peer, now);
         self.raise_rejected(&outcomes, now);
         self.release_carried(carried, r.at)?;
         Ok(())

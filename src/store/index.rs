@@ -13,6 +13,8 @@
 
 use std::collections::{hash_map::Entry, BTreeMap, BTreeSet, HashMap};
 
+use super::NoticeState;
+
 /// The first 8 bytes of a 32-byte hash, as the in-memory key.
 pub(crate) fn prefix(hash: &[u8; 32]) -> u64 {
     let mut p = [0u8; 8];
@@ -33,6 +35,8 @@ pub(crate) struct Row<'a> {
     pub names: Option<(u32, &'a str)>,
     /// `None` once the notice's personal data is erased.
     pub expires_at: Option<i64>,
+    /// Counted by state for `/metrics`.
+    pub state: NoticeState,
 }
 
 /// A change to the index, recorded while a write is prepared and applied
@@ -48,7 +52,10 @@ pub(crate) enum Op {
         keys: Vec<u64>,
         names: Option<(u32, Box<str>)>,
         expires_at: Option<i64>,
+        state: NoticeState,
     },
+    /// A held notice moved from one state to another (counts only).
+    State { from: NoticeState, to: NoticeState },
     /// The version is no longer current: it stops answering screening.
     Unscreen {
         local: u64,
@@ -73,6 +80,7 @@ impl Op {
             keys: r.keys.to_vec(),
             names: r.names.map(|(d, n)| (d, n.into())),
             expires_at: r.expires_at,
+            state: r.state,
         }
     }
 }
@@ -153,6 +161,9 @@ pub(crate) struct Index {
     /// after the last one).
     packs: Vec<u64>,
     notices: usize,
+    /// Notices held in each state, by [`NoticeState::ALL`] position: what
+    /// `/metrics` reports without a scan of the log.
+    states: [usize; NoticeState::ALL.len()],
 }
 
 impl Index {
@@ -167,9 +178,11 @@ impl Index {
                 keys,
                 names,
                 expires_at,
+                state,
             } => {
                 if self.ids.insert(id, local) {
                     self.notices += 1;
+                    self.states[state.position()] += 1;
                 }
                 match self.origins.get_mut(&origin) {
                     Some(m) => {
@@ -204,6 +217,11 @@ impl Index {
                         }
                     }
                 }
+            }
+            Op::State { from, to } => {
+                let from = &mut self.states[from.position()];
+                *from = from.saturating_sub(1);
+                self.states[to.position()] += 1;
             }
             Op::Unexpire { local, expires_at } => {
                 self.expiry.remove(&(expires_at, local));
@@ -281,6 +299,11 @@ impl Index {
     pub fn len(&self) -> usize {
         self.notices
     }
+
+    /// How many notices are held in each state.
+    pub fn by_state(&self) -> [(NoticeState, usize); NoticeState::ALL.len()] {
+        NoticeState::ALL.map(|s| (s, self.states[s.position()]))
+    }
 }
 
 #[cfg(test)]
@@ -337,6 +360,7 @@ mod tests {
                 keys: &[prefix(&h(7, 7))],
                 names: Some((19800401, "doe|john")),
                 expires_at: Some(100),
+                state: NoticeState::Active,
             }));
         }
         assert_eq!(ix.id_candidates(&a), vec![1, 2]);
@@ -366,6 +390,7 @@ mod tests {
                 keys: &[prefix(&h(7, 7))],
                 names: None,
                 expires_at: Some(100 + local as i64),
+                state: NoticeState::Active,
             }));
         }
         ix.apply(Op::Unscreen {
