@@ -18,7 +18,7 @@ use vigil::notice::InputError;
 #[derive(Parser)]
 #[command(
     name = "vigil",
-    version,
+    version = version(),
     about = "Federated exchange of signed watchlist notices"
 )]
 struct Cli {
@@ -35,6 +35,22 @@ mod desk;
 #[path = "cli/systemd.rs"]
 mod systemd;
 
+/// What `vigil --version` prints after the name: the crate version, the
+/// wire protocol version and the store format version, e.g.
+/// `0.1.0 (protocol 2, store format 4)`, built from the library's
+/// constants so it cannot disagree with them.
+fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        format!(
+            "{} (protocol {}, store format {})",
+            env!("CARGO_PKG_VERSION"),
+            vigil::proto::PROTOCOL_VERSION,
+            vigil::store::SCHEMA_VERSION
+        )
+    })
+}
+
 /// `--token-file` (or `VIGIL_TOKEN_FILE`), set once at start.
 static TOKEN_FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
 
@@ -47,24 +63,35 @@ enum Cmd {
     },
     /// Create a node: signing key, encryption key, TLS key and certificate, admin token, vigil.toml.
     Init {
+        /// The node's id: lowercase letters, digits and '-'.
         #[arg(long)]
         node_id: String,
+        /// The folder to write the node's files into (created if missing).
         #[arg(long)]
         dir: PathBuf,
+        /// The federation CA certificate (`vigil ca init` writes ca.crt).
         #[arg(long)]
         ca_cert: PathBuf,
+        /// The federation CA private key, to sign the node's certificate.
         #[arg(long)]
         ca_key: PathBuf,
+        /// The QUIC address the node listens on for members.
         #[arg(long, default_value = "127.0.0.1:7400")]
         listen: String,
+        /// The admin API address (loopback only).
         #[arg(long, default_value = "127.0.0.1:7500")]
         admin_listen: String,
+        /// Print `{"id", "signing_key", "encryption_key", "config", "token_file"}` instead.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the node id and public signing key, and the public encryption
     /// key on a second line (to hand to partners).
     Id {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Print `{"id", "signing_key", "encryption_key"}` instead.
         #[arg(long)]
         json: bool,
     },
@@ -72,11 +99,17 @@ enum Cmd {
     /// certificates and their names, CA, token, ports, the alert hook)
     /// without starting; lists every problem found and exits 2, or 0.
     CheckConfig {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Print `{"config", "ok", "problems": […]}` instead of `F: ok` (exit 2 still
+        /// when there are problems).
+        #[arg(long)]
+        json: bool,
     },
     /// Run the node in the foreground until SIGTERM or SIGINT.
     Run {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
         /// `text` (colour only on a terminal) or `json` (one object per
@@ -94,6 +127,7 @@ enum Cmd {
     /// Screen documents, names with a date of birth, or a manifest (CSV)
     /// against every notice held.
     Screen {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
         /// Why this screening is needed (logged with it).
@@ -119,13 +153,16 @@ enum Cmd {
         /// Where the check happened, carried in hit reports to the origin.
         #[arg(long, default_value = "")]
         place: String,
+        /// Print the node's JSON answer instead (docs/screening.md).
         #[arg(long)]
         json: bool,
     },
     /// Hit reports received for this node's notices; `hits ack` acknowledges one.
     Hits {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Print the hit reports as a JSON array instead.
         #[arg(long)]
         json: bool,
         /// Only hits nobody has acknowledged yet.
@@ -149,8 +186,10 @@ enum Cmd {
     /// notice_received, delivery_rejected, peer_down, peer_up), resuming
     /// after a reconnect.
     Watch {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Print each event's JSON object, one per line, instead.
         #[arg(long)]
         json: bool,
     },
@@ -176,8 +215,10 @@ enum Cmd {
     },
     /// Each member: connected or not, since when, last seen, cursor and backlog.
     Peers {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Print a JSON array, one object per member, instead.
         #[arg(long)]
         json: bool,
     },
@@ -187,18 +228,29 @@ enum Cmd {
 enum AuditCmd {
     /// Write the chain as JSON lines, closed by a head line signed by the node.
     Export {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
+        /// The file to write (created owner-only; never overwritten).
         #[arg(long)]
         out: PathBuf,
+        /// Print `{"file", "node", "entries", "head"}` instead of the path.
+        #[arg(long)]
+        json: bool,
     },
     /// Recompute the chain of the live store or of an export; exit 2 and the
     /// first broken entry when it does not hold.
     Verify {
+        /// Verify the live chain of the node this vigil.toml names.
         #[arg(long, conflicts_with = "file", required_unless_present = "file")]
         config: Option<PathBuf>,
+        /// Verify an export written by `vigil audit export`.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Print `{"source", "valid", …}` instead (for a broken chain too, which
+        /// still exits 2).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -206,8 +258,12 @@ enum AuditCmd {
 enum CaCmd {
     /// Create D/ca.crt and D/ca.key.
     Init {
+        /// The folder to write ca.crt and ca.key into (created if missing).
         #[arg(long)]
         dir: PathBuf,
+        /// Print `{"ca_cert", "ca_key"}` instead of the certificate's path.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -215,8 +271,10 @@ enum CaCmd {
 enum NoticeCmd {
     /// Issue a notice from operator JSON; prints its id.
     Issue {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Operator JSON: one notice, or a list issued all or none.
         file: PathBuf,
         /// Print `{"id": …}` (`{"ids": […]}` for a list) instead.
         #[arg(long)]
@@ -224,9 +282,12 @@ enum NoticeCmd {
     },
     /// Issue an update superseding ID; prints the new id.
     Update {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
+        /// The id of the notice to supersede.
         id: String,
+        /// Operator JSON: the notice as it is to be now.
         file: PathBuf,
         /// Print `{"id": …}` instead.
         #[arg(long)]
@@ -234,9 +295,12 @@ enum NoticeCmd {
     },
     /// Cancel ID (its personal data is erased on every holder); prints the cancel's id.
     Cancel {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
+        /// The id of the notice to cancel.
         id: String,
+        /// Why it is cancelled (sent with the cancellation).
         #[arg(long)]
         reason: String,
         /// Print `{"id": …}` instead.
@@ -245,35 +309,52 @@ enum NoticeCmd {
     },
     /// Per member: delivered (receipt time), pending, withheld by policy, rejected by the member.
     Status {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
+        /// The notice's id.
         id: String,
+        /// Print a JSON array, one object per member, instead.
         #[arg(long)]
         json: bool,
     },
     /// Write a held notice, signed, to a file for offline transfer.
     Export {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
+        /// The notice's id.
         id: String,
+        /// The file to write (created owner-only; never overwritten).
         #[arg(long)]
         out: PathBuf,
         /// Why (logged with the export).
         #[arg(long)]
         reason: Option<String>,
+        /// Print `{"id", "file", "bytes"}` instead of the path.
+        #[arg(long)]
+        json: bool,
     },
     /// Import notice files: verified and checked exactly like the network path.
     Import {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Notice files written by `vigil notice export`.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Print one `{"file", "id", "stored"}` line per file instead.
+        #[arg(long)]
+        json: bool,
     },
     /// One notice with its state, origin and what was disclosed.
     Show {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
+        /// The notice's id (any version of it).
         id: String,
+        /// Print the notice as operator JSON with its state instead.
         #[arg(long)]
         json: bool,
         /// Why you read it (logged with the consultation).
@@ -282,6 +363,7 @@ enum NoticeCmd {
     },
     /// Notices held: one row per notice chain, in its current state.
     List {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
         /// Only this kind (or its colour alias).
@@ -296,6 +378,7 @@ enum NoticeCmd {
         /// Cancelled notices too.
         #[arg(long)]
         all: bool,
+        /// Print a JSON array of notices (as `show --json`) instead.
         #[arg(long)]
         json: bool,
         /// Why you read them (logged with the consultation).
@@ -360,8 +443,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Ca {
-            cmd: CaCmd::Init { dir },
-        } => ca_init(&dir),
+            cmd: CaCmd::Init { dir, json },
+        } => ca_init(&dir, json),
         Cmd::Init {
             node_id,
             dir,
@@ -369,9 +452,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             ca_key,
             listen,
             admin_listen,
-        } => init(&node_id, &dir, &ca_cert, &ca_key, &listen, &admin_listen),
+            json,
+        } => init(
+            &node_id,
+            &dir,
+            &ca_cert,
+            &ca_key,
+            &listen,
+            &admin_listen,
+            json,
+        ),
         Cmd::Id { config, json } => id(&config, json),
-        Cmd::CheckConfig { config } => check_config(&config),
+        Cmd::CheckConfig { config, json } => check_config(&config, json),
         Cmd::Run { config, log_format } => run(&config, log_format.as_deref()),
         Cmd::Notice { cmd } => notice(cmd),
         Cmd::Audit { cmd } => audit(cmd),
@@ -416,7 +508,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn ca_init(dir: &Path) -> anyhow::Result<()> {
+fn ca_init(dir: &Path, json: bool) -> anyhow::Result<()> {
     let ca =
         identity::generate_ca("vigil federation CA").map_err(|e| anyhow!("generating CA: {e}"))?;
     std::fs::create_dir_all(dir).map_err(|e| Usage(format!("{}: {e}", dir.display())))?;
@@ -432,7 +524,11 @@ fn ca_init(dir: &Path) -> anyhow::Result<()> {
     }
     identity::write_private(&key, &ca.key_pem).with_context(|| key.display().to_string())?;
     identity::write_public(&crt, &ca.cert_pem).with_context(|| crt.display().to_string())?;
-    println!("{}", crt.display());
+    if json {
+        print_value(&serde_json::json!({"ca_cert": crt, "ca_key": key}));
+    } else {
+        println!("{}", crt.display());
+    }
     Ok(())
 }
 
@@ -443,6 +539,7 @@ fn init(
     ca_key: &Path,
     listen: &str,
     admin: &str,
+    json: bool,
 ) -> anyhow::Result<()> {
     if !vigil::config::valid_node_id(node_id) {
         return Err(Usage(format!(
@@ -492,12 +589,25 @@ fn init(
         admin_listen: admin,
     })
     .map_err(|e| Usage(e.to_string()))?;
-    println!("{node_id} {}", format_public_key(&key));
+    if !json {
+        println!("{node_id} {}", format_public_key(&key));
+        return Ok(());
+    }
+    let cfg = Config::load(&existing)?;
+    let (pk, ek) = public_keys(&cfg)?;
+    print_value(&serde_json::json!({
+        "id": cfg.node_id,
+        "signing_key": pk,
+        "encryption_key": ek,
+        "config": cfg.path,
+        "token_file": cfg.token_file,
+    }));
     Ok(())
 }
 
-fn id(config: &Path, json: bool) -> anyhow::Result<()> {
-    let cfg = Config::load(config)?;
+/// The node's public signing key and, when it has one, its public
+/// encryption key, as partners pin them.
+fn public_keys(cfg: &Config) -> anyhow::Result<(String, Option<String>)> {
     let key = identity::load_signing_key(&cfg.signing_key, "identity.signing_key")?;
     let pk = format_public_key(&key.verifying_key());
     let ek = cfg
@@ -506,6 +616,12 @@ fn id(config: &Path, json: bool) -> anyhow::Result<()> {
         .map(|p| identity::load_decryption_key(p, "identity.encryption_key"))
         .transpose()?
         .map(|k| vigil::notice::seal::format_encryption_key(k.public()));
+    Ok((pk, ek))
+}
+
+fn id(config: &Path, json: bool) -> anyhow::Result<()> {
+    let cfg = Config::load(config)?;
+    let (pk, ek) = public_keys(&cfg)?;
     if json {
         println!(
             "{}",
@@ -524,8 +640,10 @@ fn id(config: &Path, json: bool) -> anyhow::Result<()> {
 
 /// `vigil check-config`: every problem on its own line on stderr, then
 /// the one-line summary (exit 2); or `F: ok` (exit 0). A config that does
-/// not parse is one problem: nothing else can be checked without it.
-fn check_config(config: &Path) -> anyhow::Result<()> {
+/// not parse is one problem: nothing else can be checked without it. With
+/// `json`, `{"config", "ok", "problems"}` on stdout instead of `F: ok`,
+/// and as well as the lines on stderr.
+fn check_config(config: &Path, json: bool) -> anyhow::Result<()> {
     let cfg = Config::load(config)?;
     let mut problems: Vec<String> = Vec::new();
     if let Err(all) = identity::Identity::load_all(&cfg) {
@@ -545,8 +663,17 @@ fn check_config(config: &Path) -> anyhow::Result<()> {
             problems.push(format!("alerts.exec `{}`: {why}", exec[0]));
         }
     }
+    if json {
+        print_value(&serde_json::json!({
+            "config": config,
+            "ok": problems.is_empty(),
+            "problems": problems,
+        }));
+    }
     if problems.is_empty() {
-        println!("{}: ok", config.display());
+        if !json {
+            println!("{}: ok", config.display());
+        }
         return Ok(());
     }
     for p in &problems {
@@ -790,6 +917,7 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
             id,
             out,
             reason,
+            json,
         } => {
             let c = client(&config)?;
             check_id(&id)?;
@@ -798,10 +926,22 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
             // The file holds personal data: owner-only, never overwriting.
             identity::write_private(&out, &bytes)
                 .map_err(|e| Usage(format!("--out {}: {e}", out.display())))?;
-            println!("{}", out.display());
+            if json {
+                print_value(&serde_json::json!({
+                    "id": id.to_ascii_lowercase(),
+                    "file": out,
+                    "bytes": bytes.len(),
+                }));
+            } else {
+                println!("{}", out.display());
+            }
             Ok(())
         }
-        NoticeCmd::Import { config, files } => {
+        NoticeCmd::Import {
+            config,
+            files,
+            json,
+        } => {
             let c = client(&config)?;
             for file in files {
                 let bytes =
@@ -819,6 +959,16 @@ fn notice(cmd: NoticeCmd) -> anyhow::Result<()> {
                     call(&c, "POST", &format!("/v1/import?source={q}"), Some(bytes)),
                 )?;
                 let v: serde_json::Value = serde_json::from_slice(&out)?;
+                if json {
+                    // One line per file as it is done, like the text: a
+                    // refusal further on leaves these standing.
+                    print_value(&serde_json::json!({
+                        "file": file,
+                        "id": v["id"],
+                        "stored": v["stored"].as_bool() == Some(true),
+                    }));
+                    continue;
+                }
                 let what = if v["stored"].as_bool() == Some(true) {
                     "imported"
                 } else {
@@ -966,14 +1116,31 @@ fn live_audit(config: &Path) -> anyhow::Result<(String, ed25519_dalek::Verifying
 
 fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
     match cmd {
-        AuditCmd::Export { config, out } => {
+        AuditCmd::Export { config, out, json } => {
             let (text, _) = live_audit(&config)?;
             identity::write_private(&out, text.as_bytes())
                 .map_err(|e| Usage(format!("--out {}: {e}", out.display())))?;
-            println!("{}", out.display());
+            if !json {
+                println!("{}", out.display());
+                return Ok(());
+            }
+            // The signed head closes the export: it names the last entry.
+            let head = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .map(|v| v["head"].clone())
+                .unwrap_or_default();
+            print_value(&serde_json::json!({
+                "file": out,
+                "node": head["node"],
+                "entries": head["seq"],
+                "head": head["hash"],
+            }));
             Ok(())
         }
-        AuditCmd::Verify { config, file } => {
+        AuditCmd::Verify { config, file, json } => {
             let (text, key, source) = match (config, file) {
                 (Some(c), _) => {
                     let (t, k) = live_audit(&c)?;
@@ -986,8 +1153,28 @@ fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
                 }
                 (None, None) => return Err(Usage("give --config or --file".into()).into()),
             };
-            let v = vigil::audit::verify(&text, key.as_ref())
-                .map_err(|b| Usage(format!("{source}: audit chain broken at {b}")))?;
+            let v = vigil::audit::verify(&text, key.as_ref()).map_err(|b| {
+                if json {
+                    print_value(&serde_json::json!({
+                        "source": source,
+                        "valid": false,
+                        "line": b.line,
+                        "entry": b.seq,
+                        "reason": b.reason,
+                    }));
+                }
+                Usage(format!("{source}: audit chain broken at {b}"))
+            })?;
+            if json {
+                print_value(&serde_json::json!({
+                    "source": source,
+                    "valid": true,
+                    "node": v.node,
+                    "entries": v.entries,
+                    "head": v.head,
+                }));
+                return Ok(());
+            }
             println!(
                 "{source}: audit chain intact: {} entries of node {}, head {}",
                 v.entries,
@@ -1188,6 +1375,11 @@ fn t(s: &str) -> std::borrow::Cow<'_, str> {
     vigil::notice::text::escape(s)
 }
 
+/// A JSON value on one line, escaped as [`print_json`] does.
+fn print_value(v: &serde_json::Value) {
+    println!("{}", vigil::notice::text::escape_json(&v.to_string()));
+}
+
 /// A node's JSON answer, printed with invisible and bidirectional
 /// characters escaped (JSON leaves them raw).
 fn print_json(out: &[u8]) {
@@ -1376,4 +1568,62 @@ fn kebab<T: serde::Serialize>(v: &T) -> String {
 
 fn grading(g: &vigil::notice::Grading) -> String {
     format!("{}{}", kebab(&g.source), kebab(&g.information))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every subcommand says what it does and every argument what it is
+    /// for, so `--help` is complete at every level; clap's own `help` and
+    /// `version` are the only ones left to clap.
+    #[test]
+    fn every_subcommand_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if cmd.get_about().is_none() {
+                missing.push(format!("`{path}`: no about"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() {
+                    missing.push(format!("`{path}` argument `{id}`: no help"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "vigil", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+        // The walk reached the nested commands (a walk that stopped at the
+        // top would find nothing missing).
+        assert!(cmd
+            .find_subcommand("notice")
+            .and_then(|n| n.find_subcommand("import"))
+            .is_some_and(|i| i.get_arguments().any(|a| a.get_id() == "files")));
+    }
+
+    /// `--version` names the protocol and store format the binary speaks.
+    #[test]
+    fn version_names_the_protocol_and_the_store_format() {
+        assert_eq!(
+            super::version(),
+            format!(
+                "{} (protocol {}, store format {})",
+                env!("CARGO_PKG_VERSION"),
+                vigil::proto::PROTOCOL_VERSION,
+                vigil::store::SCHEMA_VERSION
+            )
+        );
+    }
 }

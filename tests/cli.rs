@@ -905,3 +905,273 @@ fn writes_print_their_ids_as_json() {
     assert_eq!(ids.len(), 2, "{v}");
     assert!(ids.iter().all(|i| is_notice_id(i.as_str().unwrap())));
 }
+
+/// `OUT`'s stdout as one JSON object on one line, with exactly the fields
+/// docs/overview.md lists for it.
+fn json_object(out: &Out, what: &str, fields: &[&str]) -> Value {
+    let line = out.stdout.trim_end();
+    assert!(
+        !line.contains('\n'),
+        "{what} --json is not one line: {out:#?}"
+    );
+    let v: Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("{what} --json is not JSON: {e}: {out:#?}"));
+    let mut got: Vec<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("{what} --json is not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    got.sort_unstable();
+    let mut want = fields.to_vec();
+    want.sort_unstable();
+    assert_eq!(got, want, "{what} --json fields: {v}");
+    v
+}
+
+/// `vigil --version` names the crate version, the wire protocol and the
+/// store format the binary speaks, as the library defines them.
+#[test]
+fn version_names_the_protocol_and_the_store_format() {
+    for flag in ["--version", "-V"] {
+        let out = vigil(&[flag]);
+        out.assert_ok(flag);
+        assert_eq!(
+            out.stdout.trim(),
+            format!(
+                "vigil {} (protocol {}, store format {})",
+                env!("CARGO_PKG_VERSION"),
+                vigil::proto::PROTOCOL_VERSION,
+                vigil::store::SCHEMA_VERSION
+            ),
+            "{flag}"
+        );
+    }
+}
+
+/// `--json` on the local file commands: `ca init`, `init`, `check-config`,
+/// `officer add` and `officer remove` (docs/overview.md, "JSON output").
+#[test]
+fn local_commands_print_json() {
+    let fed = Federation::new();
+    let ca = fed.dir.path().join("ca2");
+    let v = json_object(
+        &vigil(&["ca", "init", "--dir", s(&ca), "--json"]),
+        "ca init",
+        &["ca_cert", "ca_key"],
+    );
+    assert_eq!(v["ca_cert"], json!(ca.join("ca.crt")));
+    assert_eq!(v["ca_key"], json!(ca.join("ca.key")));
+    assert!(ca.join("ca.crt").is_file() && ca.join("ca.key").is_file());
+
+    let dir = fed.dir.path().join("delta");
+    let listen = format!("127.0.0.1:{}", free_udp_port());
+    let admin = format!("127.0.0.1:{}", free_tcp_port());
+    let v = json_object(
+        &vigil(&[
+            "init",
+            "--node-id",
+            "delta",
+            "--dir",
+            s(&dir),
+            "--ca-cert",
+            s(&ca.join("ca.crt")),
+            "--ca-key",
+            s(&ca.join("ca.key")),
+            "--listen",
+            &listen,
+            "--admin-listen",
+            &admin,
+            "--json",
+        ]),
+        "init",
+        &[
+            "id",
+            "signing_key",
+            "encryption_key",
+            "config",
+            "token_file",
+        ],
+    );
+    assert_eq!(v["id"], json!("delta"));
+    let config = PathBuf::from(v["config"].as_str().expect("config is a path"));
+    assert_eq!(config, dir.join("vigil.toml"));
+    let token = PathBuf::from(v["token_file"].as_str().expect("token_file is a path"));
+    assert!(token.is_file(), "token_file {} is no file", token.display());
+    // The same keys `vigil id --json` gives partners.
+    let out = vigil(&["id", "--config", s(&config), "--json"]);
+    let id = json_object(&out, "id", &["id", "signing_key", "encryption_key"]);
+    assert_eq!(v["signing_key"], id["signing_key"]);
+    assert_eq!(v["encryption_key"], id["encryption_key"]);
+    assert_ed25519(v["signing_key"].as_str().unwrap());
+
+    let check = || vigil(&["check-config", "--config", s(&config), "--json"]);
+    let out = check();
+    out.assert_ok("check-config --json");
+    let v = json_object(&out, "check-config", &["config", "ok", "problems"]);
+    assert_eq!(v["config"], json!(config));
+    assert_eq!(v["ok"], json!(true));
+    assert_eq!(v["problems"], json!([]));
+    // A token others can read is a problem: exit 2 as without --json, and
+    // the problem in the object.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = check();
+    assert_eq!(out.code, Some(2), "{out:#?}");
+    assert!(out.stderr.contains("problem(s) found"), "{out:#?}");
+    let v = json_object(&out, "check-config", &["config", "ok", "problems"]);
+    assert_eq!(v["ok"], json!(false));
+    let problems = v["problems"].as_array().expect("problems is a list");
+    assert_eq!(problems.len(), 1, "{v}");
+    assert!(
+        problems[0].as_str().unwrap().contains("admin.token_file"),
+        "{v}"
+    );
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
+
+    let v = json_object(
+        &vigil(&[
+            "officer",
+            "add",
+            "--config",
+            s(&config),
+            "--name",
+            "dirk",
+            "--role",
+            "desk",
+            "--json",
+        ]),
+        "officer add",
+        &["name", "role", "token_file"],
+    );
+    assert_eq!(v["name"], json!("dirk"));
+    assert_eq!(v["role"], json!("desk"));
+    let officer_token = PathBuf::from(v["token_file"].as_str().unwrap());
+    assert!(officer_token.is_file(), "{v}");
+    let out = vigil(&["officer", "list", "--config", s(&config), "--json"]);
+    out.assert_ok("officer list");
+    let list: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(list[0]["token_file"], v["token_file"], "{list}");
+    let v = json_object(
+        &vigil(&[
+            "officer",
+            "remove",
+            "--config",
+            s(&config),
+            "--name",
+            "dirk",
+            "--json",
+        ]),
+        "officer remove",
+        &["name", "role"],
+    );
+    assert_eq!(v, json!({"name": "dirk", "role": "desk"}));
+    // Refusals stay as they were: exit 2, nothing on stdout.
+    let out = vigil(&[
+        "officer",
+        "remove",
+        "--config",
+        s(&config),
+        "--name",
+        "dirk",
+        "--json",
+    ]);
+    out.assert_refused("removing an unknown officer", &["dirk"]);
+    assert_eq!(out.stdout, "", "{out:#?}");
+}
+
+/// `--json` on `notice export`, `notice import`, `audit export` and
+/// `audit verify` (docs/overview.md, "JSON output").
+#[test]
+fn transfers_and_the_audit_log_print_json() {
+    let fed = Federation::new();
+    let alpha = fed.init("alpha");
+    let bravo = fed.init("bravo");
+    alpha.add_offline_member(&bravo);
+    bravo.add_offline_member(&alpha);
+    let (a, b) = (alpha.start(), bravo.start());
+    let id = a.issue_ok(&write_json(
+        &alpha.dir,
+        "n.json",
+        &sample_notice(json!("all")),
+    ));
+
+    let file = fed.dir.path().join("n.notice");
+    let v = json_object(
+        &a.notice("export", &[&id, "--out", s(&file), "--json"]),
+        "notice export",
+        &["id", "file", "bytes"],
+    );
+    assert_eq!(v["id"], json!(id));
+    assert_eq!(v["file"], json!(file));
+    assert_eq!(v["bytes"], json!(fs::metadata(&file).unwrap().len()));
+
+    // One line per file, in order: imported, then already held.
+    let out = b.notice("import", &[s(&file), s(&file), "--json"]);
+    out.assert_ok("notice import --json");
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {out:#?}")))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            json!({"file": file, "id": id, "stored": true}),
+            json!({"file": file, "id": id, "stored": false}),
+        ]
+    );
+    assert_eq!(b.list().len(), 1);
+
+    let log = fed.dir.path().join("audit.jsonl");
+    let v = json_object(
+        &vigil(&[
+            "audit",
+            "export",
+            "--config",
+            a.cfg(),
+            "--out",
+            s(&log),
+            "--json",
+        ]),
+        "audit export",
+        &["file", "node", "entries", "head"],
+    );
+    assert_eq!(v["file"], json!(log));
+    assert_eq!(v["node"], json!("alpha"));
+    let entries = v["entries"].as_u64().expect("entries is a number");
+    let text = fs::read_to_string(&log).unwrap();
+    assert_eq!(entries as usize, text.lines().count() - 1, "{v}");
+    assert!(entries > 0, "{v}");
+    let head = v["head"].as_str().expect("head is a string");
+    assert!(is_notice_id(head), "head `{head}` is not a 64-hex hash");
+
+    // Verifying the file gives the same head.
+    let verified = json_object(
+        &vigil(&["audit", "verify", "--file", s(&log), "--json"]),
+        "audit verify",
+        &["source", "valid", "node", "entries", "head"],
+    );
+    assert_eq!(verified["valid"], json!(true));
+    assert_eq!(verified["source"], json!(s(&log)));
+    assert_eq!(verified["node"], v["node"]);
+    assert_eq!(verified["entries"], v["entries"]);
+    assert_eq!(verified["head"], v["head"]);
+
+    // A broken chain: exit 2 and the line on stderr as without --json, the
+    // place it breaks in the object.
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.remove(0);
+    let broken = fed.dir.path().join("broken.jsonl");
+    fs::write(&broken, lines.join("\n") + "\n").unwrap();
+    let out = vigil(&["audit", "verify", "--file", s(&broken), "--json"]);
+    out.assert_refused("verifying a chain without its first entry", &["broken"]);
+    let v = json_object(
+        &out,
+        "audit verify (broken)",
+        &["source", "valid", "line", "entry", "reason"],
+    );
+    assert_eq!(v["valid"], json!(false));
+    assert_eq!(v["line"], json!(1));
+    assert!(v["reason"].as_str().is_some_and(|r| !r.is_empty()), "{v}");
+}

@@ -5,7 +5,7 @@ use anyhow::anyhow;
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
 
-use super::{call, client, print_json, reason_query, runtime, t, Usage};
+use super::{call, client, print_json, print_value, reason_query, runtime, t, Usage};
 use vigil::admin::ClientError;
 use vigil::config::Config;
 use vigil::exchange::HitView;
@@ -16,26 +16,39 @@ pub enum OfficerCmd {
     /// Add an officer with a role (monitor, desk, supervisor, auditor);
     /// prints the path of its new token file last.
     Add {
+        /// The node's vigil.toml (the officers live beside it).
         #[arg(long)]
         config: PathBuf,
+        /// The officer's name: lowercase letters, digits, '.', '_' and '-'.
         #[arg(long)]
         name: String,
+        /// monitor, desk, supervisor or auditor.
         #[arg(long)]
         role: String,
+        /// Print `{"name", "role", "token_file"}` instead.
+        #[arg(long)]
+        json: bool,
     },
     /// The officers and their roles.
     List {
+        /// The node's vigil.toml (the officers live beside it).
         #[arg(long)]
         config: PathBuf,
+        /// Print a JSON array of `{"name", "role", "created_at", "token_file"}` instead.
         #[arg(long)]
         json: bool,
     },
     /// Remove an officer: its token stops working at once.
     Remove {
+        /// The node's vigil.toml (the officers live beside it).
         #[arg(long)]
         config: PathBuf,
+        /// The officer to remove.
         #[arg(long)]
         name: String,
+        /// Print `{"name", "role"}` of the removed officer instead.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -43,12 +56,15 @@ pub enum OfficerCmd {
 pub enum HitsCmd {
     /// Acknowledge a hit report (its id as `vigil hits` shows it).
     Ack {
+        /// The node's vigil.toml.
         #[arg(long)]
         config: PathBuf,
+        /// The hit report's id (64 hex digits).
         hit_id: String,
         /// What the desk did about it.
         #[arg(long)]
         note: String,
+        /// Print the acknowledged hit report as JSON instead.
         #[arg(long)]
         json: bool,
     },
@@ -71,11 +87,24 @@ fn registry(config: &Path) -> anyhow::Result<Registry> {
 
 pub fn officer(cmd: OfficerCmd) -> anyhow::Result<()> {
     match cmd {
-        OfficerCmd::Add { config, name, role } => {
+        OfficerCmd::Add {
+            config,
+            name,
+            role,
+            json,
+        } => {
             let reg = registry(&config)?;
             let path = reg
                 .add(&name, &role, vigil::time::now())
                 .map_err(officer_error)?;
+            if json {
+                print_value(&serde_json::json!({
+                    "name": name,
+                    "role": role,
+                    "token_file": path,
+                }));
+                return Ok(());
+            }
             println!("officer {name} added with role {role}; token file:");
             println!("{}", path.display());
             Ok(())
@@ -110,9 +139,13 @@ pub fn officer(cmd: OfficerCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        OfficerCmd::Remove { config, name } => {
+        OfficerCmd::Remove { config, name, json } => {
             let reg = registry(&config)?;
             let o = reg.remove(&name).map_err(officer_error)?;
+            if json {
+                print_value(&serde_json::json!({"name": o.name, "role": o.role}));
+                return Ok(());
+            }
             println!(
                 "officer {} (role {}) removed; its token no longer works",
                 o.name, o.role
