@@ -32,6 +32,8 @@ struct Cli {
 
 #[path = "cli/desk.rs"]
 mod desk;
+#[path = "cli/ops.rs"]
+mod ops;
 #[path = "cli/systemd.rs"]
 mod systemd;
 
@@ -219,6 +221,33 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
         /// Print a JSON array, one object per member, instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy the running node's store, processing log included, into a new
+    /// folder while the node keeps serving (the administrator's token).
+    Backup {
+        /// The node's vigil.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// A folder that does not exist yet, or is empty; gets store.vbk
+        /// and manifest.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// Print the manifest as one JSON object instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new data directory from a backup; start the node on it and
+    /// it catches up from its members.
+    Restore {
+        /// The folder `vigil backup` wrote (or its store.vbk).
+        #[arg(long)]
+        from: PathBuf,
+        /// The data directory to make: must not exist, or be empty.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Print `{"backup", "data_dir", "epoch", "audit_entries"}` instead.
         #[arg(long)]
         json: bool,
     },
@@ -500,6 +529,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             multi_thread,
         } => bench(quick, json, notices, multi_thread),
         Cmd::Peers { config, json } => peers(&config, json),
+        Cmd::Backup { config, out, json } => ops::backup(&config, &out, json),
+        Cmd::Restore {
+            from,
+            data_dir,
+            json,
+        } => ops::restore(&from, &data_dir, json),
         Cmd::Demo => {
             let rt = runtime()?;
             let mut out = std::io::stdout();

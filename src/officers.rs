@@ -49,6 +49,8 @@ pub enum Action {
     Export,
     /// Exporting (and so verifying) the processing log.
     Audit,
+    /// A copy of the whole store (`vigil backup`): the administrator's only.
+    Backup,
 }
 
 impl Action {
@@ -71,6 +73,7 @@ impl Action {
             Action::Import => "import notices",
             Action::Export => "export notices",
             Action::Audit => "export the processing log",
+            Action::Backup => "back up the store",
         }
     }
 }
@@ -413,7 +416,7 @@ mod tests {
         use Action::*;
         let all = [
             Id, Peers, Transit, Status, List, Show, Screen, Hits, AckHit, Watch, Issue, Update,
-            Cancel, Import, Export, Audit,
+            Cancel, Import, Export, Audit, Backup,
         ];
         let allowed = |r: Role| -> Vec<Action> { all.into_iter().filter(|a| r.may(*a)).collect() };
         assert_eq!(allowed(Role::Monitor), vec![Id, Peers, Transit, Status]);

@@ -28,6 +28,7 @@
 //! block and the cursor inside it, about one insert per few notices.
 //! Callers flush before acknowledging. The store makes no policy decisions.
 
+pub mod backup;
 mod index;
 mod migrate;
 pub(crate) mod pack;

@@ -102,6 +102,7 @@ pub(super) fn action_for(method: &axum::http::Method, path: &str) -> Option<Acti
         "/v1/hits" => Action::Hits,
         "/v1/hits/{id}/ack" => Action::AckHit,
         "/v1/events" => Action::Watch,
+        "/v1/backup" => Action::Backup,
         _ => return None,
     })
 }

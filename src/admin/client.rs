@@ -124,6 +124,59 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Sends a GET and streams a 2xx answer's body into `out`, as it
+    /// comes; returns the value of `header` (if any) and the bytes
+    /// written. A body of any size passes through bounded memory.
+    pub async fn download(
+        &self,
+        path: &str,
+        header: &str,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<(Option<String>, u64), ClientError> {
+        use http_body_util::{BodyExt, Empty};
+        use tokio::io::AsyncWriteExt;
+        let (resp, driver) = self
+            .send(
+                "GET",
+                path,
+                &[],
+                Empty::<hyper::body::Bytes>::new(),
+                std::time::Duration::from_secs(600),
+            )
+            .await?;
+        let status = resp.status();
+        let value = resp
+            .headers()
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await.map_err(|e| self.fail(&e))?.to_bytes();
+            driver.abort();
+            return Err(refusal(status, &bytes));
+        }
+        let mut written = 0u64;
+        let result = async {
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| self.fail(&e))?;
+                if let Ok(data) = frame.into_data() {
+                    out.write_all(&data)
+                        .await
+                        .map_err(|e| self.fail(&format!("writing the answer: {e}")))?;
+                    written += data.len() as u64;
+                }
+            }
+            Ok::<_, ClientError>(())
+        }
+        .await;
+        driver.abort();
+        result?;
+        Ok((value, written))
+    }
+}
+
 /// The error an answer that is not 2xx stands for.
 fn refusal(status: StatusCode, body: &[u8]) -> ClientError {
     let msg = serde_json::from_slice::<ErrorBody>(body)

@@ -348,6 +348,7 @@ pub fn router(
         .route("/v1/hits", get(hits))
         .route("/v1/hits/{id}/ack", post(ack_hit))
         .route("/v1/events", get(events::stream))
+        .route("/v1/backup", get(backup))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST))
         .layer(middleware::from_fn_with_state(state.clone(), auth::auth))
         .with_state(state.clone());
@@ -511,6 +512,63 @@ async fn audit_export(
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response())
+}
+
+/// The response header carrying the backup's summary (JSON).
+pub const BACKUP_HEADER: &str = "x-vigil-backup";
+
+/// `GET /v1/backup`: a consistent copy of the store, streamed
+/// (docs/operations.md#backup-and-restore). The copy is first spooled to
+/// an unnamed file in the data directory, so the store's writer is held
+/// only while the copy is made, never while a slow client reads; the
+/// file is gone once the answer is sent or dropped.
+async fn backup(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    use std::io::{Seek, SeekFrom};
+    let core = s.core.clone();
+    let actor = p.actor();
+    let (file, summary) = blocking(&s.tasks, move || {
+        let store = core.store();
+        store.check_space().map_err(ApiError::from)?;
+        // Who copied the store is in the copy (its last entry).
+        core.record_consult(
+            &p.actor(),
+            None,
+            None,
+            "store backed up".into(),
+            crate::time::now(),
+        )
+        .map_err(ApiError::from)?;
+        let dir = &core.config().data_dir;
+        let mut spool = tempfile::tempfile_in(dir)
+            .map_err(|e| ApiError::internal(&format!("{}: {e}", dir.display())))?;
+        let summary = store.backup(&spool).map_err(|e| ApiError::internal(&e))?;
+        spool
+            .sync_all()
+            .and_then(|_| spool.seek(SeekFrom::Start(0)))
+            .map_err(|e| ApiError::internal(&e))?;
+        Ok::<_, ApiError>((spool, summary))
+    })
+    .await?;
+    tracing::info!(
+        actor = %actor,
+        head = summary.head,
+        audit_seq = summary.audit_seq,
+        records = summary.records,
+        "store backed up"
+    );
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let meta = serde_json::to_string(&summary).map_err(|e| ApiError::internal(&e))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::HeaderName::from_static(BACKUP_HEADER), meta),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// A screening request (`vigil screen`).
