@@ -75,6 +75,15 @@ pub struct Report {
     /// `hub_end_to_end_per_s / end_to_end_per_s`, both from the same run:
     /// what going through a hub costs against a direct link.
     pub hub_ratio: f64,
+    /// Milliseconds `Store::backup` took on the node holding N notices:
+    /// the time its writer is held (reads and feeds go on meanwhile).
+    pub backup_ms: f64,
+    /// The backup's size in MiB.
+    pub backup_mib: f64,
+    /// Copying the finished backup file (`std::fs::copy`, same disk, same
+    /// run) over making it: 1.0 would mean a backup costs no more than
+    /// copying its bytes.
+    pub backup_vs_copy: f64,
     pub runtime: String,
 }
 
@@ -189,6 +198,10 @@ pub async fn run(opts: &Options, runtime: &str) -> Res<Report> {
     progress(&format!(
         "manifest screening {screen_bulk_per_s:.0} rows/s ({MANIFEST_ROWS} rows)"
     ));
+    let (backup_ms, backup_mib, backup_vs_copy) = backup_cost(bravo, tmp.path())?;
+    progress(&format!(
+        "backup of {backup_mib:.1} MiB in {backup_ms:.0} ms (copy/backup {backup_vs_copy:.2})"
+    ));
     let bravo_config = mesh
         .configs
         .get(1)
@@ -231,6 +244,9 @@ pub async fn run(opts: &Options, runtime: &str) -> Res<Report> {
         open_us,
         hub_end_to_end_per_s,
         hub_ratio: hub_end_to_end_per_s / end_to_end_per_s,
+        backup_ms,
+        backup_mib,
+        backup_vs_copy,
         runtime: runtime.to_string(),
     })
 }
@@ -604,6 +620,25 @@ async fn catchup(mesh: &mut LocalMesh, count: usize) -> Res<f64> {
     Ok(t.elapsed().as_secs_f64())
 }
 
+/// How long a backup of `n`'s store holds its writer, its size, and how
+/// that compares with copying the same bytes on the same disk.
+fn backup_cost(n: &NodeHandle, dir: &Path) -> Res<(f64, f64, f64)> {
+    let (made, copy) = (dir.join("bench.vbk"), dir.join("bench-copy.vbk"));
+    let file = std::fs::File::create(&made)?;
+    let t = Instant::now();
+    n.core().store().backup(&file)?;
+    file.sync_all()?;
+    let backup_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    std::fs::copy(&made, &copy)?;
+    std::fs::File::open(&copy)?.sync_all()?;
+    let copy_s = t.elapsed().as_secs_f64();
+    let mib = file.metadata()?.len() as f64 / (1024.0 * 1024.0);
+    std::fs::remove_file(&made)?;
+    std::fs::remove_file(&copy)?;
+    Ok((backup_s * 1000.0, mib, copy_s / backup_s))
+}
+
 /// p99 of the screening index path (lookup, record, body) and of a full
 /// audited screening (which also writes and flushes a consult entry).
 async fn screening_latency(n: &NodeHandle, opts: &Options) -> Res<(f64, f64)> {
@@ -804,7 +839,7 @@ async fn mesh5_latency(mesh: &LocalMesh, samples: usize) -> Res<f64> {
 
 /// The readable table of a report.
 pub fn table(r: &Report) -> String {
-    let rows: [(&str, String, &str); 15] = [
+    let rows: [(&str, String, &str); 17] = [
         (
             "composed_limit_per_s",
             format!("{:.0}", r.composed_limit_per_s),
@@ -870,6 +905,16 @@ pub fn table(r: &Report) -> String {
             "rss_mib",
             format!("{:.1}", r.rss_mib),
             "one `vigil run` holding N notices; target <= 300 at 1M",
+        ),
+        (
+            "backup_ms",
+            format!("{:.0}", r.backup_ms),
+            "vigil backup of the node holding N (writer held; reads go on)",
+        ),
+        (
+            "backup_vs_copy",
+            format!("{:.2}", r.backup_vs_copy),
+            "copying the backup's bytes / making it, same run",
         ),
         (
             "screen_audited_p99_us",

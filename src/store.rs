@@ -88,8 +88,8 @@ pub enum StoreError {
     #[error(
         "store is behind what this node acknowledged: {what}. It was damaged \
          (a truncated or corrupted file) or replaced by an older copy without its \
-         acknowledgement record. Refusing to start on it: restore the data directory \
-         from a backup taken with the node stopped, or move it aside to start empty \
+         acknowledgement record. Refusing to start on it: make a new data directory \
+         with `vigil restore` from a `vigil backup`, or move it aside to start empty \
          and catch up from members"
     )]
     Behind { what: String },
