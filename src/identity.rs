@@ -121,9 +121,8 @@ pub enum PemError {
 pub struct Identity {
     pub node_id: String,
     pub signing: SigningKey,
-    pub tls_chain: Vec<CertificateDer<'static>>,
-    pub tls_key: PrivateKeyDer<'static>,
-    pub ca: Vec<CertificateDer<'static>>,
+    /// The TLS certificate and key it presents, and the CA it trusts.
+    pub tls: TlsMaterial,
     /// Opens what members sealed to this node (`[identity]
     /// encryption_key`); `None` when the config names no key file.
     pub decryption: Option<DecryptionKey>,
@@ -149,9 +148,11 @@ impl Identity {
         Ok(Identity {
             node_id: node_id.to_string(),
             signing,
-            tls_chain: certs(&tls.cert_pem)?,
-            tls_key,
-            ca: certs(ca_pem)?,
+            tls: TlsMaterial {
+                chain: certs(&tls.cert_pem)?,
+                key: tls_key,
+                ca: certs(ca_pem)?,
+            },
             decryption: None,
         })
     }
@@ -204,11 +205,68 @@ impl Identity {
                 "is this node's own encryption key: a member must hold its own key",
             ));
         }
-        let tls_chain = keep(
+        let tls = TlsMaterial::load_all(cfg).map_err(|all| problems.extend(all));
+        match (signing, decryption, tls) {
+            (Some(signing), Some(decryption), Ok(tls)) if problems.is_empty() => Ok(Identity {
+                node_id: cfg.node_id.clone(),
+                signing,
+                tls,
+                decryption,
+            }),
+            _ => Err(problems),
+        }
+    }
+}
+
+/// The TLS half of an identity: the certificate chain and private key the
+/// node presents, and the federation CA certificates it checks members
+/// against. Loaded at start and again on every reload (SIGHUP), so a
+/// renewed certificate or a new CA takes effect without a restart.
+pub struct TlsMaterial {
+    /// The node's certificate first, then any intermediates.
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    /// The CA certificates members' certificates must chain to.
+    pub ca: Vec<CertificateDer<'static>>,
+}
+
+impl Clone for TlsMaterial {
+    fn clone(&self) -> TlsMaterial {
+        TlsMaterial {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            ca: self.ca.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    /// Never the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("chain", &self.chain.len())
+            .field("ca", &self.ca.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsMaterial {
+    /// Reads `identity.tls_cert`, `identity.tls_key` (refused if group or
+    /// others can read it) and `identity.ca_cert`, and checks that the
+    /// certificate names the node; the first problem found, if any.
+    pub fn load(cfg: &Config) -> Result<TlsMaterial, IdentityError> {
+        TlsMaterial::load_all(cfg).map_err(|mut all| all.remove(0))
+    }
+
+    /// Like [`TlsMaterial::load`], with every problem found (never an
+    /// empty list).
+    fn load_all(cfg: &Config) -> Result<TlsMaterial, Vec<IdentityError>> {
+        let mut problems = Vec::new();
+        let chain = keep(
             &mut problems,
             load_certs(&cfg.tls_cert, "identity.tls_cert"),
         );
-        let tls_key = keep(
+        let key = keep(
             &mut problems,
             read_private(&cfg.tls_key, "identity.tls_key").and_then(|key_pem| {
                 PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| {
@@ -221,7 +279,7 @@ impl Identity {
             }),
         );
         let ca = keep(&mut problems, load_certs(&cfg.ca_cert, "identity.ca_cert"));
-        if let Some(chain) = &tls_chain {
+        if let Some(chain) = &chain {
             let names = cert_dns_names(&chain[0]);
             if !names.iter().any(|n| n == &cfg.node_id) {
                 problems.push(ierr(
@@ -234,21 +292,117 @@ impl Identity {
                 ));
             }
         }
-        match (signing, decryption, tls_chain, tls_key, ca) {
-            (Some(signing), Some(decryption), Some(tls_chain), Some(tls_key), Some(ca))
-                if problems.is_empty() =>
-            {
-                Ok(Identity {
-                    node_id: cfg.node_id.clone(),
-                    signing,
-                    tls_chain,
-                    tls_key,
-                    ca,
-                    decryption,
-                })
+        match (chain, key, ca) {
+            (Some(chain), Some(key), Some(ca)) if problems.is_empty() => {
+                Ok(TlsMaterial { chain, key, ca })
             }
             _ => Err(problems),
         }
+    }
+
+    /// Checks that the material works together at `now` (Unix seconds):
+    /// the private key belongs to the certificate, and the certificate
+    /// chains to one of the CA certificates, is valid for both ends of a
+    /// link and names `cfg.node_id`. A reload checks new material with it
+    /// before putting it in force; the error names the file at fault.
+    pub fn verify(&self, cfg: &Config, now: i64) -> Result<(), IdentityError> {
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls::{CertificateError, Error as TlsError};
+        let cert_err = |m: String| ierr(&cfg.tls_cert, "identity.tls_cert", m);
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        rustls::sign::CertifiedKey::from_der(self.chain.clone(), self.key.clone_key(), &provider)
+            .map_err(|e| match e {
+            TlsError::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => ierr(
+                &cfg.tls_key,
+                "identity.tls_key",
+                format!(
+                    "does not match the certificate in {}",
+                    cfg.tls_cert.display()
+                ),
+            ),
+            e => ierr(
+                &cfg.tls_key,
+                "identity.tls_key",
+                format!("unusable private key: {e}"),
+            ),
+        })?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in &self.ca {
+            roots.add(c.clone()).map_err(|e| {
+                ierr(
+                    &cfg.ca_cert,
+                    "identity.ca_cert",
+                    format!("not a usable CA certificate: {e}"),
+                )
+            })?;
+        }
+        let roots = std::sync::Arc::new(roots);
+        let at = rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(now).unwrap_or(0),
+        ));
+        let why = |e: TlsError| match e {
+            // A CA with the same name as the one that signed (two `vigil
+            // ca init`) makes webpki try its key: a bad signature.
+            TlsError::InvalidCertificate(
+                CertificateError::UnknownIssuer | CertificateError::BadSignature,
+            ) => format!(
+                "is not signed by a CA certificate in {}",
+                cfg.ca_cert.display()
+            ),
+            TlsError::InvalidCertificate(
+                CertificateError::Expired | CertificateError::ExpiredContext { .. },
+            ) => "has expired".to_string(),
+            TlsError::InvalidCertificate(
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+            ) => "is not valid yet".to_string(),
+            e => format!("is refused against {}: {e}", cfg.ca_cert.display()),
+        };
+        let (leaf, intermediates) = (&self.chain[0], &self.chain[1..]);
+        let name = rustls_pki_types::ServerName::try_from(cfg.node_id.clone())
+            .map_err(|e| cert_err(format!("node id is not a DNS name: {e}")))?;
+        rustls::client::WebPkiServerVerifier::builder_with_provider(
+            roots.clone(),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| cert_err(format!("cannot check the certificate: {e}")))?
+        .verify_server_cert(leaf, intermediates, &name, &[], at)
+        .map_err(|e| cert_err(why(e)))?;
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(|e| cert_err(format!("cannot check the certificate: {e}")))?
+            .verify_client_cert(leaf, intermediates, at)
+            .map_err(|e| cert_err(why(e)))?;
+        Ok(())
+    }
+
+    /// Whether `other` is the same certificates, key and CA.
+    pub fn same_as(&self, other: &TlsMaterial) -> bool {
+        self.chain == other.chain
+            && self.ca == other.ca
+            && self.key.secret_der() == other.key.secret_der()
+    }
+
+    /// When the node's certificate (`"node"`) and each CA certificate
+    /// (`"ca"`) expire; a certificate that does not parse is left out.
+    pub fn expiries(&self) -> Vec<CertificateExpiry> {
+        let node = self
+            .chain
+            .first()
+            .and_then(cert_not_after)
+            .map(|t| CertificateExpiry {
+                certificate: "node".into(),
+                not_after: t,
+            });
+        let ca = self
+            .ca
+            .iter()
+            .filter_map(cert_not_after)
+            .map(|t| CertificateExpiry {
+                certificate: "ca".into(),
+                not_after: t,
+            });
+        node.into_iter().chain(ca).collect()
     }
 }
 
@@ -286,6 +440,237 @@ pub fn cert_dns_names(der: &CertificateDer<'_>) -> Vec<String> {
 /// SHA-256 of a certificate's DER, the value pinned in `cert_sha256`.
 pub fn cert_sha256(der: &CertificateDer<'_>) -> [u8; 32] {
     Sha256::digest(der.as_ref()).into()
+}
+
+/// When one certificate stops being valid: the node's own (`"node"`), a
+/// federation CA certificate (`"ca"`) or a member's pinned certificate
+/// (the member's id). It exists because an expired certificate stops
+/// every new link without another sign: the node warns in its log ahead
+/// of time, and monitoring reads these (`/metrics`) to alert on the time
+/// left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateExpiry {
+    /// `"node"`, `"ca"` or a member id.
+    pub certificate: String,
+    /// The certificate's notAfter, Unix seconds.
+    pub not_after: i64,
+}
+
+/// A certificate's notAfter in Unix seconds; `None` if it does not parse.
+pub fn cert_not_after(der: &CertificateDer<'_>) -> Option<i64> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// Days before expiry from which a certificate is warned about.
+pub const EXPIRY_WARN_DAYS: i64 = 30;
+/// Days before expiry from which the warning is an error.
+pub const EXPIRY_URGENT_DAYS: i64 = 7;
+
+/// How close a certificate is to its expiry, once it is worth a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ExpiryLevel {
+    /// Within [`EXPIRY_WARN_DAYS`]: a warning.
+    Soon,
+    /// Within [`EXPIRY_URGENT_DAYS`], or already expired: an error.
+    Urgent,
+}
+
+/// Whole days from `now` until `not_after` (Unix seconds), rounded down;
+/// negative once expired.
+pub fn days_left(not_after: i64, now: i64) -> i64 {
+    (not_after - now).div_euclid(crate::time::DAY)
+}
+
+/// The level a certificate expiring at `not_after` has at `now`, if any.
+pub fn expiry_level(not_after: i64, now: i64) -> Option<ExpiryLevel> {
+    let left = not_after - now;
+    if left <= EXPIRY_URGENT_DAYS * crate::time::DAY {
+        Some(ExpiryLevel::Urgent)
+    } else if left <= EXPIRY_WARN_DAYS * crate::time::DAY {
+        Some(ExpiryLevel::Soon)
+    } else {
+        None
+    }
+}
+
+/// Logs a certificate's coming expiry at `level`, with the fields
+/// `certificate`, `not_after` (RFC 3339) and `days_left`.
+fn log_expiry(e: &CertificateExpiry, level: ExpiryLevel, now: i64) {
+    let not_after = crate::time::rfc3339(e.not_after);
+    let days_left = days_left(e.not_after, now);
+    match level {
+        ExpiryLevel::Soon => tracing::warn!(
+            certificate = %e.certificate,
+            not_after = %not_after,
+            days_left,
+            "certificate expires within {EXPIRY_WARN_DAYS} days"
+        ),
+        ExpiryLevel::Urgent if e.not_after <= now => tracing::error!(
+            certificate = %e.certificate,
+            not_after = %not_after,
+            days_left,
+            "certificate has expired"
+        ),
+        ExpiryLevel::Urgent => tracing::error!(
+            certificate = %e.certificate,
+            not_after = %not_after,
+            days_left,
+            "certificate expires within {EXPIRY_URGENT_DAYS} days"
+        ),
+    }
+}
+
+/// The expiry of every certificate the node relies on: its own and the
+/// CA's (replaced at each reload), and the certificates of members whose
+/// `cert_sha256` pins them, recorded when they connect. It warns in the
+/// log as expiry nears (see [`ExpiryWatch::check`]) and answers
+/// [`ExpiryWatch::expiries`] for monitoring.
+#[derive(Debug, Default)]
+pub struct ExpiryWatch {
+    state: std::sync::Mutex<WatchState>,
+}
+
+#[derive(Debug, Default)]
+struct WatchState {
+    own: Vec<CertificateExpiry>,
+    /// Member id: the pinned certificate's SHA-256 and notAfter.
+    members: std::collections::BTreeMap<String, ([u8; 32], i64)>,
+    /// (member, level): the day (Unix days) it was last warned about.
+    warned: std::collections::HashMap<(String, ExpiryLevel), i64>,
+}
+
+impl ExpiryWatch {
+    /// A watch over the node's own certificates (see
+    /// [`TlsMaterial::expiries`]).
+    pub fn new(own: Vec<CertificateExpiry>) -> ExpiryWatch {
+        ExpiryWatch {
+            state: std::sync::Mutex::new(WatchState {
+                own,
+                ..WatchState::default()
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the node's own certificates (a reload installed new ones).
+    pub fn set_own(&self, own: Vec<CertificateExpiry>) {
+        self.state().own = own;
+    }
+
+    /// Keeps only the members whose pin `pinned` still gives as the
+    /// recorded certificate's SHA-256 (a reload removed a member or
+    /// changed its pin).
+    pub fn retain_members(&self, pinned: impl Fn(&str) -> Option<[u8; 32]>) {
+        let mut st = self.state();
+        st.members
+            .retain(|id, (sha, _)| pinned(id).as_ref() == Some(&*sha));
+        let WatchState {
+            members, warned, ..
+        } = &mut *st;
+        warned.retain(|(id, _), _| members.contains_key(id));
+    }
+
+    /// Records the pinned certificate a member presented (its SHA-256 and
+    /// notAfter) when it connected, and warns if it expires soon: at most
+    /// once per member and level a day, however often it reconnects.
+    /// Returns the level it warned at, if it did.
+    pub fn member_seen(
+        &self,
+        member: &str,
+        sha256: [u8; 32],
+        not_after: i64,
+        now: i64,
+    ) -> Option<ExpiryLevel> {
+        let mut st = self.state();
+        st.members.insert(member.to_string(), (sha256, not_after));
+        let e = CertificateExpiry {
+            certificate: member.to_string(),
+            not_after,
+        };
+        warn_member(&mut st, &e, now)
+    }
+
+    /// Warns about every certificate that expires soon: the node's own and
+    /// the CA's each time (at start, at each reload and once a day), the
+    /// members' at most once per member and level a day.
+    pub fn check(&self, now: i64) {
+        let mut st = self.state();
+        for e in &st.own {
+            if let Some(level) = expiry_level(e.not_after, now) {
+                log_expiry(e, level, now);
+            }
+        }
+        let members: Vec<CertificateExpiry> = st
+            .members
+            .iter()
+            .map(|(id, (_, t))| CertificateExpiry {
+                certificate: id.clone(),
+                not_after: *t,
+            })
+            .collect();
+        for e in &members {
+            warn_member(&mut st, e, now);
+        }
+    }
+
+    /// Every certificate watched as `/metrics` labels them, each label
+    /// once: `node`, `ca` (then `ca-2`, `ca-3`, … for a CA bundle) and
+    /// `member:ID` for each member seen with a pinned certificate, with
+    /// its not-after time.
+    pub fn metric_labels(&self) -> Vec<(String, i64)> {
+        let st = self.state();
+        let mut cas = 0;
+        let own = st.own.iter().map(|e| {
+            let label = match e.certificate.as_str() {
+                "ca" => {
+                    cas += 1;
+                    if cas == 1 {
+                        "ca".to_string()
+                    } else {
+                        format!("ca-{cas}")
+                    }
+                }
+                other => other.to_string(),
+            };
+            (label, e.not_after)
+        });
+        let mut out: Vec<(String, i64)> = own.collect();
+        out.extend(st.members.iter().map(|(id, (_, t))| (format!("member:{id}"), *t)));
+        out
+    }
+
+    /// Every certificate watched: `"node"`, `"ca"` (one per CA
+    /// certificate) and each member seen with a pinned certificate.
+    pub fn expiries(&self) -> Vec<CertificateExpiry> {
+        let st = self.state();
+        st.own
+            .iter()
+            .cloned()
+            .chain(st.members.iter().map(|(id, (_, t))| CertificateExpiry {
+                certificate: id.clone(),
+                not_after: *t,
+            }))
+            .collect()
+    }
+}
+
+/// Warns about a member's certificate unless already done today at this
+/// level; the level warned at, if it did.
+fn warn_member(st: &mut WatchState, e: &CertificateExpiry, now: i64) -> Option<ExpiryLevel> {
+    let level = expiry_level(e.not_after, now)?;
+    let today = now.div_euclid(crate::time::DAY);
+    let key = (e.certificate.clone(), level);
+    if st.warned.get(&key) == Some(&today) {
+        return None;
+    }
+    st.warned.insert(key, today);
+    log_expiry(e, level, now);
+    Some(level)
 }
 
 /// A CA certificate and key, PEM-encoded.
@@ -668,5 +1053,162 @@ mod tests {
             e.contains("vigil.toml: members[0].encryption_key: is this node's own encryption key"),
             "{e}"
         );
+    }
+    #[test]
+    fn reloaded_tls_material_must_match_its_key_chain_to_the_ca_and_name_the_node() {
+        let (dir, ca) = init_alpha();
+        let node = dir.path().join("alpha");
+        let cfg = Config::load(&node.join("vigil.toml")).unwrap();
+        let now = crate::time::now();
+        let tls = TlsMaterial::load(&cfg).unwrap();
+        tls.verify(&cfg, now).unwrap();
+        assert!(tls.same_as(&TlsMaterial::load(&cfg).unwrap()));
+        let (cert_pem, key_pem) = (
+            std::fs::read_to_string(&cfg.tls_cert).unwrap(),
+            std::fs::read_to_string(&cfg.tls_key).unwrap(),
+        );
+        let put = |cert: &str, key: &str| {
+            std::fs::write(&cfg.tls_cert, cert).unwrap();
+            std::fs::write(&cfg.tls_key, key).unwrap();
+        };
+        let verify_err = || {
+            TlsMaterial::load(&cfg)
+                .unwrap()
+                .verify(&cfg, now)
+                .err()
+                .unwrap()
+                .to_string()
+        };
+
+        // A key that is not the certificate's.
+        let other = issue_node_cert(&ca, "alpha").unwrap();
+        put(&cert_pem, &other.key_pem);
+        let e = verify_err();
+        assert!(
+            e.contains("identity.tls_key: does not match the certificate in"),
+            "{e}"
+        );
+        // A certificate (and its key) from a CA the node does not trust.
+        let stranger = generate_ca("another CA").unwrap();
+        let foreign = issue_node_cert(&stranger, "alpha").unwrap();
+        put(&foreign.cert_pem, &foreign.key_pem);
+        assert!(!tls.same_as(&TlsMaterial::load(&cfg).unwrap()));
+        let e = verify_err();
+        assert!(
+            e.contains("identity.tls_cert: is not signed by a CA certificate in"),
+            "{e}"
+        );
+        // ... until the CA file holds that CA too (a bundle).
+        std::fs::write(
+            &cfg.ca_cert,
+            format!("{}{}", ca.cert_pem, stranger.cert_pem),
+        )
+        .unwrap();
+        let bundle = TlsMaterial::load(&cfg).unwrap();
+        bundle.verify(&cfg, now).unwrap();
+        assert_eq!(bundle.ca.len(), 2);
+        // The CA's checks apply at the time given.
+        let e = bundle
+            .verify(&cfg, now + 6 * 365 * crate::time::DAY)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.ends_with("identity.tls_cert: has expired"), "{e}");
+        // A certificate for another node.
+        let bravo = issue_node_cert(&ca, "bravo").unwrap();
+        put(&bravo.cert_pem, &bravo.key_pem);
+        let e = TlsMaterial::load(&cfg).err().unwrap().to_string();
+        assert!(
+            e.contains(
+                "identity.tls_cert: certificate names [\"bravo\"], not this node's id `alpha`"
+            ),
+            "{e}"
+        );
+        put(&cert_pem, &key_pem);
+        TlsMaterial::load(&cfg).unwrap().verify(&cfg, now).unwrap();
+        // A key others can read, and a certificate file that is gone.
+        #[cfg(unix)]
+        {
+            chmod(&cfg.tls_key, 0o644);
+            let e = TlsMaterial::load(&cfg).err().unwrap().to_string();
+            assert!(
+                e.contains("identity.tls_key: is readable by group or others"),
+                "{e}"
+            );
+            chmod(&cfg.tls_key, 0o600);
+        }
+        std::fs::remove_file(&cfg.tls_cert).unwrap();
+        let e = TlsMaterial::load(&cfg).err().unwrap().to_string();
+        assert!(e.contains("identity.tls_cert: cannot read"), "{e}");
+    }
+
+    #[test]
+    fn expiry_levels_and_member_warnings_at_most_once_a_day() {
+        use crate::time::DAY;
+        let now = 1_800_000_000;
+        assert_eq!(expiry_level(now + 31 * DAY, now), None);
+        assert_eq!(expiry_level(now + 30 * DAY, now), Some(ExpiryLevel::Soon));
+        assert_eq!(expiry_level(now + 8 * DAY, now), Some(ExpiryLevel::Soon));
+        assert_eq!(expiry_level(now + 7 * DAY, now), Some(ExpiryLevel::Urgent));
+        assert_eq!(expiry_level(now - DAY, now), Some(ExpiryLevel::Urgent));
+        assert_eq!(days_left(now + 20 * DAY - 1, now), 19);
+        assert_eq!(days_left(now - 1, now), -1);
+
+        let ca = generate_ca("test CA").unwrap();
+        let tls = issue_node_cert(&ca, "alpha").unwrap();
+        let id = Identity::from_pems(
+            "alpha",
+            SigningKey::from_bytes(&[7; 32]),
+            &tls,
+            &ca.cert_pem,
+        )
+        .unwrap();
+        let own = id.tls.expiries();
+        let names: Vec<&str> = own.iter().map(|e| e.certificate.as_str()).collect();
+        assert_eq!(names, ["node", "ca"]);
+        let five_years = crate::time::now() + 5 * 365 * DAY;
+        assert!((own[0].not_after - five_years).abs() < DAY, "{own:?}");
+
+        let watch = ExpiryWatch::new(own.clone());
+        let at = now + 20 * DAY;
+        // Warned once a day and level, however often the member connects.
+        assert_eq!(
+            watch.member_seen("bravo", [1; 32], at, now),
+            Some(ExpiryLevel::Soon)
+        );
+        assert_eq!(watch.member_seen("bravo", [1; 32], at, now + 60), None);
+        assert_eq!(
+            watch.member_seen("bravo", [1; 32], at, now + DAY),
+            Some(ExpiryLevel::Soon)
+        );
+        let late = now + 15 * DAY;
+        assert_eq!(
+            watch.member_seen("bravo", [1; 32], at, late),
+            Some(ExpiryLevel::Urgent)
+        );
+        assert_eq!(watch.member_seen("bravo", [1; 32], at, late + 1), None);
+        assert_eq!(
+            watch.member_seen("charlie", [2; 32], now + 90 * DAY, now),
+            None
+        );
+        let listed = watch.expiries();
+        assert_eq!(listed.len(), 4, "{listed:?}");
+        assert!(listed.contains(&CertificateExpiry {
+            certificate: "bravo".into(),
+            not_after: at
+        }));
+        // A reload that changed charlie's pin forgets its certificate.
+        watch.retain_members(|m| match m {
+            "bravo" => Some([1; 32]),
+            _ => Some([3; 32]),
+        });
+        let names: Vec<String> = watch
+            .expiries()
+            .into_iter()
+            .map(|e| e.certificate)
+            .collect();
+        assert_eq!(names, ["node", "ca", "bravo"]);
+        watch.set_own(Vec::new());
+        assert_eq!(watch.expiries().len(), 1);
     }
 }

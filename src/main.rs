@@ -811,8 +811,9 @@ fn run(config: &Path, log_format: Option<&str>) -> anyhow::Result<()> {
 const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Runs until SIGTERM or SIGINT. SIGHUP reloads members and policy from
-/// `config`; a file that does not load is refused with its reason and the
-/// config in force stays.
+/// `config`, and the TLS certificate, key and CA from the files it names;
+/// a file that does not load (or TLS material that does not check) is
+/// refused with its reason and the config in force stays.
 #[cfg(unix)]
 async fn serve_until_stopped(node: &vigil::node::NodeHandle, config: &Path) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};

@@ -3,14 +3,16 @@
 //! drivers and the retention sweeper; [`NodeHandle::shutdown`] stops them.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::exchange::{Exchange, Reload, ReloadError};
-use crate::identity::{format_public_key, Identity, IdentityError};
+use crate::identity::{
+    format_public_key, CertificateExpiry, ExpiryWatch, Identity, IdentityError, TlsMaterial,
+};
 use crate::net::{self, Net};
 use crate::notice::{NoticeId, NoticeInput};
 use crate::store::{Store, StoreError};
@@ -62,6 +64,10 @@ pub struct NodeHandle {
     alerts: Arc<crate::alerts::AlertStats>,
     /// What `GET /ready` answers; set to "stopping" at shutdown.
     readiness: Arc<crate::admin::Readiness>,
+    /// The TLS certificate, key and CA in force for new handshakes.
+    tls: Mutex<TlsMaterial>,
+    /// Expiry of the node's, the CA's and pinned members' certificates.
+    expiry: Arc<ExpiryWatch>,
     admin_addr: SocketAddr,
     quic_addr: SocketAddr,
     /// Turns true to stop every task.
@@ -87,6 +93,8 @@ impl Node {
     /// before the store is open.
     pub async fn start_with(config: Config, sockets: Sockets) -> Result<NodeHandle, NodeError> {
         let identity = Identity::load(&config)?;
+        let expiry = Arc::new(ExpiryWatch::new(identity.tls.expiries()));
+        expiry.check(crate::time::now());
         let token = crate::identity::load_token(&config.token_file, "admin.token_file")?;
         create_private_dir(&config.data_dir)?;
         let (shutdown, rx) = watch::channel(false);
@@ -110,11 +118,12 @@ impl Node {
                 .quic
                 .local_addr()
                 .map_err(|e| NodeError::Io(e.to_string()))?;
-            let endpoint = net::endpoint(&identity, sockets.quic)?;
-            Ok::<_, NodeError>((store, quic_addr, endpoint))
+            let (server, client) = net::quic_configs(&identity.tls)?;
+            let endpoint = net::bind(server, client.clone(), sockets.quic)?;
+            Ok::<_, NodeError>((store, quic_addr, endpoint, client))
         }
         .await;
-        let (store, quic_addr, endpoint) = match opened {
+        let (store, quic_addr, endpoint, client) = match opened {
             Ok(x) => x,
             Err(e) => {
                 // Only the admin listener runs yet: stop it and go.
@@ -134,8 +143,16 @@ impl Node {
             )
             .with_decryption(identity.decryption.clone()),
         );
-        let net = Net::start(core.clone(), endpoint, tasks.clone(), rx.clone());
+        let net = Net::start(
+            core.clone(),
+            endpoint,
+            client,
+            expiry.clone(),
+            tasks.clone(),
+            rx.clone(),
+        );
         tasks.spawn(sweeper(core.clone(), tasks.clone(), rx.clone()));
+        tasks.spawn(expiry_check(expiry.clone(), rx.clone()));
         let alerts = Arc::new(crate::alerts::AlertStats::default());
         tasks.spawn(crate::alerts::run(
             core.clone(),
@@ -153,7 +170,10 @@ impl Node {
             readiness.clone(),
             crate::admin::MetricsSources {
                 alerts: alerts.clone(),
-                certificates: Arc::new(Vec::new),
+                certificates: {
+                    let expiry = expiry.clone();
+                    Arc::new(move || expiry.metric_labels())
+                },
             },
         ));
         readiness.ready();
@@ -169,6 +189,8 @@ impl Node {
             net,
             alerts,
             readiness,
+            tls: Mutex::new(identity.tls),
+            expiry,
             admin_addr,
             quic_addr,
             shutdown,
@@ -239,6 +261,22 @@ async fn sweeper(core: Arc<Exchange>, tasks: TaskTracker, mut shutdown: watch::R
             _ = tokio::time::sleep(SWEEP_EVERY) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// How often certificate expiries are checked while the node runs.
+const EXPIRY_CHECK_EVERY: std::time::Duration =
+    std::time::Duration::from_secs(crate::time::DAY as u64);
+
+/// Warns about certificates that expire soon once a day until shutdown (at
+/// start and at each reload it is done where they happen).
+async fn expiry_check(expiry: Arc<ExpiryWatch>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EXPIRY_CHECK_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        expiry.check(crate::time::now());
     }
 }
 
@@ -314,6 +352,14 @@ impl NodeHandle {
             .collect()
     }
 
+    /// When each certificate the node relies on expires: its own
+    /// (`"node"`), each CA certificate (`"ca"`) and each member whose
+    /// `cert_sha256` pin it has seen at a handshake (by member id). For
+    /// monitoring (`/metrics`); the log warns on its own.
+    pub fn certificate_expiries(&self) -> Vec<CertificateExpiry> {
+        self.expiry.expiries()
+    }
+
     /// What the alert hook did since the node started.
     pub fn alert_stats(&self) -> &crate::alerts::AlertStats {
         &self.alerts
@@ -329,11 +375,53 @@ impl NodeHandle {
         self.quic_addr
     }
 
-    /// Reloads members and policy from `new` (see [`Exchange::reload`]), then
+    /// Reloads members and policy from `new` (see [`Exchange::reload`]) and
+    /// the TLS certificate, key and CA from the files it names, then
     /// closes the links `relink` names and dials members that gained a
     /// direct link. Each step is logged.
+    ///
+    /// TLS material that differs from the one in force is checked first
+    /// ([`TlsMaterial::verify`]): if it is unreadable, the key does not
+    /// match, the certificate does not chain to the CA or names another
+    /// node, the whole reload is refused and everything in force stays.
+    /// New material applies to new handshakes; established links keep
+    /// their session. Certificates that expire soon are warned about.
     pub fn reload(&self, new: Config) -> Result<Reload, NodeError> {
+        let now = crate::time::now();
+        self.core.check_reload(&new)?;
+        let tls = TlsMaterial::load(&new)?;
+        let mut in_force = self.tls.lock().unwrap_or_else(|p| p.into_inner());
+        let replaced = if tls.same_as(&in_force) {
+            None
+        } else {
+            tls.verify(&new, now)?;
+            Some(net::quic_configs(&tls)?)
+        };
+        let (tls_cert, ca_cert) = (new.tls_cert.clone(), new.ca_cert.clone());
         let report = self.core.reload(new)?;
+        if let Some(configs) = replaced {
+            self.net.install_tls(configs);
+            let not_after = tls
+                .chain
+                .first()
+                .and_then(crate::identity::cert_not_after)
+                .map(crate::time::rfc3339);
+            info!(
+                node = %self.core.me(),
+                tls_cert = %tls_cert.display(),
+                ca_cert = %ca_cert.display(),
+                ca_certificates = tls.ca.len(),
+                not_after = not_after.as_deref().unwrap_or("unknown"),
+                "TLS certificate, key and CA replaced; new handshakes use them"
+            );
+            self.expiry.set_own(tls.expiries());
+            *in_force = tls;
+        }
+        drop(in_force);
+        let cfg = self.core.config();
+        self.expiry
+            .retain_members(|id| cfg.member(id).and_then(|m| m.cert_sha256));
+        self.expiry.check(now);
         for peer in &report.relink {
             self.net.links.close_peer(peer);
         }

@@ -30,22 +30,19 @@ pub struct Reload {
 }
 
 impl Exchange {
-    /// Puts the members, inbound policy, disk reserve and `[alerts]` of
-    /// `new` in force (SIGHUP). The
-    /// rest of the config (addresses, data directory, identity files, admin
-    /// API, relay role, contact desk) is bound at start: a change there is
-    /// reported in `needs_restart` and not applied. A different node id is
-    /// refused outright: it names another node.
-    pub fn reload(&self, new: Config) -> Result<Reload, ReloadError> {
-        let mut slot = self.config.write().unwrap_or_else(|p| p.into_inner());
-        let old = slot.clone();
-        if new.node_id != old.node_id {
+    /// Refuses a config no reload may put in force: another node id (it
+    /// names another node), or a member holding this node's own signing
+    /// or encryption key. [`Exchange::reload`] checks it first; the node
+    /// checks it before anything else of a reload (the TLS files).
+    pub fn check_reload(&self, new: &Config) -> Result<(), ReloadError> {
+        if new.node_id != self.me() {
             return Err(ConfigError {
                 file: new.path.clone(),
                 field: "node.id".into(),
                 message: format!(
                     "is `{}`, but this node runs as `{}`; restart to change it",
-                    new.node_id, old.node_id
+                    new.node_id,
+                    self.me()
                 ),
             }
             .into());
@@ -75,6 +72,20 @@ impl Exchange {
             }
             .into());
         }
+        Ok(())
+    }
+
+    /// Puts the members, inbound policy, disk reserve and `[alerts]` of
+    /// `new` in force (SIGHUP); the node reloads the TLS files itself. The
+    /// rest of the config (addresses, data directory, signing and
+    /// encryption keys, admin API, relay role, contact desk) is bound at
+    /// start: a change there is
+    /// reported in `needs_restart` and not applied. A different node id is
+    /// refused outright: it names another node.
+    pub fn reload(&self, new: Config) -> Result<Reload, ReloadError> {
+        let mut slot = self.config.write().unwrap_or_else(|p| p.into_inner());
+        let old = slot.clone();
+        self.check_reload(&new)?;
         let mut report = Reload::default();
         // The disk reserve applies at once: an operator freeing the node
         // from a reserve set too high must not have to restart it.
@@ -89,9 +100,6 @@ impl Exchange {
                 "identity.encryption_key",
                 new.encryption_key != old.encryption_key,
             ),
-            ("identity.tls_cert", new.tls_cert != old.tls_cert),
-            ("identity.tls_key", new.tls_key != old.tls_key),
-            ("identity.ca_cert", new.ca_cert != old.ca_cert),
             ("admin.listen", new.admin_listen != old.admin_listen),
             ("admin.token_file", new.token_file != old.token_file),
         ] {
@@ -124,6 +132,9 @@ impl Exchange {
         report.policy_changed = new.inbound != old.inbound;
         report.alerts_changed = new.alerts != old.alerts;
         *slot = Arc::new(Config {
+            tls_cert: new.tls_cert,
+            tls_key: new.tls_key,
+            ca_cert: new.ca_cert,
             members: new.members,
             inbound: new.inbound,
             alerts: new.alerts,

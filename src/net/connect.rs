@@ -5,7 +5,7 @@ use quinn::{Connection, Endpoint, VarInt};
 use rustls::pki_types::CertificateDer;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -18,7 +18,7 @@ use super::{
     RETRY_ABOVE, STABLE_LINK,
 };
 use crate::exchange::Exchange;
-use crate::identity::{cert_dns_names, cert_sha256};
+use crate::identity::{cert_dns_names, cert_not_after, cert_sha256, ExpiryWatch};
 use crate::proto::close;
 
 /// Accepts connections until shutdown: each completed handshake is
@@ -36,6 +36,7 @@ pub(super) async fn accept_loop(
     core: Arc<Exchange>,
     ep: Endpoint,
     links: Arc<Links>,
+    expiry: Arc<ExpiryWatch>,
     tasks: TaskTracker,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -78,8 +79,13 @@ pub(super) async fn accept_loop(
             incoming.refuse();
             continue;
         };
-        let (core, links, shutdown, t) =
-            (core.clone(), links.clone(), shutdown.clone(), tasks.clone());
+        let (core, links, expiry, shutdown, t) = (
+            core.clone(),
+            links.clone(),
+            expiry.clone(),
+            shutdown.clone(),
+            tasks.clone(),
+        );
         tasks.spawn(async move {
             let refused = |reason: String| {
                 core.audit_refusal(None, remote, &reason, crate::time::now());
@@ -93,7 +99,7 @@ pub(super) async fn accept_loop(
                 Ok(Err(e)) => return refused(format!("TLS handshake failed: {e}")),
                 Err(_) => return refused("TLS handshake not completed in time".into()),
             };
-            let Some(peer) = authorize(&core, &conn, None) else {
+            let Some(peer) = authorize(&core, &conn, None, Some(&expiry)) else {
                 return;
             };
             // The slot is held until the peer proved the member's key (or
@@ -148,11 +154,13 @@ impl Drop for SourceSlot {
 
 /// Checks a completed handshake: the certificate must name a member with a
 /// direct link (the expected one when dialing) and match its pin. Refusals
-/// are closed with a code, logged and audited.
+/// are closed with a code, logged and audited. A pinned certificate that
+/// matches has its expiry recorded in `expiry`, if given.
 pub(super) fn authorize(
     core: &Exchange,
     conn: &Connection,
     expected: Option<&str>,
+    expiry: Option<&ExpiryWatch>,
 ) -> Option<String> {
     let remote = conn.remote_address();
     let refuse = |code: u32, reason: String| {
@@ -189,16 +197,23 @@ pub(super) fn authorize(
                 ),
             );
         }
+        if let (Some(watch), Some(not_after)) = (expiry, cert_not_after(leaf)) {
+            watch.member_seen(&member.id, pin, not_after, crate::time::now());
+        }
     }
     Some(member.id.clone())
 }
 
 /// Keeps a link to `peer` up until shutdown or until the member loses its
-/// direct link: dials, backs off on failure, waits while connected.
+/// direct link: dials (with the client config in force at each dial),
+/// backs off on failure, waits while connected.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn dial_loop(
     core: Arc<Exchange>,
     ep: Endpoint,
+    client: Arc<RwLock<quinn::ClientConfig>>,
     links: Arc<Links>,
+    expiry: Arc<ExpiryWatch>,
     peer: String,
     dialing: Arc<Mutex<HashSet<String>>>,
     tasks: TaskTracker,
@@ -249,7 +264,8 @@ pub(super) async fn dial_loop(
                 }
             }
         };
-        match dial(&core, &ep, &peer, addr).await {
+        let config = client.read().unwrap_or_else(|p| p.into_inner()).clone();
+        match dial(&core, &ep, config, &peer, addr, &expiry).await {
             Ok(conn) => {
                 // The link runs on its own; this loop waits until it is
                 // installed (the member proved its key) or has ended.
@@ -313,13 +329,15 @@ enum DialError {
 async fn dial(
     core: &Exchange,
     ep: &Endpoint,
+    config: quinn::ClientConfig,
     peer: &str,
     addr: SocketAddr,
+    expiry: &ExpiryWatch,
 ) -> Result<Connection, DialError> {
-    let connecting = ep.connect(addr, peer)?;
+    let connecting = ep.connect_with(config, addr, peer)?;
     let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
         .await
         .map_err(|_| DialError::Timeout)??;
-    authorize(core, &conn, Some(peer)).ok_or(DialError::Refused)?;
+    authorize(core, &conn, Some(peer), Some(expiry)).ok_or(DialError::Refused)?;
     Ok(conn)
 }

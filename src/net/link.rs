@@ -213,7 +213,7 @@ async fn drive(
                     // A reload swaps the config before it closes links:
                     // checking again after the install means a member it
                     // removed cannot keep a link installed in between.
-                    if super::connect::authorize(core, conn, Some(peer)).is_none() {
+                    if super::connect::authorize(core, conn, Some(peer), None).is_none() {
                         return Ok(());
                     }
                     // Nor can a key the reload replaced: the proof was

@@ -23,13 +23,13 @@ pub struct Socket {
 use quinn::{Endpoint, VarInt};
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::exchange::Exchange;
-use crate::identity::Identity;
+use crate::identity::{ExpiryWatch, Identity, TlsMaterial};
 use crate::proto::{self, ProtoError};
 
 /// Application close codes of a link (defined with the protocol).
@@ -104,8 +104,11 @@ fn transport() -> Arc<quinn::TransportConfig> {
 
 /// Builds the quinn server and client configs: TLS 1.3 only, ring provider,
 /// client certificates required and checked against the federation CA, no
-/// 0-RTT (rustls defaults: no early data on either side).
-pub fn quic_configs(id: &Identity) -> Result<(quinn::ServerConfig, quinn::ClientConfig), NetError> {
+/// 0-RTT (rustls defaults: no early data on either side). At start and
+/// for each reload that brings new TLS material.
+pub fn quic_configs(
+    id: &TlsMaterial,
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), NetError> {
     let tls = |e: &dyn std::fmt::Display| NetError::Tls(e.to_string());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -123,7 +126,7 @@ pub fn quic_configs(id: &Identity) -> Result<(quinn::ServerConfig, quinn::Client
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| tls(&e))?
         .with_client_cert_verifier(client_verifier)
-        .with_single_cert(id.tls_chain.clone(), id.tls_key.clone_key())
+        .with_single_cert(id.chain.clone(), id.key.clone_key())
         .map_err(|e| tls(&e))?;
     server.alpn_protocols = vec![proto::ALPN.to_vec()];
     server.max_early_data_size = 0;
@@ -131,7 +134,7 @@ pub fn quic_configs(id: &Identity) -> Result<(quinn::ServerConfig, quinn::Client
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| tls(&e))?
         .with_root_certificates(roots)
-        .with_client_auth_cert(id.tls_chain.clone(), id.tls_key.clone_key())
+        .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
         .map_err(|e| tls(&e))?;
     client.alpn_protocols = vec![proto::ALPN.to_vec()];
     client.enable_early_data = false;
@@ -145,10 +148,20 @@ pub fn quic_configs(id: &Identity) -> Result<(quinn::ServerConfig, quinn::Client
 }
 
 /// Binds the QUIC endpoint on a UDP socket (pre-bound by tests and the demo
-/// so port 0 works). The [`Closed`] resolves once the endpoint has let go
-/// of the socket.
+/// so port 0 works), with the configs [`quic_configs`] builds from `id`.
 pub fn endpoint(id: &Identity, socket: UdpSocket) -> Result<(Endpoint, Socket), NetError> {
-    let (server, client) = quic_configs(id)?;
+    let (server, client) = quic_configs(&id.tls)?;
+    bind(server, client, socket)
+}
+
+/// Binds the QUIC endpoint on a UDP socket with these configs (`client`
+/// becomes the endpoint's default). The [`Socket`] tells when the endpoint
+/// has let go of the socket.
+pub fn bind(
+    server: quinn::ServerConfig,
+    client: quinn::ClientConfig,
+    socket: UdpSocket,
+) -> Result<(Endpoint, Socket), NetError> {
     let addr = socket.local_addr().map_err(|e| NetError::Bind {
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         source: e,
@@ -173,6 +186,12 @@ pub struct Net {
     /// Its socket, closed at shutdown (which frees the port).
     socket: Socket,
     pub links: Arc<Links>,
+    /// The client config new dials use; a reload with new TLS material
+    /// replaces it (a clone of the endpoint keeps its own default, so the
+    /// dial loops read it here).
+    client: Arc<RwLock<quinn::ClientConfig>>,
+    /// Certificate expiries: pinned members' are recorded at handshakes.
+    expiry: Arc<ExpiryWatch>,
     /// Members with a running dial loop. A loop leaves the set, under its
     /// lock, when its member no longer has a direct link, so a reload that
     /// brings the link back always finds out whether to start a new one.
@@ -183,11 +202,15 @@ pub struct Net {
 }
 
 impl Net {
-    /// Starts accepting and dialing; every task goes into `tasks` and
-    /// stops when `shutdown` turns true.
+    /// Starts accepting and dialing (dials with `client`, the config the
+    /// endpoint was bound with); every task goes into `tasks` and stops
+    /// when `shutdown` turns true. Pinned members' certificates are
+    /// recorded in `expiry` as they connect.
     pub fn start(
         core: Arc<Exchange>,
         (endpoint, socket): (Endpoint, Socket),
+        client: quinn::ClientConfig,
+        expiry: Arc<ExpiryWatch>,
         tasks: TaskTracker,
         shutdown: watch::Receiver<bool>,
     ) -> Net {
@@ -196,6 +219,7 @@ impl Net {
             core.clone(),
             endpoint.clone(),
             links.clone(),
+            expiry.clone(),
             tasks.clone(),
             shutdown.clone(),
         ));
@@ -203,6 +227,8 @@ impl Net {
             endpoint,
             socket,
             links,
+            client: Arc::new(RwLock::new(client)),
+            expiry,
             dialing: Arc::new(Mutex::new(HashSet::new())),
             tasks,
             shutdown,
@@ -220,7 +246,9 @@ impl Net {
                 self.tasks.spawn(connect::dial_loop(
                     core.clone(),
                     self.endpoint.clone(),
+                    self.client.clone(),
                     self.links.clone(),
+                    self.expiry.clone(),
                     m.id.clone(),
                     self.dialing.clone(),
                     self.tasks.clone(),
@@ -228,6 +256,15 @@ impl Net {
                 ));
             }
         }
+    }
+
+    /// Puts new TLS configs (from [`quic_configs`]) in force for new
+    /// handshakes: the server config for connections accepted from now on,
+    /// the client config for dials from now on. Established connections
+    /// keep the session they have.
+    pub fn install_tls(&self, (server, client): (quinn::ServerConfig, quinn::ClientConfig)) {
+        self.endpoint.set_server_config(Some(server));
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) = client;
     }
 
     /// Closes every connection and ignores new ones (the first step of
