@@ -640,7 +640,11 @@ impl ExpiryWatch {
             (label, e.not_after)
         });
         let mut out: Vec<(String, i64)> = own.collect();
-        out.extend(st.members.iter().map(|(id, (_, t))| (format!("member:{id}"), *t)));
+        out.extend(
+            st.members
+                .iter()
+                .map(|(id, (_, t))| (format!("member:{id}"), *t)),
+        );
         out
     }
 

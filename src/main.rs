@@ -681,8 +681,15 @@ fn id(config: &Path, json: bool) -> anyhow::Result<()> {
 fn check_config(config: &Path, json: bool) -> anyhow::Result<()> {
     let cfg = Config::load(config)?;
     let mut problems: Vec<String> = Vec::new();
-    if let Err(all) = identity::Identity::load_all(&cfg) {
-        problems.extend(all.iter().map(|e| e.to_string()));
+    match identity::Identity::load_all(&cfg) {
+        Err(all) => problems.extend(all.iter().map(|e| e.to_string())),
+        // The files load: do they work together (key matches certificate,
+        // certificate chains to the CA, names the node, not expired)?
+        Ok(id) => {
+            if let Err(e) = id.tls.verify(&cfg, vigil::time::now()) {
+                problems.push(e.to_string());
+            }
+        }
     }
     if let Err(e) = identity::load_token(&cfg.token_file, "admin.token_file") {
         problems.push(e.to_string());

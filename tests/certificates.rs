@@ -249,6 +249,15 @@ fn bad_tls_material_on_reload_is_refused_and_the_old_stays_in_force() {
         refused.contains("identity.tls_cert: is not signed by a CA certificate in"),
         "{refused}"
     );
+    // The preflight says the same before any restart would (besides the
+    // ports the running node holds).
+    let out = vigil(&["check-config", "--config", na.cfg()]);
+    assert_eq!(out.code, Some(2), "{out:#?}");
+    assert!(
+        out.stderr
+            .contains("identity.tls_cert: is not signed by a CA certificate in"),
+        "{out:#?}"
+    );
     assert!(
         lines_with(&na, &["TLS certificate, key and CA replaced"]).is_empty(),
         "{}",
