@@ -385,3 +385,50 @@ fn certificates_near_expiry_are_warned_at_start_at_reload_and_at_handshake() {
     );
     na.stop();
 }
+
+#[test]
+fn a_renewed_certificate_is_presented_after_sighup_while_links_stay_up() {
+    let fed = Federation::new();
+    let ca = fed.dir.path().join("ca");
+    let (a, b, c) = (fed.init("alpha"), fed.init("bravo"), fed.init("charlie"));
+    a.add_member(&b);
+    b.add_member(&a);
+    a.add_member(&c);
+    // charlie accepts alpha only with its renewed certificate, pinned.
+    let renewed = short_lived_cert(&ca, "alpha", 365);
+    c.add_member(&a);
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(renewed.0.as_bytes()).unwrap();
+    let pin = hex::encode(vigil::identity::cert_sha256(&der));
+    let mut text = fs::read_to_string(&c.config).unwrap();
+    text.push_str(&format!("cert_sha256 = \"{pin}\"\n"));
+    fs::write(&c.config, text).unwrap();
+
+    let _nb = b.start();
+    let na = a.start();
+    wait_for_line(&na, &["member connected", "peer=bravo", "outgoing=true"], 0);
+    let since = wait_connected(&na, "bravo");
+    let bravo_links = |n: &RunningNode| {
+        lines_with(n, &["member connected and proved its signing key", "bravo"]).len()
+    };
+    let links_before = bravo_links(&na);
+
+    // Before: alpha presents its first certificate, and charlie refuses it.
+    let nc = c.start();
+    wait_for_line(&nc, &["does not match its cert_sha256 pin"], 0);
+    assert_eq!(peer(&nc, "alpha")["connected"], false);
+
+    // The renewed certificate and key on disk, then SIGHUP: charlie links.
+    replace_cert(&a, &renewed);
+    signal(na.pid(), "-HUP");
+    wait_for_line(&na, &["TLS certificate, key and CA replaced"], 0);
+    wait_connected(&nc, "alpha");
+    wait_connected(&na, "charlie");
+
+    // bravo's link stayed up on the same connection.
+    let p = peer(&na, "bravo");
+    assert_eq!(p["connected"], true, "{p}");
+    assert_eq!(p["since"], since.as_str(), "bravo's link was remade: {p}");
+    assert_eq!(bravo_links(&na), links_before, "{}", na.log());
+    na.stop();
+}
