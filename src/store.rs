@@ -708,6 +708,9 @@ pub struct Store {
     writer: Mutex<Counters>,
     /// Held while this node's own messages are numbered and written.
     issuing: Mutex<()>,
+    /// The last processing-log entry committed, readable without the
+    /// writer (`/metrics`).
+    audit_seq: std::sync::atomic::AtomicU64,
     index: RwLock<Index>,
     head: tokio::sync::watch::Sender<u64>,
     /// Written after every flush with what it made durable; checked at
@@ -1057,6 +1060,9 @@ impl<'s> Tx<'s> {
         }
         c.next_local = self.next_local;
         c.audit = self.audit_head;
+        self.store
+            .audit_seq
+            .store(c.audit.0, std::sync::atomic::Ordering::Release);
         let mut ix = self.store.index.write().unwrap_or_else(|p| p.into_inner());
         for op in ops {
             ix.apply(op);
@@ -1312,6 +1318,7 @@ impl Store {
                 audit,
             }),
             issuing: Mutex::new(()),
+            audit_seq: std::sync::atomic::AtomicU64::new(audit.0),
             index: RwLock::new(index),
             head: tx,
             record: std::sync::OnceLock::new(),
@@ -1348,6 +1355,13 @@ impl Store {
     /// `Err(DiskLow)` when free space is below the reserve.
     pub fn check_space(&self) -> Result<(), StoreError> {
         self.space.check().map_err(StoreError::DiskLow)
+    }
+
+    /// `Err(DiskLow)` unless a copy of the store (a backup's spool) fits
+    /// above the reserve.
+    pub fn check_space_for_copy(&self) -> Result<(), StoreError> {
+        let size = self.size_on_disk()?;
+        self.space.check_room_for(size).map_err(StoreError::DiskLow)
     }
 
     /// A receiver that changes whenever the log grows (value: last seq).
@@ -2017,9 +2031,10 @@ impl Store {
         Ok(self.db.size_on_disk()?)
     }
 
-    /// Entries in the processing log (`/metrics`).
+    /// Entries in the processing log (`/metrics`): read without the
+    /// writer, so a scrape never waits for a write or a backup.
     pub fn audit_len(&self) -> u64 {
-        self.mark().audit_seq
+        self.audit_seq.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// How many notices are held in each state (`/metrics`).

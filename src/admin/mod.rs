@@ -60,6 +60,8 @@ struct AppState {
     shutdown: watch::Receiver<bool>,
     /// What `/metrics` reads besides the exchange and the links.
     sources: MetricsSources,
+    /// One backup at a time: each spools a copy of the store.
+    backups: Arc<tokio::sync::Semaphore>,
 }
 
 /// What `GET /metrics` reads that the admin API does not otherwise hold.
@@ -326,6 +328,7 @@ pub fn router(
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
         sources,
+        backups: Arc::new(tokio::sync::Semaphore::new(1)),
     };
     tasks.spawn(auth::summarize_each_window(state.clone(), shutdown));
     let authed = Router::new()
@@ -527,11 +530,21 @@ async fn backup(
     Extension(p): Extension<Principal>,
 ) -> Result<Response, ApiError> {
     use std::io::{Seek, SeekFrom};
+    let Ok(_one) = s.backups.clone().try_acquire_owned() else {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            ErrorBody {
+                error: "a backup is already running; try again when it ends".into(),
+                field: None,
+            },
+        ));
+    };
     let core = s.core.clone();
     let actor = p.actor();
     let (file, summary) = blocking(&s.tasks, move || {
         let store = core.store();
-        store.check_space().map_err(ApiError::from)?;
+        // The spool is about the store's size, on the same file system.
+        store.check_space_for_copy().map_err(ApiError::from)?;
         // Who copied the store is in the copy (its last entry).
         core.record_consult(
             &p.actor(),
@@ -559,7 +572,15 @@ async fn backup(
         records = summary.records,
         "store backed up"
     );
-    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    // The permit goes with the body: the next backup waits until this
+    // one's spool is sent (or dropped) and gone.
+    let stream = {
+        use tokio_stream::StreamExt;
+        tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)).map(move |chunk| {
+            let _held = &_one;
+            chunk
+        })
+    };
     let meta = serde_json::to_string(&summary).map_err(|e| ApiError::internal(&e))?;
     Ok((
         [

@@ -20,8 +20,11 @@ struct Manifest<'a> {
     summary: &'a Summary,
 }
 
-/// Refuses `dir` unless it is missing or empty, then makes it (0700).
-fn fresh_dir(dir: &Path, what: &str) -> anyhow::Result<()> {
+/// Refuses `dir` unless it is missing or empty, then makes it (or sets
+/// it) mode 0700. Returns whether it made it.
+fn fresh_dir(dir: &Path, what: &str) -> anyhow::Result<bool> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let bad = |e: std::io::Error| Usage(format!("{what} {}: {e}", dir.display()));
     if let Ok(mut entries) = std::fs::read_dir(dir) {
         if entries.next().is_some() {
             return Err(Usage(format!(
@@ -30,14 +33,15 @@ fn fresh_dir(dir: &Path, what: &str) -> anyhow::Result<()> {
             ))
             .into());
         }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(bad)?;
+        return Ok(false);
     }
-    use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| Usage(format!("{what} {}: {e}", dir.display())))?;
-    Ok(())
+        .map_err(bad)?;
+    Ok(true)
 }
 
 /// `vigil backup --config F --out DIR`: a consistent copy of the running
@@ -46,7 +50,20 @@ fn fresh_dir(dir: &Path, what: &str) -> anyhow::Result<()> {
 pub fn backup(config: &Path, out: &Path, json: bool) -> anyhow::Result<()> {
     let c = client(config)?;
     let node = vigil::config::Config::load(config)?.node_id;
-    fresh_dir(out, "--out")?;
+    let made = fresh_dir(out, "--out")?;
+    let result = backup_into(&c, &node, out, json);
+    if result.is_err() {
+        // Leave nothing that would make a retry refuse `--out`.
+        let _ = std::fs::remove_file(out.join(format!("{STORE_FILE}.part")));
+        if made {
+            let _ = std::fs::remove_dir(out);
+        }
+    }
+    result
+}
+
+/// [`backup`]'s work once `out` is ready.
+fn backup_into(c: &vigil::admin::Client, node: &str, out: &Path, json: bool) -> anyhow::Result<()> {
     let part = out.join(format!("{STORE_FILE}.part"));
     let rt = runtime()?;
     let (header, bytes) = rt.block_on(async {
@@ -76,7 +93,7 @@ pub fn backup(config: &Path, out: &Path, json: bool) -> anyhow::Result<()> {
     let file = out.join(STORE_FILE);
     std::fs::rename(&part, &file).with_context(|| file.display().to_string())?;
     let manifest = Manifest {
-        node: &node,
+        node,
         taken_at: vigil::time::rfc3339(vigil::time::now()),
         dir: out.display().to_string(),
         file: STORE_FILE,
@@ -120,7 +137,10 @@ pub fn restore(from: &Path, data_dir: &Path, json: bool) -> anyhow::Result<()> {
             BackupError::NotABackup { .. }
             | BackupError::Format { .. }
             | BackupError::NotEmpty { .. }
-            | BackupError::Chain { .. } => anyhow::Error::from(Usage(e.to_string())),
+            | BackupError::Chain { .. }
+            | BackupError::Store(
+                vigil::store::StoreError::Corrupt(_) | vigil::store::StoreError::Unreadable { .. },
+            ) => anyhow::Error::from(Usage(e.to_string())),
             BackupError::Io { .. } if !file.exists() => {
                 Usage(format!("--from {}: no {STORE_FILE} there", from.display())).into()
             }

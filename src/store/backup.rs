@@ -149,6 +149,9 @@ impl<W: Write> Digesting<W> {
     }
 }
 
+/// One key and its value.
+type Record = (Vec<u8>, Vec<u8>);
+
 /// Reads a backup file record by record, hashing as it goes.
 struct Reader {
     path: String,
@@ -210,8 +213,20 @@ impl Reader {
         if len > MAX_RECORD {
             return Err(self.not(format!("a record of {len} bytes")));
         }
-        let mut b = vec![0u8; len as usize];
-        self.exact(&mut b, true)?;
+        // Grown as bytes arrive, so a short file cannot make a large
+        // allocation by naming a large length.
+        let mut b = Vec::new();
+        let got = (&mut self.inner)
+            .take(u64::from(len))
+            .read_to_end(&mut b)
+            .map_err(|source| BackupError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        if got != len as usize {
+            return Err(self.not("it ends early (truncated?)"));
+        }
+        self.digest.update(&b);
         Ok(b)
     }
 
@@ -229,7 +244,7 @@ impl Reader {
     }
 
     /// The next (key, value), or `None` at the end marker.
-    fn record(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>, BackupError> {
+    fn record(&mut self) -> Result<Option<Record>, BackupError> {
         let klen = self.u32()?;
         if klen == END {
             return Ok(None);
@@ -346,10 +361,56 @@ pub fn restore(
             });
         }
     }
+    // Everything is made in a folder beside the target and renamed into
+    // place only once every check passed: a restore that fails or is
+    // interrupted leaves no data directory a node could start on.
+    let name = data_dir
+        .file_name()
+        .ok_or_else(|| BackupError::NotEmpty {
+            dir: format!("{} (no folder name)", data_dir.display()),
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match data_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let staging = parent.join(format!(".{name}.restoring-{fresh_epoch:016x}"));
+    let made = restore_into(from, &staging, summary, fresh_epoch, now);
+    let made = made.and_then(|r| {
+        std::fs::rename(&staging, data_dir).map_err(io)?;
+        std::fs::File::open(&parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+        Ok(r)
+    });
+    match made {
+        Ok(mut r) => {
+            r.data_dir = data_dir.to_path_buf();
+            Ok(r)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(e)
+        }
+    }
+}
+
+/// [`restore`]'s work, in `data_dir` (the staging folder).
+fn restore_into(
+    from: &Path,
+    data_dir: &Path,
+    summary: Summary,
+    fresh_epoch: u64,
+    now: i64,
+) -> Result<Restored, BackupError> {
+    let io = |source| BackupError::Io {
+        path: data_dir.display().to_string(),
+        source,
+    };
     {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
-            .recursive(true)
             .mode(0o700)
             .create(data_dir)
             .map_err(io)?;
@@ -536,6 +597,45 @@ mod tests {
         let e = restore(&bad, &dir.path().join("b"), 1, 20).unwrap_err();
         assert!(matches!(e, BackupError::NotABackup { .. }), "{e}");
         assert!(!dir.path().join("b").exists());
+
+        // A file whose digest holds but whose contents do not match its
+        // header (the processing log left out): refused after the copy,
+        // and the half-made folder is removed.
+        let forged = dir.path().join("forged.vbk");
+        let mut r = Reader::open(&file).unwrap();
+        let header = r.header().unwrap();
+        let mut w = Digesting::new(File::create(&forged).unwrap());
+        w.put(MAGIC).unwrap();
+        for n in [header.0, header.1, header.2] {
+            w.put(&n.to_be_bytes()).unwrap();
+        }
+        w.put(&header.3).unwrap();
+        let mut kept = 0u64;
+        while let Some((k, v)) = r.record().unwrap() {
+            if k.first() == Some(&super::super::AUDIT) {
+                continue;
+            }
+            for part in [&k, &v] {
+                w.put(&(part.len() as u32).to_be_bytes()).unwrap();
+                w.put(part).unwrap();
+            }
+            kept += 1;
+        }
+        w.put(&END.to_be_bytes()).unwrap();
+        w.put(&kept.to_be_bytes()).unwrap();
+        let digest: [u8; 32] = w.digest.clone().finalize().into();
+        w.inner.write_all(&digest).unwrap();
+        drop(w);
+        check(&forged).unwrap();
+        let target = dir.path().join("c");
+        let e = restore(&forged, &target, 1, 20).unwrap_err();
+        assert!(e.to_string().contains("processing-log entry"), "{e}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("restoring") || n == "c")
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
 
         let e = check(&dir.path().join("src").join("vigil.lock")).unwrap_err();
         assert!(e.to_string().contains("not a vigil backup"), "{e}");

@@ -93,6 +93,21 @@ impl Space {
         }
     }
 
+    /// `Err(Low)` unless `extra` bytes more could be written and the
+    /// space left would still be above the reserve (a backup's spool).
+    pub fn check_room_for(&self, extra: u64) -> Result<(), Low> {
+        let (Ok(available), Ok(reserve)) = (fs2::available_space(&self.dir), self.reserve()) else {
+            return Ok(());
+        };
+        match available.checked_sub(extra) {
+            Some(left) if left >= reserve => Ok(()),
+            _ => Err(Low {
+                available,
+                reserve: reserve.saturating_add(extra),
+            }),
+        }
+    }
+
     /// Whether the last check found the store below the reserve.
     pub fn is_low(&self) -> bool {
         self.low.load(Ordering::Relaxed)
