@@ -709,9 +709,11 @@ pub struct NodeTls {
 
 /// Issues a node certificate with the node id as its DNS name, signed by the CA.
 pub fn issue_node_cert(ca: &CaFiles, node_id: &str) -> Result<NodeTls, rcgen::Error> {
-    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose,
+    };
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
-    let ca_cert = CertificateParams::from_ca_cert_pem(&ca.cert_pem)?.self_signed(&ca_key)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
     let mut params = CertificateParams::new(vec![node_id.to_string()])?;
     params.distinguished_name.push(DnType::CommonName, node_id);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -723,7 +725,7 @@ pub fn issue_node_cert(ca: &CaFiles, node_id: &str) -> Result<NodeTls, rcgen::Er
     params.not_before = now - ::time::Duration::days(1);
     params.not_after = now + ::time::Duration::days(365 * 5);
     let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
+    let cert = params.signed_by(&key, &issuer)?;
     Ok(NodeTls {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),

@@ -290,13 +290,12 @@ fn bad_tls_material_on_reload_is_refused_and_the_old_stays_in_force() {
 /// A certificate for `id` from the CA in `ca`, valid until `days` from now
 /// less an hour (so whole days left is `days - 1`): (cert PEM, key PEM).
 fn short_lived_cert(ca: &Path, id: &str, days: i64) -> (String, String) {
-    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose,
+    };
     let ca_key = KeyPair::from_pem(&fs::read_to_string(ca.join("ca.key")).unwrap()).unwrap();
-    let ca_cert =
-        CertificateParams::from_ca_cert_pem(&fs::read_to_string(ca.join("ca.crt")).unwrap())
-            .unwrap()
-            .self_signed(&ca_key)
-            .unwrap();
+    let issuer =
+        Issuer::from_ca_cert_pem(&fs::read_to_string(ca.join("ca.crt")).unwrap(), ca_key).unwrap();
     let mut params = CertificateParams::new(vec![id.to_string()]).unwrap();
     params.distinguished_name.push(DnType::CommonName, id);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -308,7 +307,7 @@ fn short_lived_cert(ca: &Path, id: &str, days: i64) -> (String, String) {
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(days) - time::Duration::hours(1);
     let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
     (cert.pem(), key.serialize_pem())
 }
 
