@@ -87,43 +87,6 @@ fn new_ca(dir: &Path) {
     vigil(&["ca", "init", "--dir", s(dir)]).assert_ok("vigil ca init");
 }
 
-/// `vigil init` for `id` with the CA in `ca` (not the federation's), on
-/// fresh loopback ports.
-fn init_with_ca(fed: &Federation, id: &str, ca: &Path) -> NodeDir {
-    let dir = fed.dir.path().join(id);
-    let listen = format!("127.0.0.1:{}", free_udp_port());
-    let admin = format!("127.0.0.1:{}", free_tcp_port());
-    let out = vigil(&[
-        "init",
-        "--node-id",
-        id,
-        "--dir",
-        s(&dir),
-        "--ca-cert",
-        s(&ca.join("ca.crt")),
-        "--ca-key",
-        s(&ca.join("ca.key")),
-        "--listen",
-        &listen,
-        "--admin-listen",
-        &admin,
-    ]);
-    out.assert_ok("vigil init");
-    let config = dir.join("vigil.toml");
-    let out = vigil(&["id", "--config", s(&config), "--json"]);
-    out.assert_ok("vigil id --json");
-    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
-    NodeDir {
-        id: id.to_string(),
-        config,
-        dir,
-        listen,
-        init_line: out.stdout.trim().to_string(),
-        key: v["signing_key"].as_str().unwrap().to_string(),
-        encryption_key: v["encryption_key"].as_str().unwrap().to_string(),
-    }
-}
-
 /// Gives `node` a CA file of its own (`ca-bundle.crt` beside its config)
 /// holding `cas` one after the other, named by `identity.ca_cert`.
 fn own_ca_file(node: &NodeDir, cas: &[&Path]) -> std::path::PathBuf {
@@ -150,7 +113,7 @@ fn sighup_puts_a_new_ca_in_force_for_new_handshakes_and_links_stay_up() {
     let a = fed.init("alpha");
     let b = fed.init("bravo");
     // charlie's certificate comes from a second CA; it trusts both.
-    let c = init_with_ca(&fed, "charlie", &ca2);
+    let c = fed.init_with_ca("charlie", &ca2);
     let a_ca = own_ca_file(&a, &[&ca1]);
     own_ca_file(&c, &[&ca1, &ca2]);
     a.add_member(&b);
@@ -311,6 +274,17 @@ fn short_lived_cert(ca: &Path, id: &str, days: i64) -> (String, String) {
     (cert.pem(), key.serialize_pem())
 }
 
+/// Pins `cert_pem` (`cert_sha256`) in the last `[[members]]` entry of
+/// `node`'s config.
+fn pin_last_member(node: &NodeDir, cert_pem: &str) {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+    let pin = hex::encode(vigil::identity::cert_sha256(&der));
+    let mut text = fs::read_to_string(&node.config).unwrap();
+    text.push_str(&format!("cert_sha256 = \"{pin}\"\n"));
+    fs::write(&node.config, text).unwrap();
+}
+
 /// Puts a certificate and key in place of a node's (the key stays 0600).
 fn replace_cert(node: &NodeDir, (cert, key): &(String, String)) {
     fs::write(node.dir.join(format!("{}.crt", node.id)), cert).unwrap();
@@ -329,12 +303,7 @@ fn certificates_near_expiry_are_warned_at_start_at_reload_and_at_handshake() {
     a.add_member(&b);
     b.add_member(&a);
     // alpha pins bravo's certificate.
-    use rustls_pki_types::pem::PemObject;
-    let der = rustls_pki_types::CertificateDer::from_pem_slice(bravo.0.as_bytes()).unwrap();
-    let pin = hex::encode(vigil::identity::cert_sha256(&der));
-    let mut text = fs::read_to_string(&a.config).unwrap();
-    text.push_str(&format!("cert_sha256 = \"{pin}\"\n"));
-    fs::write(&a.config, text).unwrap();
+    pin_last_member(&a, &bravo.0);
 
     let na = a.start();
     let line = wait_for_line(
@@ -396,12 +365,7 @@ fn a_renewed_certificate_is_presented_after_sighup_while_links_stay_up() {
     // charlie accepts alpha only with its renewed certificate, pinned.
     let renewed = short_lived_cert(&ca, "alpha", 365);
     c.add_member(&a);
-    use rustls_pki_types::pem::PemObject;
-    let der = rustls_pki_types::CertificateDer::from_pem_slice(renewed.0.as_bytes()).unwrap();
-    let pin = hex::encode(vigil::identity::cert_sha256(&der));
-    let mut text = fs::read_to_string(&c.config).unwrap();
-    text.push_str(&format!("cert_sha256 = \"{pin}\"\n"));
-    fs::write(&c.config, text).unwrap();
+    pin_last_member(&c, &renewed.0);
 
     let _nb = b.start();
     let na = a.start();

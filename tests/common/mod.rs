@@ -214,8 +214,13 @@ impl Federation {
     /// `vigil init` for a node on fresh loopback ports; checks what it
     /// printed (`ID ed25519:BASE64`).
     pub fn init(&self, id: &str) -> NodeDir {
+        self.init_with_ca(id, &self.dir.path().join("ca"))
+    }
+
+    /// Like [`Federation::init`], with its certificate from the CA in
+    /// the folder `ca` (`ca.crt`, `ca.key`), which names it in its config.
+    pub fn init_with_ca(&self, id: &str, ca: &Path) -> NodeDir {
         let dir = self.dir.path().join(id);
-        let ca = self.dir.path().join("ca");
         let listen = format!("127.0.0.1:{}", free_udp_port());
         let admin = format!("127.0.0.1:{}", free_tcp_port());
         let out = vigil(&[
