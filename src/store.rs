@@ -145,6 +145,10 @@ const HIT_ACK: u8 = b'Q';
 const META_SCHEMA: &[u8] = b"schema";
 const META_EPOCH: &[u8] = b"epoch";
 const META_OWN: &[u8] = b"own";
+/// The id recorded with the own seq when no own notice is held (a store
+/// restored from a backup taken before this node issued anything): the
+/// next notice names no previous one.
+const NO_PREVIOUS: [u8; 32] = [0; 32];
 
 fn key(tag: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
@@ -1487,6 +1491,7 @@ impl Store {
         let _issuing = self.issuing.lock().unwrap_or_else(|p| p.into_inner());
         let (mut seq, mut prev) = match self.own_last()? {
             None => (0, None),
+            Some((s, p)) if p.0 == NO_PREVIOUS => (s, None),
             Some((s, p)) => (s, Some(p)),
         };
         let mut issued = Vec::with_capacity(count);

@@ -22,7 +22,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{key, read_u64, AuditEntry, Store, StoreError, META, META_EPOCH, SCHEMA_VERSION};
+use super::{
+    dec, enc, key, read_u64, AuditEntry, Store, StoreError, META, META_EPOCH, META_OWN,
+    NO_PREVIOUS, SCHEMA_VERSION,
+};
+use crate::notice::NoticeId;
 
 const MAGIC: &[u8; 8] = b"VIGILBK1";
 /// The end marker where a key length would be.
@@ -34,6 +38,10 @@ const MAX_RECORD: u32 = 256 << 20;
 pub const STORE_FILE: &str = "store.vbk";
 /// The file describing it.
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// How far a restored store's own numbering jumps past the backup's last
+/// own notice: more notices than a node issues between a backup and its
+/// restore.
+pub const RESTORE_SEQ_GAP: u64 = 1 << 20;
 /// Records per sled batch while restoring.
 const RESTORE_BATCH: usize = 4096;
 
@@ -432,6 +440,21 @@ fn restore_into(
             Ok(())
         })?;
         tree.apply_batch(batch).map_err(StoreError::from)?;
+        // Own notices issued after the backup are held by members, not
+        // here: numbering on far past the backup's last keeps a new notice
+        // from taking a number a member already holds (members check only
+        // that one number names one notice; gaps are allowed).
+        let own: Option<(u64, NoticeId)> = tree
+            .get(key(META, META_OWN))
+            .map_err(StoreError::from)?
+            .map(|b| dec(&b, "own counters"))
+            .transpose()?;
+        let (seq, last) = own.unwrap_or((0, NoticeId(NO_PREVIOUS)));
+        tree.insert(
+            key(META, META_OWN),
+            enc(&(seq.saturating_add(RESTORE_SEQ_GAP), last))?,
+        )
+        .map_err(StoreError::from)?;
         let old = read_u64(
             tree.get(key(META, META_EPOCH)).map_err(StoreError::from)?,
             "epoch",
@@ -561,6 +584,11 @@ mod tests {
             (back.head(), back.audit_len()),
             (made.head, 3),
             "plus the restore's entry"
+        );
+        // Numbering goes on far past the backup's (here: none issued).
+        assert_eq!(
+            back.own_last().unwrap(),
+            Some((RESTORE_SEQ_GAP, NoticeId(NO_PREVIOUS)))
         );
 
         // Restoring over something is refused.
