@@ -71,6 +71,24 @@ fn wait_connected(node: &RunningNode, member: &str) -> String {
     )
 }
 
+/// Times `node` logged that bravo connected and proved its key.
+fn bravo_links(node: &RunningNode) -> usize {
+    lines_with(
+        node,
+        &["member connected and proved its signing key", "bravo"],
+    )
+    .len()
+}
+
+/// `node`'s link to bravo is the one it had: up, with the same start, and
+/// no new one proved since `links_before` were counted.
+fn assert_bravo_link_kept(node: &RunningNode, since: &str, links_before: usize) {
+    let p = peer(node, "bravo");
+    assert_eq!(p["connected"], true, "{p}");
+    assert_eq!(p["since"], since, "bravo's link was remade: {p}");
+    assert_eq!(bravo_links(node), links_before, "{}", node.log());
+}
+
 /// Replaces the config line that starts with `key` by `line`.
 fn set_line(config: &Path, key: &str, line: &str) {
     let text = fs::read_to_string(config).unwrap();
@@ -126,9 +144,6 @@ fn sighup_puts_a_new_ca_in_force_for_new_handshakes_and_links_stay_up() {
     let na = a.start();
     wait_for_line(&na, &["member connected", "peer=bravo", "outgoing=true"], 0);
     let since = wait_connected(&na, "bravo");
-    let bravo_links = |n: &RunningNode| {
-        lines_with(n, &["member connected and proved its signing key", "bravo"]).len()
-    };
     let links_before = bravo_links(&na);
     assert!(links_before >= 1, "{}", na.log());
 
@@ -150,10 +165,7 @@ fn sighup_puts_a_new_ca_in_force_for_new_handshakes_and_links_stay_up() {
 
     // The link to bravo stayed up on the same connection: same start,
     // no new one proved.
-    let p = peer(&na, "bravo");
-    assert_eq!(p["connected"], true, "{p}");
-    assert_eq!(p["since"], since.as_str(), "bravo's link was remade: {p}");
-    assert_eq!(bravo_links(&na), links_before, "{}", na.log());
+    assert_bravo_link_kept(&na, &since, links_before);
     assert!(
         lines_with(&na, &["config reload refused"]).is_empty(),
         "{}",
@@ -371,9 +383,6 @@ fn a_renewed_certificate_is_presented_after_sighup_while_links_stay_up() {
     let na = a.start();
     wait_for_line(&na, &["member connected", "peer=bravo", "outgoing=true"], 0);
     let since = wait_connected(&na, "bravo");
-    let bravo_links = |n: &RunningNode| {
-        lines_with(n, &["member connected and proved its signing key", "bravo"]).len()
-    };
     let links_before = bravo_links(&na);
 
     // Before: alpha presents its first certificate, and charlie refuses it.
@@ -389,9 +398,6 @@ fn a_renewed_certificate_is_presented_after_sighup_while_links_stay_up() {
     wait_connected(&na, "charlie");
 
     // bravo's link stayed up on the same connection.
-    let p = peer(&na, "bravo");
-    assert_eq!(p["connected"], true, "{p}");
-    assert_eq!(p["since"], since.as_str(), "bravo's link was remade: {p}");
-    assert_eq!(bravo_links(&na), links_before, "{}", na.log());
+    assert_bravo_link_kept(&na, &since, links_before);
     na.stop();
 }
