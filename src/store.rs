@@ -141,6 +141,12 @@ const META: u8 = b'M';
 const RELAYED: u8 = b'R';
 /// Officers' acknowledgements of hit reports, by hit id.
 const HIT_ACK: u8 = b'Q';
+/// By notice id ‖ origin: an update or cancel held here whose target is
+/// not (yet): the effect it has on the target when that arrives later, by
+/// another way than the one that brought the update or cancel. Keyed by
+/// the origin too, since only the target's own origin may change it, and
+/// whether it is cannot be checked before the target is held.
+const WAITING: u8 = b'W';
 
 const META_SCHEMA: &[u8] = b"schema";
 const META_EPOCH: &[u8] = b"epoch";
@@ -283,6 +289,10 @@ pub enum Delivery {
         via: Vec<String>,
         stripped: Vec<SubjectField>,
     },
+    /// Sealed to the member, but every relay it went through refused to
+    /// carry it (the last one's reason). Not final: a relay not yet tried
+    /// may still carry it, which makes it `Transit` again.
+    RelaysRefused { at: i64, reason: String },
 }
 
 impl Delivery {
@@ -293,6 +303,12 @@ impl Delivery {
             Delivery::Sent { .. } | Delivery::Delivered { .. } | Delivery::Transit { .. }
         )
     }
+}
+
+fn waiting_key(target: &NoticeId, origin: &str) -> Vec<u8> {
+    let mut k = key(WAITING, &target.0);
+    k.extend_from_slice(origin.as_bytes());
+    k
 }
 
 fn delivery_key(id: &NoticeId, member: &str) -> Vec<u8> {
@@ -407,6 +423,14 @@ pub struct Effect {
     /// Erase the target's personal data (its disclosures), keeping the
     /// signed body as a tombstone so ids, feeds and audits stay consistent.
     pub erase: bool,
+}
+
+/// An effect waiting for its target (key `W`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Waiting {
+    by: NoticeId,
+    state: NoticeState,
+    erase: bool,
 }
 
 /// Local metadata of a held notice, kept in its log entry.
@@ -745,7 +769,8 @@ struct Tx<'s> {
     log: HashMap<u64, Pending>,
     ids: HashMap<NoticeId, u64>,
     hits: HashSet<[u8; 32]>,
-    puts: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Keys this write sets (or, with `None`, removes).
+    puts: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// New audit entries, encoded, in chain order.
     audit: Vec<(u64, Vec<u8>)>,
     ops: Vec<Op>,
@@ -776,7 +801,19 @@ impl<'s> Tx<'s> {
     }
 
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.puts.insert(key, value);
+        self.puts.insert(key, Some(value));
+    }
+
+    fn remove(&mut self, key: Vec<u8>) {
+        self.puts.insert(key, None);
+    }
+
+    /// A value as this write leaves it.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.puts.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => Ok(self.store.tree.get(key)?.map(|v| v.to_vec())),
+        }
     }
 
     fn meta(&self, local: u64) -> Result<Option<Meta>, StoreError> {
@@ -867,7 +904,29 @@ impl<'s> Tx<'s> {
         self.ops.push(Op::add(&row(local, &meta)));
         self.ids.insert(m.id, local);
         if let Some(e) = m.effect {
-            self.effect(e, m.id)?;
+            self.effect(e, m.id, m.origin)?;
+        }
+        // An update or cancel of this very notice, by its origin, came
+        // first.
+        let waiting = waiting_key(&m.id, m.origin);
+        if let Some(v) = self.get(&waiting)? {
+            let w: Waiting = dec(&v, "waiting effect")?;
+            self.remove(waiting);
+            let mut e = Effect {
+                target: m.id,
+                state: w.state,
+                erase: w.erase,
+            };
+            // Superseded by a version since cancelled: erased with it.
+            if let Some(by) = self.find(&w.by)? {
+                if let Some(meta) = self.meta(by)? {
+                    if meta.erased {
+                        e.state = meta.state;
+                        e.erase = true;
+                    }
+                }
+            }
+            self.effect(&e, w.by, m.origin)?;
         }
         Ok(local)
     }
@@ -941,7 +1000,7 @@ impl<'s> Tx<'s> {
     /// target not held here is left alone. Erasure follows the target's
     /// chain of updates back, so a cancelled notice leaves no superseded
     /// version holding personal data behind.
-    fn effect(&mut self, e: &Effect, by: NoticeId) -> Result<(), StoreError> {
+    fn effect(&mut self, e: &Effect, by: NoticeId, origin: &str) -> Result<(), StoreError> {
         let mut next = Some(e.target);
         let mut by = Some(by);
         for _ in 0..MAX_CHAIN {
@@ -949,6 +1008,24 @@ impl<'s> Tx<'s> {
                 break;
             };
             let Some(local) = self.find(&target)? else {
+                // The update or cancel came before its target: it takes
+                // effect when the target arrives.
+                if let Some(by) = by {
+                    let k = waiting_key(&target, origin);
+                    // A cancel waiting already is not undone by an update.
+                    let erasing = match self.get(&k)? {
+                        Some(v) => dec::<Waiting>(&v, "waiting effect")?.erase,
+                        None => false,
+                    };
+                    if e.erase || !erasing {
+                        let w = Waiting {
+                            by,
+                            state: e.state,
+                            erase: e.erase,
+                        };
+                        self.put(k, enc(&w)?);
+                    }
+                }
                 break;
             };
             next = self
@@ -1048,7 +1125,10 @@ impl<'s> Tx<'s> {
             ops.push(Op::Pack { start });
         }
         for (k, v) in self.puts {
-            b.insert(k, v);
+            match v {
+                Some(v) => b.insert(k, v),
+                None => b.remove(k),
+            }
         }
         for block in self.audit.chunks(AUDIT_BLOCK) {
             // postcard writes a Vec as its length then each element, so a
@@ -1850,6 +1930,23 @@ impl Store {
             .transpose()
     }
 
+    /// Records what became of notices toward members, with the audit
+    /// entries that say why, in one write.
+    pub fn record_outcomes(
+        &self,
+        outcomes: &[(NoticeId, String, Delivery)],
+        audits: &[AuditDraft],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            for (id, member, d) in outcomes {
+                tx.put(delivery_key(id, member), enc(d)?);
+            }
+            tx.audit(audits, now)?;
+            Ok(())
+        })
+    }
+
     /// Records a member's signed receipt for this node's feed and what it
     /// says of each notice the batch carried.
     pub fn record_receipt(
@@ -2272,6 +2369,84 @@ mod tests {
             .collect()
     }
 
+    /// A batch from bravo of `accepted`, at log position `through`.
+    fn batch_of(through: u64, accepted: Vec<Accepted>) -> InboundBatch {
+        InboundBatch {
+            peer: "bravo".into(),
+            epoch: 7,
+            through,
+            accepted,
+            hits: Vec::new(),
+            relayed: Vec::new(),
+            reports: Vec::new(),
+            outcomes: Vec::new(),
+            audits: Vec::new(),
+            now: NOW,
+        }
+    }
+
+    #[test]
+    fn an_update_and_cancel_that_came_first_take_effect_when_their_target_arrives() {
+        let n1 = accepted(1, "P1", Action::Issue, None);
+        let n2 = accepted(
+            2,
+            "P2",
+            Action::Update { supersedes: n1.id },
+            Some(Effect {
+                target: n1.id,
+                state: NoticeState::Superseded,
+                erase: false,
+            }),
+        );
+        let mut n3 = accepted(
+            3,
+            "P3",
+            Action::Cancel {
+                target: n2.id,
+                reason: "found".into(),
+            },
+            Some(Effect {
+                target: n2.id,
+                state: NoticeState::Cancelled,
+                erase: true,
+            }),
+        );
+        n3.envelope.disclosures.clear();
+        let n4 = accepted(4, "P4", Action::Issue, None);
+        // Another member names n4 in a cancel of its own: it cannot be
+        // checked before n4 is held, and must not count when it is.
+        let mut forged = accepted(
+            5,
+            "P5",
+            Action::Cancel {
+                target: n4.id,
+                reason: "forged".into(),
+            },
+            Some(Effect {
+                target: n4.id,
+                state: NoticeState::Cancelled,
+                erase: true,
+            }),
+        );
+        forged.origin = "charlie".into();
+        let (id1, id4) = (n1.id, n4.id);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 7).unwrap();
+        store
+            .apply_batch(&batch_of(2, vec![n2, n3, forged]))
+            .unwrap();
+        store.apply_batch(&batch_of(4, vec![n1, n4])).unwrap();
+        let (rec, env) = store.get(&id1).unwrap().unwrap();
+        assert_eq!(rec.state, NoticeState::Cancelled);
+        assert!(rec.erased && env.disclosures.is_empty());
+        assert!(passport(&store, "P1").is_empty());
+        let (rec, env) = store.get(&id4).unwrap().unwrap();
+        assert_eq!(rec.state, NoticeState::Active);
+        assert!(!env.disclosures.is_empty());
+        assert_eq!(passport(&store, "P4"), vec![id4]);
+        assert_eq!(counts_by_state(&store), recount_by_state(&store));
+    }
+
     #[test]
     fn one_batch_updates_and_cancels_what_it_carries_and_reopens_the_same() {
         let n1 = accepted(1, "P1", Action::Issue, None);
@@ -2315,18 +2490,7 @@ mod tests {
             effect: None,
             carried: None,
         };
-        let batch = InboundBatch {
-            peer: "bravo".into(),
-            epoch: 7,
-            through: 4,
-            accepted: vec![n1, dup, n2, n3, n4],
-            hits: Vec::new(),
-            relayed: Vec::new(),
-            reports: Vec::new(),
-            outcomes: Vec::new(),
-            audits: Vec::new(),
-            now: NOW,
-        };
+        let batch = batch_of(4, vec![n1, dup, n2, n3, n4]);
         let dir = tempfile::tempdir().unwrap();
         let check = |store: &Store| {
             assert_eq!(store.len(), 4, "the duplicate is stored once");
@@ -2394,18 +2558,7 @@ mod tests {
             .map(|s| accepted(s, &format!("P{s}"), Action::Issue, None))
             .collect();
         let ids: Vec<NoticeId> = notices.iter().map(|a| a.id).collect();
-        let batch = |accepted: Vec<Accepted>, through| InboundBatch {
-            peer: "bravo".into(),
-            epoch: 7,
-            through,
-            accepted,
-            hits: Vec::new(),
-            relayed: Vec::new(),
-            reports: Vec::new(),
-            outcomes: Vec::new(),
-            audits: Vec::new(),
-            now: NOW,
-        };
+        let batch = |accepted: Vec<Accepted>, through| batch_of(through, accepted);
         let mut cancel = accepted(
             n + 1,
             "none",
@@ -2472,20 +2625,12 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             {
                 let store = Store::open(dir.path(), 7).unwrap();
-                let batch = InboundBatch {
-                    peer: "bravo".into(),
-                    epoch: 7,
-                    through: 4,
-                    accepted: (1..=4)
+                let batch = batch_of(
+                    4,
+                    (1..=4)
                         .map(|s| accepted(s, &format!("P{s}"), Action::Issue, None))
                         .collect(),
-                    hits: Vec::new(),
-                    relayed: Vec::new(),
-                    reports: Vec::new(),
-                    outcomes: Vec::new(),
-                    audits: Vec::new(),
-                    now: NOW,
-                };
+                );
                 store.apply_batch(&batch).unwrap();
                 assert_eq!(store.head(), 4);
                 store
@@ -2514,18 +2659,13 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let batch = |through: u64| InboundBatch {
-            peer: "bravo".into(),
-            epoch: 7,
-            through,
-            accepted: (through - 1..=through)
-                .map(|s| accepted(s, &format!("P{s}"), Action::Issue, None))
-                .collect(),
-            hits: Vec::new(),
-            relayed: Vec::new(),
-            reports: Vec::new(),
-            outcomes: Vec::new(),
             audits: vec![d.clone()],
-            now: NOW,
+            ..batch_of(
+                through,
+                (through - 1..=through)
+                    .map(|s| accepted(s, &format!("P{s}"), Action::Issue, None))
+                    .collect(),
+            )
         };
         // A copy taken after the first write: the older store.
         let older = tempfile::tempdir().unwrap();
@@ -2687,16 +2827,8 @@ mod tests {
         let store = Store::open(dir, 7).unwrap();
         store
             .apply_batch(&InboundBatch {
-                peer: "bravo".into(),
                 epoch: 1,
-                through: 5,
-                accepted: batch,
-                hits: Vec::new(),
-                relayed: Vec::new(),
-                reports: Vec::new(),
-                outcomes: Vec::new(),
-                audits: Vec::new(),
-                now: NOW,
+                ..batch_of(5, batch)
             })
             .unwrap();
         store.flush().unwrap();

@@ -379,8 +379,9 @@ fn a_lost_receipt_costs_nothing_after_reconnecting() {
     h.connect("alpha", "bravo").unwrap();
     h.run(STEPS).unwrap();
     // bravo's cursor was stored with the batch: nothing is sent twice, and
-    // the next receipt covers it.
+    // its cursor, covering the notice, settles it.
     assert_eq!(h.node("bravo").unwrap().store().len(), 1);
+    assert_eq!(member_state(&h, "alpha", &id, "bravo"), "delivered");
     let id2 = h.issue("alpha", &all(h.now(), "next")).unwrap();
     h.run(STEPS).unwrap();
     assert!(holds(&h, "bravo", &id2));

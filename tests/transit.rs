@@ -117,6 +117,78 @@ fn a_cancel_follows_the_same_path_and_erases_everywhere() {
     assert_eq!(hub.transit_count().unwrap(), 0);
 }
 
+/// After notice `id` from s1 to s2 through the hub was cancelled by
+/// `cancel`: s2 holds the cancel and nothing of the notice's data, the
+/// origin sees the cancel delivered and the notice no longer on its way,
+/// and the hub keeps no transit copy.
+fn cancel_settled(
+    h: &vigil::testkit::Harness,
+    id: &vigil::notice::NoticeId,
+    cancel: &vigil::notice::NoticeId,
+) {
+    assert!(holds(h, "s2", cancel), "the cancel did not reach s2");
+    if let Some((rec, env)) = h.node("s2").unwrap().store().get(id).unwrap() {
+        assert_eq!(
+            (rec.state, env.disclosures.len()),
+            (NoticeState::Cancelled, 0)
+        );
+    }
+    assert_eq!(member_state(h, "s1", cancel, "s2").0, "delivered");
+    let (state, reason) = member_state(h, "s1", id, "s2");
+    assert_ne!(state, "in transit", "{reason:?}");
+    assert_eq!(h.node("hub").unwrap().transit_count().unwrap(), 0);
+}
+
+#[test]
+fn a_notice_issued_and_cancelled_while_the_hub_was_away_reaches_the_recipient_cancelled() {
+    let mut h = hub(21, &["s1", "s2"], &[]);
+    h.disconnect("hub", "s1");
+    let id = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["s2"]), "H1", "away"),
+        )
+        .unwrap();
+    let cancel = h
+        .on("s1", |ex, now| ex.cancel(&id, "arrested", "officer", now))
+        .unwrap()
+        .unwrap();
+    // The notice and its cancel now go to the hub in one batch.
+    h.connect("hub", "s1").unwrap();
+    h.run(STEPS).unwrap();
+    cancel_settled(&h, &id, &cancel);
+}
+
+#[test]
+fn a_notice_cancelled_while_its_recipient_was_away_settles_at_the_origin() {
+    let mut h = hub(21, &["s1", "s2"], &[]);
+    h.disconnect("hub", "s2");
+    let id = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["s2"]), "H1", "late"),
+        )
+        .unwrap();
+    h.run(STEPS).unwrap();
+    let cancel = h
+        .on("s1", |ex, now| ex.cancel(&id, "arrested", "officer", now))
+        .unwrap()
+        .unwrap();
+    h.run(STEPS).unwrap();
+    // The hub erased its copy on the cancel, before it could carry it.
+    let (_, t) = h
+        .node("hub")
+        .unwrap()
+        .store()
+        .carried(&id)
+        .unwrap()
+        .unwrap();
+    assert!(t.parts.is_empty());
+    h.connect("hub", "s2").unwrap();
+    h.run(STEPS).unwrap();
+    cancel_settled(&h, &id, &cancel);
+}
+
 #[test]
 fn a_transit_copy_for_a_spoke_that_stays_offline_is_erased_at_max_transit_days() {
     let mut h = hub(21, &["s1", "s2"], &["max_transit_days = 2"]);
@@ -198,4 +270,85 @@ fn a_reload_that_gives_a_member_this_nodes_own_encryption_key_is_refused() {
         err.contains("encryption_key") && err.contains("this node's own encryption key"),
         "{err}"
     );
+}
+
+/// A relay that cannot reach the recipient refuses; that is not the end of
+/// the way while another relay has not been tried: when the link to it
+/// comes up, the notice goes through it and arrives.
+#[test]
+fn a_relay_refusing_leaves_a_relay_not_yet_tried() {
+    let mut h = common::scenario::federation(
+        25,
+        &["h1", "h2"],
+        &["s1", "s2"],
+        &[("s1", "h1"), ("s1", "h2"), ("h2", "s2")],
+    );
+    h.disconnect("s1", "h2");
+    let id = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["s2"]), "H1", "two"),
+        )
+        .unwrap();
+    h.run(STEPS).unwrap();
+    let (state, reason) = member_state(&h, "s1", &id, "s2");
+    assert_eq!(state, "rejected", "{reason:?}");
+    assert!(reason.unwrap().contains("relay `h1` refused"));
+    h.connect("s1", "h2").unwrap();
+    h.run(STEPS).unwrap();
+    assert!(holds(&h, "s2", &id), "h2 was never tried");
+    assert_eq!(member_state(&h, "s1", &id, "s2").0, "delivered");
+}
+
+/// The cancel can overtake the notice on another way: one hub got both at
+/// once and carried the cancel, the other got the notice before the cancel
+/// and carries it later. The recipient that already holds the cancel never
+/// shows the notice active, nor keeps its data.
+#[test]
+fn a_notice_arriving_after_its_cancel_is_cancelled_on_arrival() {
+    let mut h = common::scenario::federation(
+        26,
+        &["h1", "h2"],
+        &["s1", "s2"],
+        &[("s1", "h1"), ("s1", "h2"), ("h1", "s2"), ("h2", "s2")],
+    );
+    h.disconnect("s1", "h1");
+    h.disconnect("h1", "s2");
+    h.disconnect("h2", "s2");
+    let id = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["s2"]), "H1", "race"),
+        )
+        .unwrap();
+    h.run(STEPS).unwrap();
+    let (_, t) = h.node("h2").unwrap().store().carried(&id).unwrap().unwrap();
+    assert_eq!(t.parts.len(), 1, "h2 holds the notice for s2");
+    h.disconnect("s1", "h2");
+    let cancel = h
+        .on("s1", |ex, now| ex.cancel(&id, "arrested", "officer", now))
+        .unwrap()
+        .unwrap();
+    h.connect("s1", "h1").unwrap();
+    h.run(STEPS).unwrap();
+    h.connect("h1", "s2").unwrap();
+    h.run(STEPS).unwrap();
+    assert!(holds(&h, "s2", &cancel));
+    h.connect("h2", "s2").unwrap();
+    h.run(STEPS).unwrap();
+    let s2 = h.node("s2").unwrap();
+    let (rec, env) = s2.store().get(&id).unwrap().unwrap();
+    assert_eq!(
+        (rec.state, env.disclosures.len()),
+        (NoticeState::Cancelled, 0)
+    );
+    assert!(s2.list(None, None, false).unwrap().is_empty());
+    let q = Query::name("Ada Quennell-race", "1980-04-01", h.now()).unwrap();
+    let hits = h
+        .on("s2", |ex, now| {
+            ex.screen(&[q], "Border check", "Schiphol", "officer", now)
+        })
+        .unwrap()
+        .unwrap();
+    assert!(hits.is_empty(), "a cancelled notice answered screening");
 }

@@ -690,6 +690,9 @@ impl Exchange {
                 },
                 None => Delivery::Delivered { at: b.at, stripped },
             };
+            if refused.is_none() {
+                self.cancelled_before_delivery(notice, b, actor, outcomes, out)?;
+            }
             outcomes.push((*notice, b.receiver.clone(), outcome));
         }
         if ignored > 0 {
@@ -705,6 +708,58 @@ impl Exchange {
                 ),
             });
         }
+        Ok(())
+    }
+
+    /// A cancel the receiver stored, whose target is still on its way to
+    /// it sealed: a relay erased its copy of the target on the cancel
+    /// before it could carry it, and will not carry it now. The receiver
+    /// holds the cancel, so the target is settled toward it: withheld,
+    /// saying why, rather than shown in transit for ever. A report on the
+    /// target itself in the same report wins.
+    fn cancelled_before_delivery(
+        &self,
+        cancel: &NoticeId,
+        b: &DeliveryBody,
+        actor: &str,
+        outcomes: &mut Vec<(NoticeId, String, Delivery)>,
+        out: &mut Checked,
+    ) -> Result<(), StoreError> {
+        let Some((_, envelope)) = self.store.get(cancel)? else {
+            return Ok(());
+        };
+        let Ok(notice::Body {
+            action: Action::Cancel { target, .. },
+            ..
+        }) = notice::Body::decode(&envelope.body)
+        else {
+            return Ok(());
+        };
+        if b.outcomes.iter().any(|(n, _)| *n == target)
+            || !matches!(
+                self.store.delivery(&target, &b.receiver)?,
+                Some(Delivery::Transit { .. })
+            )
+        {
+            return Ok(());
+        }
+        let reason = format!(
+            "cancelled before it reached {}, which holds the cancel",
+            b.receiver
+        );
+        out.audits.push(AuditDraft {
+            actor: actor.to_string(),
+            operation: Operation::Collect,
+            notice: Some(target),
+            peer: Some(b.receiver.clone()),
+            justification: None,
+            decision: format!("delivery report: {reason}"),
+        });
+        outcomes.push((
+            target,
+            b.receiver.clone(),
+            Delivery::Withheld { at: b.at, reason },
+        ));
         Ok(())
     }
 }

@@ -110,6 +110,7 @@ impl Exchange {
             store.flush()?;
             0
         } else {
+            self.covered_by_cursor(peer, current, after, now)?;
             after
         };
         let your_last = match store.last_of_origin(peer)? {
@@ -260,18 +261,7 @@ impl Exchange {
                 return Ok(());
             }
             let held: Vec<SubjectField> = envelope.disclosures.iter().map(|d| d.field).collect();
-            // A cancel's target may have been decided earlier in this batch.
-            let decided_here = match &body.action {
-                Action::Cancel { target, .. } => decisions
-                    .iter()
-                    .find(|(i, m, _)| i == target && m == peer)
-                    .map(|(_, _, d)| d.disclosed()),
-                _ => None,
-            };
-            let target_disclosed = match decided_here {
-                Some(d) => d,
-                None => self.target_disclosed(&body, peer)?,
-            };
+            let target_disclosed = self.target_disclosed(&body, peer, decisions)?;
             let decision =
                 policy::outbound(self.me(), cfg.relay, member, &body, &held, target_disclosed);
             let (decision_text, send, delivery) = match decision {
@@ -542,6 +532,7 @@ impl Exchange {
                 Some(Delivery::Transit { via, .. }) => via,
                 _ => Vec::new(),
             };
+            let target_disclosed = self.target_disclosed(body, &r.id, decisions)?;
             let audit = |decision: String| {
                 node_audit(Operation::Disclose, Some(id), Some(r.id.clone()), decision)
             };
@@ -553,7 +544,6 @@ impl Exchange {
                     decisions.push((id, r.id.clone(), Delivery::Withheld { at: now, reason }));
                 }
             };
-            let target_disclosed = self.target_disclosed(body, &r.id)?;
             let strip =
                 match policy::outbound(self.me(), cfg.relay, r, body, &held, target_disclosed) {
                     Outbound::Withhold(reason) => {
@@ -627,14 +617,28 @@ impl Exchange {
 
     /// For a cancel: whether its target went out to `member` (a cancel
     /// must not reveal a notice that never did). Other actions: true.
-    fn target_disclosed(&self, body: &notice::Body, member: &str) -> Result<bool, StoreError> {
-        match &body.action {
-            Action::Cancel { target, .. } => Ok(self
-                .store
-                .delivery(target, member)?
-                .is_some_and(|d| d.disclosed())),
-            _ => Ok(true),
+    fn target_disclosed(
+        &self,
+        body: &notice::Body,
+        member: &str,
+        decisions: &[(NoticeId, String, Delivery)],
+    ) -> Result<bool, StoreError> {
+        let Action::Cancel { target, .. } = &body.action else {
+            return Ok(true);
+        };
+        // Decided earlier in this batch (the notice and its cancel went
+        // out together): that decision is not in the store yet.
+        if let Some((_, _, d)) = decisions
+            .iter()
+            .rev()
+            .find(|(i, m, _)| i == target && m == member)
+        {
+            return Ok(d.disclosed());
         }
+        Ok(self
+            .store
+            .delivery(target, member)?
+            .is_some_and(|d| d.disclosed()))
     }
 }
 

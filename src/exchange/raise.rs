@@ -75,7 +75,7 @@ impl Exchange {
     /// `delivery_rejected` for each refusal among recorded outcomes.
     pub(super) fn raise_rejected(&self, outcomes: &[(NoticeId, String, Delivery)], now: i64) {
         for (id, member, d) in outcomes {
-            if let Delivery::Rejected { reason, .. } = d {
+            if let Delivery::Rejected { reason, .. } | Delivery::RelaysRefused { reason, .. } = d {
                 self.events.publish(
                     EventKind::DeliveryRejected {
                         notice: id.to_string(),

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::{Harness, HarnessError};
 use crate::notice::{NoticeId, NoticeInput};
-use crate::store::{NoticeState, Operation};
+use crate::store::{Delivery, NoticeState, Operation};
 
 /// How the nodes are linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +122,8 @@ struct Issued {
     origin: String,
     id: NoticeId,
     audience: Option<BTreeSet<String>>,
-    cancelled: bool,
+    /// Its cancel, once issued.
+    cancel: Option<NoticeId>,
 }
 
 fn name(i: usize) -> String {
@@ -248,22 +249,23 @@ pub fn run(cfg: &SimConfig) -> Result<SimReport, SimError> {
             origin: origin.clone(),
             id,
             audience,
-            cancelled: false,
+            cancel: None,
         });
         // Sometimes a cancellation of an active notice of a running origin.
         if rng.gen_bool(cfg.cancel_rate) {
             let open: Vec<usize> = (0..issued.len())
-                .filter(|&i| !issued[i].cancelled && up(&hx, &issued[i].origin))
+                .filter(|&i| issued[i].cancel.is_none() && up(&hx, &issued[i].origin))
                 .collect();
             if !open.is_empty() {
                 let i = open[rng.gen_range(0..open.len())];
                 let (o, target) = (issued[i].origin.clone(), issued[i].id);
-                hx.on(&o, |ex, now| {
-                    ex.cancel(&target, "simulated cancellation", "sim", now)
-                })
-                .map_err(h)?
-                .map_err(|e| fail(format!("cancel on {o}: {e}")))?;
-                issued[i].cancelled = true;
+                let cancel = hx
+                    .on(&o, |ex, now| {
+                        ex.cancel(&target, "simulated cancellation", "sim", now)
+                    })
+                    .map_err(h)?
+                    .map_err(|e| fail(format!("cancel on {o}: {e}")))?;
+                issued[i].cancel = Some(cancel);
                 cancels += 1;
             }
         }
@@ -330,6 +332,9 @@ pub fn run(cfg: &SimConfig) -> Result<SimReport, SimError> {
         // name carries the notice, sealed, to the named members it links to
         // and the origin does not; they then pass it on like any holder.
         let mut carriers = BTreeSet::new();
+        let mut sealed_to = BTreeSet::new();
+        // Members it reaches from those, through relays it addresses.
+        let mut behind_seal = BTreeSet::new();
         if let Some(a) = &n.audience {
             let direct = neighbours
                 .get(n.origin.as_str())
@@ -344,11 +349,13 @@ pub fn run(cfg: &SimConfig) -> Result<SimReport, SimError> {
                     if a.contains(*x) && !direct.contains(x) && *x != n.origin {
                         carriers.insert(r.to_string());
                         reached.push(*x);
+                        sealed_to.insert(x.to_string());
                     }
                 }
             }
             let mut frontier = VecDeque::new();
             for x in reached {
+                behind_seal.insert(x.to_string());
                 if expected.insert(x.to_string()) {
                     frontier.push_back(x);
                 }
@@ -359,6 +366,7 @@ pub fn run(cfg: &SimConfig) -> Result<SimReport, SimError> {
                 }
                 for next in neighbours.get(at).into_iter().flatten() {
                     if *next != n.origin && admits(next) && expected.insert(next.to_string()) {
+                        behind_seal.insert(next.to_string());
                         frontier.push_back(next);
                     }
                 }
@@ -391,7 +399,20 @@ pub fn run(cfg: &SimConfig) -> Result<SimReport, SimError> {
                 continue;
             }
             let should = *id == n.origin || expected.contains(id);
-            if held.is_some() != should {
+            // A relay that erased its sealed copy on the cancel before it
+            // could carry it on carries the cancel alone; the recipient
+            // then passes on nothing of a notice it never held.
+            let cancel_only = || -> Result<bool, SimError> {
+                Ok(match &n.cancel {
+                    Some(c) if sealed_to.contains(id) => ex
+                        .store()
+                        .contains(c)
+                        .map_err(|e| fail(format!("{id}: {e}")))?,
+                    Some(_) => behind_seal.contains(id),
+                    None => false,
+                })
+            };
+            if held.is_some() != should && !(held.is_none() && cancel_only()?) {
                 return Err(fail(format!(
                     "notice {} from {} (audience {:?}) {} at {id}",
                     n.id,
@@ -405,7 +426,9 @@ pub fn run(cfg: &SimConfig) -> Result<SimReport, SimError> {
                 )));
             }
             let Some((rec, env)) = held else { continue };
-            if n.cancelled && (rec.state != NoticeState::Cancelled || !env.disclosures.is_empty()) {
+            if n.cancel.is_some()
+                && (rec.state != NoticeState::Cancelled || !env.disclosures.is_empty())
+            {
                 return Err(fail(format!(
                     "cancelled notice {} is {} at {id} with {} disclosures",
                     n.id,
@@ -415,6 +438,30 @@ pub fn run(cfg: &SimConfig) -> Result<SimReport, SimError> {
             }
             if *id != n.origin {
                 deliveries += 1;
+            }
+        }
+        // On a quiet federation the origin knows what became of the notice
+        // toward each member it sent it to directly, and toward each that
+        // a relay it went through carried it to sealed. (A member the
+        // relay has no link to gets it from a relay it addresses instead,
+        // unsealed, and answers that relay: toward it the notice stays in
+        // transit at the origin.)
+        let origin = hx.node(&n.origin).map_err(h)?;
+        for m in expected.iter().chain(&sealed_to) {
+            let d = origin
+                .store()
+                .delivery(&n.id, m)
+                .map_err(|e| fail(format!("{}: {e}", n.origin)))?;
+            let unanswered = match &d {
+                Some(Delivery::Sent { .. }) => true,
+                Some(Delivery::Transit { .. }) => sealed_to.contains(m),
+                _ => false,
+            };
+            if let (true, Some(d)) = (unanswered, d) {
+                return Err(fail(format!(
+                    "notice {} from {} is still unanswered toward {m}: {d:?}",
+                    n.id, n.origin
+                )));
             }
         }
     }
