@@ -39,7 +39,7 @@ fn sealed(key: &SigningKey, n: usize) -> Vec<Envelope> {
                     i as u64 + 1,
                     None,
                     Action::Issue,
-                    &mut rand::rngs::OsRng,
+                    &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
                 )
                 .unwrap()
                 .1
@@ -74,7 +74,14 @@ fn benches(c: &mut Criterion) {
         let input = input();
         b.iter(|| {
             input
-                .seal(&ctx, &key, 1, None, Action::Issue, &mut rand::rngs::OsRng)
+                .seal(
+                    &ctx,
+                    &key,
+                    1,
+                    None,
+                    Action::Issue,
+                    &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+                )
                 .unwrap()
         })
     });

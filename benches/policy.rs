@@ -33,7 +33,14 @@ fn sealed(key: &SigningKey, now: i64) -> Envelope {
         is_member: &is_member,
     };
     input
-        .seal(&ctx, key, 42, None, Action::Issue, &mut rand::rngs::OsRng)
+        .seal(
+            &ctx,
+            key,
+            42,
+            None,
+            Action::Issue,
+            &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+        )
         .unwrap()
         .1
 }

@@ -22,7 +22,7 @@
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use ed25519_dalek::SigningKey;
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand::{rngs::StdRng, RngExt, SeedableRng};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -112,7 +112,7 @@ impl Sealer {
                 self.seq,
                 self.prev,
                 Action::Issue,
-                &mut rand::rngs::OsRng,
+                &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
             )
             .expect("bench notice seals");
         self.prev = Some(id);
@@ -444,12 +444,12 @@ fn disk_bytes(dir: &Path) -> u64 {
 }
 
 fn existing_query(rng: &mut StdRng, n: usize) -> Query {
-    let i = rng.gen_range(0..n as u64);
+    let i = rng.random_range(0..n as u64);
     Query::identifier(&format!("passport:NLD:{}", passport(i))).expect("query")
 }
 
 fn missing_query(rng: &mut StdRng, n: usize) -> Query {
-    let i = rng.gen_range(0..n as u64);
+    let i = rng.random_range(0..n as u64);
     Query::identifier(&format!("passport:NLD:{}", missing_passport(i))).expect("query")
 }
 

@@ -293,7 +293,7 @@ fn issued(key: &ed25519_dalek::SigningKey, input: &NoticeInput) -> Res<(NoticeId
         1,
         None,
         notice::Action::Issue,
-        &mut rand::rngs::OsRng,
+        &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
     )?)
 }
 
@@ -305,13 +305,12 @@ fn issued(key: &ed25519_dalek::SigningKey, input: &NoticeInput) -> Res<(NoticeId
 /// in). The first part is checked to give the disclosures back.
 fn seal_open(opts: &Options) -> Res<(f64, f64)> {
     use crate::notice::seal::{ReceiverContext, SenderContext};
-    use rand::SeedableRng;
     let n = if opts.quick { 200 } else { 2_000 };
     let origin = generate_signing_key();
     let pinned = origin.verifying_key();
     let (_, env) = issued(&origin, &notice(0)?)?;
-    let recipient = DecryptionKey::generate(&mut rand::rngs::OsRng);
-    let mut rng = rand::rngs::StdRng::from_entropy();
+    let recipient = DecryptionKey::generate(&mut rand::rand_core::UnwrapErr(rand::rngs::SysRng));
+    let mut rng: rand::rngs::StdRng = rand::make_rng();
     let t = Instant::now();
     let mut ctx = SenderContext::new("charlie", recipient.public(), &origin, 0, &mut rng)?;
     let parts: Vec<SealedPart> = (0..n)

@@ -734,7 +734,7 @@ pub fn issue_node_cert(ca: &CaFiles, node_id: &str) -> Result<NodeTls, rcgen::Er
 
 /// A fresh ed25519 signing key.
 pub fn generate_signing_key() -> SigningKey {
-    SigningKey::generate(&mut rand::rngs::OsRng)
+    SigningKey::generate(&mut rand::rand_core::UnwrapErr(rand::rngs::SysRng))
 }
 
 /// PKCS#8 PEM of a signing key, for its key file.
@@ -745,9 +745,9 @@ pub fn signing_key_pem(key: &SigningKey) -> Result<String, ed25519_dalek::pkcs8:
 
 /// A fresh admin bearer token (256 bits, hex).
 pub fn generate_token() -> String {
-    use rand::RngCore;
+    use rand::Rng;
     let mut b = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut b);
+    rand::rand_core::UnwrapErr(rand::rngs::SysRng).fill_bytes(&mut b);
     hex::encode(b)
 }
 
@@ -820,7 +820,7 @@ pub fn init_node(p: &InitParams<'_>) -> Result<VerifyingKey, InitError> {
     let pem = signing_key_pem(&signing)?;
     let f = at(format!("{id}.signing.pem"));
     io(f.clone(), write_private(&f, &pem))?;
-    let decryption = DecryptionKey::generate(&mut rand::rngs::OsRng);
+    let decryption = DecryptionKey::generate(&mut rand::rand_core::UnwrapErr(rand::rngs::SysRng));
     let f = at(format!("{id}.encryption.key"));
     io(f.clone(), write_private(&f, key_file_text(&decryption)))?;
     let f = at(format!("{id}.key"));

@@ -139,7 +139,7 @@ impl Node {
                 config,
                 identity.signing,
                 store,
-                <rand::rngs::StdRng as rand::SeedableRng>::from_entropy(),
+                rand::make_rng::<rand::rngs::StdRng>(),
             )
             .with_decryption(identity.decryption.clone()),
         );

@@ -2286,7 +2286,7 @@ mod tests {
                 seq,
                 None,
                 action,
-                &mut rand::rngs::OsRng,
+                &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
             )
             .unwrap();
         Accepted {

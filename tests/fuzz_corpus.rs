@@ -205,7 +205,14 @@ mod seeds {
             is_member: &is_member,
         };
         input
-            .seal(&ctx, &key(), seq, None, action, &mut rand::rngs::OsRng)
+            .seal(
+                &ctx,
+                &key(),
+                seq,
+                None,
+                action,
+                &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+            )
             .unwrap()
     }
 
@@ -338,7 +345,7 @@ mod seeds {
                             seq,
                             prev,
                             Action::Issue,
-                            &mut rand::rngs::OsRng,
+                            &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
                         )
                         .unwrap();
                     Ok(Issued {

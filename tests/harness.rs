@@ -105,7 +105,14 @@ fn an_equivocating_member_is_refused_and_a_replay_changes_nothing() {
             is_member: &|_| true,
         };
         input
-            .seal(&ctx, &key, 1, None, Action::Issue, &mut rand::rngs::OsRng)
+            .seal(
+                &ctx,
+                &key,
+                1,
+                None,
+                Action::Issue,
+                &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+            )
             .unwrap()
     };
     let (first, a) = seal("A");

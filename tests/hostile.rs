@@ -217,7 +217,14 @@ fn sealed(
         is_member: &is_member,
     };
     input
-        .seal(&ctx, key, seq, prev, Action::Issue, &mut rand::rngs::OsRng)
+        .seal(
+            &ctx,
+            key,
+            seq,
+            prev,
+            Action::Issue,
+            &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+        )
         .unwrap()
 }
 

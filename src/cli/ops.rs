@@ -130,8 +130,8 @@ pub fn restore(from: &Path, data_dir: &Path, json: bool) -> anyhow::Result<()> {
     } else {
         from.to_path_buf()
     };
-    let epoch = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
-    let epoch = rand::RngCore::next_u64(&mut { epoch });
+    let epoch = rand::make_rng::<rand::rngs::StdRng>();
+    let epoch = rand::Rng::next_u64(&mut { epoch });
     let restored =
         backup::restore(&file, data_dir, epoch, vigil::time::now()).map_err(|e| match e {
             BackupError::NotABackup { .. }

@@ -36,7 +36,7 @@ pub mod views;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand::rngs::StdRng;
-use rand::RngCore;
+use rand::Rng;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use tracing::warn;

@@ -84,7 +84,7 @@ impl Exchange {
             let served = store.served(peer)?.map_or(0, |(_, t)| t);
             return Err(FeedError::CursorBeyond { after, served });
         } else if beyond {
-            let fresh = rand::RngCore::next_u64(&mut *self.rng());
+            let fresh = rand::Rng::next_u64(&mut *self.rng());
             current = store.rotate_epoch(fresh)?;
             tracing::warn!(
                 peer = %peer,

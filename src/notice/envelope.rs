@@ -6,7 +6,7 @@
 //! verifying; redaction drops disclosures without touching the signature.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use rand::RngCore;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -219,7 +219,7 @@ impl VerifiedNotice {
 /// guessed lets anyone test a guess of a withheld field's value).
 pub fn commit_subject(
     subject: &Subject,
-    salts: &mut dyn RngCore,
+    salts: &mut dyn Rng,
 ) -> Result<(Vec<Commitment>, Vec<Disclosure>), postcard::Error> {
     let mut commitments = Vec::new();
     let mut disclosures = Vec::new();
@@ -449,8 +449,11 @@ mod tests {
     }
 
     fn envelope() -> Envelope {
-        let (commitments, disclosures) =
-            commit_subject(&subject(), &mut rand::rngs::OsRng).unwrap();
+        let (commitments, disclosures) = commit_subject(
+            &subject(),
+            &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+        )
+        .unwrap();
         let body = Body {
             origin: "alpha".into(),
             seq: 1,

@@ -377,7 +377,7 @@ impl NoticeInput {
         seq: u64,
         prev: Option<NoticeId>,
         action: Action,
-        salts: &mut dyn rand::RngCore,
+        salts: &mut dyn rand::Rng,
     ) -> Result<(NoticeId, Envelope), InputError> {
         let Validated {
             audience,
@@ -619,7 +619,14 @@ mod tests {
         );
         let key = SigningKey::from_bytes(&[1u8; 32]);
         let (_, env) = input
-            .seal(&ctx, &key, 1, None, Action::Issue, &mut rand::rngs::OsRng)
+            .seal(
+                &ctx,
+                &key,
+                1,
+                None,
+                Action::Issue,
+                &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+            )
             .unwrap();
         let held = verify(&env, |_| Some(key.verifying_key())).unwrap();
         assert_eq!(held.subject.identifiers.unwrap()[0].country, "DEU");
@@ -653,7 +660,14 @@ mod tests {
         };
         let key = SigningKey::from_bytes(&[1u8; 32]);
         let err = input
-            .seal(&ctx, &key, 1, None, Action::Issue, &mut rand::rngs::OsRng)
+            .seal(
+                &ctx,
+                &key,
+                1,
+                None,
+                Action::Issue,
+                &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+            )
             .unwrap_err();
         assert_eq!(err.field, "subject");
     }
@@ -671,7 +685,14 @@ mod tests {
         };
         let key = SigningKey::from_bytes(&[1u8; 32]);
         let (id, env) = input
-            .seal(&ctx, &key, 1, None, Action::Issue, &mut rand::rngs::OsRng)
+            .seal(
+                &ctx,
+                &key,
+                1,
+                None,
+                Action::Issue,
+                &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+            )
             .unwrap();
         let v = verify(&env, |o| (o == "alpha").then(|| key.verifying_key())).unwrap();
         assert_eq!(v.id, id);

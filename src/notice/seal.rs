@@ -81,7 +81,7 @@ impl DecryptionKey {
     }
 
     /// A fresh key from a cryptographic generator.
-    pub fn generate(rng: &mut (impl rand::RngCore + rand::CryptoRng)) -> DecryptionKey {
+    pub fn generate(rng: &mut impl rand::CryptoRng) -> DecryptionKey {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
         // Every 32-byte string is an X-Wing seed.
@@ -247,13 +247,13 @@ impl SenderContext {
         key: &EncryptionKey,
         signer: &SigningKey,
         now: i64,
-        rng: &mut (impl rand::RngCore + rand::CryptoRng),
+        rng: &mut impl rand::CryptoRng,
     ) -> Result<SenderContext, SealError> {
         let (enc, ctx) = hpke::setup_sender_with_rng::<ChaCha20Poly1305, HkdfSha256, XWing>(
             &OpModeS::Base,
             &key.0,
             &info(recipient),
-            &mut Draw(rng),
+            rng,
         )
         .map_err(|e| SealError::Key(e.to_string()))?;
         let enc = enc.to_bytes().to_vec();
@@ -287,7 +287,7 @@ impl SenderContext {
         what: Sealing,
         bound_to: &[u8; 32],
         plaintext: &[u8],
-        rng: &mut (impl rand::RngCore + rand::CryptoRng),
+        rng: &mut impl rand::CryptoRng,
     ) -> Result<SealedPart, SealError> {
         if plaintext.len() > MAX_SEALED {
             return Err(SealError::TooLarge(plaintext.len()));
@@ -385,25 +385,6 @@ impl ReceiverContext {
             .map_err(|_| SealError::DoesNotOpen)
     }
 }
-
-/// Adapts the caller's generator to the one `hpke` takes.
-struct Draw<'a, R>(&'a mut R);
-
-impl<R: rand::RngCore + rand::CryptoRng> hpke::rand_core::TryRng for Draw<'_, R> {
-    type Error = std::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(self.0.next_u32())
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Ok(self.0.next_u64())
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        self.0.fill_bytes(dst);
-        Ok(())
-    }
-}
-
-impl<R: rand::RngCore + rand::CryptoRng> hpke::rand_core::TryCryptoRng for Draw<'_, R> {}
 
 /// The key file: the seed in base64 between markers, so an operator sees
 /// what the file is.

@@ -154,7 +154,7 @@ pub fn seal_disclosures(
     envelope: &Envelope,
     disclosures: &[Disclosure],
     ctx: &mut SenderContext,
-    rng: &mut (impl rand::RngCore + rand::CryptoRng),
+    rng: &mut impl rand::CryptoRng,
 ) -> Result<SealedPart, SealError> {
     let id = NoticeId::of_body(&envelope.body);
     let mut content = PartContent {
@@ -195,7 +195,7 @@ impl SealedHit {
         origin: &str,
         notice: NoticeId,
         ctx: &mut SenderContext,
-        rng: &mut (impl rand::RngCore + rand::CryptoRng),
+        rng: &mut impl rand::CryptoRng,
     ) -> Result<SealedHit, SealError> {
         let plain = postcard::to_allocvec(report)
             .map_err(|e| SealError::Malformed(format!("encoding a hit report: {e}")))?;

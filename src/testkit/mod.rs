@@ -17,7 +17,7 @@ pub mod sim;
 
 use ed25519_dalek::{Signer, SigningKey};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -366,7 +366,7 @@ impl Harness {
 
     fn open(&mut self, id: &str) -> Result<(), HarnessError> {
         let cfg = self.config(id)?;
-        let (epoch, rng_seed): (u64, u64) = (self.rng.gen(), self.rng.gen());
+        let (epoch, rng_seed): (u64, u64) = (self.rng.random(), self.rng.random());
         let n = self
             .nodes
             .get_mut(id)
@@ -578,7 +578,7 @@ impl Harness {
     /// Puts a message on a link's wire, arriving after a drawn latency but
     /// never before the link's previous message.
     fn send(&mut self, link: &(String, String), to: &str, feed: Feed, msg: Message) {
-        let latency = self.rng.gen_range(self.latency_ms.0..=self.latency_ms.1);
+        let latency = self.rng.random_range(self.latency_ms.0..=self.latency_ms.1);
         let clock = self.clock_ms;
         if let Some(l) = self.links.get_mut(link) {
             let at = (clock + latency).max(l.wire.back().map_or(0, |p| p.at));

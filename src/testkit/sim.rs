@@ -12,7 +12,7 @@
 //! A failure names the seed, so `Sim::run` with it replays the run.
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -227,13 +227,13 @@ pub fn run(cfg: &SimConfig) -> Result<SimReport, SimError> {
         }
         // A notice from a running node, to all or to a few.
         let running: Vec<&String> = ids.iter().filter(|id| up(&hx, id)).collect();
-        let origin = running[rng.gen_range(0..running.len())].clone();
-        let audience = if rng.gen_bool(0.5) {
+        let origin = running[rng.random_range(0..running.len())].clone();
+        let audience = if rng.random_bool(0.5) {
             None
         } else {
             let mut list = BTreeSet::new();
             for id in &ids {
-                if *id != origin && rng.gen_bool(0.5) {
+                if *id != origin && rng.random_bool(0.5) {
                     list.insert(id.clone());
                 }
             }
@@ -252,12 +252,12 @@ pub fn run(cfg: &SimConfig) -> Result<SimReport, SimError> {
             cancel: None,
         });
         // Sometimes a cancellation of an active notice of a running origin.
-        if rng.gen_bool(cfg.cancel_rate) {
+        if rng.random_bool(cfg.cancel_rate) {
             let open: Vec<usize> = (0..issued.len())
                 .filter(|&i| issued[i].cancel.is_none() && up(&hx, &issued[i].origin))
                 .collect();
             if !open.is_empty() {
-                let i = open[rng.gen_range(0..open.len())];
+                let i = open[rng.random_range(0..open.len())];
                 let (o, target) = (issued[i].origin.clone(), issued[i].id);
                 let cancel = hx
                     .on(&o, |ex, now| {
@@ -270,19 +270,19 @@ pub fn run(cfg: &SimConfig) -> Result<SimReport, SimError> {
             }
         }
         // Failures.
-        if rng.gen_bool(cfg.outage_rate) {
-            let (a, b) = links[rng.gen_range(0..links.len())].clone();
+        if rng.random_bool(cfg.outage_rate) {
+            let (a, b) = links[rng.random_range(0..links.len())].clone();
             if hx.is_up(&a, &b) {
                 hx.disconnect(&a, &b);
-                down_links.push_back((rng.gen_range(0..3), (a, b)));
+                down_links.push_back((rng.random_range(0..3), (a, b)));
                 outages += 1;
             }
         }
-        if rng.gen_bool(cfg.restart_rate) {
-            let id = ids[rng.gen_range(0..ids.len())].clone();
+        if rng.random_bool(cfg.restart_rate) {
+            let id = ids[rng.random_range(0..ids.len())].clone();
             if up(&hx, &id) && down_nodes.iter().all(|(_, d)| *d != id) {
                 hx.stop(&id).map_err(h)?;
-                down_nodes.push_back((rng.gen_range(0..3), id));
+                down_nodes.push_back((rng.random_range(0..3), id));
                 restarts += 1;
             }
         }
