@@ -293,6 +293,16 @@ pub enum Delivery {
     /// carry it (the last one's reason). Not final: a relay not yet tried
     /// may still carry it, which makes it `Transit` again.
     RelaysRefused { at: i64, reason: String },
+    /// Sealed to the member through the relays `via`, but the member's
+    /// report of its cancel came first: a relay erased it on the cancel
+    /// before carrying it. Shown `withheld` with the reason; the member's
+    /// own report on it, should it still arrive another way, counts.
+    Overtaken {
+        at: i64,
+        reason: String,
+        via: Vec<String>,
+        stripped: Vec<SubjectField>,
+    },
 }
 
 impl Delivery {
@@ -300,7 +310,10 @@ impl Delivery {
     pub fn disclosed(&self) -> bool {
         matches!(
             self,
-            Delivery::Sent { .. } | Delivery::Delivered { .. } | Delivery::Transit { .. }
+            Delivery::Sent { .. }
+                | Delivery::Delivered { .. }
+                | Delivery::Transit { .. }
+                | Delivery::Overtaken { .. }
         )
     }
 }
@@ -1028,6 +1041,12 @@ impl<'s> Tx<'s> {
                 }
                 break;
             };
+            // Only a notice's own origin changes it, along the whole chain
+            // of versions (checked again here: a target may have come in
+            // the same write, or after the update that names it).
+            if self.meta(local)?.is_some_and(|m| m.origin != origin) {
+                break;
+            }
             next = self
                 .settle(local, e.state, e.erase, by.take())?
                 .1
@@ -1928,23 +1947,6 @@ impl Store {
             .get(key(SERVED, peer.as_bytes()))?
             .map(|b| dec(&b, "served position"))
             .transpose()
-    }
-
-    /// Records what became of notices toward members, with the audit
-    /// entries that say why, in one write.
-    pub fn record_outcomes(
-        &self,
-        outcomes: &[(NoticeId, String, Delivery)],
-        audits: &[AuditDraft],
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| {
-            for (id, member, d) in outcomes {
-                tx.put(delivery_key(id, member), enc(d)?);
-            }
-            tx.audit(audits, now)?;
-            Ok(())
-        })
     }
 
     /// Records a member's signed receipt for this node's feed and what it

@@ -386,9 +386,8 @@ fn a_lost_receipt_costs_nothing_after_reconnecting() {
     h.connect("alpha", "bravo").unwrap();
     h.run(STEPS).unwrap();
     // bravo's cursor was stored with the batch: nothing is sent twice, and
-    // its cursor, covering the notice, settles it.
+    // the next receipt covers it.
     assert_eq!(h.node("bravo").unwrap().store().len(), 1);
-    assert_eq!(member_state(&h, "alpha", &id, "bravo"), "delivered");
     let id2 = h.issue("alpha", &all(h.now(), "next")).unwrap();
     h.run(STEPS).unwrap();
     assert!(holds(&h, "bravo", &id2));
@@ -422,4 +421,82 @@ fn a_member_removed_mid_feed_gets_nothing_more_until_it_is_back() {
     h.run(STEPS).unwrap();
     assert!(holds(&h, "bravo", &later));
     assert_eq!(h.node("bravo").unwrap().store().len(), 4);
+}
+
+/// A member's cancel of another origin's notice, sent in the same batch as
+/// that notice, is refused like one sent after it: only the origin may
+/// cancel its notices.
+#[test]
+fn a_foreign_cancel_in_the_same_batch_as_its_target_is_refused() {
+    let mut h = Harness::new(2).unwrap();
+    h.add_node("alpha", false, &[]);
+    h.add_node("bravo", false, &[]);
+    h.add_manual("mallory");
+    h.add_link("bravo", "mallory");
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    let _ = h.take_sent("mallory");
+    let id = h.issue("alpha", &all(h.now(), "victim")).unwrap();
+    let (_, env) = h.node("alpha").unwrap().store().get(&id).unwrap().unwrap();
+    let body = vigil::notice::Body::decode(&env.body).unwrap();
+    let key = h.signing_key("mallory").unwrap().clone();
+    let forged = vigil::notice::Body {
+        origin: "mallory".into(),
+        seq: 1,
+        prev: None,
+        action: Action::Cancel {
+            target: id,
+            reason: "forged".into(),
+        },
+        commitments: Vec::new(),
+        review_at: None,
+        ..body
+    };
+    let cancel = vigil::notice::seal(&key, forged.encode().unwrap(), Vec::new());
+    let hello = h.hello("mallory", "bravo", 77, &key);
+    h.inject("mallory", "bravo", Feed::Serve, hello);
+    h.inject(
+        "mallory",
+        "bravo",
+        Feed::Serve,
+        Message::Batch {
+            through: 2,
+            entries: vec![(1, Item::Notice(env)), (2, Item::Notice(cancel))],
+        },
+    );
+    h.run(STEPS).unwrap();
+    let (rec, env) = h.node("bravo").unwrap().store().get(&id).unwrap().unwrap();
+    assert_eq!(
+        (rec.state, env.disclosures.is_empty()),
+        (NoticeState::Active, false),
+        "mallory's cancel erased alpha's notice"
+    );
+}
+
+/// A refusal whose receipt was lost with the link is never shown as
+/// delivered: the member's cursor covers what it refused too.
+#[test]
+fn a_refusal_whose_receipt_was_lost_is_not_shown_delivered() {
+    let mut h = Harness::new(5).unwrap();
+    h.add_node("alpha", false, &[]);
+    h.add_node("bravo", false, &["kinds = [\"missing\"]"]);
+    h.add_link("alpha", "bravo");
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    let id = h.issue("alpha", &all(h.now(), "refused")).unwrap();
+    let receipt = |to: &str, m: &Message| to == "alpha" && matches!(m, Message::Receipt(_));
+    assert!(h
+        .run_until(STEPS, |h| h.in_flight("alpha", "bravo", receipt) > 0)
+        .unwrap());
+    assert_eq!(h.lose("alpha", "bravo", receipt), 1);
+    h.run(STEPS).unwrap();
+    h.disconnect("alpha", "bravo");
+    h.connect("alpha", "bravo").unwrap();
+    h.run(STEPS).unwrap();
+    assert!(!holds(&h, "bravo", &id));
+    assert_ne!(
+        member_state(&h, "alpha", &id, "bravo"),
+        "delivered",
+        "bravo refused it and does not hold it"
+    );
 }

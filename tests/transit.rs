@@ -352,3 +352,55 @@ fn a_notice_arriving_after_its_cancel_is_cancelled_on_arrival() {
         .unwrap();
     assert!(hits.is_empty(), "a cancelled notice answered screening");
 }
+
+/// The overtaking notice, seen from the origin: settled on the cancel's
+/// report, then reaching s2 through h2 after all, s2's own report on it
+/// still counts.
+#[test]
+fn the_origin_learns_the_notice_reached_s2_after_its_cancel() {
+    let mut h = common::scenario::federation(
+        26,
+        &["h1", "h2"],
+        &["s1", "s2"],
+        &[("s1", "h1"), ("s1", "h2"), ("h1", "s2"), ("h2", "s2")],
+    );
+    h.disconnect("s1", "h1");
+    h.disconnect("h1", "s2");
+    h.disconnect("h2", "s2");
+    let id = h
+        .issue(
+            "s1",
+            &notice(h.now(), serde_json::json!(["s2"]), "H1", "race"),
+        )
+        .unwrap();
+    h.run(STEPS).unwrap();
+    h.disconnect("s1", "h2");
+    let _cancel = h
+        .on("s1", |ex, now| ex.cancel(&id, "arrested", "officer", now))
+        .unwrap()
+        .unwrap();
+    h.connect("s1", "h1").unwrap();
+    h.run(STEPS).unwrap();
+    h.connect("h1", "s2").unwrap();
+    h.run(STEPS).unwrap();
+    let before = member_state(&h, "s1", &id, "s2");
+    h.connect("h2", "s2").unwrap();
+    h.run(STEPS).unwrap();
+    assert!(holds(&h, "s2", &id), "h2 carried it to s2");
+    h.connect("s1", "h2").unwrap();
+    h.run(STEPS).unwrap();
+    let ignored: Vec<String> = h
+        .node("s1")
+        .unwrap()
+        .store()
+        .audit_entries()
+        .map(Result::unwrap)
+        .filter(|e| e.decision.contains("ignored"))
+        .map(|e| e.decision)
+        .collect();
+    let after = member_state(&h, "s1", &id, "s2");
+    assert!(
+        ignored.is_empty() && after.0 != "withheld",
+        "before h2 carried it: {before:?}; after: {after:?}; ignored: {ignored:?}"
+    );
+}

@@ -407,7 +407,15 @@ impl Exchange {
             };
             let mut target_held = false;
             if let Some(e) = &effect {
-                let target_origin = self.store.get(&e.target)?.map(|(r, _)| r.origin);
+                // Held, or accepted earlier in this very batch.
+                let target_origin = match self.store.get(&e.target)? {
+                    Some((r, _)) => Some(r.origin),
+                    None => out
+                        .accepted
+                        .iter()
+                        .find(|a| a.id == e.target)
+                        .map(|a| a.origin.clone()),
+                };
                 target_held = target_origin.is_some();
                 if target_origin.is_some_and(|o| o != v.body.origin) {
                     reject(
@@ -680,7 +688,9 @@ impl Exchange {
                     Some(r) => format!("delivery report: {} refused it: {r}", b.receiver),
                 },
             });
-            let Some(Delivery::Transit { stripped, .. }) = prior else {
+            let (Some(Delivery::Transit { stripped, .. })
+            | Some(Delivery::Overtaken { stripped, .. })) = prior
+            else {
                 continue;
             };
             let outcome = match refused {
@@ -714,9 +724,10 @@ impl Exchange {
     /// A cancel the receiver stored, whose target is still on its way to
     /// it sealed: a relay erased its copy of the target on the cancel
     /// before it could carry it, and will not carry it now. The receiver
-    /// holds the cancel, so the target is settled toward it: withheld,
-    /// saying why, rather than shown in transit for ever. A report on the
-    /// target itself in the same report wins.
+    /// holds the cancel, so the target is settled toward it: overtaken
+    /// (shown withheld, saying why) rather than in transit for ever. A
+    /// report on the target itself, in this report or a later one (it
+    /// may still arrive another way), wins.
     fn cancelled_before_delivery(
         &self,
         cancel: &NoticeId,
@@ -735,12 +746,12 @@ impl Exchange {
         else {
             return Ok(());
         };
-        if b.outcomes.iter().any(|(n, _)| *n == target)
-            || !matches!(
-                self.store.delivery(&target, &b.receiver)?,
-                Some(Delivery::Transit { .. })
-            )
-        {
+        let Some(Delivery::Transit { via, stripped, .. }) =
+            self.store.delivery(&target, &b.receiver)?
+        else {
+            return Ok(());
+        };
+        if b.outcomes.iter().any(|(n, _)| *n == target) {
             return Ok(());
         }
         let reason = format!(
@@ -758,7 +769,12 @@ impl Exchange {
         outcomes.push((
             target,
             b.receiver.clone(),
-            Delivery::Withheld { at: b.at, reason },
+            Delivery::Overtaken {
+                at: b.at,
+                reason,
+                via,
+                stripped,
+            },
         ));
         Ok(())
     }
@@ -806,7 +822,9 @@ fn all_passed(
 /// sealed through `peer` (or already settled, when a copy comes twice).
 fn sent_sealed_through(prior: Option<Delivery>, peer: &str) -> bool {
     match prior {
-        Some(Delivery::Transit { via, .. }) => via.iter().any(|v| v == peer),
+        Some(Delivery::Transit { via, .. } | Delivery::Overtaken { via, .. }) => {
+            via.iter().any(|v| v == peer)
+        }
         Some(Delivery::Delivered { .. } | Delivery::Rejected { .. }) => true,
         _ => false,
     }

@@ -110,7 +110,6 @@ impl Exchange {
             store.flush()?;
             0
         } else {
-            self.covered_by_cursor(peer, current, after, now)?;
             after
         };
         let your_last = match store.last_of_origin(peer)? {

@@ -5,9 +5,9 @@ use serde::Serialize;
 use tracing::warn;
 
 use super::{Exchange, ReadError};
-use crate::notice::{self, Item, NoticeId, SubjectField};
+use crate::notice::{self, NoticeId, SubjectField};
 use crate::policy::{self, Outbound};
-use crate::proto::{self, ReceiptBody};
+use crate::proto::ReceiptBody;
 use crate::store::{Acked, AuditDraft, Delivery, Operation, StoreError};
 
 /// Why a receipt was not recorded.
@@ -111,75 +111,6 @@ impl Exchange {
         self.raise_rejected(&outcomes, now);
         self.release_carried(carried, r.at)?;
         Ok(())
-    }
-
-    /// A member that subscribes again after `after` in this epoch holds
-    /// every entry of this log up to it, though the receipt for the last
-    /// batches went down with the link. What those batches carried to it
-    /// is delivered (and transit copies they settled are released):
-    /// otherwise a notice the member stored would show pending for ever,
-    /// since the feed never sends it again. The cursor is the member's own
-    /// word for what it holds, on a link its key authenticated, already
-    /// checked against what this node served it; only entries recorded
-    /// as sent to it, in the last [`proto::WINDOW`] batches' worth past
-    /// its last receipt, count.
-    pub(super) fn covered_by_cursor(
-        &self,
-        peer: &str,
-        epoch: u64,
-        after: u64,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let acked = match self.store.acked(peer)? {
-            Some(a) if a.epoch == epoch => a.through,
-            _ => 0,
-        };
-        let reach = (proto::WINDOW * proto::BATCH_ENTRIES) as u64;
-        let mut at = acked.max(after.saturating_sub(reach));
-        let mut carried = Vec::new();
-        let mut outcomes = Vec::new();
-        while at < after {
-            let log = self
-                .store
-                .read_log(at, proto::BATCH_ENTRIES, proto::BATCH_BYTES)?;
-            let Some(&(last, _)) = log.last() else { break };
-            for (seq, entry) in log.into_iter().take_while(|(s, _)| *s <= after) {
-                let id = match &entry.item {
-                    Item::Notice(e) => NoticeId::of_body(&e.body),
-                    Item::Transit(t) => t.id(),
-                    _ => continue,
-                };
-                if let Some(Delivery::Sent { at: sent, stripped }) =
-                    self.store.delivery(&id, peer)?
-                {
-                    self.metrics.delivered(peer, sent, now);
-                    carried.push((seq, id));
-                    outcomes.push((
-                        id,
-                        peer.to_string(),
-                        Delivery::Delivered { at: now, stripped },
-                    ));
-                }
-            }
-            at = last;
-        }
-        if outcomes.is_empty() {
-            return Ok(());
-        }
-        let audit = AuditDraft {
-            actor: format!("member:{peer}"),
-            operation: Operation::Collect,
-            notice: None,
-            peer: Some(peer.to_string()),
-            justification: None,
-            decision: format!(
-                "{} notice(s) through {after} delivered: the member's cursor covers them, their receipt went down with the link",
-                outcomes.len()
-            ),
-        };
-        self.store.record_outcomes(&outcomes, &[audit], now)?;
-        self.store.flush()?;
-        self.release_carried(&carried, now)
     }
 
     /// Erases the notices held in transit that a receipt settled, once
@@ -288,6 +219,12 @@ fn delivery_view(d: Delivery) -> (&'static str, i64, Option<String>, Vec<Subject
         Delivery::Delivered { at, stripped } => ("delivered", at, None, stripped),
         Delivery::Sent { at, stripped } => ("pending", at, None, stripped),
         Delivery::Withheld { at, reason } => ("withheld", at, Some(reason), Vec::new()),
+        Delivery::Overtaken {
+            at,
+            reason,
+            stripped,
+            ..
+        } => ("withheld", at, Some(reason), stripped),
         Delivery::Rejected { at, reason } | Delivery::RelaysRefused { at, reason } => {
             ("rejected", at, Some(reason), Vec::new())
         }
