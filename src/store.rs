@@ -2371,6 +2371,38 @@ mod tests {
             .collect()
     }
 
+    /// Bravo's update `seq` of `target`, with its own passport number.
+    fn update_of(seq: u64, passport: &str, target: NoticeId) -> Accepted {
+        let effect = Effect {
+            target,
+            state: NoticeState::Superseded,
+            erase: false,
+        };
+        accepted(
+            seq,
+            passport,
+            Action::Update { supersedes: target },
+            Some(effect),
+        )
+    }
+
+    /// Bravo's cancel `seq` of `target`: no personal data, as
+    /// `Exchange::cancel` seals none.
+    fn cancel_of(seq: u64, target: NoticeId) -> Accepted {
+        let effect = Effect {
+            target,
+            state: NoticeState::Cancelled,
+            erase: true,
+        };
+        let action = Action::Cancel {
+            target,
+            reason: "found".into(),
+        };
+        let mut a = accepted(seq, "none", action, Some(effect));
+        a.envelope.disclosures.clear();
+        a
+    }
+
     /// A batch from bravo of `accepted`, at log position `through`.
     fn batch_of(through: u64, accepted: Vec<Accepted>) -> InboundBatch {
         InboundBatch {
@@ -2390,46 +2422,12 @@ mod tests {
     #[test]
     fn an_update_and_cancel_that_came_first_take_effect_when_their_target_arrives() {
         let n1 = accepted(1, "P1", Action::Issue, None);
-        let n2 = accepted(
-            2,
-            "P2",
-            Action::Update { supersedes: n1.id },
-            Some(Effect {
-                target: n1.id,
-                state: NoticeState::Superseded,
-                erase: false,
-            }),
-        );
-        let mut n3 = accepted(
-            3,
-            "P3",
-            Action::Cancel {
-                target: n2.id,
-                reason: "found".into(),
-            },
-            Some(Effect {
-                target: n2.id,
-                state: NoticeState::Cancelled,
-                erase: true,
-            }),
-        );
-        n3.envelope.disclosures.clear();
+        let n2 = update_of(2, "P2", n1.id);
+        let n3 = cancel_of(3, n2.id);
         let n4 = accepted(4, "P4", Action::Issue, None);
         // Another member names n4 in a cancel of its own: it cannot be
         // checked before n4 is held, and must not count when it is.
-        let mut forged = accepted(
-            5,
-            "P5",
-            Action::Cancel {
-                target: n4.id,
-                reason: "forged".into(),
-            },
-            Some(Effect {
-                target: n4.id,
-                state: NoticeState::Cancelled,
-                erase: true,
-            }),
-        );
+        let mut forged = cancel_of(5, n4.id);
         forged.origin = "charlie".into();
         let (id1, id4) = (n1.id, n4.id);
         let dir = tempfile::tempdir().unwrap();
@@ -2452,32 +2450,8 @@ mod tests {
     #[test]
     fn one_batch_updates_and_cancels_what_it_carries_and_reopens_the_same() {
         let n1 = accepted(1, "P1", Action::Issue, None);
-        let n2 = accepted(
-            2,
-            "P2",
-            Action::Update { supersedes: n1.id },
-            Some(Effect {
-                target: n1.id,
-                state: NoticeState::Superseded,
-                erase: false,
-            }),
-        );
-        let n3 = accepted(
-            3,
-            "P3",
-            Action::Cancel {
-                target: n2.id,
-                reason: "found".into(),
-            },
-            Some(Effect {
-                target: n2.id,
-                state: NoticeState::Cancelled,
-                erase: true,
-            }),
-        );
-        // A cancel carries no personal data (Exchange::cancel seals none).
-        let mut n3 = n3;
-        n3.envelope.disclosures.clear();
+        let n2 = update_of(2, "P2", n1.id);
+        let n3 = cancel_of(3, n2.id);
         let n4 = accepted(4, "P4", Action::Issue, None);
         let ids = [n1.id, n2.id, n3.id, n4.id];
         // Sealing salts the commitments: a duplicate is the same envelope again.

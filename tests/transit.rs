@@ -300,12 +300,15 @@ fn a_relay_refusing_leaves_a_relay_not_yet_tried() {
     assert_eq!(member_state(&h, "s1", &id, "s2").0, "delivered");
 }
 
-/// The cancel can overtake the notice on another way: one hub got both at
-/// once and carried the cancel, the other got the notice before the cancel
-/// and carries it later. The recipient that already holds the cancel never
-/// shows the notice active, nor keeps its data.
-#[test]
-fn a_notice_arriving_after_its_cancel_is_cancelled_on_arrival() {
+/// The cancel overtakes the notice on another way: h1 gets both at once
+/// and carries s2 the cancel alone, while h2 got the notice before the
+/// cancel and holds it for s2, its link to s2 still down. Returns the
+/// federation, the notice and its cancel.
+fn overtaken() -> (
+    vigil::testkit::Harness,
+    vigil::notice::NoticeId,
+    vigil::notice::NoticeId,
+) {
     let mut h = common::scenario::federation(
         26,
         &["h1", "h2"],
@@ -334,6 +337,14 @@ fn a_notice_arriving_after_its_cancel_is_cancelled_on_arrival() {
     h.connect("h1", "s2").unwrap();
     h.run(STEPS).unwrap();
     assert!(holds(&h, "s2", &cancel));
+    (h, id, cancel)
+}
+
+/// The recipient that already holds the cancel never shows the overtaken
+/// notice active, nor keeps its data.
+#[test]
+fn a_notice_arriving_after_its_cancel_is_cancelled_on_arrival() {
+    let (mut h, id, _) = overtaken();
     h.connect("h2", "s2").unwrap();
     h.run(STEPS).unwrap();
     let s2 = h.node("s2").unwrap();
@@ -358,31 +369,7 @@ fn a_notice_arriving_after_its_cancel_is_cancelled_on_arrival() {
 /// still counts.
 #[test]
 fn the_origin_learns_the_notice_reached_s2_after_its_cancel() {
-    let mut h = common::scenario::federation(
-        26,
-        &["h1", "h2"],
-        &["s1", "s2"],
-        &[("s1", "h1"), ("s1", "h2"), ("h1", "s2"), ("h2", "s2")],
-    );
-    h.disconnect("s1", "h1");
-    h.disconnect("h1", "s2");
-    h.disconnect("h2", "s2");
-    let id = h
-        .issue(
-            "s1",
-            &notice(h.now(), serde_json::json!(["s2"]), "H1", "race"),
-        )
-        .unwrap();
-    h.run(STEPS).unwrap();
-    h.disconnect("s1", "h2");
-    let _cancel = h
-        .on("s1", |ex, now| ex.cancel(&id, "arrested", "officer", now))
-        .unwrap()
-        .unwrap();
-    h.connect("s1", "h1").unwrap();
-    h.run(STEPS).unwrap();
-    h.connect("h1", "s2").unwrap();
-    h.run(STEPS).unwrap();
+    let (mut h, id, _) = overtaken();
     let before = member_state(&h, "s1", &id, "s2");
     h.connect("h2", "s2").unwrap();
     h.run(STEPS).unwrap();
