@@ -1326,10 +1326,23 @@ impl Store {
     }
 
     fn open_sled(dir: &Path, fresh_epoch: u64, lock: std::fs::File) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_BYTES)
-            .open()?;
+        // This process holds `vigil.lock`, so a sled lock still held is
+        // this process's own, of a store just closed: sled's flusher thread
+        // lets go of it a moment after the last handle is dropped (more so
+        // on a loaded machine). Waited for, up to two seconds.
+        let config = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES);
+        let mut tries = 0;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if tries < 100 && e.to_string().contains("could not acquire lock") =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         if db.tree_names().iter().any(|n| n.as_ref() == b"meta") {
             // Format 1 kept its schema in a tree of its own.
             let found = read_u64(db.open_tree("meta")?.get(META_SCHEMA)?, "schema")?.unwrap_or(1);

@@ -404,23 +404,6 @@ pub fn restore(
     }
 }
 
-/// Opens the restored store. sled's flusher thread can hold the database's
-/// lock a moment after the last handle was dropped (more so on a loaded
-/// machine): a lock still held is waited for, up to two seconds.
-fn open_when_released(data_dir: &Path, epoch: u64) -> Result<Store, StoreError> {
-    for _ in 0..100 {
-        match Store::open(data_dir, epoch) {
-            Err(StoreError::Sled(sled::Error::Io(e)))
-                if e.kind() == std::io::ErrorKind::WouldBlock =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return other,
-        }
-    }
-    Store::open(data_dir, epoch)
-}
-
 /// [`restore`]'s work, in `data_dir` (the staging folder).
 fn restore_into(
     from: &Path,
@@ -484,7 +467,7 @@ fn restore_into(
             .map_err(StoreError::from)?;
         db.flush().map_err(StoreError::from)?;
     }
-    let store = open_when_released(data_dir, fresh_epoch)?;
+    let store = Store::open(data_dir, fresh_epoch)?;
     let mark = store.mark();
     if mark.head != summary.head
         || mark.audit_seq != summary.audit_seq
