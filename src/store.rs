@@ -50,8 +50,10 @@ use index::{Index, Op, Row};
 /// The on-disk format this build writes and understands. Format 3 (the
 /// screening keys of issue #5) is migrated at open; older formats (1: one
 /// sled tree per index; 2: one log entry per sled value) are refused with
-/// an explanation: no node ran them in service.
-pub const SCHEMA_VERSION: u64 = 4;
+/// an explanation: no node ran them in service. Format 5 added waiting
+/// effects (key `W`) with their own end, and the delivery states
+/// `RelaysRefused` and `Overtaken`, which a format-4 build cannot read.
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// sled's page cache. The indexes live in memory, so sled's cache only
 /// speeds up reads of log entries (feeds, screening hits); sled's default
@@ -444,6 +446,19 @@ struct Waiting {
     by: NoticeId,
     state: NoticeState,
     erase: bool,
+    /// When the waiting ends unmet (Unix seconds): the expiry of the update
+    /// or cancel that set it. A target arriving later than that is past
+    /// its own retention too, so nothing needs the entry any more; without
+    /// an end, targets that never come would be held for ever.
+    until: i64,
+}
+
+/// [`Waiting`] as format 4 wrote it, without its end.
+#[derive(Deserialize)]
+struct WaitingV4 {
+    by: NoticeId,
+    state: NoticeState,
+    erase: bool,
 }
 
 /// Local metadata of a held notice, kept in its log entry.
@@ -643,6 +658,37 @@ struct HeldV3 {
 
 /// Converts a format 3 log entry: the screening index entry is computed
 /// again from what the notice discloses here.
+/// Format 4 to 5: waiting effects gain their end. Those format 4 wrote
+/// never end (their update's expiry is not at hand here); they are few,
+/// one per update or cancel that overtook its target. The log itself is
+/// unchanged. One batch, so a crash leaves format 4 or 5, never a mix.
+fn migrate_v4(db: &sled::Db, tree: &sled::Tree) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    let mut n = 0usize;
+    for r in tree.scan_prefix([WAITING]) {
+        let (k, v) = r?;
+        let old: WaitingV4 = dec(&v, "format 4 waiting effect")?;
+        let new = Waiting {
+            by: old.by,
+            state: old.state,
+            erase: old.erase,
+            until: i64::MAX,
+        };
+        batch.insert(k, enc(&new)?);
+        n += 1;
+    }
+    batch.insert(key(META, META_SCHEMA), &SCHEMA_VERSION.to_be_bytes());
+    tree.apply_batch(batch)?;
+    db.flush()?;
+    tracing::info!(
+        from = 4,
+        to = SCHEMA_VERSION,
+        waiting = n,
+        "store format migrated"
+    );
+    Ok(())
+}
+
 fn convert_v3(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
     let old: HeldV3 = dec(bytes, "format 3 log entry")?;
     let meta = old.meta.map(|m| {
@@ -917,7 +963,7 @@ impl<'s> Tx<'s> {
         self.ops.push(Op::add(&row(local, &meta)));
         self.ids.insert(m.id, local);
         if let Some(e) = m.effect {
-            self.effect(e, m.id, m.origin)?;
+            self.effect(e, m.id, m.origin, m.expires_at)?;
         }
         // An update or cancel of this very notice, by its origin, came
         // first.
@@ -939,7 +985,26 @@ impl<'s> Tx<'s> {
                     }
                 }
             }
-            self.effect(&e, w.by, m.origin)?;
+            self.effect(&e, w.by, m.origin, w.until)?;
+            let (operation, decision) = if e.erase {
+                (
+                    Operation::Erase,
+                    "cancelled on arrival: personal data erased, tombstone kept",
+                )
+            } else {
+                (Operation::Alter, "superseded on arrival")
+            };
+            self.audit(
+                &[AuditDraft {
+                    actor: "node".into(),
+                    operation,
+                    notice: Some(m.id),
+                    peer: m.from.map(str::to_string),
+                    justification: Some(format!("{} of its origin came first", w.by)),
+                    decision: decision.into(),
+                }],
+                m.now,
+            )?;
         }
         Ok(local)
     }
@@ -1013,7 +1078,14 @@ impl<'s> Tx<'s> {
     /// target not held here is left alone. Erasure follows the target's
     /// chain of updates back, so a cancelled notice leaves no superseded
     /// version holding personal data behind.
-    fn effect(&mut self, e: &Effect, by: NoticeId, origin: &str) -> Result<(), StoreError> {
+    /// `until` ends a waiting effect (see [`Waiting::until`]).
+    fn effect(
+        &mut self,
+        e: &Effect,
+        by: NoticeId,
+        origin: &str,
+        until: i64,
+    ) -> Result<(), StoreError> {
         let mut next = Some(e.target);
         let mut by = Some(by);
         for _ in 0..MAX_CHAIN {
@@ -1035,6 +1107,7 @@ impl<'s> Tx<'s> {
                             by,
                             state: e.state,
                             erase: e.erase,
+                            until,
                         };
                         self.put(k, enc(&w)?);
                     }
@@ -1372,6 +1445,7 @@ impl Store {
             Some(3) => {
                 migrate::rewrite_log(&db, &tree, 3, SCHEMA_VERSION, &convert_v3)?;
             }
+            Some(4) => migrate_v4(&db, &tree)?,
             Some(v) if v < SCHEMA_VERSION => {
                 return Err(StoreError::OlderFormat {
                     found: v,
@@ -1801,6 +1875,29 @@ impl Store {
                 erased.push(id);
             }
             Ok(erased)
+        })
+    }
+
+    /// Removes up to `limit` waiting effects (key `W`) whose end has
+    /// passed: updates or cancels whose target never arrived. Returns how
+    /// many; call again while it returns `limit`.
+    pub fn sweep_waiting(&self, now: i64, limit: usize) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            let mut due = Vec::new();
+            for r in tx.store.tree.scan_prefix([WAITING]) {
+                let (k, v) = r?;
+                if dec::<Waiting>(&v, "waiting effect")?.until < now {
+                    due.push(k.to_vec());
+                    if due.len() == limit {
+                        break;
+                    }
+                }
+            }
+            let n = due.len();
+            for k in due {
+                tx.remove(k);
+            }
+            Ok(n)
         })
     }
 
@@ -2301,7 +2398,7 @@ mod tests {
                 seq,
                 None,
                 action,
-                &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+                &mut crate::identity::os_rng(),
             )
             .unwrap();
         Accepted {
@@ -2458,6 +2555,75 @@ mod tests {
         assert!(!env.disclosures.is_empty());
         assert_eq!(passport(&store, "P4"), vec![id4]);
         assert_eq!(counts_by_state(&store), recount_by_state(&store));
+        // The processing log says why n1 arrived erased, and only for n1.
+        let on_arrival: Vec<AuditEntry> = store
+            .audit_entries()
+            .map(Result::unwrap)
+            .filter(|e| e.decision.contains("on arrival"))
+            .collect();
+        assert_eq!(on_arrival.len(), 1);
+        assert_eq!(on_arrival[0].notice, Some(id1));
+        assert_eq!(on_arrival[0].operation, Operation::Erase);
+        // Only the forged cancel still waits (for a notice of charlie's
+        // that will never come), until its own expiry.
+        assert_eq!(store.tree.scan_prefix([WAITING]).count(), 1);
+    }
+
+    #[test]
+    fn a_cancel_whose_notice_never_comes_waits_until_its_own_expiry() {
+        let never = accepted(1, "P1", Action::Issue, None);
+        let cancel = cancel_of(2, never.id);
+        let until = cancel.expires_at;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 7).unwrap();
+        store.apply_batch(&batch_of(2, vec![cancel])).unwrap();
+        assert_eq!(store.sweep_waiting(until, 10).unwrap(), 0);
+        assert_eq!(store.tree.scan_prefix([WAITING]).count(), 1);
+        assert_eq!(store.sweep_waiting(until + 1, 10).unwrap(), 1);
+        assert_eq!(store.tree.scan_prefix([WAITING]).count(), 0);
+    }
+
+    #[test]
+    fn a_format_4_waiting_cancel_still_takes_effect_after_migration() {
+        let target = accepted(1, "P1", Action::Issue, None);
+        let cancel = cancel_of(2, target.id);
+        let id = target.id;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 7).unwrap();
+            store.apply_batch(&batch_of(2, vec![cancel])).unwrap();
+            store.flush().unwrap();
+        }
+        {
+            // As format 4 wrote it: no end.
+            let db = sled::open(dir.path()).unwrap();
+            let tree = db.open_tree("vigil").unwrap();
+            let (k, v) = tree.scan_prefix([WAITING]).next().unwrap().unwrap();
+            let w: Waiting = dec(&v, "w").unwrap();
+            #[derive(Serialize)]
+            struct V4 {
+                by: NoticeId,
+                state: NoticeState,
+                erase: bool,
+            }
+            let old = V4 {
+                by: w.by,
+                state: w.state,
+                erase: w.erase,
+            };
+            tree.insert(k, enc(&old).unwrap()).unwrap();
+            tree.insert(key(META, META_SCHEMA), &4u64.to_be_bytes())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(dir.path(), 7).unwrap();
+        let schema = store.tree.get(key(META, META_SCHEMA)).unwrap().unwrap();
+        assert_eq!(schema.as_ref(), SCHEMA_VERSION.to_be_bytes());
+        assert_eq!(store.sweep_waiting(i64::MAX - 1, 10).unwrap(), 0);
+        store.apply_batch(&batch_of(3, vec![target])).unwrap();
+        let (rec, env) = store.get(&id).unwrap().unwrap();
+        assert_eq!(rec.state, NoticeState::Cancelled);
+        assert!(env.disclosures.is_empty());
     }
 
     #[test]
@@ -2841,7 +3007,7 @@ mod tests {
         let (rec, _) = store.get(&ids[3]).unwrap().unwrap();
         assert_eq!(rec.state, NoticeState::Cancelled);
         drop(store);
-        // Opening again finds format 4 and changes nothing.
+        // Opening again finds the current format and changes nothing.
         let store = Store::open(dir.path(), 7).unwrap();
         assert_eq!(passport(&store, "P1"), vec![ids[0]]);
     }

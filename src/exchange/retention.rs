@@ -30,7 +30,23 @@ impl Exchange {
                 break;
             }
         }
-        if total > 0 {
+        // Updates and cancels whose target never came: bounded the same way
+        // (each round removes what it found).
+        let mut waiting = 0;
+        for _ in 0..=(self.store.len() / CHUNK + 1) {
+            let n = self.store.sweep_waiting(now, CHUNK)?;
+            waiting += n;
+            if n < CHUNK {
+                break;
+            }
+        }
+        if waiting > 0 {
+            info!(
+                count = waiting,
+                "waiting updates whose notice never came removed"
+            );
+        }
+        if total > 0 || waiting > 0 {
             self.store.flush()?;
         }
         Ok(total)
