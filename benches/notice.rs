@@ -39,7 +39,7 @@ fn sealed(key: &SigningKey, n: usize) -> Vec<Envelope> {
                     i as u64 + 1,
                     None,
                     Action::Issue,
-                    &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+                    &mut vigil::identity::os_rng(),
                 )
                 .unwrap()
                 .1
@@ -80,7 +80,7 @@ fn benches(c: &mut Criterion) {
                     1,
                     None,
                     Action::Issue,
-                    &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+                    &mut vigil::identity::os_rng(),
                 )
                 .unwrap()
         })

@@ -39,7 +39,7 @@ fn sealed(key: &SigningKey, now: i64) -> Envelope {
             42,
             None,
             Action::Issue,
-            &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+            &mut vigil::identity::os_rng(),
         )
         .unwrap()
         .1

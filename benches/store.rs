@@ -112,7 +112,7 @@ impl Sealer {
                 self.seq,
                 self.prev,
                 Action::Issue,
-                &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+                &mut vigil::identity::os_rng(),
             )
             .expect("bench notice seals");
         self.prev = Some(id);

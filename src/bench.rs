@@ -293,7 +293,7 @@ fn issued(key: &ed25519_dalek::SigningKey, input: &NoticeInput) -> Res<(NoticeId
         1,
         None,
         notice::Action::Issue,
-        &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+        &mut crate::identity::os_rng(),
     )?)
 }
 
@@ -309,7 +309,7 @@ fn seal_open(opts: &Options) -> Res<(f64, f64)> {
     let origin = generate_signing_key();
     let pinned = origin.verifying_key();
     let (_, env) = issued(&origin, &notice(0)?)?;
-    let recipient = DecryptionKey::generate(&mut rand::rand_core::UnwrapErr(rand::rngs::SysRng));
+    let recipient = DecryptionKey::generate(&mut crate::identity::os_rng());
     let mut rng: rand::rngs::StdRng = rand::make_rng();
     let t = Instant::now();
     let mut ctx = SenderContext::new("charlie", recipient.public(), &origin, 0, &mut rng)?;

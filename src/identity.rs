@@ -732,9 +732,17 @@ pub fn issue_node_cert(ca: &CaFiles, node_id: &str) -> Result<NodeTls, rcgen::Er
     })
 }
 
+/// The operating system's random generator, for keys, salts and HPKE.
+/// A failure to read it is not something a node can go on from, so it
+/// panics (as `rand`'s `OsRng` did before 0.10); on Linux it cannot fail
+/// once the kernel's pool is initialised.
+pub fn os_rng() -> rand::rand_core::UnwrapErr<rand::rngs::SysRng> {
+    rand::rand_core::UnwrapErr(rand::rngs::SysRng)
+}
+
 /// A fresh ed25519 signing key.
 pub fn generate_signing_key() -> SigningKey {
-    SigningKey::generate(&mut rand::rand_core::UnwrapErr(rand::rngs::SysRng))
+    SigningKey::generate(&mut os_rng())
 }
 
 /// PKCS#8 PEM of a signing key, for its key file.
@@ -747,7 +755,7 @@ pub fn signing_key_pem(key: &SigningKey) -> Result<String, ed25519_dalek::pkcs8:
 pub fn generate_token() -> String {
     use rand::Rng;
     let mut b = [0u8; 32];
-    rand::rand_core::UnwrapErr(rand::rngs::SysRng).fill_bytes(&mut b);
+    os_rng().fill_bytes(&mut b);
     hex::encode(b)
 }
 
@@ -820,7 +828,7 @@ pub fn init_node(p: &InitParams<'_>) -> Result<VerifyingKey, InitError> {
     let pem = signing_key_pem(&signing)?;
     let f = at(format!("{id}.signing.pem"));
     io(f.clone(), write_private(&f, &pem))?;
-    let decryption = DecryptionKey::generate(&mut rand::rand_core::UnwrapErr(rand::rngs::SysRng));
+    let decryption = DecryptionKey::generate(&mut os_rng());
     let f = at(format!("{id}.encryption.key"));
     io(f.clone(), write_private(&f, key_file_text(&decryption)))?;
     let f = at(format!("{id}.key"));

@@ -82,8 +82,7 @@ impl LocalMesh {
             let tls = identity::issue_node_cert(&ca, &s.id).map_err(setup("certificate"))?;
             let pem = identity::signing_key_pem(&signing).map_err(setup("signing key"))?;
             identity::write_private(&nd.join("signing.pem"), &pem).map_err(setup("signing key"))?;
-            let decryption =
-                DecryptionKey::generate(&mut rand::rand_core::UnwrapErr(rand::rngs::SysRng));
+            let decryption = DecryptionKey::generate(&mut crate::identity::os_rng());
             identity::write_private(&nd.join("encryption.key"), key_file_text(&decryption))
                 .map_err(setup("encryption key"))?;
             identity::write_private(&nd.join("tls.key"), &tls.key_pem).map_err(setup("tls key"))?;

@@ -1096,7 +1096,7 @@ mod tests {
             relay in any::<bool>(),
         ) {
             let (commitments, disclosures) =
-                notice::commit_subject(&subject(), &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng)).unwrap();
+                notice::commit_subject(&subject(), &mut crate::identity::os_rng()).unwrap();
             let body = Body { commitments, ..body };
             let full = notice::seal(&key(), body.encode().unwrap(), disclosures);
             // What this node holds: the subset of disclosures that reached it.

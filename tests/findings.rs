@@ -933,7 +933,7 @@ fn an_escape_sequence_in_a_partners_summary_is_refused_and_audited() {
             1,
             None,
             vigil::notice::Action::Issue,
-            &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+            &mut vigil::identity::os_rng(),
         )
         .unwrap();
     let mut body = vigil::notice::Body::decode(&clean.body).unwrap();

@@ -211,7 +211,7 @@ mod seeds {
                 seq,
                 None,
                 action,
-                &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+                &mut vigil::identity::os_rng(),
             )
             .unwrap()
     }
@@ -345,7 +345,7 @@ mod seeds {
                             seq,
                             prev,
                             Action::Issue,
-                            &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+                            &mut vigil::identity::os_rng(),
                         )
                         .unwrap();
                     Ok(Issued {

@@ -111,7 +111,7 @@ fn an_equivocating_member_is_refused_and_a_replay_changes_nothing() {
                 1,
                 None,
                 Action::Issue,
-                &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+                &mut vigil::identity::os_rng(),
             )
             .unwrap()
     };

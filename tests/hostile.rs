@@ -223,7 +223,7 @@ fn sealed(
             seq,
             prev,
             Action::Issue,
-            &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+            &mut vigil::identity::os_rng(),
         )
         .unwrap()
 }

@@ -449,11 +449,8 @@ mod tests {
     }
 
     fn envelope() -> Envelope {
-        let (commitments, disclosures) = commit_subject(
-            &subject(),
-            &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
-        )
-        .unwrap();
+        let (commitments, disclosures) =
+            commit_subject(&subject(), &mut crate::identity::os_rng()).unwrap();
         let body = Body {
             origin: "alpha".into(),
             seq: 1,

@@ -460,6 +460,31 @@ mod tests {
         input.validate(&ctx).map(|_| ())
     }
 
+    /// alpha's context, with every recipient a member.
+    fn open_ctx() -> IssueContext<'static> {
+        IssueContext {
+            origin: "alpha",
+            now: NOW,
+            max_retention_days: &|_| 365,
+            is_member: &|_| true,
+        }
+    }
+
+    /// `input` sealed as alpha's first notice, and the fixed key it was
+    /// signed with.
+    fn seal_first(input: &NoticeInput) -> (SigningKey, Result<(NoticeId, Envelope), InputError>) {
+        let key = SigningKey::from_bytes(&[1u8; 32]);
+        let sealed = input.seal(
+            &open_ctx(),
+            &key,
+            1,
+            None,
+            Action::Issue,
+            &mut crate::identity::os_rng(),
+        );
+        (key, sealed)
+    }
+
     fn field_of(v: serde_json::Value) -> String {
         check(v).expect_err("must be refused").field
     }
@@ -601,15 +626,7 @@ mod tests {
         v["subject"]["identifiers"] =
             serde_json::json!([{"scheme": "Passport No.", "country": "D", "value": " C01X00T47 "}]);
         let input = NoticeInput::from_json(v.to_string().as_bytes()).unwrap();
-        let retention = |_| 365;
-        let is_member = |_: &str| true;
-        let ctx = IssueContext {
-            origin: "alpha",
-            now: NOW,
-            max_retention_days: &retention,
-            is_member: &is_member,
-        };
-        let s = input.validate(&ctx).unwrap().subject;
+        let s = input.validate(&open_ctx()).unwrap().subject;
         assert_eq!(s.nationalities, Some(vec!["NLD".into(), "DEU".into()]));
         assert_eq!(s.date_of_birth.as_deref(), Some("1980-04"));
         let id = &s.identifiers.unwrap()[0];
@@ -617,17 +634,8 @@ mod tests {
             (id.scheme.as_str(), id.country.as_str(), id.value.as_str()),
             ("passport", "DEU", "C01X00T47")
         );
-        let key = SigningKey::from_bytes(&[1u8; 32]);
-        let (_, env) = input
-            .seal(
-                &ctx,
-                &key,
-                1,
-                None,
-                Action::Issue,
-                &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
-            )
-            .unwrap();
+        let (key, sealed) = seal_first(&input);
+        let (_, env) = sealed.unwrap();
         let held = verify(&env, |_| Some(key.verifying_key())).unwrap();
         assert_eq!(held.subject.identifiers.unwrap()[0].country, "DEU");
     }
@@ -650,50 +658,15 @@ mod tests {
                 .as_bytes(),
         )
         .unwrap();
-        let retention = |_| 365;
-        let is_member = |_: &str| true;
-        let ctx = IssueContext {
-            origin: "alpha",
-            now: NOW,
-            max_retention_days: &retention,
-            is_member: &is_member,
-        };
-        let key = SigningKey::from_bytes(&[1u8; 32]);
-        let err = input
-            .seal(
-                &ctx,
-                &key,
-                1,
-                None,
-                Action::Issue,
-                &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
-            )
-            .unwrap_err();
+        let err = seal_first(&input).1.unwrap_err();
         assert_eq!(err.field, "subject");
     }
 
     #[test]
     fn sealed_notice_verifies_with_the_subject_intact() {
         let input = NoticeInput::from_json(base().to_string().as_bytes()).unwrap();
-        let retention = |_| 365;
-        let is_member = |_: &str| true;
-        let ctx = IssueContext {
-            origin: "alpha",
-            now: NOW,
-            max_retention_days: &retention,
-            is_member: &is_member,
-        };
-        let key = SigningKey::from_bytes(&[1u8; 32]);
-        let (id, env) = input
-            .seal(
-                &ctx,
-                &key,
-                1,
-                None,
-                Action::Issue,
-                &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
-            )
-            .unwrap();
+        let (key, sealed) = seal_first(&input);
+        let (id, env) = sealed.unwrap();
         let v = verify(&env, |o| (o == "alpha").then(|| key.verifying_key())).unwrap();
         assert_eq!(v.id, id);
         assert_eq!(v.subject, input.subject);

@@ -453,8 +453,7 @@ pub fn run(cfg: &SimConfig) -> Result<SimReport, SimError> {
                 .store()
                 .delivery(&n.id, m)
                 .map_err(|e| fail(format!("{}: {e}", n.origin)))?;
-            let unanswered = matches!(d, Some(Delivery::Transit { .. })) && sealed_to.contains(m);
-            if let (true, Some(d)) = (unanswered, d) {
+            if let Some(d @ Delivery::Transit { .. }) = d {
                 return Err(fail(format!(
                     "notice {} from {} is still unanswered toward {m}: {d:?}",
                     n.id, n.origin
