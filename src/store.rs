@@ -803,6 +803,15 @@ pub struct Store {
     /// Written after every flush with what it made durable; checked at
     /// open so a store that lost acknowledged data is refused.
     record: std::sync::OnceLock<record::Record>,
+    /// Group commit: held while a flush runs, and the number of the last
+    /// flush that completed. A caller that finds a flush running waits for
+    /// it and flushes again only if that flush may not carry its writes,
+    /// so concurrent callers (audited screenings, feeds, issues) share one
+    /// device sync.
+    flushing: Mutex<u64>,
+    /// Flushes begun (numbered from 1); read without the lock to tell
+    /// whether a flush began after a caller's writes.
+    flushes_begun: std::sync::atomic::AtomicU64,
     /// Checked before new notices are written.
     space: space::Space,
     /// `vigil.lock` in the data directory, locked for the store's life:
@@ -1512,6 +1521,8 @@ impl Store {
             index: RwLock::new(index),
             head: tx,
             record: std::sync::OnceLock::new(),
+            flushing: Mutex::new(0),
+            flushes_begun: std::sync::atomic::AtomicU64::new(0),
             space: space::Space::new(dir),
             _lock: lock,
         })
@@ -1563,12 +1574,32 @@ impl Store {
     /// Then writes the acknowledgement record with what the flush covered:
     /// the mark is taken before the flush, so it never names a write the
     /// flush may not have carried.
+    ///
+    /// Concurrent callers share flushes: one that finds a flush running
+    /// waits for it, then flushes only if no flush began after its call.
     pub fn flush(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        // Any flush numbered above `begun` began after this call, so it
+        // carries every write this caller made before calling.
+        let begun = self.flushes_begun.load(SeqCst);
+        self.flush_unless(|finished| finished > begun)
+    }
+
+    /// Flushes under the group-commit lock unless `done` (given the number
+    /// of the last completed flush) says the caller is covered already.
+    fn flush_unless(&self, done: impl Fn(u64) -> bool) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut finished = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        if done(*finished) {
+            return Ok(());
+        }
+        let n = self.flushes_begun.fetch_add(1, SeqCst) + 1;
         let m = self.mark();
         self.db.flush()?;
         if let Some(r) = self.record.get() {
             r.advance(m)?;
         }
+        *finished = n;
         Ok(())
     }
 
@@ -2324,6 +2355,32 @@ pub struct Issued {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callers_waiting_on_a_running_flush_share_the_next_one() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(dir.path(), 7).unwrap());
+        // A flush is running (number 1): its lock is held.
+        let running = store.flushing.lock().unwrap();
+        store.flushes_begun.store(1, SeqCst);
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let s = store.clone();
+                std::thread::spawn(move || s.flush().unwrap())
+            })
+            .collect();
+        // Bounded: each waiter reads the count, then blocks on the lock.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut running = running;
+        *running = 1;
+        drop(running);
+        for w in waiters {
+            w.join().unwrap();
+        }
+        // One flush (number 2) began after all four calls and served them.
+        assert_eq!(store.flushes_begun.load(SeqCst), 2);
+    }
 
     #[test]
     fn a_second_opener_is_told_the_directory_is_in_use() {
