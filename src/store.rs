@@ -33,6 +33,7 @@ mod index;
 mod migrate;
 pub(crate) mod pack;
 pub mod record;
+mod snapshot;
 pub mod space;
 
 use serde::{Deserialize, Serialize};
@@ -656,17 +657,22 @@ struct HeldV3 {
     item: Item,
 }
 
-/// Converts a format 3 log entry: the screening index entry is computed
-/// again from what the notice discloses here.
-/// Format 4 to 5: waiting effects gain their end. Those format 4 wrote
+/// Format 4 to 5. Waiting effects gain their end: those format 4 wrote
 /// never end (their update's expiry is not at hand here); they are few,
-/// one per update or cancel that overtook its target. The log itself is
-/// unchanged. One batch, so a crash leaves format 4 or 5, never a mix.
+/// one per update or cancel that overtook its target. And screening keys
+/// are computed again: format 4 kept the apostrophe of letters such as
+/// `ŉ`, so a query typed with the decomposed form missed them. The keys
+/// go through the resumable log rewrite, which sets the format last; the
+/// waiting effects are converted first, and again harmlessly if a crash
+/// comes in between (one already converted is left as it is).
 fn migrate_v4(db: &sled::Db, tree: &sled::Tree) -> Result<(), StoreError> {
     let mut batch = sled::Batch::default();
     let mut n = 0usize;
     for r in tree.scan_prefix([WAITING]) {
         let (k, v) = r?;
+        if dec::<Waiting>(&v, "waiting effect").is_ok() {
+            continue;
+        }
         let old: WaitingV4 = dec(&v, "format 4 waiting effect")?;
         let new = Waiting {
             by: old.by,
@@ -677,18 +683,31 @@ fn migrate_v4(db: &sled::Db, tree: &sled::Tree) -> Result<(), StoreError> {
         batch.insert(k, enc(&new)?);
         n += 1;
     }
-    batch.insert(key(META, META_SCHEMA), &SCHEMA_VERSION.to_be_bytes());
     tree.apply_batch(batch)?;
     db.flush()?;
+    let packs = migrate::rewrite_log(db, tree, 4, SCHEMA_VERSION, &convert_v4)?;
     tracing::info!(
-        from = 4,
-        to = SCHEMA_VERSION,
         waiting = n,
-        "store format migrated"
+        packs,
+        "format 4 waiting effects and screening keys converted"
     );
     Ok(())
 }
 
+/// Converts a format 4 log entry: its screening keys and names computed
+/// again from what the notice discloses here.
+fn convert_v4(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let mut held: Held = dec(bytes, "format 4 log entry")?;
+    if let (Some(m), Item::Notice(env)) = (held.meta.as_mut(), &held.item) {
+        if !m.erased {
+            (m.keys, m.names) = screen_entry(env);
+        }
+    }
+    held.encode()
+}
+
+/// Converts a format 3 log entry: the screening index entry is computed
+/// again from what the notice discloses here.
 fn convert_v3(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
     let old: HeldV3 = dec(bytes, "format 3 log entry")?;
     let meta = old.meta.map(|m| {
@@ -786,6 +805,8 @@ struct Counters {
 pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
+    /// The data directory: where the index snapshot is written at close.
+    dir: std::path::PathBuf,
     /// Changes when the store is rebuilt, or when a member's cursor shows
     /// it was restored from an older copy ([`Store::rotate_epoch`]).
     epoch: std::sync::atomic::AtomicU64,
@@ -817,6 +838,29 @@ pub struct Store {
     /// `vigil.lock` in the data directory, locked for the store's life:
     /// one process per data directory, and a clear error for the second.
     _lock: std::fs::File,
+}
+
+impl Drop for Store {
+    /// Flushes, then writes the index snapshot the next open starts from
+    /// (docs/store.md, "The index snapshot"). A failure only costs the next
+    /// open a rebuild from the log.
+    fn drop(&mut self) {
+        if let Err(e) = self.db.flush() {
+            tracing::warn!(error = %e, "store not flushed at close: no index snapshot written");
+            return;
+        }
+        let c = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
+        let header = snapshot::Header {
+            format: SCHEMA_VERSION,
+            epoch: self.epoch.load(std::sync::atomic::Ordering::Acquire),
+            head: c.next_local - 1,
+            audit: c.audit,
+        };
+        let index = self.index.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = snapshot::write(&self.dir, &header, index) {
+            tracing::warn!(error = %e, "index snapshot not written: the next start rebuilds the index from the log");
+        }
+    }
 }
 
 /// A log entry in a write being prepared: encoded when appended, decoded
@@ -1441,7 +1485,8 @@ impl Store {
             });
         }
         let tree = db.open_tree("vigil")?;
-        match read_u64(tree.get(key(META, META_SCHEMA))?, "schema")? {
+        let schema = read_u64(tree.get(key(META, META_SCHEMA))?, "schema")?;
+        match schema {
             None => {
                 tree.insert(key(META, META_SCHEMA), &SCHEMA_VERSION.to_be_bytes())?;
             }
@@ -1472,45 +1517,24 @@ impl Store {
             }
         };
         db.flush()?;
-        let mut index = Index::default();
-        let mut last = 0;
-        for r in tree.scan_prefix([LOG]) {
-            let (k, v) = r?;
-            let start = key_seq(&k, "log")?;
-            let entries = pack::entries(&v).map_err(corrupt("log pack"))?;
-            // Packs tile the log from 1 without gaps or overlaps; anything
-            // else would hand out an entry for the wrong seq, or reuse one.
-            if start != last + 1
-                || entries.is_empty()
-                || start.checked_add(entries.len() as u64).is_none()
-            {
-                return Err(StoreError::Corrupt(format!(
-                    "log pack at {start} does not follow entry {last}"
-                )));
-            }
-            index.apply(Op::Pack { start });
-            for (local, e) in (start..).zip(entries) {
-                last = local;
-                if let (Some(m), _) = held_head(e)? {
-                    index.apply(Op::add(&row(local, &m)));
+        let audit = last_audit(&tree)?;
+        // A snapshot is never of a store another build migrated since.
+        let snap = snapshot::take(dir).filter(|_| schema.is_none_or(|v| v == SCHEMA_VERSION));
+        let (index, last) = match snap {
+            Some((header, index)) => match snapshot_fits(&tree, &header, &index, epoch, audit)? {
+                Ok(()) => (index, header.head),
+                Err(why) => {
+                    tracing::warn!(problem = why, "index snapshot does not match the store: rebuilding the index from the log");
+                    rebuild(&tree)?
                 }
-            }
-        }
-        let audit = match tree.scan_prefix([AUDIT]).next_back() {
-            None => (0, [0u8; 32]),
-            Some(r) => {
-                let (_, v) = r?;
-                let block: Vec<AuditEntry> = dec(&v, "audit block")?;
-                let e = block
-                    .last()
-                    .ok_or_else(|| StoreError::Corrupt("empty audit block".into()))?;
-                (e.seq, e.hash()?)
-            }
+            },
+            None => rebuild(&tree)?,
         };
         let (tx, _) = tokio::sync::watch::channel(last);
         Ok(Store {
             db,
             tree,
+            dir: dir.to_path_buf(),
             epoch: std::sync::atomic::AtomicU64::new(epoch),
             writer: Mutex::new(Counters {
                 next_local: last + 1,
@@ -1527,7 +1551,97 @@ impl Store {
             _lock: lock,
         })
     }
+}
 
+/// The last processing-log entry's (seq, hash); (0, zeros) when empty.
+fn last_audit(tree: &sled::Tree) -> Result<(u64, [u8; 32]), StoreError> {
+    match tree.scan_prefix([AUDIT]).next_back() {
+        None => Ok((0, [0u8; 32])),
+        Some(r) => {
+            let (_, v) = r?;
+            let block: Vec<AuditEntry> = dec(&v, "audit block")?;
+            let e = block
+                .last()
+                .ok_or_else(|| StoreError::Corrupt("empty audit block".into()))?;
+            Ok((e.seq, e.hash()?))
+        }
+    }
+}
+
+/// Whether a snapshot describes this store as it is: same format and
+/// epoch, a log from entry 1 whose last pack ends at the same entry, the
+/// same last processing-log entry. The outer error is a store read failing; the
+/// inner one says what does not match.
+fn snapshot_fits(
+    tree: &sled::Tree,
+    header: &snapshot::Header,
+    index: &Index,
+    epoch: u64,
+    audit: (u64, [u8; 32]),
+) -> Result<Result<(), &'static str>, StoreError> {
+    if header.format != SCHEMA_VERSION {
+        return Ok(Err("another store format"));
+    }
+    if header.epoch != epoch {
+        return Ok(Err("another epoch"));
+    }
+    if header.audit != audit {
+        return Ok(Err("another processing log"));
+    }
+    let end = match tree.scan_prefix([LOG]).next_back() {
+        None => None,
+        Some(r) => {
+            let (k, v) = r?;
+            let start = key_seq(&k, "log")?;
+            let n = pack::entries(&v).map_err(corrupt("log pack"))?.len() as u64;
+            Some((start, start + n - 1))
+        }
+    };
+    // The log starts at entry 1 (checked here too: only a rebuild reads
+    // every pack between).
+    let first = match tree.scan_prefix([LOG]).next() {
+        None => None,
+        Some(r) => Some(key_seq(&r?.0, "log")?),
+    };
+    let fits = match end {
+        None => header.head == 0 && index.pack_of(u64::MAX).is_none(),
+        Some((start, last)) => {
+            first == Some(1) && last == header.head && index.pack_of(u64::MAX) == Some(start)
+        }
+    };
+    Ok(if fits { Ok(()) } else { Err("another log") })
+}
+
+/// The index built by reading every log entry, and the last log position.
+fn rebuild(tree: &sled::Tree) -> Result<(Index, u64), StoreError> {
+    let mut index = Index::default();
+    let mut last = 0;
+    for r in tree.scan_prefix([LOG]) {
+        let (k, v) = r?;
+        let start = key_seq(&k, "log")?;
+        let entries = pack::entries(&v).map_err(corrupt("log pack"))?;
+        // Packs tile the log from 1 without gaps or overlaps; anything
+        // else would hand out an entry for the wrong seq, or reuse one.
+        if start != last + 1
+            || entries.is_empty()
+            || start.checked_add(entries.len() as u64).is_none()
+        {
+            return Err(StoreError::Corrupt(format!(
+                "log pack at {start} does not follow entry {last}"
+            )));
+        }
+        index.apply(Op::Pack { start });
+        for (local, e) in (start..).zip(entries) {
+            last = local;
+            if let (Some(m), _) = held_head(e)? {
+                index.apply(Op::add(&row(local, &m)));
+            }
+        }
+    }
+    Ok((index, last))
+}
+
+impl Store {
     /// This store's epoch: a member's cursor into this log means nothing in
     /// another epoch.
     pub fn epoch(&self) -> u64 {
@@ -2641,6 +2755,43 @@ mod tests {
     }
 
     #[test]
+    fn a_format_4_store_gets_its_screening_keys_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = five_with_a_cancel(dir.path());
+        {
+            // Keys as a format-4 build may have computed them: stale.
+            let db = sled::open(dir.path()).unwrap();
+            let tree = db.open_tree("vigil").unwrap();
+            for r in tree.scan_prefix([LOG]) {
+                let (k, v) = r.unwrap();
+                let entries: Vec<Vec<u8>> = pack::entries(&v)
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| {
+                        let mut h: Held = dec(e, "entry").unwrap();
+                        if let Some(m) = h.meta.as_mut() {
+                            m.keys = vec![7];
+                            m.names = None;
+                        }
+                        h.encode().unwrap()
+                    })
+                    .collect();
+                tree.insert(k, pack::encode(entries.iter().map(Vec::as_slice)).unwrap())
+                    .unwrap();
+            }
+            tree.insert(key(META, META_SCHEMA), &4u64.to_be_bytes())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(dir.path(), 7).unwrap();
+        assert_eq!(passport(&store, "P1"), vec![ids[0]]);
+        assert!(passport(&store, "P4").is_empty(), "a cancelled notice hits");
+        let q = Query::name("John Doe", "1980-04-01", NOW).unwrap();
+        assert_eq!(store.screen(&q).unwrap().len(), 3);
+        assert_eq!(*store.read_index(), rebuilt(&store));
+    }
+
+    #[test]
     fn a_format_4_waiting_cancel_still_takes_effect_after_migration() {
         let target = accepted(1, "P1", Action::Issue, None);
         let cancel = cancel_of(2, target.id);
@@ -2851,6 +3002,10 @@ mod tests {
                     .unwrap();
                 store.flush().unwrap();
             }
+            // As after a crash: no snapshot, so the open reads every pack
+            // (a snapshot is trusted for the packs between the first and
+            // the last; docs/store.md).
+            std::fs::remove_file(dir.path().join(snapshot::FILE)).unwrap();
             let err = Store::open(dir.path(), 7).err().unwrap();
             assert!(
                 err.to_string().contains("does not follow"),
@@ -3045,6 +3200,60 @@ mod tests {
             .unwrap();
         store.flush().unwrap();
         ids
+    }
+
+    /// The index as a rebuild from the log makes it.
+    fn rebuilt(store: &Store) -> Index {
+        rebuild(&store.tree).unwrap().0
+    }
+
+    #[test]
+    fn a_store_closed_cleanly_opens_from_its_snapshot_and_uses_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = five_with_a_cancel(dir.path());
+        let snap = dir.path().join(snapshot::FILE);
+        assert!(snap.exists(), "no snapshot written at close");
+        let store = Store::open(dir.path(), 7).unwrap();
+        assert!(!snap.exists(), "a snapshot in use stays on disk");
+        assert_eq!(*store.read_index(), rebuilt(&store));
+        assert_eq!(store.len(), 5);
+        assert_eq!(passport(&store, "P2"), vec![ids[1]]);
+        assert!(passport(&store, "P4").is_empty());
+        // The snapshot's index goes on like a rebuilt one.
+        store
+            .apply_batch(&batch_of(6, vec![accepted(6, "P6", Action::Issue, None)]))
+            .unwrap();
+        assert_eq!(*store.read_index(), rebuilt(&store));
+        assert_eq!(store.head(), 6);
+    }
+
+    #[test]
+    fn a_snapshot_older_than_the_store_or_damaged_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        five_with_a_cancel(dir.path());
+        let snap = dir.path().join(snapshot::FILE);
+        let old = std::fs::read(&snap).unwrap();
+        let newer = accepted(6, "P6", Action::Issue, None);
+        let id = newer.id;
+        {
+            let store = Store::open(dir.path(), 7).unwrap();
+            store.apply_batch(&batch_of(6, vec![newer])).unwrap();
+            store.flush().unwrap();
+        }
+        // Put back the snapshot from before the sixth notice.
+        std::fs::write(&snap, &old).unwrap();
+        let store = Store::open(dir.path(), 7).unwrap();
+        assert_eq!(*store.read_index(), rebuilt(&store));
+        assert_eq!(passport(&store, "P6"), vec![id]);
+        drop(store);
+        // One byte flipped in the snapshot of the store as it is.
+        let mut bytes = std::fs::read(&snap).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&snap, &bytes).unwrap();
+        let store = Store::open(dir.path(), 7).unwrap();
+        assert_eq!(*store.read_index(), rebuilt(&store));
+        assert_eq!(passport(&store, "P6"), vec![id]);
     }
 
     #[test]

@@ -13,6 +13,8 @@
 
 use std::collections::{hash_map::Entry, BTreeMap, BTreeSet, HashMap};
 
+use serde::{Deserialize, Serialize};
+
 use super::NoticeState;
 
 /// The first 8 bytes of a 32-byte hash, as the in-memory key.
@@ -92,7 +94,7 @@ impl Op {
 /// part of the in-memory index on the write path (issue #5 profile); the
 /// map's hasher is std's keyed one, so ground-out prefixes cannot aim at
 /// its buckets.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Multimap {
     first: HashMap<u64, u64>,
     more: BTreeSet<(u64, u64)>,
@@ -140,8 +142,9 @@ impl Multimap {
     }
 }
 
-/// Lookups over every notice held, by local seq.
-#[derive(Debug, Default)]
+/// Lookups over every notice held, by local seq. Serialised only as the
+/// snapshot written at close ([`super::snapshot`]).
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Index {
     /// id prefix → local seq.
     ids: Multimap,
