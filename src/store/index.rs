@@ -11,7 +11,7 @@
 //! member ground one out, so every structure is a multimap and callers
 //! confirm a candidate against the full value held in the log.
 
-use std::collections::{hash_map::Entry, BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -87,58 +87,130 @@ impl Op {
     }
 }
 
-/// A multimap from prefix to local seq, shaped for the usual case of one
-/// value per prefix: a hash map holds the first value of each prefix, a
-/// B-tree set any others (a shared prefix is rare: chance, or an id a
-/// member ground out). Random 8-byte keys made B-tree sets the most costly
-/// part of the in-memory index on the write path (issue #5 profile); the
-/// map's hasher is std's keyed one, so ground-out prefixes cannot aim at
-/// its buckets.
-#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A multimap from prefix to local seq, kept compact: most pairs sit in
+/// two sorted arrays (16 bytes a pair, searched by bisection), the recent
+/// ones in a small ordered set that is merged into the arrays once it
+/// holds more than an eighth of them. A removed pair of the arrays is
+/// marked ([`GONE`] set in its local) and dropped at the next merge. A hash map of the
+/// same pairs took about 35 bytes a pair at a million (buckets are a
+/// power of two, an eighth kept free), and was the largest part of a
+/// node's memory (issue #18 profile).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Multimap {
-    first: HashMap<u64, u64>,
-    more: BTreeSet<(u64, u64)>,
+    /// Sorted by (key, local); a removed pair's local has [`GONE`] set.
+    keys: Vec<u64>,
+    locals: Vec<u64>,
+    /// Pairs added since the last merge.
+    recent: BTreeSet<(u64, u64)>,
+    /// Pairs of the arrays marked removed.
+    gone: usize,
 }
 
+/// Marks a removed pair's local in [`Multimap`]'s arrays: the top bit,
+/// which no local seq has (they count log entries from 1). Masked off,
+/// the locals of a key stay in order, so bisection still works.
+const GONE: u64 = 1 << 63;
+
+/// Fewest recent (or removed) pairs before a merge: small maps merge
+/// rarely. Tiny in unit tests, so their few pairs go through merges.
+const MERGE_MIN: usize = if cfg!(test) { 3 } else { 4096 };
+
+impl PartialEq for Multimap {
+    /// Equal when they hold the same pairs, however they are laid out.
+    fn eq(&self, other: &Multimap) -> bool {
+        self.pairs().eq(other.pairs())
+    }
+}
+
+impl Eq for Multimap {}
+
 impl Multimap {
+    /// Every pair held, in (key, local) order.
+    fn pairs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let mut sorted = self
+            .keys
+            .iter()
+            .zip(&self.locals)
+            .filter(|(_, &l)| l & GONE == 0)
+            .map(|(&k, &l)| (k, l))
+            .peekable();
+        let mut recent = self.recent.iter().copied().peekable();
+        std::iter::from_fn(move || match (sorted.peek(), recent.peek()) {
+            (Some(a), Some(b)) if a <= b => sorted.next(),
+            (Some(_), Some(_)) | (None, Some(_)) => recent.next(),
+            (Some(_), None) => sorted.next(),
+            (None, None) => None,
+        })
+    }
+
+    /// Positions of `key` in the sorted arrays.
+    fn span(&self, key: u64) -> std::ops::Range<usize> {
+        let start = self.keys.partition_point(|&k| k < key);
+        let end = start + self.keys[start..].partition_point(|&k| k == key);
+        start..end
+    }
+
+    /// Position of `(key, local)` in the sorted arrays, if held there.
+    fn find(&self, key: u64, local: u64) -> Option<usize> {
+        let span = self.span(key);
+        let at = span.start + self.locals[span.clone()].partition_point(|&l| l & !GONE < local);
+        (at < span.end && self.locals[at] == local).then_some(at)
+    }
+
     /// Adds `(key, local)`; false if it was there already.
     fn insert(&mut self, key: u64, local: u64) -> bool {
-        match self.first.entry(key) {
-            Entry::Vacant(e) => {
-                e.insert(local);
-                true
-            }
-            Entry::Occupied(e) if *e.get() == local => false,
-            Entry::Occupied(_) => self.more.insert((key, local)),
+        if local & GONE != 0 || self.find(key, local).is_some() {
+            return false;
         }
+        let added = self.recent.insert((key, local));
+        if self.recent.len() > MERGE_MIN.max(self.keys.len() / 8) {
+            self.merge();
+        }
+        added
     }
 
     fn remove(&mut self, key: u64, local: u64) {
-        if self.first.get(&key) != Some(&local) {
-            self.more.remove(&(key, local));
+        if self.recent.remove(&(key, local)) {
             return;
         }
-        // Promote another value of the same prefix, if any.
-        let next = self.more.range((key, 0)..=(key, u64::MAX)).next().copied();
-        match next {
-            Some(n) => {
-                self.more.remove(&n);
-                self.first.insert(key, n.1);
-            }
-            None => {
-                self.first.remove(&key);
+        if let Some(at) = self.find(key, local) {
+            // Marked, not moved: the arrays stay sorted.
+            self.locals[at] |= GONE;
+            self.gone += 1;
+            if self.gone > MERGE_MIN.max(self.keys.len() / 8) {
+                self.merge();
             }
         }
     }
 
     /// Every local seq under `key`, in ascending order.
     fn get(&self, key: u64) -> Vec<u64> {
-        let mut out: Vec<u64> = self.first.get(&key).copied().into_iter().collect();
-        if !out.is_empty() {
-            out.extend(self.more.range((key, 0)..=(key, u64::MAX)).map(|&(_, l)| l));
-            out.sort_unstable();
-        }
+        let mut out: Vec<u64> = self.locals[self.span(key)]
+            .iter()
+            .copied()
+            .filter(|&l| l & GONE == 0)
+            .collect();
+        out.extend(
+            self.recent
+                .range((key, 0)..=(key, u64::MAX))
+                .map(|&(_, l)| l),
+        );
+        out.sort_unstable();
         out
+    }
+
+    /// Moves the recent pairs into the arrays and drops removed ones.
+    fn merge(&mut self) {
+        let n = self.keys.len() - self.gone + self.recent.len();
+        let (mut keys, mut locals) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for (k, l) in self.pairs() {
+            keys.push(k);
+            locals.push(l);
+        }
+        self.keys = keys;
+        self.locals = locals;
+        self.recent.clear();
+        self.gone = 0;
     }
 }
 
@@ -319,7 +391,7 @@ mod tests {
         /// order of inserts and removals on a few shared keys.
         #[test]
         fn multimap_matches_a_set_of_pairs(
-            ops in prop::collection::vec((any::<bool>(), 0u64..4, 0u64..6), 0..80)
+            ops in prop::collection::vec((any::<bool>(), 0u64..4, 0u64..6), 0..200)
         ) {
             let mut m = Multimap::default();
             let mut model = BTreeSet::new();
@@ -335,7 +407,15 @@ mod tests {
                         model.range((key, 0)..=(key, u64::MAX)).map(|&(_, l)| l).collect();
                     prop_assert_eq!(m.get(key), want);
                 }
+                prop_assert!(m.pairs().eq(model.iter().copied()));
             }
+            // However merges and removals laid it out, it equals one built
+            // from its pairs.
+            let mut fresh = Multimap::default();
+            for &(k, l) in &model {
+                fresh.insert(k, l);
+            }
+            prop_assert_eq!(m, fresh);
         }
     }
 
