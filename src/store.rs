@@ -447,10 +447,14 @@ struct Waiting {
     by: NoticeId,
     state: NoticeState,
     erase: bool,
-    /// When the waiting ends unmet (Unix seconds): the expiry of the update
-    /// or cancel that set it. A target arriving later than that is past
-    /// its own retention too, so nothing needs the entry any more; without
-    /// an end, targets that never come would be held for ever.
+    /// When the waiting ends unmet (Unix seconds). For a cancel's own
+    /// target: the expiry the origin signed in the cancel, which is the
+    /// target's own (not the one capped here by inbound policy, which
+    /// counts from the cancel's arrival): a target arriving later is
+    /// refused as expired, so nothing needs the entry any more. For an
+    /// update's target, or a version further back along a chain, the
+    /// target's expiry is not known here: never (`i64::MAX`), so an older
+    /// version arriving late is never stored as current.
     until: i64,
 }
 
@@ -849,6 +853,12 @@ impl Drop for Store {
             tracing::warn!(error = %e, "store not flushed at close: no index snapshot written");
             return;
         }
+        // A writer that panicked may have left the index half changed:
+        // the next open rebuilds it rather than trust it.
+        if self.index.is_poisoned() || self.writer.is_poisoned() {
+            tracing::warn!("a store writer failed: no index snapshot written");
+            return;
+        }
         let c = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
         let header = snapshot::Header {
             format: SCHEMA_VERSION,
@@ -1016,7 +1026,15 @@ impl<'s> Tx<'s> {
         self.ops.push(Op::add(&row(local, &meta)));
         self.ids.insert(m.id, local);
         if let Some(e) = m.effect {
-            self.effect(e, m.id, m.origin, m.expires_at)?;
+            // The origin's own expiry, uncapped (see `Waiting::until`).
+            let until = if e.erase {
+                Body::decode(&m.envelope.body)
+                    .map_err(|err| StoreError::Corrupt(format!("notice {}: {err}", m.id)))?
+                    .expires_at
+            } else {
+                i64::MAX
+            };
+            self.effect(e, m.id, m.origin, until)?;
         }
         // An update or cancel of this very notice, by its origin, came
         // first.
@@ -1131,7 +1149,8 @@ impl<'s> Tx<'s> {
     /// target not held here is left alone. Erasure follows the target's
     /// chain of updates back, so a cancelled notice leaves no superseded
     /// version holding personal data behind.
-    /// `until` ends a waiting effect (see [`Waiting::until`]).
+    /// `until` ends a waiting effect on `e.target` itself (see
+    /// [`Waiting::until`]); one further back along the chain never ends.
     fn effect(
         &mut self,
         e: &Effect,
@@ -1160,7 +1179,7 @@ impl<'s> Tx<'s> {
                             by,
                             state: e.state,
                             erase: e.erase,
-                            until,
+                            until: if target == e.target { until } else { i64::MAX },
                         };
                         self.put(k, enc(&w)?);
                     }
@@ -2736,18 +2755,34 @@ mod tests {
         assert_eq!(on_arrival[0].notice, Some(id1));
         assert_eq!(on_arrival[0].operation, Operation::Erase);
         // Only the forged cancel still waits (for a notice of charlie's
-        // that will never come), until its own expiry.
+        // that will never come), until that notice would have expired.
         assert_eq!(store.tree.scan_prefix([WAITING]).count(), 1);
     }
 
-    #[test]
-    fn a_cancel_whose_notice_never_comes_waits_until_its_own_expiry() {
-        let never = accepted(1, "P1", Action::Issue, None);
-        let cancel = cancel_of(2, never.id);
-        let until = cancel.expires_at;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 7).unwrap();
+    const DAY: i64 = 86_400;
+
+    /// A store in `dir` holding bravo's cancel of a notice it does not
+    /// hold, kept here 30 days (inbound policy caps from its arrival);
+    /// returns that notice and the expiry the origin signed (the target's).
+    fn waiting_cancel(dir: &Path) -> (Accepted, i64) {
+        let target = accepted(1, "P1", Action::Issue, None);
+        let mut cancel = cancel_of(2, target.id);
+        let signed = Body::decode(&cancel.envelope.body).unwrap().expires_at;
+        assert!(signed > NOW + 31 * DAY);
+        cancel.expires_at = NOW + 30 * DAY;
+        let store = Store::open(dir, 7).unwrap();
         store.apply_batch(&batch_of(2, vec![cancel])).unwrap();
+        store.flush().unwrap();
+        (target, signed)
+    }
+
+    #[test]
+    fn a_cancel_whose_notice_never_comes_waits_until_that_notice_would_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, until) = waiting_cancel(dir.path());
+        let store = Store::open(dir.path(), 7).unwrap();
+        // Not at the cancel's own (capped) expiry: the target may still come.
+        assert_eq!(store.sweep_waiting(NOW + 31 * DAY, 10).unwrap(), 0);
         assert_eq!(store.sweep_waiting(until, 10).unwrap(), 0);
         assert_eq!(store.tree.scan_prefix([WAITING]).count(), 1);
         assert_eq!(store.sweep_waiting(until + 1, 10).unwrap(), 1);
@@ -2755,34 +2790,35 @@ mod tests {
     }
 
     #[test]
+    fn a_target_arriving_after_its_cancels_capped_expiry_is_still_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut target, _) = waiting_cancel(dir.path());
+        let id = target.id;
+        let store = Store::open(dir.path(), 7).unwrap();
+        store.sweep_waiting(NOW + 31 * DAY, 10).unwrap();
+        // By another way, on day 40, kept 30 days from its own arrival.
+        target.expires_at = NOW + 70 * DAY;
+        let mut b = batch_of(3, vec![target]);
+        b.now = NOW + 40 * DAY;
+        store.apply_batch(&b).unwrap();
+        let (rec, env) = store.get(&id).unwrap().unwrap();
+        assert_eq!(rec.state, NoticeState::Cancelled);
+        assert!(env.disclosures.is_empty());
+        assert!(passport(&store, "P1").is_empty());
+    }
+
+    #[test]
     fn a_format_4_store_gets_its_screening_keys_again() {
         let dir = tempfile::tempdir().unwrap();
         let ids = five_with_a_cancel(dir.path());
-        {
-            // Keys as a format-4 build may have computed them: stale.
-            let db = sled::open(dir.path()).unwrap();
-            let tree = db.open_tree("vigil").unwrap();
-            for r in tree.scan_prefix([LOG]) {
-                let (k, v) = r.unwrap();
-                let entries: Vec<Vec<u8>> = pack::entries(&v)
-                    .unwrap()
-                    .into_iter()
-                    .map(|e| {
-                        let mut h: Held = dec(e, "entry").unwrap();
-                        if let Some(m) = h.meta.as_mut() {
-                            m.keys = vec![7];
-                            m.names = None;
-                        }
-                        h.encode().unwrap()
-                    })
-                    .collect();
-                tree.insert(k, pack::encode(entries.iter().map(Vec::as_slice)).unwrap())
-                    .unwrap();
+        // Keys as a format-4 build may have computed them: stale.
+        as_older_format(dir.path(), 4, |mut h| {
+            if let Some(m) = h.meta.as_mut() {
+                m.keys = vec![7];
+                m.names = None;
             }
-            tree.insert(key(META, META_SCHEMA), &4u64.to_be_bytes())
-                .unwrap();
-            db.flush().unwrap();
-        }
+            h.encode().unwrap()
+        });
         let store = Store::open(dir.path(), 7).unwrap();
         assert_eq!(passport(&store, "P1"), vec![ids[0]]);
         assert!(passport(&store, "P4").is_empty(), "a cancelled notice hits");
@@ -2793,15 +2829,9 @@ mod tests {
 
     #[test]
     fn a_format_4_waiting_cancel_still_takes_effect_after_migration() {
-        let target = accepted(1, "P1", Action::Issue, None);
-        let cancel = cancel_of(2, target.id);
-        let id = target.id;
         let dir = tempfile::tempdir().unwrap();
-        {
-            let store = Store::open(dir.path(), 7).unwrap();
-            store.apply_batch(&batch_of(2, vec![cancel])).unwrap();
-            store.flush().unwrap();
-        }
+        let (target, _) = waiting_cancel(dir.path());
+        let id = target.id;
         {
             // As format 4 wrote it: no end.
             let db = sled::open(dir.path()).unwrap();
@@ -3133,6 +3163,31 @@ mod tests {
     /// Rewrites a store as format 3 wrote it (old key hashes, no names),
     /// as a node of the previous release left it.
     fn downgrade_to_v3(dir: &Path) {
+        as_older_format(dir, 3, |h| {
+            let meta = h.meta.map(|m| MetaV3 {
+                id: m.id,
+                origin: m.origin,
+                seq: m.seq,
+                kind: m.kind,
+                state: m.state,
+                erased: m.erased,
+                expires_at: m.expires_at,
+                stored_at: m.stored_at,
+                stripped: m.stripped,
+                keys: vec![[7; 32]],
+            });
+            postcard::to_allocvec(&HeldV3 {
+                meta,
+                from: h.from,
+                item: h.item,
+            })
+            .unwrap()
+        });
+    }
+
+    /// Rewrites every log entry of the closed store in `dir` with `f` and
+    /// marks the store as format `schema`, as an older build left it.
+    fn as_older_format(dir: &Path, schema: u64, f: impl Fn(Held) -> Vec<u8>) {
         let db = sled::open(dir).unwrap();
         let tree = db.open_tree("vigil").unwrap();
         for r in tree.scan_prefix([LOG]) {
@@ -3140,32 +3195,12 @@ mod tests {
             let entries: Vec<Vec<u8>> = pack::entries(&v)
                 .unwrap()
                 .into_iter()
-                .map(|e| {
-                    let h: Held = dec(e, "entry").unwrap();
-                    let meta = h.meta.map(|m| MetaV3 {
-                        id: m.id,
-                        origin: m.origin,
-                        seq: m.seq,
-                        kind: m.kind,
-                        state: m.state,
-                        erased: m.erased,
-                        expires_at: m.expires_at,
-                        stored_at: m.stored_at,
-                        stripped: m.stripped,
-                        keys: vec![[7; 32]],
-                    });
-                    postcard::to_allocvec(&HeldV3 {
-                        meta,
-                        from: h.from,
-                        item: h.item,
-                    })
-                    .unwrap()
-                })
+                .map(|e| f(dec(e, "entry").unwrap()))
                 .collect();
             tree.insert(k, pack::encode(entries.iter().map(Vec::as_slice)).unwrap())
                 .unwrap();
         }
-        tree.insert(key(META, META_SCHEMA), &3u64.to_be_bytes())
+        tree.insert(key(META, META_SCHEMA), &schema.to_be_bytes())
             .unwrap();
         db.flush().unwrap();
     }
