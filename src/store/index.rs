@@ -215,7 +215,9 @@ impl Multimap {
 }
 
 /// Lookups over every notice held, by local seq. Serialised only as the
-/// snapshot written at close ([`super::snapshot`]).
+/// snapshot written at close ([`super::snapshot`]): a change to the layout
+/// of these fields (or of [`Multimap`]'s) changes `snapshot::MAGIC`, so an
+/// older snapshot is rebuilt instead of read as the new layout.
 #[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Index {
     /// id prefix → local seq.

@@ -26,7 +26,8 @@ use super::index::Index;
 
 /// The snapshot's file name inside the data directory.
 pub const FILE: &str = "index.snapshot";
-const MAGIC: &[u8; 8] = b"VIGILIX1";
+/// Names the index layout too: changed with it (see `Index`).
+const MAGIC: &[u8; 8] = b"VIGILIX2";
 
 /// What the snapshot describes: the store as it was closed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
