@@ -1715,15 +1715,8 @@ impl Store {
         // Any flush numbered above `begun` began after this call, so it
         // carries every write this caller made before calling.
         let begun = self.flushes_begun.load(SeqCst);
-        self.flush_unless(|finished| finished > begun)
-    }
-
-    /// Flushes under the group-commit lock unless `done` (given the number
-    /// of the last completed flush) says the caller is covered already.
-    fn flush_unless(&self, done: impl Fn(u64) -> bool) -> Result<(), StoreError> {
-        use std::sync::atomic::Ordering::SeqCst;
         let mut finished = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
-        if done(*finished) {
+        if *finished > begun {
             return Ok(());
         }
         let n = self.flushes_begun.fetch_add(1, SeqCst) + 1;

@@ -95,7 +95,7 @@ impl Op {
 /// same pairs took about 35 bytes a pair at a million (buckets are a
 /// power of two, an eighth kept free), and was the largest part of a
 /// node's memory (issue #18 profile).
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Multimap {
     /// Sorted by (key, local); a removed pair's local has [`GONE`] set.
     keys: Vec<u64>,
