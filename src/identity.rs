@@ -250,6 +250,20 @@ impl std::fmt::Debug for TlsMaterial {
     }
 }
 
+/// A missing certificate beside a signing request `vigil init --csr`
+/// wrote: says so, since the next step is the CA's.
+fn awaiting_ca(cfg: &Config, mut e: IdentityError) -> IdentityError {
+    let csr = cfg.tls_cert.with_extension("csr");
+    if !e.file.exists() && csr.is_file() {
+        e.message = format!(
+            "{}; the signing request {} is waiting for `vigil ca sign` on the CA's machine",
+            e.message,
+            csr.display()
+        );
+    }
+    e
+}
+
 impl TlsMaterial {
     /// Reads `identity.tls_cert`, `identity.tls_key` (refused if group or
     /// others can read it) and `identity.ca_cert`, and checks that the
@@ -264,7 +278,7 @@ impl TlsMaterial {
         let mut problems = Vec::new();
         let chain = keep(
             &mut problems,
-            load_certs(&cfg.tls_cert, "identity.tls_cert"),
+            load_certs(&cfg.tls_cert, "identity.tls_cert").map_err(|e| awaiting_ca(cfg, e)),
         );
         let key = keep(
             &mut problems,
@@ -707,13 +721,12 @@ pub struct NodeTls {
     pub key_pem: String,
 }
 
-/// Issues a node certificate with the node id as its DNS name, signed by the CA.
-pub fn issue_node_cert(ca: &CaFiles, node_id: &str) -> Result<NodeTls, rcgen::Error> {
-    use rcgen::{
-        CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose,
-    };
-    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
-    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+/// What every node certificate says, whoever asked for it: the node id as
+/// its common name and only DNS name, a leaf (never a CA) for TLS client
+/// and server use, valid five years. A signing request only supplies the
+/// public key and the name; everything else is the CA's decision.
+fn node_cert_params(node_id: &str) -> Result<rcgen::CertificateParams, rcgen::Error> {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyUsagePurpose};
     let mut params = CertificateParams::new(vec![node_id.to_string()])?;
     params.distinguished_name.push(DnType::CommonName, node_id);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -724,12 +737,105 @@ pub fn issue_node_cert(ca: &CaFiles, node_id: &str) -> Result<NodeTls, rcgen::Er
     let now = ::time::OffsetDateTime::now_utc();
     params.not_before = now - ::time::Duration::days(1);
     params.not_after = now + ::time::Duration::days(365 * 5);
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &issuer)?;
+    Ok(params)
+}
+
+/// The CA as an issuer of certificates.
+fn ca_issuer(ca: &CaFiles) -> Result<rcgen::Issuer<'static, rcgen::KeyPair>, rcgen::Error> {
+    let ca_key = rcgen::KeyPair::from_pem(&ca.key_pem)?;
+    rcgen::Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)
+}
+
+/// Issues a node certificate with the node id as its DNS name, signed by the CA.
+pub fn issue_node_cert(ca: &CaFiles, node_id: &str) -> Result<NodeTls, rcgen::Error> {
+    let issuer = ca_issuer(ca)?;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = node_cert_params(node_id)?.signed_by(&key, &issuer)?;
     Ok(NodeTls {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// A node's TLS key and the signing request for its certificate (PEM),
+/// for enrolment without the CA key: the key never leaves the node, the
+/// request goes to whoever holds the CA.
+pub struct NodeCsr {
+    pub csr_pem: String,
+    pub key_pem: String,
+}
+
+/// Makes a TLS key and a certificate signing request naming `node_id`.
+pub fn node_csr(node_id: &str) -> Result<NodeCsr, rcgen::Error> {
+    let key = rcgen::KeyPair::generate()?;
+    let csr = node_cert_params(node_id)?.serialize_request(&key)?;
+    Ok(NodeCsr {
+        csr_pem: csr.pem()?,
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Why a certificate signing request was not signed.
+#[derive(Debug, thiserror::Error)]
+pub enum CsrError {
+    #[error("not a certificate signing request whose signature verifies ({0})")]
+    Unreadable(rcgen::Error),
+    #[error("the request names no node: it needs the node id as its common name")]
+    NoName,
+    #[error("the request's name `{0}` is not a node id (lowercase letters, digits, '-')")]
+    BadName(String),
+    #[error("the request's DNS names {sans:?} are not exactly its common name `{cn}`")]
+    NamesDisagree { cn: String, sans: Vec<String> },
+    #[error("the CA certificate or key: {0}")]
+    Ca(rcgen::Error),
+}
+
+/// The node a signing request names, once its signature and names are
+/// checked: its common name is a node id and its only DNS name is the same.
+pub fn csr_node_id(csr_pem: &str) -> Result<String, CsrError> {
+    Ok(read_csr(csr_pem)?.0)
+}
+
+fn read_csr(csr_pem: &str) -> Result<(String, rcgen::PublicKey), CsrError> {
+    use rcgen::{DnType, DnValue, SanType};
+    let req =
+        rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(CsrError::Unreadable)?;
+    let cn = match req.params.distinguished_name.get(&DnType::CommonName) {
+        Some(DnValue::Utf8String(s)) => s.clone(),
+        Some(DnValue::PrintableString(s)) => s.as_str().to_string(),
+        _ => return Err(CsrError::NoName),
+    };
+    if !crate::config::valid_node_id(&cn) {
+        return Err(CsrError::BadName(cn));
+    }
+    let sans: Vec<String> = req
+        .params
+        .subject_alt_names
+        .iter()
+        .map(|s| match s {
+            SanType::DnsName(n) => n.as_str().to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    if sans != [cn.clone()] {
+        return Err(CsrError::NamesDisagree { cn, sans });
+    }
+    Ok((cn, req.public_key))
+}
+
+/// Signs a node's certificate signing request with the CA: the node id
+/// and public key come from the request (checked by [`csr_node_id`]'s
+/// rules), everything else from [`node_cert_params`]. Returns the node id
+/// and the certificate (PEM).
+pub fn sign_csr(ca: &CaFiles, csr_pem: &str) -> Result<(String, String), CsrError> {
+    let (id, public_key) = read_csr(csr_pem)?;
+    let issuer = ca_issuer(ca).map_err(CsrError::Ca)?;
+    let req = rcgen::CertificateSigningRequestParams {
+        params: node_cert_params(&id).map_err(CsrError::Ca)?,
+        public_key,
+    };
+    let cert = req.signed_by(&issuer).map_err(CsrError::Ca)?;
+    Ok((id, cert.pem()))
 }
 
 /// The operating system's random generator, for keys, salts and HPKE.
@@ -789,7 +895,9 @@ pub fn write_public(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<
 pub struct InitParams<'a> {
     pub node_id: &'a str,
     pub dir: &'a Path,
-    pub ca: &'a CaFiles,
+    /// With the CA's key, the certificate is signed here; without it,
+    /// `vigil init --csr` writes a signing request for the CA instead.
+    pub ca: Option<&'a CaFiles>,
     /// The CA certificate path as it should appear in the config (relative
     /// to `dir` or absolute).
     pub ca_cert_ref: &'a str,
@@ -807,22 +915,48 @@ pub enum InitError {
     },
     #[error("certificate: {0}")]
     Certificate(#[from] rcgen::Error),
+    #[error("{0}: already exists; refusing to overwrite")]
+    Exists(PathBuf),
     #[error("signing key: {0}")]
     Key(#[from] ed25519_dalek::pkcs8::Error),
 }
 
 /// Creates a node's files: signing key, encryption key, TLS key and
-/// certificate, admin token and `vigil.toml`. Returns the public signing
-/// key.
+/// certificate (or, without the CA, the signing request `N.csr` for it),
+/// admin token and `vigil.toml`. Returns the public signing key. Refuses
+/// before writing anything if any of those files exists.
 pub fn init_node(p: &InitParams<'_>) -> Result<VerifyingKey, InitError> {
     let id = p.node_id;
     std::fs::create_dir_all(p.dir).map_err(|e| InitError::Io {
         path: p.dir.to_path_buf(),
         source: e,
     })?;
-    let signing = generate_signing_key();
-    let tls = issue_node_cert(p.ca, id)?;
     let at = |name: String| p.dir.join(name);
+    for name in [
+        "vigil.toml".to_string(),
+        format!("{id}.signing.pem"),
+        format!("{id}.encryption.key"),
+        format!("{id}.key"),
+        format!("{id}.crt"),
+        format!("{id}.csr"),
+        format!("{id}.admin.token"),
+    ] {
+        if at(name.clone()).exists() {
+            return Err(InitError::Exists(at(name)));
+        }
+    }
+    let signing = generate_signing_key();
+    let (tls, csr) = match p.ca {
+        Some(ca) => (issue_node_cert(ca, id)?, None),
+        None => {
+            let r = node_csr(id)?;
+            let tls = NodeTls {
+                cert_pem: String::new(),
+                key_pem: r.key_pem,
+            };
+            (tls, Some(r.csr_pem))
+        }
+    };
     let io =
         |path: PathBuf, r: std::io::Result<()>| r.map_err(|e| InitError::Io { path, source: e });
     let pem = signing_key_pem(&signing)?;
@@ -833,8 +967,16 @@ pub fn init_node(p: &InitParams<'_>) -> Result<VerifyingKey, InitError> {
     io(f.clone(), write_private(&f, key_file_text(&decryption)))?;
     let f = at(format!("{id}.key"));
     io(f.clone(), write_private(&f, &tls.key_pem))?;
-    let f = at(format!("{id}.crt"));
-    io(f.clone(), write_public(&f, &tls.cert_pem))?;
+    match csr {
+        None => {
+            let f = at(format!("{id}.crt"));
+            io(f.clone(), write_public(&f, &tls.cert_pem))?;
+        }
+        Some(csr) => {
+            let f = at(format!("{id}.csr"));
+            io(f.clone(), write_public(&f, &csr))?;
+        }
+    }
     let f = at(format!("{id}.admin.token"));
     io(
         f.clone(),
@@ -940,7 +1082,7 @@ mod tests {
         init_node(&InitParams {
             node_id: "alpha",
             dir: &dir.path().join("alpha"),
-            ca: &ca,
+            ca: Some(&ca),
             ca_cert_ref: "../ca.crt",
             listen: "127.0.0.1:7401",
             admin_listen: "127.0.0.1:7501",
@@ -1224,5 +1366,98 @@ mod tests {
         assert_eq!(names, ["node", "ca", "bravo"]);
         watch.set_own(Vec::new());
         assert_eq!(watch.expiries().len(), 1);
+    }
+
+    /// A signing request from `params` with a fresh key (PEM).
+    fn request(params: rcgen::CertificateParams) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    }
+
+    #[test]
+    fn a_signing_request_is_signed_only_for_one_node_name_and_on_the_cas_terms() {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa};
+        use x509_parser::prelude::*;
+        let ca = generate_ca("test CA").unwrap();
+
+        let req = node_csr("alpha").unwrap();
+        assert_eq!(csr_node_id(&req.csr_pem).unwrap(), "alpha");
+        let (id, pem) = sign_csr(&ca, &req.csr_pem).unwrap();
+        assert_eq!(id, "alpha");
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        assert_eq!(cert_dns_names(&der), ["alpha"]);
+        // The certificate carries the request's key, which stayed with the
+        // node, and the CA's signature.
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        let ca_der = CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap();
+        let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
+        cert.verify_signature(Some(ca_cert.public_key())).unwrap();
+        let node_key = rcgen::KeyPair::from_pem(&req.key_pem).unwrap();
+        assert_eq!(
+            cert.public_key().subject_public_key.data.as_ref(),
+            node_key.public_key_raw()
+        );
+
+        // A request that asks to be a CA gets a leaf certificate anyway.
+        let mut params = CertificateParams::new(vec!["bravo".to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "bravo");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let (_, pem) = sign_csr(&ca, &request(params)).unwrap();
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        assert!(!cert.is_ca(), "a node certificate must not be a CA");
+
+        let refused = |params: CertificateParams| sign_csr(&ca, &request(params)).unwrap_err();
+        // No common name.
+        let mut params = CertificateParams::new(vec!["alpha".to_string()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        assert!(matches!(refused(params), CsrError::NoName));
+        // Not a node id.
+        let mut params = CertificateParams::new(vec!["Alpha_1".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Alpha_1");
+        let e = refused(params);
+        assert!(matches!(&e, CsrError::BadName(n) if n == "Alpha_1"), "{e}");
+        // A second name beside the node's.
+        let mut params =
+            CertificateParams::new(vec!["alpha".to_string(), "bravo".to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "alpha");
+        let e = refused(params);
+        assert!(
+            e.to_string().contains(
+                r#"DNS names ["alpha", "bravo"] are not exactly its common name `alpha`"#
+            ),
+            "{e}"
+        );
+        // A request whose signature does not verify (one byte of its
+        // signature changed) or that is not a request at all.
+        let der = pem_body(&req.csr_pem);
+        let mut bad = der.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let bad_pem = pem_text("CERTIFICATE REQUEST", &bad);
+        assert!(matches!(
+            sign_csr(&ca, &bad_pem).unwrap_err(),
+            CsrError::Unreadable(_)
+        ));
+        assert!(matches!(
+            csr_node_id(&ca.cert_pem).unwrap_err(),
+            CsrError::Unreadable(_)
+        ));
+    }
+
+    fn pem_body(pem: &str) -> Vec<u8> {
+        use base64::Engine;
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
+    }
+
+    fn pem_text(label: &str, der: &[u8]) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN {label}-----\n{b64}\n-----END {label}-----\n")
     }
 }

@@ -58,12 +58,13 @@ static TOKEN_FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::n
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Federation CA for tests and pilots.
+    /// The federation CA: create it, sign members' certificate requests.
     Ca {
         #[command(subcommand)]
         cmd: CaCmd,
     },
-    /// Create a node: signing key, encryption key, TLS key and certificate, admin token, vigil.toml.
+    /// Create a node: signing key, encryption key, TLS key and certificate
+    /// (or with `--csr` a signing request for the CA), admin token, vigil.toml.
     Init {
         /// The node's id: lowercase letters, digits and '-'.
         #[arg(long)]
@@ -74,16 +75,23 @@ enum Cmd {
         /// The federation CA certificate (`vigil ca init` writes ca.crt).
         #[arg(long)]
         ca_cert: PathBuf,
-        /// The federation CA private key, to sign the node's certificate.
+        /// The federation CA private key, to sign the node's certificate
+        /// here (pilots and tests; a federation keeps it on the CA's machine:
+        /// use `--csr`).
+        #[arg(long, required_unless_present = "csr", conflicts_with = "csr")]
+        ca_key: Option<PathBuf>,
+        /// Write the certificate signing request D/N.csr instead of a
+        /// certificate, for `vigil ca sign` on the CA's machine.
         #[arg(long)]
-        ca_key: PathBuf,
+        csr: bool,
         /// The QUIC address the node listens on for members.
         #[arg(long, default_value = "127.0.0.1:7400")]
         listen: String,
         /// The admin API address (loopback only).
         #[arg(long, default_value = "127.0.0.1:7500")]
         admin_listen: String,
-        /// Print `{"id", "signing_key", "encryption_key", "config", "token_file"}` instead.
+        /// Print `{"id", "signing_key", "encryption_key", "config", "token_file"}`
+        /// instead (with `--csr`, also `"csr"`: the request's path).
         #[arg(long)]
         json: bool,
     },
@@ -294,6 +302,27 @@ enum CaCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Sign a node's certificate signing request (`vigil init --csr`) with
+    /// the CA in D; the name is checked, and a name this CA signed before
+    /// is refused unless `--renew`. Records the certificate in D/signed/.
+    Sign {
+        /// The CA's folder (ca.crt, ca.key, signed/).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node's request, D/N.csr.
+        #[arg(long)]
+        csr: PathBuf,
+        /// Where to write the certificate (the node's D/N.crt).
+        #[arg(long)]
+        out: PathBuf,
+        /// Sign again for a name this CA already signed (a renewal or a
+        /// replaced TLS key); the certificate at `--out` is replaced.
+        #[arg(long)]
+        renew: bool,
+        /// Print `{"id", "certificate"}` instead of the certificate's path.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -474,11 +503,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Cmd::Ca {
             cmd: CaCmd::Init { dir, json },
         } => ca_init(&dir, json),
+        Cmd::Ca {
+            cmd:
+                CaCmd::Sign {
+                    dir,
+                    csr,
+                    out,
+                    renew,
+                    json,
+                },
+        } => ca_sign(&dir, &csr, &out, renew, json),
         Cmd::Init {
             node_id,
             dir,
             ca_cert,
             ca_key,
+            csr: _,
             listen,
             admin_listen,
             json,
@@ -486,7 +526,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             &node_id,
             &dir,
             &ca_cert,
-            &ca_key,
+            ca_key.as_deref(),
             &listen,
             &admin_listen,
             json,
@@ -567,11 +607,76 @@ fn ca_init(dir: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `vigil ca sign`: checks the request, refuses a name signed before
+/// (unless `renew`), signs, records the certificate in `D/signed/N.crt`
+/// and writes it to `out` (by rename, so a node never reads half a file).
+fn ca_sign(dir: &Path, csr: &Path, out: &Path, renew: bool, json: bool) -> anyhow::Result<()> {
+    let read =
+        |p: &Path| std::fs::read_to_string(p).map_err(|e| Usage(format!("{}: {e}", p.display())));
+    let ca = identity::CaFiles {
+        cert_pem: read(&dir.join("ca.crt"))?,
+        key_pem: read(&dir.join("ca.key"))?,
+    };
+    identity::check_private(&dir.join("ca.key"), "--dir ca.key")?;
+    let request = read(csr)?;
+    let id = identity::csr_node_id(&request)
+        .map_err(|e| Usage(format!("--csr {}: {e}", csr.display())))?;
+    let signed = dir.join("signed");
+    let record = signed.join(format!("{id}.crt"));
+    if record.exists() && !renew {
+        return Err(Usage(format!(
+            "--csr {}: this CA already signed a certificate for `{id}` ({}); a second one would let two holders use the name. Use --renew to replace it",
+            csr.display(),
+            record.display()
+        ))
+        .into());
+    }
+    if out.exists() && !renew {
+        return Err(Usage(format!(
+            "--out {}: already exists; refusing to overwrite (--renew replaces it)",
+            out.display()
+        ))
+        .into());
+    }
+    let (_, cert) = identity::sign_csr(&ca, &request)
+        .map_err(|e| Usage(format!("--csr {}: {e}", csr.display())))?;
+    std::fs::create_dir_all(&signed).with_context(|| signed.display().to_string())?;
+    replace_public(&record, &cert)?;
+    replace_public(out, &cert)?;
+    if json {
+        print_value(&serde_json::json!({"id": id, "certificate": out}));
+    } else {
+        println!("{}", out.display());
+    }
+    Ok(())
+}
+
+/// Writes a public file whole: a temporary file beside it, synced, then
+/// renamed over `path`.
+fn replace_public(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp =
+        tempfile::NamedTempFile::new_in(parent).with_context(|| parent.display().to_string())?;
+    std::fs::write(tmp.path(), contents).with_context(|| tmp.path().display().to_string())?;
+    tmp.as_file().sync_all()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))?;
+    }
+    tmp.persist(path)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
 fn init(
     node_id: &str,
     dir: &Path,
     ca_cert: &Path,
-    ca_key: &Path,
+    ca_key: Option<&Path>,
     listen: &str,
     admin: &str,
     json: bool,
@@ -601,9 +706,15 @@ fn init(
     let read = |p: &Path, flag: &str| {
         std::fs::read_to_string(p).map_err(|e| Usage(format!("{flag} {}: {e}", p.display())))
     };
-    let ca = identity::CaFiles {
-        cert_pem: read(ca_cert, "--ca-cert")?,
-        key_pem: read(ca_key, "--ca-key")?,
+    let ca = match ca_key {
+        Some(ca_key) => Some(identity::CaFiles {
+            cert_pem: read(ca_cert, "--ca-cert")?,
+            key_pem: read(ca_key, "--ca-key")?,
+        }),
+        None => {
+            read(ca_cert, "--ca-cert")?;
+            None
+        }
     };
     let existing = dir.join("vigil.toml");
     if existing.exists() {
@@ -618,25 +729,42 @@ fn init(
     let key = identity::init_node(&identity::InitParams {
         node_id,
         dir,
-        ca: &ca,
+        ca: ca.as_ref(),
         ca_cert_ref: &ca_ref.display().to_string(),
         listen,
         admin_listen: admin,
     })
     .map_err(|e| Usage(e.to_string()))?;
+    let csr = ca.is_none().then(|| dir.join(format!("{node_id}.csr")));
+    if let Some(csr) = &csr {
+        // What to do next goes to stderr: stdout stays the key line (or
+        // the JSON) that scripts read.
+        eprintln!(
+            "next: send {} to the federation CA; it runs
+  vigil ca sign --dir CADIR --csr {node_id}.csr --out {node_id}.crt
+and returns {node_id}.crt, which goes to {}. Then `vigil run --config {}` as usual.",
+            csr.display(),
+            dir.join(format!("{node_id}.crt")).display(),
+            existing.display()
+        );
+    }
     if !json {
         println!("{node_id} {}", format_public_key(&key));
         return Ok(());
     }
     let cfg = Config::load(&existing)?;
     let (pk, ek) = public_keys(&cfg)?;
-    print_value(&serde_json::json!({
+    let mut v = serde_json::json!({
         "id": cfg.node_id,
         "signing_key": pk,
         "encryption_key": ek,
         "config": cfg.path,
         "token_file": cfg.token_file,
-    }));
+    });
+    if let Some(csr) = csr {
+        v["csr"] = serde_json::json!(csr);
+    }
+    print_value(&v);
     Ok(())
 }
 

@@ -401,3 +401,121 @@ fn a_renewed_certificate_is_presented_after_sighup_while_links_stay_up() {
     assert_bravo_link_kept(&na, &since, links_before);
     na.stop();
 }
+
+#[test]
+fn nodes_enrolled_by_signing_request_link_and_the_ca_signs_a_name_once() {
+    let fed = Federation::new();
+    let ca = fed.dir.path().join("ca");
+    // Each node made its own TLS key and a request; the CA key stayed in
+    // the CA's folder.
+    let a = fed.enrol("alpha");
+    let b = fed.enrol("bravo");
+    for n in [&a, &b] {
+        vigil(&["check-config", "--config", n.cfg()]).assert_ok("check-config after ca sign");
+    }
+    a.add_member(&b);
+    b.add_member(&a);
+    let _nb = b.start();
+    let na = a.start();
+    wait_connected(&na, "bravo");
+
+    // The name is signed once: a second request for `alpha` (a new TLS
+    // key, someone else's) is refused unless the CA renews on purpose.
+    let csr = a.dir.join("alpha.csr");
+    let other = fed.dir.path().join("alpha-again.crt");
+    let sign = |out: &Path, renew: bool| {
+        let mut args = vec![
+            "ca",
+            "sign",
+            "--dir",
+            s(&ca),
+            "--csr",
+            s(&csr),
+            "--out",
+            s(out),
+        ];
+        if renew {
+            args.push("--renew");
+        }
+        vigil(&args)
+    };
+    sign(&other, false).assert_refused(
+        "a second certificate for alpha",
+        &[
+            "alpha.csr",
+            "already signed a certificate for `alpha`",
+            "--renew",
+        ],
+    );
+    assert!(!other.exists(), "a refused request left a certificate");
+    sign(&other, true).assert_ok("ca sign --renew");
+    assert!(other.is_file());
+
+    // A request that is not one, or whose signature does not verify.
+    let bad = fed.dir.path().join("bad.csr");
+    let text = fs::read_to_string(&csr).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mid = lines.len() / 2;
+    let flipped: String = lines[mid]
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == 10 {
+                if c == 'A' {
+                    'B'
+                } else {
+                    'A'
+                }
+            } else {
+                c
+            }
+        })
+        .collect();
+    let mut changed = lines.clone();
+    changed[mid] = &flipped;
+    fs::write(&bad, changed.join("\n") + "\n").unwrap();
+    vigil(&[
+        "ca",
+        "sign",
+        "--dir",
+        s(&ca),
+        "--csr",
+        s(&bad),
+        "--out",
+        s(&fed.dir.path().join("bad.crt")),
+    ])
+    .assert_refused(
+        "a damaged request",
+        &["bad.csr", "certificate signing request"],
+    );
+
+    // Before the CA signs, the node says what it is waiting for.
+    let c = fed.dir.path().join("charlie");
+    let out = vigil(&[
+        "init",
+        "--node-id",
+        "charlie",
+        "--dir",
+        s(&c),
+        "--ca-cert",
+        s(&ca.join("ca.crt")),
+        "--csr",
+    ]);
+    out.assert_ok("init --csr");
+    assert!(out.stderr.contains("vigil ca sign"), "{}", out.stderr);
+    let out = vigil(&["check-config", "--config", s(&c.join("vigil.toml"))]);
+    assert_eq!(out.code, Some(2), "{out:#?}");
+    for needle in [
+        "charlie.crt",
+        "identity.tls_cert",
+        "charlie.csr",
+        "vigil ca sign",
+    ] {
+        assert!(
+            out.stderr.contains(needle),
+            "no `{needle}` in {}",
+            out.stderr
+        );
+    }
+    na.stop();
+}

@@ -220,24 +220,58 @@ impl Federation {
     /// Like [`Federation::init`], with its certificate from the CA in
     /// the folder `ca` (`ca.crt`, `ca.key`), which names it in its config.
     pub fn init_with_ca(&self, id: &str, ca: &Path) -> NodeDir {
+        let ca_key = ca.join("ca.key");
+        self.make_node(id, ca, &["--ca-key", s(&ca_key)])
+    }
+
+    /// The enrolment path of a federation that keeps its CA key on the
+    /// CA's machine: `vigil init --csr` writes the node's files and
+    /// `ID.csr`, then `vigil ca sign` (run with the federation's CA
+    /// folder) signs it into `ID.crt`.
+    pub fn enrol(&self, id: &str) -> NodeDir {
+        let ca = self.dir.path().join("ca");
+        let node = self.make_node(id, &ca, &["--csr"]);
+        let csr = node.dir.join(format!("{id}.csr"));
+        assert!(csr.is_file(), "init --csr wrote no {}", csr.display());
+        assert!(
+            !node.dir.join(format!("{id}.crt")).exists(),
+            "init --csr wrote a certificate"
+        );
+        let crt = node.dir.join(format!("{id}.crt"));
+        vigil(&[
+            "ca",
+            "sign",
+            "--dir",
+            s(&ca),
+            "--csr",
+            s(&csr),
+            "--out",
+            s(&crt),
+        ])
+        .assert_ok("vigil ca sign");
+        node
+    }
+
+    fn make_node(&self, id: &str, ca: &Path, how: &[&str]) -> NodeDir {
         let dir = self.dir.path().join(id);
         let listen = format!("127.0.0.1:{}", free_udp_port());
         let admin = format!("127.0.0.1:{}", free_tcp_port());
-        let out = vigil(&[
+        let ca_cert = ca.join("ca.crt");
+        let mut args = vec![
             "init",
             "--node-id",
             id,
             "--dir",
             s(&dir),
             "--ca-cert",
-            s(&ca.join("ca.crt")),
-            "--ca-key",
-            s(&ca.join("ca.key")),
+            s(&ca_cert),
             "--listen",
             &listen,
             "--admin-listen",
             &admin,
-        ]);
+        ];
+        args.extend_from_slice(how);
+        let out = vigil(&args);
         out.assert_ok("vigil init");
         let init_line = out.stdout.trim().to_string();
         let key = init_line
