@@ -110,6 +110,14 @@ pub fn message(data: &[u8]) {
                             let _ = d.verify(key_of);
                         }
                     }
+                    Item::Rotation(r) => {
+                        if deep {
+                            if let Some(k) = key_of("alpha") {
+                                let mut ring = crate::notice::rotation::KeyRing::new("alpha", k);
+                                let _ = ring.extend(r);
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -65,6 +65,86 @@ pub fn load_signing_key(path: &Path, field: &str) -> Result<SigningKey, Identity
         .map_err(|e| ierr(path, field, format!("not an ed25519 PKCS#8 PEM key: {e}")))
 }
 
+/// Where a rotation stages the new signing key until the rotation is
+/// recorded: `F.next` beside the key file `F`.
+pub fn staged_key_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".next");
+    PathBuf::from(p)
+}
+
+/// Writes `key` as the staged next signing key (0600, synced), replacing
+/// a stale one: the first step of a rotation, before it is recorded.
+pub fn stage_signing_key(path: &Path, key: &SigningKey) -> Result<(), IdentityError> {
+    let field = "identity.signing_key";
+    let next = staged_key_path(path);
+    let pem = signing_key_pem(key).map_err(|e| ierr(&next, field, e.to_string()))?;
+    match std::fs::remove_file(&next) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ierr(&next, field, format!("cannot replace: {e}"))),
+    }
+    write_private(&next, pem).map_err(|e| ierr(&next, field, format!("cannot write: {e}")))
+}
+
+/// Puts the staged key in force as the key file once its rotation is
+/// recorded: the old key is kept beside it as `F.retired-N` (N counting
+/// up from 1), then `F.next` becomes `F`, and the folder is synced.
+/// Returns where the old key went.
+pub fn commit_signing_key(path: &Path) -> Result<PathBuf, IdentityError> {
+    let field = "identity.signing_key";
+    let next = staged_key_path(path);
+    let retired = (1u32..)
+        .map(|n| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(format!(".retired-{n}"));
+            PathBuf::from(p)
+        })
+        .find(|p| !p.exists())
+        .ok_or_else(|| ierr(path, field, "no free name for the retired key"))?;
+    std::fs::hard_link(path, &retired)
+        .map_err(|e| ierr(&retired, field, format!("cannot keep the old key: {e}")))?;
+    std::fs::rename(&next, path)
+        .map_err(|e| ierr(path, field, format!("cannot put the new key in place: {e}")))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| ierr(dir, field, format!("cannot sync the folder: {e}")))?;
+    }
+    Ok(retired)
+}
+
+/// At start, finishes or abandons a rotation cut short between its steps:
+/// a staged key that `recorded` (the store's own latest rotated key) names
+/// is put in place; any other staged key never took effect and is
+/// removed. Returns the signing key to run with.
+pub fn settle_signing_key(
+    path: &Path,
+    recorded: Option<VerifyingKey>,
+    loaded: SigningKey,
+) -> Result<SigningKey, IdentityError> {
+    let next = staged_key_path(path);
+    if !next.exists() {
+        return Ok(loaded);
+    }
+    let staged = load_signing_key(&next, "identity.signing_key")?;
+    if recorded == Some(staged.verifying_key()) && loaded.verifying_key() != staged.verifying_key()
+    {
+        let retired = commit_signing_key(path)?;
+        tracing::warn!(key_file = %path.display(), retired = %retired.display(), "a key rotation was cut short after it was recorded: the new key is now in place");
+        return Ok(staged);
+    }
+    std::fs::remove_file(&next).map_err(|e| {
+        ierr(
+            &next,
+            "identity.signing_key",
+            format!("cannot remove a staged key that never took effect: {e}"),
+        )
+    })?;
+    tracing::warn!(staged = %next.display(), "removed a staged signing key whose rotation was never recorded");
+    Ok(loaded)
+}
+
 /// Loads the node's private encryption key (the X-Wing seed file written by
 /// `vigil init`), refusing it if it is readable by group or others: it
 /// opens every part members seal to this node.

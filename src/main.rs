@@ -232,6 +232,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The node's signing key.
+    Key {
+        #[command(subcommand)]
+        cmd: KeyCmd,
+    },
     /// Copy the running node's store, processing log included, into a new
     /// folder while the node keeps serving (the administrator's token).
     Backup {
@@ -286,6 +291,24 @@ enum AuditCmd {
         file: Option<PathBuf>,
         /// Print `{"source", "valid", …}` instead (for a broken chain too, which
         /// still exits 2).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Rotate the running node's signing key: a new key, and a statement
+    /// signed by the old and the new that every member follows (through
+    /// relays too). The key file is replaced (the old kept beside it as
+    /// F.retired-N), so `vigil id` prints the new key at once; members'
+    /// operators update their pin at leisure. Administrator's token only.
+    Rotate {
+        /// The node's vigil.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print `{"signing_key", "previous_key", "after_seq",
+        /// "retired_key_file"}` instead.
         #[arg(long)]
         json: bool,
     },
@@ -570,6 +593,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         } => bench(quick, json, notices, multi_thread),
         Cmd::Peers { config, json } => peers(&config, json),
         Cmd::Backup { config, out, json } => ops::backup(&config, &out, json),
+        Cmd::Key {
+            cmd: KeyCmd::Rotate { config, json },
+        } => {
+            let c = client(&config)?;
+            let out = call(&c, "POST", "/v1/key/rotate", Some(b"{}".to_vec()))?;
+            if json {
+                print_json(&out);
+            } else {
+                let v: serde_json::Value = serde_json::from_slice(&out)?;
+                // Line 1 is what members pin from now on, as `vigil id`.
+                let node = Config::load(&config)?.node_id;
+                println!("{node} {}", v["signing_key"].as_str().unwrap_or_default());
+                eprintln!(
+                    "rotated from {} after seq {}; the old key is kept in {}; members follow the rotation and may update their pin at leisure",
+                    v["previous_key"].as_str().unwrap_or_default(),
+                    v["after_seq"],
+                    v["retired_key_file"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
         Cmd::Restore {
             from,
             data_dir,
@@ -1526,17 +1570,25 @@ fn peers(config: &Path, json: bool) -> anyhow::Result<()> {
         "{:<16} {:<9} {:<20} {:<20} {:>9} {:>9} {:>9}",
         "MEMBER", "CONNECTED", "SINCE", "LAST SEEN", "CURSOR IN", "ACKED OUT", "BACKLOG"
     );
-    for r in rows {
+    for r in &rows {
         println!(
             "{:<16} {:<9} {:<20} {:<20} {:>9} {:>9} {:>9}",
             r.id,
             if r.connected { "yes" } else { "no" },
-            r.since.unwrap_or_default(),
-            r.last_seen.unwrap_or_default(),
+            r.since.as_deref().unwrap_or_default(),
+            r.last_seen.as_deref().unwrap_or_default(),
             r.cursor_in,
             r.acked_out,
             r.backlog_out
         );
+    }
+    for r in &rows {
+        if let Some(k) = &r.pin_out_of_date {
+            println!(
+                "{}: rotated its signing key {} time(s) since the pinned {} (last after seq {}, {}); update [[members]] signing_key to {}",
+                r.id, k.rotations, k.pinned, k.after_seq, k.at, r.signing_key
+            );
+        }
     }
     Ok(())
 }

@@ -134,15 +134,46 @@ impl Node {
             }
         };
         store.set_reserve(config.disk_reserve);
+        // A rotation cut short between recording it and replacing the key
+        // file is finished (or one never recorded is dropped) first.
+        let key_file = config.signing_key.clone();
+        let settled = crate::identity::settle_signing_key(
+            &key_file,
+            store.ring(&config.node_id).map(|r| r.current()),
+            identity.signing,
+        );
+        let stop_early = |e: NodeError| {
+            let _ = shutdown.send(true);
+            tasks.close();
+            e
+        };
+        let signing = match settled {
+            Ok(k) => k,
+            Err(e) => {
+                let e = stop_early(e.into());
+                tasks.wait().await;
+                return Err(e);
+            }
+        };
         let core = Arc::new(
             Exchange::new(
                 config,
-                identity.signing,
+                signing,
                 store,
                 rand::make_rng::<rand::rngs::StdRng>(),
             )
             .with_decryption(identity.decryption.clone()),
         );
+        if let Err(e) = core.check_pins(crate::time::now()) {
+            let e = stop_early(NodeError::Identity(IdentityError {
+                file: key_file,
+                field: "identity.signing_key".into(),
+                message: e.to_string(),
+            }));
+            drop(core);
+            tasks.wait().await;
+            return Err(e);
+        }
         let net = Net::start(
             core.clone(),
             endpoint,
@@ -399,6 +430,14 @@ impl NodeHandle {
         };
         let (tls_cert, ca_cert) = (new.tls_cert.clone(), new.ca_cert.clone());
         let report = self.core.reload(new)?;
+        // A pin that changed is compared with the recorded rotations
+        // again: brought up to date, still behind, or an operator's
+        // replacement that sets them aside.
+        if !report.changed.is_empty() {
+            if let Err(e) = self.core.check_pins(now) {
+                warn!(error = %e, "key rotations not checked against the reloaded pins");
+            }
+        }
         if let Some(configs) = replaced {
             self.net.install_tls(configs);
             let not_after = tls

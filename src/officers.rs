@@ -51,6 +51,9 @@ pub enum Action {
     Audit,
     /// A copy of the whole store (`vigil backup`): the administrator's only.
     Backup,
+    /// Rotating the node's signing key (`vigil key rotate`): the
+    /// administrator's only.
+    RotateKey,
 }
 
 impl Action {
@@ -74,6 +77,7 @@ impl Action {
             Action::Export => "export notices",
             Action::Audit => "export the processing log",
             Action::Backup => "back up the store",
+            Action::RotateKey => "rotate the node's signing key",
         }
     }
 }

@@ -33,6 +33,7 @@ mod index;
 mod migrate;
 pub(crate) mod pack;
 pub mod record;
+mod rings;
 mod snapshot;
 pub mod space;
 
@@ -40,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::notice::hit::HitReport;
 use crate::notice::screening::{self, Candidate, KeyFields, Match, Query};
@@ -54,7 +55,7 @@ use index::{Index, Op, Row};
 /// an explanation: no node ran them in service. Format 5 added waiting
 /// effects (key `W`) with their own end, and the delivery states
 /// `RelaysRefused` and `Overtaken`, which a format-4 build cannot read.
-pub const SCHEMA_VERSION: u64 = 5;
+pub const SCHEMA_VERSION: u64 = 6;
 
 /// sled's page cache. The indexes live in memory, so sled's cache only
 /// speeds up reads of log entries (feeds, screening hits); sled's default
@@ -519,6 +520,7 @@ enum ItemRef<'a> {
     Transit(&'a Transit),
     SealedHit(&'a SealedHit),
     Delivery(&'a DeliveryReport),
+    Rotation(&'a crate::notice::rotation::Rotation),
 }
 
 impl<'a> ItemRef<'a> {
@@ -529,6 +531,7 @@ impl<'a> ItemRef<'a> {
             Item::Transit(t) => ItemRef::Transit(t),
             Item::SealedHit(h) => ItemRef::SealedHit(h),
             Item::Delivery(d) => ItemRef::Delivery(d),
+            Item::Rotation(r) => ItemRef::Rotation(r),
         }
     }
 }
@@ -542,6 +545,7 @@ impl HeldRef<'_> {
             ItemRef::Transit(t) => t.approx_len(),
             ItemRef::SealedHit(h) => h.approx_len(),
             ItemRef::Delivery(d) => d.approx_len(),
+            ItemRef::Rotation(r) => r.approx_len(),
         };
         let meta = self.meta.map_or(0, |m| {
             128 + 8 * m.keys.len() + m.names.as_ref().map_or(0, |(_, n)| n.len())
@@ -839,6 +843,9 @@ pub struct Store {
     flushes_begun: std::sync::atomic::AtomicU64,
     /// Checked before new notices are written.
     space: space::Space,
+    /// The verified key rotations of each node that rotated (its records
+    /// under `V`), so every lookup of a key needs no read.
+    rings: RwLock<HashMap<String, Arc<crate::notice::rotation::KeyRing>>>,
     /// `vigil.lock` in the data directory, locked for the store's life:
     /// one process per data directory, and a clear error for the second.
     _lock: std::fs::File,
@@ -1519,6 +1526,11 @@ impl Store {
                 migrate::rewrite_log(&db, &tree, 3, SCHEMA_VERSION, &convert_v3)?;
             }
             Some(4) => migrate_v4(&db, &tree)?,
+            // Format 6 added rotation statements (log entries and `V`
+            // records); format 5 has neither, so it only needs the mark.
+            Some(5) => {
+                tree.insert(key(META, META_SCHEMA), &SCHEMA_VERSION.to_be_bytes())?;
+            }
             Some(v) if v < SCHEMA_VERSION => {
                 return Err(StoreError::OlderFormat {
                     found: v,
@@ -1550,6 +1562,7 @@ impl Store {
             None => rebuild(&tree)?,
         };
         let (tx, _) = tokio::sync::watch::channel(last);
+        let rings = rings::load(&tree)?;
         Ok(Store {
             db,
             tree,
@@ -1567,6 +1580,7 @@ impl Store {
             flushing: Mutex::new(0),
             flushes_begun: std::sync::atomic::AtomicU64::new(0),
             space: space::Space::new(dir),
+            rings: RwLock::new(rings),
             _lock: lock,
         })
     }

@@ -61,6 +61,7 @@ async fn got_in(ep: &quinn::Endpoint, addr: SocketAddr, name: &str) -> bool {
                 // Whoever holds only a certificate cannot sign with the
                 // member's key; the best it can send is a guess.
                 proof: vec![0x5a; 64],
+                rotations: Vec::new(),
             },
             Message::Subscribe { epoch: 0, after: 0 },
         ] {

@@ -217,6 +217,7 @@ async fn impostor(addr: SocketAddr, ca: &CaFiles, name: &str) -> (Vec<Message>, 
             version: proto::PROTOCOL_VERSION,
             epoch: 1,
             proof,
+            rotations: Vec::new(),
         },
         Message::Subscribe { epoch: 0, after: 0 },
         Message::Batch {

@@ -272,6 +272,7 @@ mod seeds {
                 version: proto::PROTOCOL_VERSION,
                 epoch: 1,
                 proof,
+                rotations: Vec::new(),
             },
             Message::Subscribe { epoch: 1, after: 0 },
             Message::Batch {

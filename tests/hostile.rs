@@ -154,6 +154,7 @@ impl Feed {
             version: proto::PROTOCOL_VERSION,
             epoch: MALLORY_EPOCH,
             proof,
+            rotations: Vec::new(),
         };
         write(&mut send, &proto::encode_frame(&hello).unwrap()).await;
         Feed {

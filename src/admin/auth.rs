@@ -103,6 +103,7 @@ pub(super) fn action_for(method: &axum::http::Method, path: &str) -> Option<Acti
         "/v1/hits/{id}/ack" => Action::AckHit,
         "/v1/events" => Action::Watch,
         "/v1/backup" => Action::Backup,
+        "/v1/key/rotate" => Action::RotateKey,
         _ => return None,
     })
 }

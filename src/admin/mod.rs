@@ -352,6 +352,7 @@ pub fn router(
         .route("/v1/hits/{id}/ack", post(ack_hit))
         .route("/v1/events", get(events::stream))
         .route("/v1/backup", get(backup))
+        .route("/v1/key/rotate", post(rotate_key))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST))
         .layer(middleware::from_fn_with_state(state.clone(), auth::auth))
         .with_state(state.clone());
@@ -769,6 +770,46 @@ async fn ack_hit(
     }
 }
 
+/// `POST /v1/key/rotate`: a new signing key for this node
+/// (docs/protocol.md, "Key rotation"). It is staged beside the key file,
+/// the rotation statement is recorded and flushed, the new key signs from
+/// the next message on, then it replaces the key file (the old one kept
+/// as `F.retired-N`). Answers `{"signing_key", "previous_key", "after_seq",
+/// "retired_key_file"}`.
+async fn rotate_key(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let core = s.core.clone();
+    let actor = p.actor();
+    let answer = blocking(&s.tasks, move || {
+        let file = core.config().signing_key.clone();
+        let previous = core.signing_key().verifying_key();
+        let new = crate::identity::generate_signing_key();
+        let body = core
+            .rotate_key(new, &actor, crate::time::now(), |k| {
+                crate::identity::stage_signing_key(&file, k)
+                    .map_err(|e| crate::exchange::rotate::RotateError::Key(e.to_string()))
+            })
+            .map_err(|e| ApiError::internal(&e))?;
+        // Recorded and in force: a failure from here on is finished at the
+        // next start (the staged key file is named by the record).
+        let retired = crate::identity::commit_signing_key(&file)
+            .map_err(|e| ApiError::internal(&format!("the rotation is recorded and in force, but the key file was not replaced (the next start does it): {e}")))?;
+        Ok::<_, ApiError>(serde_json::json!({
+            "signing_key": format_public_key(&core.signing_key().verifying_key()),
+            "previous_key": format_public_key(&previous),
+            "after_seq": body.after_seq,
+            "retired_key_file": retired,
+        }))
+    })
+    .await?;
+    // Links proved the old key: they start again with the new one (and
+    // the statement in their `Hello`).
+    s.links.restart_all("signing key rotated");
+    Ok(Json(answer).into_response())
+}
+
 async fn id(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "id": s.core.me(),
@@ -1069,6 +1110,28 @@ pub struct PeerView {
     pub acked_out: u64,
     /// This node's log entries after the member's last receipt.
     pub backlog_out: u64,
+    /// The member's signing key in force: its pin, or where the key
+    /// rotations it made (and this node recorded) lead from the pin.
+    #[serde(default)]
+    pub signing_key: String,
+    /// The key rotation that put `signing_key` in force, when the config
+    /// still pins an older key: the operator updates `signing_key` in
+    /// `[[members]]` at leisure (the node runs on the rotated key).
+    #[serde(default)]
+    pub pin_out_of_date: Option<KeyRotationView>,
+}
+
+/// A member's last key rotation, as `vigil peers` shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KeyRotationView {
+    /// The key the config pins.
+    pub pinned: String,
+    /// How many rotations lead from it to the key in force.
+    pub rotations: usize,
+    /// The last one's hand-over: the member's messages after this seq
+    /// are signed with the key in force.
+    pub after_seq: u64,
+    pub at: String,
 }
 
 async fn peers(State(s): State<AppState>) -> Result<Response, ApiError> {
@@ -1094,6 +1157,21 @@ async fn peers(State(s): State<AppState>) -> Result<Response, ApiError> {
             cursor_in,
             acked_out,
             backlog_out: head.saturating_sub(acked_out),
+            signing_key: s
+                .core
+                .key_of(&m.id)
+                .map(|k| format_public_key(&k))
+                .unwrap_or_default(),
+            pin_out_of_date: s.core.ring_of(&m.id).and_then(|r| {
+                let at = r.keys().position(|k| k == m.signing_key.to_bytes())?;
+                let behind = &r.rotations()[at..];
+                behind.last().map(|last| KeyRotationView {
+                    pinned: format_public_key(&m.signing_key),
+                    rotations: behind.len(),
+                    after_seq: last.after_seq,
+                    at: crate::time::rfc3339(last.at),
+                })
+            }),
         });
     }
     Ok(Json(out).into_response())

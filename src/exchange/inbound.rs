@@ -100,10 +100,11 @@ impl Exchange {
     /// seqs its members hold, and no member can make it skip numbers.
     /// Returns whether the numbering moved.
     pub fn adopt_own(&self, envelope: &Envelope) -> Result<bool, AdoptError> {
-        let own = self.signing.verifying_key();
         let me = self.me().to_string();
-        let v = notice::verify(envelope, |o| (o == me).then_some(own))
-            .map_err(|e| AdoptError::NotOurs(e.to_string()))?;
+        let v = notice::verify_with(envelope, |o, seq| {
+            (o == me).then(|| self.key_for(o, seq)).flatten()
+        })
+        .map_err(|e| AdoptError::NotOurs(e.to_string()))?;
         Ok(self.store.adopt_own_seq(v.body.seq, v.id)?)
     }
 
@@ -122,6 +123,7 @@ impl Exchange {
         let mut reports = Vec::new();
         let mut sealed = Vec::new();
         let mut early = Checked::default();
+        let mut rotations = Vec::new();
         // Transit notices sealed to this node: (log position, id, origin).
         let mut opened = Vec::new();
         for (seq, item) in entries {
@@ -153,6 +155,18 @@ impl Exchange {
                 }
                 Item::Transit(t) => notices.push((seq, t.bare(), Some(t))),
                 item @ (Item::SealedHit(_) | Item::Delivery(_)) => sealed.push((seq, item)),
+                Item::Rotation(r) => rotations.push((seq, r)),
+            }
+        }
+        // Key rotations first: the notices after one in the same batch are
+        // signed with the key it puts in force.
+        for (seq, r) in rotations {
+            if let Err(e) = self.accept_rotation(peer, &r, now) {
+                let reason = match e {
+                    super::rotate::AcceptRotationError::Store(e) => return Err(e.into()),
+                    super::rotate::AcceptRotationError::Refused(why) => why,
+                };
+                early.refuse(&actor, Some(peer), seq, Some(r.id()), reason);
             }
         }
         let mut checked = self.check_received(&actor, Some(peer), notices, now)?;
@@ -187,7 +201,7 @@ impl Exchange {
                 at: now,
                 outcomes,
             };
-            match DeliveryReport::sign(&self.signing, &body) {
+            match DeliveryReport::sign(&self.signer(), &body) {
                 Ok(r) => own_reports.push(r),
                 Err(e) => warn!(origin = %body.origin, error = %e, "delivery report not signed"),
             }
@@ -223,7 +237,7 @@ impl Exchange {
             rejected: checked.rejected,
             at: now,
         };
-        Ok(SignedReceipt::sign(&self.signing, &body)?)
+        Ok(SignedReceipt::sign(&self.signer(), &body)?)
     }
 
     /// Checks received hit reports: signed by the reporter's pinned key, and
@@ -237,7 +251,14 @@ impl Exchange {
     ) -> Result<Vec<(HitReport, bool)>, StoreError> {
         let mut accepted = Vec::new();
         for (seq, h) in reports {
-            let verdict = match h.verify(|r| if r == self.me() { None } else { self.key_of(r) }) {
+            let at = h.peek().map_or(0, |b| b.at);
+            let verdict = match h.verify(|r| {
+                if r == self.me() {
+                    None
+                } else {
+                    self.key_at(r, at)
+                }
+            }) {
                 Err(e) => Err(format!("hit report: {e}")),
                 Ok(body) => match hit_text_fault(&body) {
                     Some(fault) => Err(format!("hit report: {fault}")),
@@ -309,7 +330,10 @@ impl Exchange {
         // A file must verify before "already held" is answered, so a
         // tampered copy of a held notice is still refused; this node's own
         // key counts here, for re-importing its own export.
-        if let Err(e) = notice::verify(&envelope, |o| self.key_of(o)) {
+        if let Err(e) = notice::verify_with(&envelope, |o, seq| self.key_for(o, seq)) {
+            let e = self
+                .retired_signer(&envelope)
+                .unwrap_or_else(|| e.to_string());
             warn!(source = %source, notice = %id, reason = %e, "import refused");
             self.store.audit(
                 &[AuditDraft {
@@ -323,7 +347,7 @@ impl Exchange {
                 now,
             )?;
             self.store.flush()?;
-            return Err(ImportError::Rejected(e.to_string()));
+            return Err(ImportError::Rejected(e));
         }
         if self.store.contains(&id)? {
             return Ok((id, false));
@@ -363,18 +387,23 @@ impl Exchange {
         };
         let envelopes: Vec<&Envelope> = entries.iter().map(|(_, e, _)| e).collect();
         // Our own notices never come back to us legitimately: no key for them.
-        let verified = notice::verify_batch(&envelopes, |o| {
+        let verified = notice::verify_batch_with(&envelopes, |o, seq| {
             if o == self.me() {
                 None
             } else {
-                self.key_of(o)
+                self.key_for(o, seq)
             }
         });
         for ((seq, env, carry), result) in entries.iter().zip(verified) {
             let v = match result {
                 Ok(v) => v,
                 Err(e) => {
-                    reject(&mut out, *seq, NoticeId::of_body(&env.body), e.to_string());
+                    let reason = match e {
+                        notice::NoticeError::BadSignature => self.retired_signer(env),
+                        _ => None,
+                    }
+                    .unwrap_or_else(|| e.to_string());
+                    reject(&mut out, *seq, NoticeId::of_body(&env.body), reason);
                     continue;
                 }
             };
@@ -613,7 +642,8 @@ impl Exchange {
                     h.reporter, h.origin
                 )),
                 Item::Delivery(d) => {
-                    match d.verify(|r| if r == self.me() { None } else { self.key_of(r) }) {
+                    let at = d.peek().map_or(0, |b| b.at);
+                    match d.verify(|r| if r == self.me() { None } else { self.key_at(r, at) }) {
                         Err(e) => Err(format!("delivery report: {e}")),
                         Ok(b) if b.origin == self.me() => {
                             self.delivery_outcomes(&b, peer, &actor, &mut outcomes, out)?;

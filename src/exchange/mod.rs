@@ -20,6 +20,8 @@
 //! - [`consult`]: reads of personal data, each logged with who read it.
 //! - [`views`]: what operators read (the inbox, a notice, the log export).
 //! - [`reload`]: members and policy swapped in on SIGHUP.
+//! - [`rotate`]: this node's signing-key rotation, and the key each
+//!   origin's message is verified with.
 //! - `raise`: which of these steps raise desk events.
 
 pub mod consult;
@@ -31,10 +33,11 @@ pub mod receipt;
 pub mod refusals;
 pub mod reload;
 pub mod retention;
+pub mod rotate;
 pub mod screen;
 pub mod views;
 
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::SigningKey;
 use rand::rngs::StdRng;
 use rand::Rng;
 use std::net::SocketAddr;
@@ -68,8 +71,9 @@ pub struct Exchange {
     /// The configuration in force; SIGHUP swaps in new members and policy.
     /// Each operation takes one snapshot, so it decides under one config.
     config: RwLock<Arc<Config>>,
-    /// Signs this node's notices, receipts and hit reports.
-    signing: SigningKey,
+    /// Signs this node's notices, receipts and hit reports; replaced by a
+    /// key rotation ([`rotate`]), so read through [`Exchange::signer`].
+    signing: RwLock<Arc<SigningKey>>,
     /// Everything durable: the log, the processing log, cursors.
     store: Arc<Store>,
     /// Salts of field commitments and nonces of hit reports: a
@@ -118,7 +122,7 @@ impl Exchange {
             epoch_at_open: store.epoch(),
             me: config.node_id.clone(),
             config: RwLock::new(Arc::new(config)),
-            signing,
+            signing: RwLock::new(Arc::new(signing)),
             store: Arc::new(store),
             rng: Mutex::new(rng),
             refusals: Mutex::new(refusals::Refusals::default()),
@@ -153,7 +157,7 @@ impl Exchange {
         let mut rng = self.rng();
         let fresh = senders.get(recipient).is_some_and(|c| c.fresh(key, now));
         if !fresh {
-            let ctx = SenderContext::new(recipient, key, &self.signing, now, &mut *rng)?;
+            let ctx = SenderContext::new(recipient, key, &self.signer(), now, &mut *rng)?;
             senders.insert(recipient.to_string(), ctx);
         }
         let ctx = senders
@@ -175,17 +179,25 @@ impl Exchange {
         if let Some(c) = cache.get(&cache_key) {
             return Ok(c.clone());
         }
-        let pinned = (sender != self.me())
-            .then(|| self.key_of(sender))
-            .flatten()
-            .ok_or_else(|| TransitError::UnknownSender(sender.to_string()))?;
-        let ctx =
-            ReceiverContext::accept(part, self.me(), key, (sender, &pinned)).map_err(|error| {
+        if sender == self.me() {
+            return Err(TransitError::UnknownSender(sender.to_string()));
+        }
+        // Newest first: a context sealed before the sender rotated its
+        // key is signed with the key before.
+        let keys = self.keys_of(sender);
+        let mut result = Err(TransitError::UnknownSender(sender.to_string()));
+        for k in keys.iter().rev() {
+            result = ReceiverContext::accept(part, self.me(), key, (sender, k)).map_err(|error| {
                 TransitError::Seal {
                     recipient: self.me().to_string(),
                     error,
                 }
-            })?;
+            });
+            if result.is_ok() {
+                break;
+            }
+        }
+        let ctx = result?;
         if cache.len() >= RECEIVER_CONTEXTS {
             cache.clear();
         }
@@ -225,17 +237,16 @@ impl Exchange {
         &self.store
     }
 
-    /// The node's signing key (for receipts).
-    pub fn signing_key(&self) -> &SigningKey {
-        &self.signing
+    /// The node's signing key in force (for receipts, proofs, notices).
+    pub fn signing_key(&self) -> Arc<SigningKey> {
+        self.signer()
     }
 
-    /// The pinned signing key of an origin (this node or a member).
-    pub fn key_of(&self, origin: &str) -> Option<VerifyingKey> {
-        if origin == self.me() {
-            return Some(self.signing.verifying_key());
-        }
-        self.config().member(origin).map(|m| m.signing_key)
+    fn signer(&self) -> Arc<SigningKey> {
+        self.signing
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A fresh nonce for a hit report.

@@ -96,7 +96,7 @@ impl Exchange {
                     .encode()
                     .map_err(|e| InputError::new("(notice)", e.to_string()))?;
                 let id = NoticeId::of_body(&bytes);
-                let envelope = notice::seal(&self.signing, bytes, Vec::new());
+                let envelope = notice::seal(&self.signer(), bytes, Vec::new());
                 Ok(Issued {
                     id,
                     envelope,
@@ -204,7 +204,8 @@ impl Exchange {
         actor: &str,
     ) -> Result<Issued, InputError> {
         let what = action.as_str();
-        let (id, envelope) = input.seal(ctx, &self.signing, seq, prev, action, &mut *self.rng())?;
+        let (id, envelope) =
+            input.seal(ctx, &self.signer(), seq, prev, action, &mut *self.rng())?;
         let expires_at = notice::Body::decode(&envelope.body)
             .map(|b| b.expires_at)
             .map_err(|e| InputError::new("(notice)", e.to_string()))?;

@@ -230,6 +230,14 @@ impl Exchange {
                     }
                     return Ok(());
                 }
+                // A key rotation goes to every member but the node that
+                // rotated: no personal data, nothing to decide or log.
+                Item::Rotation(r) => {
+                    if r.peek().is_ok_and(|b| b.node != peer) {
+                        out.push((seq, Item::Rotation(r)));
+                    }
+                    return Ok(());
+                }
                 item @ (Item::SealedHit(_) | Item::Delivery(_)) => {
                     if let Some(audit) = self.report_toward(&item, entry.from.is_none(), peer)? {
                         audits.push(audit);

@@ -361,7 +361,7 @@ impl Exchange {
             let report = body.origin != self.me();
             if report {
                 reports.push(HitReport::sign(
-                    &self.signing,
+                    &self.signer(),
                     &HitBody {
                         reporter: self.me().to_string(),
                         origin: body.origin.clone(),
@@ -409,7 +409,7 @@ impl Exchange {
                 continue;
             }
             let verified = r
-                .verify(|o| self.config().member(o).map(|m| m.signing_key))
+                .verify(|o| (o != self.me()).then(|| self.key_at(o, peek.at)).flatten())
                 .is_ok();
             let id = r.id();
             out.push(HitView {

@@ -113,7 +113,7 @@ impl Exchange {
     /// The processing log as JSON lines with a signed head.
     pub fn audit_export(&self) -> Result<String, ReadError> {
         let entries: Vec<_> = self.store.audit_entries().collect::<Result<_, _>>()?;
-        Ok(crate::audit::export(self.me(), &self.signing, entries)?)
+        Ok(crate::audit::export(self.me(), &self.signer(), entries)?)
     }
 
     /// A held notice as operators see it: any version of a chain, or the
@@ -191,7 +191,7 @@ impl Exchange {
     }
 
     fn view(&self, id: &NoticeId, rec: &NoticeRecord, env: &Envelope) -> NoticeView {
-        let verified = notice::verify(env, |o| self.key_of(o));
+        let verified = notice::verify_with(env, |o, seq| self.key_for(o, seq));
         let (body, subject, mut withheld, ok) = match &verified {
             Ok(v) => (v.body.clone(), v.subject.clone(), v.withheld_fields(), true),
             Err(_) => match notice::Body::decode(&env.body) {

@@ -120,25 +120,31 @@ async fn drive(
         .to_vec();
     let params = {
         let (c, p) = (core.clone(), peer.to_string());
-        blocking(tasks, move || -> Result<SessionParams, LinkError> {
-            let peer_key = c
+        blocking(tasks, move || -> Result<(SessionParams, _), LinkError> {
+            let pinned = c
                 .config()
                 .member(&p)
                 .map(|m| m.signing_key)
                 .ok_or_else(|| LinkError::Node(format!("`{p}` is no longer a member")))?;
-            Ok(SessionParams {
-                me: c.me().to_string(),
-                peer: p.clone(),
-                local_epoch: c.store().epoch(),
-                cursor: c.store().cursor(&p).map_err(node)?,
-                peer_key,
-                binding,
-                proof,
-            })
+            // The key the member's recorded rotations lead to from its pin.
+            let peer_key = c.key_of(&p).unwrap_or(pinned);
+            Ok((
+                SessionParams {
+                    me: c.me().to_string(),
+                    peer: p.clone(),
+                    local_epoch: c.store().epoch(),
+                    cursor: c.store().cursor(&p).map_err(node)?,
+                    peer_key,
+                    rotations: c.own_rotations(),
+                    binding,
+                    proof,
+                },
+                pinned,
+            ))
         })
         .await??
     };
-    let peer_key = params.peer_key;
+    let (params, peer_key) = params;
     // The proof deadline: a watchdog, so it holds whatever the driver
     // waits on (a peer that never grants stream credit would hold the
     // driver before its main loop). The refusal is audited and logged
@@ -291,6 +297,21 @@ async fn drive(
                             .map_err(node)
                     })
                     .await??;
+                }
+                Action::Rotated { statements } => {
+                    let (c, p) = (core.clone(), peer.to_string());
+                    let r = blocking(tasks, move || {
+                        c.accept_hello_rotations(&p, &statements, crate::time::now())
+                    })
+                    .await?;
+                    match r {
+                        Ok(()) => {}
+                        Err(crate::exchange::rotate::AcceptRotationError::Refused(why)) => {
+                            refuse(core, conn, peer, close::PROTOCOL, &why);
+                            return Err(LinkError::Closed(why));
+                        }
+                        Err(e) => return Err(node(e)),
+                    }
                 }
                 Action::AdoptOwn { envelope } => {
                     let c = core.clone();

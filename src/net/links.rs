@@ -135,6 +135,15 @@ impl Links {
         }
     }
 
+    /// Closes every link so each starts again at once (after this node's
+    /// key rotation: the links proved the old key).
+    pub fn restart_all(&self, reason: &'static str) {
+        for l in self.map().values() {
+            l.conn
+                .close(VarInt::from_u32(close::RELOADED), reason.as_bytes());
+        }
+    }
+
     pub(super) fn close_all(&self) {
         for l in self.map().values() {
             l.conn.close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");

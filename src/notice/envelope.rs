@@ -259,11 +259,11 @@ struct Prepared {
 
 fn prepare(
     envelope: &Envelope,
-    key_of: &impl Fn(&str) -> Option<VerifyingKey>,
+    key_for: &impl Fn(&str, u64) -> Option<VerifyingKey>,
 ) -> Result<Prepared, NoticeError> {
     let body = Body::decode(&envelope.body)?;
-    let key =
-        key_of(&body.origin).ok_or_else(|| NoticeError::UnknownOrigin(body.origin.clone()))?;
+    let key = key_for(&body.origin, body.seq)
+        .ok_or_else(|| NoticeError::UnknownOrigin(body.origin.clone()))?;
     let sig_bytes: [u8; 64] = envelope
         .signature
         .as_slice()
@@ -297,7 +297,17 @@ pub fn verify(
     envelope: &Envelope,
     key_of: impl Fn(&str) -> Option<VerifyingKey>,
 ) -> Result<VerifiedNotice, NoticeError> {
-    let p = prepare(envelope, &key_of)?;
+    verify_with(envelope, |o, _| key_of(o))
+}
+
+/// Like [`verify`], with the origin's key looked up by the notice's
+/// sequence number too: after a key rotation
+/// ([`super::rotation`]) each number has its own key.
+pub fn verify_with(
+    envelope: &Envelope,
+    key_for: impl Fn(&str, u64) -> Option<VerifyingKey>,
+) -> Result<VerifiedNotice, NoticeError> {
+    let p = prepare(envelope, &key_for)?;
     p.key
         .verify_strict(&p.message, &p.signature)
         .map_err(|_| NoticeError::BadSignature)?;
@@ -312,8 +322,17 @@ pub fn verify_batch(
     envelopes: &[&Envelope],
     key_of: impl Fn(&str) -> Option<VerifyingKey>,
 ) -> Vec<Result<VerifiedNotice, NoticeError>> {
+    verify_batch_with(envelopes, |o, _| key_of(o))
+}
+
+/// Like [`verify_batch`], with keys looked up by origin and sequence
+/// number ([`verify_with`]).
+pub fn verify_batch_with(
+    envelopes: &[&Envelope],
+    key_for: impl Fn(&str, u64) -> Option<VerifyingKey>,
+) -> Vec<Result<VerifiedNotice, NoticeError>> {
     let prepared: Vec<Result<Prepared, NoticeError>> =
-        envelopes.iter().map(|e| prepare(e, &key_of)).collect();
+        envelopes.iter().map(|e| prepare(e, &key_for)).collect();
     let ok: Vec<&Prepared> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
     let batch_ok = ok.is_empty() || {
         let messages: Vec<&[u8]> = ok.iter().map(|p| p.message.as_slice()).collect();

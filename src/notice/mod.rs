@@ -7,14 +7,15 @@ pub mod envelope;
 pub mod hit;
 pub mod input;
 pub mod model;
+pub mod rotation;
 pub mod screening;
 pub mod seal;
 pub mod text;
 pub mod transit;
 
 pub use envelope::{
-    commit_subject, seal, strip, verify, verify_batch, Action, Body, Commitment, Disclosure,
-    Envelope, NoticeId, VerifiedNotice, MAX_BODY,
+    commit_subject, seal, strip, verify, verify_batch, verify_batch_with, verify_with, Action,
+    Body, Commitment, Disclosure, Envelope, NoticeId, VerifiedNotice, MAX_BODY,
 };
 pub use input::{InputError, IssueContext, NoticeInput};
 pub use model::*;
@@ -29,6 +30,9 @@ pub enum Item {
     Transit(transit::Transit),
     SealedHit(transit::SealedHit),
     Delivery(transit::DeliveryReport),
+    /// A node's signing-key rotation, passed to every member (through
+    /// relays too) like a notice.
+    Rotation(rotation::Rotation),
 }
 
 impl Item {
@@ -40,6 +44,7 @@ impl Item {
             Item::Transit(t) => t.id(),
             Item::SealedHit(h) => NoticeId(h.hit),
             Item::Delivery(d) => NoticeId::of_body(&d.body),
+            Item::Rotation(r) => r.id(),
         }
     }
 
@@ -52,6 +57,7 @@ impl Item {
             Item::Transit(t) => t.approx_len(),
             Item::SealedHit(h) => h.approx_len(),
             Item::Delivery(d) => d.approx_len(),
+            Item::Rotation(r) => r.approx_len(),
         }
     }
 }

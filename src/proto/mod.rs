@@ -20,7 +20,7 @@ use crate::notice::{Envelope, Item};
 /// ALPN protocol id of vigil over QUIC.
 pub const ALPN: &[u8] = b"vigil/1";
 /// Protocol version carried in `Hello`.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Domain separation for the proof that binds a TLS session to a
 /// member's signing key.
 pub const BIND_DOMAIN: &[u8] = b"vigil/bind/v1\0";
@@ -51,6 +51,10 @@ pub enum Message {
         epoch: u64,
         #[serde(with = "serde_bytes")]
         proof: Vec<u8>,
+        /// The sender's signing-key rotations, oldest first (at most
+        /// [`crate::notice::rotation::MAX_ROTATIONS`]): a member whose pin
+        /// is an older key follows them to the key that made `proof`.
+        rotations: Vec<crate::notice::rotation::Rotation>,
     },
     /// Receiver → sender: its cursor into the sender's log.
     Subscribe { epoch: u64, after: u64 },
@@ -86,6 +90,8 @@ pub enum ProtoError {
     RateLimited(&'static str),
     #[error("the peer did not prove the member's signing key: {0}")]
     NotProven(&'static str),
+    #[error("key rotation in hello: {0}")]
+    BadRotation(String),
 }
 
 /// Application close codes of a link, so a refused or closed peer learns

@@ -60,9 +60,12 @@ pub struct SessionParams {
     pub local_epoch: u64,
     /// This node's stored cursor into the member's log: (epoch, through).
     pub cursor: (u64, u64),
-    /// The member's pinned signing key: its proof and its receipts must
-    /// verify with it.
+    /// The member's signing key as this node knows it (its pin, or where
+    /// recorded rotations led from it): its proof and its receipts must
+    /// verify with it, or with where the rotations in its `Hello` lead.
     pub peer_key: VerifyingKey,
+    /// This node's own key rotations, sent in each `Hello`.
+    pub rotations: Vec<crate::notice::rotation::Rotation>,
     /// The TLS session's exported keying material ([`super::BIND_LABEL`]).
     pub binding: [u8; 32],
     /// This node's proof for this session: its signature over
@@ -122,6 +125,12 @@ pub enum Action {
     Receipted {
         body: ReceiptBody,
         carried: Vec<(u64, NoticeId)>,
+    },
+    /// The member's `Hello` carried key rotations this node did not know,
+    /// leading from the key it trusted to the one that proved the session:
+    /// record them (the exchange checks them again) before anything else.
+    Rotated {
+        statements: Vec<crate::notice::rotation::Rotation>,
     },
     /// Continue this node's own numbering after this notice of its own,
     /// which a member holds (once its signature is checked).
@@ -197,6 +206,7 @@ impl Session {
                     version: PROTOCOL_VERSION,
                     epoch: params.local_epoch,
                     proof: params.proof.clone(),
+                    rotations: params.rotations.clone(),
                 },
             ),
             Action::Send(
@@ -391,7 +401,19 @@ impl Session {
         m: &Message,
         out: &mut Vec<Action>,
     ) -> Result<u64, (u32, ProtoError)> {
-        let (epoch, proof) = check_hello(m, &self.params.peer).map_err(|e| (close::PROTOCOL, e))?;
+        let (epoch, proof, rotations) =
+            check_hello(m, &self.params.peer).map_err(|e| (close::PROTOCOL, e))?;
+        if !rotations.is_empty() {
+            let mut ring =
+                crate::notice::rotation::KeyRing::new(&self.params.peer, self.params.peer_key);
+            let added = ring
+                .extend_all(rotations)
+                .map_err(|e| (close::PROTOCOL, ProtoError::BadRotation(e.to_string())))?;
+            if !added.is_empty() {
+                self.params.peer_key = ring.current();
+                out.push(Action::Rotated { statements: added });
+            }
+        }
         let sig = <[u8; 64]>::try_from(proof)
             .map(|b| Signature::from_bytes(&b))
             .map_err(|_| {
@@ -435,6 +457,7 @@ impl Session {
                 version: PROTOCOL_VERSION,
                 epoch,
                 proof: self.params.proof.clone(),
+                rotations: self.params.rotations.clone(),
             },
         ));
         if let Some(envelope) = your_last {
@@ -524,13 +547,18 @@ impl Session {
 
 /// Checks a `Hello`: the member it names and the protocol version.
 /// Returns its epoch and proof.
-fn check_hello<'m>(m: &'m Message, peer: &str) -> Result<(u64, &'m [u8]), ProtoError> {
+#[allow(clippy::type_complexity)]
+fn check_hello<'m>(
+    m: &'m Message,
+    peer: &str,
+) -> Result<(u64, &'m [u8], &'m [crate::notice::rotation::Rotation]), ProtoError> {
     match m {
         Message::Hello {
             node_id,
             version,
             epoch,
             proof,
+            rotations,
         } => {
             if node_id != peer {
                 return Err(ProtoError::Unexpected(
@@ -540,7 +568,7 @@ fn check_hello<'m>(m: &'m Message, peer: &str) -> Result<(u64, &'m [u8]), ProtoE
             if *version != PROTOCOL_VERSION {
                 return Err(ProtoError::Unexpected("unsupported protocol version"));
             }
-            Ok((*epoch, proof))
+            Ok((*epoch, proof, rotations))
         }
         _ => Err(ProtoError::Unexpected("expected hello")),
     }
@@ -577,6 +605,7 @@ mod tests {
             local_epoch: 5,
             cursor: (9, 3),
             peer_key: key_of("bravo").verifying_key(),
+            rotations: Vec::new(),
             binding: BINDING,
             proof: proof("alpha", &BINDING),
         }
@@ -589,6 +618,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             epoch,
             proof: proof(id, &BINDING),
+            rotations: Vec::new(),
         }
     }
 
@@ -621,6 +651,65 @@ mod tests {
             Action::Close { code, .. } => Some(*code),
             _ => None,
         })
+    }
+
+    #[test]
+    fn a_hello_proved_by_a_rotated_key_authenticates_only_with_its_rotation() {
+        use crate::notice::rotation::{Rotation, RotationBody};
+        // bravo rotated from the key alpha pins to a new one, and proves
+        // this session with the new key.
+        let (old, new) = (key_of("bravo"), key_of("bravo-2"));
+        let body = RotationBody {
+            node: "bravo".into(),
+            old_key: old.verifying_key().to_bytes(),
+            new_key: new.verifying_key().to_bytes(),
+            after_seq: 4,
+            at: 10,
+        };
+        let rotation = Rotation::sign(&old, &new, &body).unwrap();
+        let proved_by_new = |rotations: Vec<Rotation>| Message::Hello {
+            node_id: "bravo".into(),
+            version: PROTOCOL_VERSION,
+            epoch: 1,
+            proof: new
+                .sign(&crate::proto::bind_message(&BINDING, "bravo"))
+                .to_bytes()
+                .to_vec(),
+            rotations,
+        };
+        // Without the statement the new key proves nothing.
+        let (mut s, _) = Session::new(params(), at(0));
+        let a = s.handle(Event::Frame(Feed::Serve, proved_by_new(vec![])), at(1));
+        assert_eq!(closed(&a), Some(close::NOT_PROVEN), "{a:?}");
+        // With it, the link is bravo's, and the statement is to record.
+        let (mut s, _) = Session::new(params(), at(0));
+        let a = s.handle(
+            Event::Frame(Feed::Serve, proved_by_new(vec![rotation.clone()])),
+            at(1),
+        );
+        assert_eq!(
+            a,
+            vec![
+                Action::Rotated {
+                    statements: vec![rotation.clone()]
+                },
+                Action::Authenticated
+            ]
+        );
+        // A statement made by someone else's key proves nothing either.
+        let mallory = key_of("mallory");
+        let body = RotationBody {
+            old_key: mallory.verifying_key().to_bytes(),
+            ..body
+        };
+        let forged = Rotation::sign(&mallory, &new, &body).unwrap();
+        let (mut s, _) = Session::new(params(), at(0));
+        let a = s.handle(
+            Event::Frame(Feed::Serve, proved_by_new(vec![forged])),
+            at(1),
+        );
+        assert_eq!(closed(&a), Some(close::PROTOCOL), "{a:?}");
+        assert!(!s.is_authenticated());
     }
 
     #[test]
@@ -742,6 +831,7 @@ mod tests {
                 .sign(&crate::proto::bind_message(binding, "bravo"))
                 .to_bytes()
                 .to_vec(),
+            rotations: Vec::new(),
         };
         let cases = [
             // Someone else's key, right session.
@@ -754,6 +844,7 @@ mod tests {
                 version: PROTOCOL_VERSION,
                 epoch: 1,
                 proof: vec![0; 12],
+                rotations: Vec::new(),
             },
         ];
         for feed in [Feed::Serve, Feed::Follow] {
@@ -778,6 +869,7 @@ mod tests {
                         .sign(&crate::proto::bind_message(&BINDING, "alpha"))
                         .to_bytes()
                         .to_vec(),
+                    rotations: Vec::new(),
                 },
             ),
             at(1),

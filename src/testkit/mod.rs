@@ -282,6 +282,7 @@ impl Harness {
                 .sign(&proto::bind_message(&binding, from))
                 .to_bytes()
                 .to_vec(),
+            rotations: Vec::new(),
         }
     }
 
@@ -423,8 +424,8 @@ impl Harness {
                 node: me.into(),
                 error: e.to_string(),
             };
-            let proof = self.nodes[me]
-                .key
+            let proof = ex
+                .signing_key()
                 .sign(&proto::bind_message(&binding, me))
                 .to_bytes()
                 .to_vec();
@@ -433,7 +434,10 @@ impl Harness {
                 peer: peer.to_string(),
                 local_epoch: ex.store().epoch(),
                 cursor: ex.store().cursor(peer).map_err(fail)?,
-                peer_key: self.nodes[peer].key.verifying_key(),
+                peer_key: ex
+                    .key_of(peer)
+                    .unwrap_or_else(|| self.nodes[peer].key.verifying_key()),
+                rotations: ex.own_rotations(),
                 binding,
                 proof,
             };
@@ -755,6 +759,11 @@ impl Harness {
             };
             match action {
                 Action::Authenticated => {}
+                Action::Rotated { statements } => {
+                    self.node(node)?
+                        .accept_hello_rotations(&peer, &statements, now)
+                        .map_err(|e| fail(&e))?;
+                }
                 Action::Subscribe { epoch, after } => {
                     let sub = self
                         .node(node)?
