@@ -175,7 +175,7 @@ mod tests {
         {
             let store = Store::open(dir.path(), 7).unwrap();
             let ring = store.ring("bravo").expect("recorded ring after reopen");
-            assert_eq!(ring.statements(), [r.clone()]);
+            assert_eq!(ring.statements(), std::slice::from_ref(&r));
             assert_eq!(
                 ring.key_for_seq(10),
                 SigningKey::from_bytes(&[2; 32]).verifying_key()
