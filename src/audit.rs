@@ -242,6 +242,55 @@ pub fn verify(text: &str, expected_key: Option<&VerifyingKey>) -> Result<Verifie
     })
 }
 
+/// One cosigned head of a node's processing log, as `vigil audit
+/// witnesses --json` prints it (other keys are ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CosignedHead {
+    pub witness: String,
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// The first cosigned head an export does not reproduce.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("entry {seq}: {reason} (head cosigned by {witness})")]
+pub struct Disagreement {
+    pub seq: u64,
+    pub witness: String,
+    pub reason: String,
+}
+
+/// Checks an export whose chain [`verify`] found intact against heads its
+/// node's members cosigned: each names an entry the export must hold with
+/// exactly that hash. A rewritten log cannot agree with the heads cosigned
+/// after the rewritten entry. Returns how many heads agree, or the one
+/// with the lowest entry number that does not.
+pub fn check_cosigned(text: &str, heads: &[CosignedHead]) -> Result<usize, Disagreement> {
+    let mut hashes = std::collections::HashMap::new();
+    let mut last = 0;
+    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+        if let Ok(line) = serde_json::from_str::<AuditLine>(l) {
+            last = last.max(line.seq);
+            hashes.insert(line.seq, line.hash);
+        }
+    }
+    let mut sorted: Vec<&CosignedHead> = heads.iter().collect();
+    sorted.sort_by_key(|h| h.seq);
+    for h in &sorted {
+        let reason = match hashes.get(&h.seq) {
+            Some(got) if got.eq_ignore_ascii_case(&h.hash) => continue,
+            Some(got) => format!("the export has hash {got}, the cosigned head {}", h.hash),
+            None => format!("the export ends at entry {last}, before the cosigned head"),
+        };
+        return Err(Disagreement {
+            seq: h.seq,
+            witness: h.witness.clone(),
+            reason,
+        });
+    }
+    Ok(sorted.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +324,46 @@ mod tests {
 
     fn lines(t: &str) -> Vec<String> {
         t.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn an_export_must_reproduce_every_cosigned_head() {
+        let (_, text) = chain(6);
+        let hash_of = |t: &str, seq: u64| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str::<AuditLine>(l).ok())
+                .find(|l| l.seq == seq)
+                .unwrap()
+                .hash
+        };
+        let head = |seq: u64, hash: String| CosignedHead {
+            witness: "bravo".into(),
+            seq,
+            hash,
+        };
+        let heads = vec![head(5, hash_of(&text, 5)), head(2, hash_of(&text, 2))];
+        assert_eq!(check_cosigned(&text, &heads), Ok(2));
+        // A log rewritten from entry 3 on (every hash after it differs),
+        // one entry shorter: entry 2 still agrees, entry 5 no longer does.
+        let other: String = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<AuditLine>(l).ok())
+            .filter(|l| l.seq <= 5)
+            .map(|mut l| {
+                if l.seq >= 3 {
+                    l.hash = hex::encode([l.seq as u8; 32]);
+                }
+                serde_json::to_string(&l).unwrap() + "\n"
+            })
+            .collect();
+        let e = check_cosigned(
+            &other,
+            &[head(2, hash_of(&text, 2)), head(5, hash_of(&text, 5))],
+        )
+        .unwrap_err();
+        assert_eq!(e.seq, 5, "{e}");
+        let e = check_cosigned(&other, &[head(6, hash_of(&text, 6))]).unwrap_err();
+        assert!(e.reason.contains("ends at entry 5"), "{e}");
     }
 
     #[test]

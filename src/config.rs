@@ -55,6 +55,49 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     alerts: RawAlerts,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    witness_every: Option<RawDuration>,
+}
+
+/// A duration as seconds, or as text with a unit (`90s`, `5m`, `1h`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Secs(u64),
+    Text(String),
+}
+
+/// The default `[audit] witness_every`: five minutes.
+pub const WITNESS_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn parse_duration(raw: &RawDuration) -> Result<std::time::Duration, String> {
+    let secs = match raw {
+        RawDuration::Secs(n) => *n,
+        RawDuration::Text(t) => {
+            let t = t.trim();
+            let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+            let n: u64 = num
+                .parse()
+                .map_err(|_| format!("`{t}` is not a duration like 90s, 5m or 1h"))?;
+            let mul = match unit {
+                "" | "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                _ => return Err(format!("`{t}` is not a duration like 90s, 5m or 1h")),
+            };
+            n.saturating_mul(mul)
+        }
+    };
+    if !(1..=86_400).contains(&secs) {
+        return Err(format!("is {secs} s; between 1 s and 1 day"));
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Deserialize, Default)]
@@ -281,6 +324,10 @@ pub struct Config {
     pub members: Vec<Member>,
     pub inbound: InboundPolicy,
     pub alerts: Alerts,
+    /// `[audit] witness_every`: how often this node sends its
+    /// processing-log head to each direct member to witness (also when a
+    /// link comes up and at shutdown).
+    pub witness_every: std::time::Duration,
 }
 
 /// How the node writes its log lines to stderr.
@@ -653,6 +700,10 @@ impl Config {
             Some(m) => Some(m << 20),
         };
         let alerts = parse_alerts(&raw.alerts, &base, &err, &kinds)?;
+        let witness_every = match &raw.audit.witness_every {
+            None => WITNESS_EVERY,
+            Some(d) => parse_duration(d).map_err(|m| err("audit.witness_every", m))?,
+        };
         let log_format = match raw.node.log_format.as_deref() {
             None => LogFormat::Text,
             Some(f) => LogFormat::parse(f)
@@ -682,6 +733,7 @@ impl Config {
             members,
             inbound,
             alerts,
+            witness_every,
         })
     }
 }

@@ -65,6 +65,10 @@ pub enum EventKind {
     },
     /// A member reported down is connected again.
     PeerUp { peer: String, down_secs: u64 },
+    /// A member's processing-log head does not extend the head this node
+    /// cosigned for it before: its log went back or was rewritten
+    /// (docs/protocol.md, "Witnessed processing logs").
+    LogInconsistent { peer: String, reason: String },
     /// The stream could not give every event since the id the client
     /// resumed from (the node restarted, or the client was too far behind).
     EventsMissed { after: String },
@@ -79,6 +83,7 @@ impl EventKind {
             EventKind::DeliveryRejected { .. } => "delivery_rejected",
             EventKind::PeerDown { .. } => "peer_down",
             EventKind::PeerUp { .. } => "peer_up",
+            EventKind::LogInconsistent { .. } => "log_inconsistent",
             EventKind::EventsMissed { .. } => "events_missed",
         }
     }
@@ -224,6 +229,9 @@ fn log(ev: &Event) {
         }
         EventKind::PeerUp { peer, down_secs } => {
             tracing::info!(event = name, id = %ev.id, peer = %peer, down_secs, "member reachable again")
+        }
+        EventKind::LogInconsistent { peer, reason } => {
+            tracing::error!(event = name, id = %ev.id, peer = %peer, reason = %reason, "a member's processing log does not extend the head cosigned for it")
         }
         EventKind::EventsMissed { .. } => {}
     }

@@ -140,6 +140,17 @@ pub fn message(data: &[u8]) {
             }
         }
         Message::YourLast { envelope } => check_envelope(envelope, true),
+        Message::WitnessHead(h) => {
+            if let Ok(body) = h.verify(&pinned()) {
+                let _ = crate::witness::judge(None, &body);
+            }
+        }
+        Message::Cosigned(c) => {
+            let _ = c.verify(&pinned());
+        }
+        Message::WitnessAsk { .. }
+        | Message::WitnessSegment { .. }
+        | Message::WitnessRefused { .. } => {}
     }
 }
 

@@ -30,3 +30,4 @@ pub mod proto;
 pub mod store;
 pub mod testkit;
 pub mod time;
+pub mod witness;

@@ -293,6 +293,21 @@ enum AuditCmd {
         /// still exits 2).
         #[arg(long)]
         json: bool,
+        /// Cosigned heads (`vigil audit witnesses --json` files): the chain
+        /// must hold each at its entry with its hash; exit 2 naming the
+        /// first entry where they disagree.
+        #[arg(long, num_args = 1..)]
+        witness: Vec<PathBuf>,
+    },
+    /// The heads of this node's processing log its members cosigned.
+    Witnesses {
+        /// The node's vigil.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print a JSON array of `{"witness", "node", "seq", "hash", "at"}`
+        /// instead.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -1355,7 +1370,26 @@ fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
             }));
             Ok(())
         }
-        AuditCmd::Verify { config, file, json } => {
+        AuditCmd::Witnesses { config, json } => {
+            let c = client(&config)?;
+            let out = call(&c, "GET", "/v1/audit/witnesses", None)?;
+            if json {
+                print_json(&out);
+                return Ok(());
+            }
+            let rows: Vec<vigil::admin::WitnessView> = serde_json::from_slice(&out)?;
+            println!("{:<16} {:>9} {:<64} AT", "WITNESS", "ENTRY", "HASH");
+            for r in rows {
+                println!("{:<16} {:>9} {:<64} {}", t(&r.witness), r.seq, r.hash, r.at);
+            }
+            Ok(())
+        }
+        AuditCmd::Verify {
+            config,
+            file,
+            json,
+            witness,
+        } => {
             let (text, key, source) = match (config, file) {
                 (Some(c), _) => {
                     let (t, k) = live_audit(&c)?;
@@ -1380,21 +1414,57 @@ fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
                 }
                 Usage(format!("{source}: audit chain broken at {b}"))
             })?;
+            let mut heads = Vec::new();
+            for w in &witness {
+                let bytes = std::fs::read(w)
+                    .map_err(|e| Usage(format!("--witness {}: {e}", w.display())))?;
+                let mut these: Vec<vigil::audit::CosignedHead> = serde_json::from_slice(&bytes)
+                    .map_err(|e| {
+                        Usage(format!(
+                            "--witness {}: not a list of cosigned heads as `vigil audit witnesses --json` prints: {e}",
+                            w.display()
+                        ))
+                    })?;
+                heads.append(&mut these);
+            }
+            let witnessed = vigil::audit::check_cosigned(&text, &heads).map_err(|d| {
+                if json {
+                    print_value(&serde_json::json!({
+                        "source": source,
+                        "valid": false,
+                        "entry": d.seq,
+                        "witness": d.witness,
+                        "reason": d.reason,
+                    }));
+                }
+                Usage(format!(
+                    "{source}: disagrees with a cosigned head at {d}: the processing log was rewritten"
+                ))
+            })?;
             if json {
-                print_value(&serde_json::json!({
+                let mut out = serde_json::json!({
                     "source": source,
                     "valid": true,
                     "node": v.node,
                     "entries": v.entries,
                     "head": v.head,
-                }));
+                });
+                if !witness.is_empty() {
+                    out["witnessed"] = serde_json::json!(witnessed);
+                }
+                print_value(&out);
                 return Ok(());
             }
             println!(
-                "{source}: audit chain intact: {} entries of node {}, head {}",
+                "{source}: audit chain intact: {} entries of node {}, head {}{}",
                 v.entries,
                 t(&v.node),
-                v.head
+                v.head,
+                if witness.is_empty() {
+                    String::new()
+                } else {
+                    format!("; agrees with {witnessed} cosigned head(s)")
+                }
             );
             Ok(())
         }

@@ -36,6 +36,7 @@ pub mod record;
 mod rings;
 mod snapshot;
 pub mod space;
+pub mod witness;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -173,7 +173,13 @@ impl Feed {
         let entries = (first..).zip(items).collect();
         let frame = proto::encode_frame(&Message::Batch { through, entries }).unwrap();
         write(&mut self.send, &frame).await;
-        let receipt = match read_frame(&mut self.recv).await {
+        // alpha's processing-log head for this member to witness may come
+        // first on the same stream.
+        let mut m = read_frame(&mut self.recv).await;
+        while m.is_witness() {
+            m = read_frame(&mut self.recv).await;
+        }
+        let receipt = match m {
             Message::Receipt(r) => r.verify(&alpha_key(mesh)).expect("receipt verifies"),
             m => panic!("expected a receipt, got {m:?}"),
         };

@@ -97,7 +97,7 @@ pub(super) fn action_for(method: &axum::http::Method, path: &str) -> Option<Acti
         "/v1/notices/{id}/status" => Action::Status,
         "/v1/import" => Action::Import,
         "/v1/peers" => Action::Peers,
-        "/v1/audit" => Action::Audit,
+        "/v1/audit" | "/v1/audit/witnesses" => Action::Audit,
         "/v1/screen" | "/v1/screen/manifest" => Action::Screen,
         "/v1/hits" => Action::Hits,
         "/v1/hits/{id}/ack" => Action::AckHit,

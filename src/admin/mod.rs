@@ -343,6 +343,7 @@ pub fn router(
         .route("/v1/import", post(import))
         .route("/v1/peers", get(peers))
         .route("/v1/audit", get(audit_export))
+        .route("/v1/audit/witnesses", get(audit_witnesses))
         .route("/v1/screen", post(screen))
         .route(
             "/v1/screen/manifest",
@@ -808,6 +809,42 @@ async fn rotate_key(
     // the statement in their `Hello`).
     s.links.restart_all("signing key rotated");
     Ok(Json(answer).into_response())
+}
+
+/// One cosigned head of this node's processing log, as `vigil audit
+/// witnesses` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WitnessView {
+    /// The member that cosigned.
+    pub witness: String,
+    /// The node whose head it is (this node).
+    pub node: String,
+    /// The processing-log entry the head names, and its hash (hex).
+    pub seq: u64,
+    pub hash: String,
+    /// When the witness cosigned (RFC 3339).
+    pub at: String,
+}
+
+/// `GET /v1/audit/witnesses`: every cosigned head of this node's
+/// processing log held here, by witness then entry.
+async fn audit_witnesses(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let core = s.core.clone();
+    let all = blocking(&s.tasks, move || {
+        core.witnesses().map_err(|e| ApiError::internal(&e))
+    })
+    .await?;
+    let out: Vec<WitnessView> = all
+        .into_iter()
+        .map(|c| WitnessView {
+            witness: c.witness,
+            node: c.node,
+            seq: c.seq,
+            hash: hex::encode(c.hash),
+            at: crate::time::rfc3339(c.at),
+        })
+        .collect();
+    Ok(Json(out).into_response())
 }
 
 async fn id(State(s): State<AppState>) -> Json<serde_json::Value> {

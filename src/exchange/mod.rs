@@ -22,6 +22,8 @@
 //! - [`reload`]: members and policy swapped in on SIGHUP.
 //! - [`rotate`]: this node's signing-key rotation, and the key each
 //!   origin's message is verified with.
+//! - [`witness`]: this node's processing-log heads cosigned by members,
+//!   and members' heads judged as their witness.
 //! - `raise`: which of these steps raise desk events.
 
 pub mod consult;
@@ -36,6 +38,7 @@ pub mod retention;
 pub mod rotate;
 pub mod screen;
 pub mod views;
+pub mod witness;
 
 use ed25519_dalek::SigningKey;
 use rand::rngs::StdRng;
@@ -340,7 +343,7 @@ fn erase_audit(target: &NoticeId, actor: &str, peer: Option<&str>, reason: &str)
 
 /// Cuts `text` to `max` bytes on a character boundary, then appends
 /// `...`: reasons that reach audit entries and reports stay bounded.
-fn cut_to(text: &mut String, max: usize) {
+pub fn cut_to(text: &mut String, max: usize) {
     if text.len() > max {
         let mut cut = max;
         while !text.is_char_boundary(cut) {

@@ -204,6 +204,7 @@ async fn drive(
     let mut storing: Option<JoinHandle<Result<Event, LinkError>>> = None;
     let mut pending = opening;
     let mut pending_events: Vec<Event> = Vec::new();
+    let mut witnessing = Witnessing::new(core.config().witness_every);
     loop {
         for action in std::mem::take(&mut pending) {
             match action {
@@ -357,10 +358,48 @@ async fn drive(
             }
             done = join(&mut building) => Some(Input::Event(done?)),
             done = join(&mut storing) => Some(Input::Event(done?)),
-            _ = shutdown.changed() => return Ok(()),
+            _ = witnessing.due(), if install.done => {
+                witnessing.send_head(core, peer, tasks, &mut streams).await?;
+                continue;
+            }
+            _ = shutdown.changed() => {
+                // The last head, for the member to witness (best effort:
+                // the cosignature may not come back before the close).
+                if install.done {
+                    let _ = tokio::time::timeout(
+                        SHUTDOWN_HEAD_WITHIN,
+                        witnessing.send_head(core, peer, tasks, &mut streams),
+                    )
+                    .await;
+                }
+                return Ok(());
+            }
         };
         let event = match input {
             Some(Input::Event(e)) => e,
+            Some(Input::Frame(feed, msg)) if msg.is_witness() => {
+                // Witnessing goes beside the feeds, once the member proved
+                // its key; before that it is out of order.
+                if !install.done {
+                    refuse(
+                        core,
+                        conn,
+                        peer,
+                        close::PROTOCOL,
+                        "witnessing before the member's proof",
+                    );
+                    return Err(LinkError::Closed("witnessing before the proof".into()));
+                }
+                links.seen(peer);
+                if let Err(why) = witnessing
+                    .on_frame(core, peer, tasks, &mut streams, feed, msg)
+                    .await?
+                {
+                    refuse(core, conn, peer, close::PROTOCOL, &why);
+                    return Err(LinkError::Closed(why));
+                }
+                continue;
+            }
             Some(Input::Frame(feed, msg)) => {
                 if install.done {
                     links.seen(peer);
@@ -380,6 +419,159 @@ async fn drive(
             None => return Ok(()),
         };
         pending = session.handle(event, now);
+    }
+}
+
+/// How long the head sent at shutdown may take to write.
+const SHUTDOWN_HEAD_WITHIN: Duration = Duration::from_secs(1);
+
+/// The least time between two heads a member may send to be witnessed:
+/// each costs a store read and possibly an audit entry, so a member
+/// cannot make this node do more by sending faster.
+const MIN_HEAD_GAP: Duration = Duration::from_secs(1);
+
+/// One link's witnessing (docs/protocol.md, "Witnessed processing logs"):
+/// this node's head sent to the member on its follow stream, answered on
+/// it; the member's head received on the serve stream, answered there.
+/// At most one exchange each way is outstanding; a new head replaces an
+/// unanswered one.
+struct Witnessing {
+    every: Duration,
+    /// When this node next sends its head (at once when the link is up).
+    next: tokio::time::Instant,
+    /// The head sent, until the member cosigns or refuses it.
+    sent: Option<crate::witness::HeadBody>,
+    /// The member's head, until it answers the consistency request.
+    received: Option<crate::witness::SignedHead>,
+    /// When the member's last head was taken up.
+    last_received: Option<Instant>,
+}
+
+impl Witnessing {
+    fn new(every: Duration) -> Witnessing {
+        Witnessing {
+            every,
+            next: tokio::time::Instant::now(),
+            sent: None,
+            received: None,
+            last_received: None,
+        }
+    }
+
+    /// Ready when this node's head is due.
+    async fn due(&self) {
+        tokio::time::sleep_until(self.next).await
+    }
+
+    async fn send_head(
+        &mut self,
+        core: &Arc<Exchange>,
+        peer: &str,
+        tasks: &TaskTracker,
+        streams: &mut Streams,
+    ) -> Result<(), LinkError> {
+        self.next = tokio::time::Instant::now() + self.every;
+        let (c, p) = (core.clone(), peer.to_string());
+        let head = match blocking(tasks, move || c.head_for(&p, crate::time::now())).await? {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                warn!(peer = %peer, error = %e, "processing-log head not sent");
+                return Ok(());
+            }
+        };
+        self.sent = head.peek().ok();
+        streams
+            .write(Feed::Follow, &Message::WitnessHead(head))
+            .await
+    }
+
+    /// Handles one witnessing frame. `Ok(Err(why))`: a violation that
+    /// closes the link.
+    async fn on_frame(
+        &mut self,
+        core: &Arc<Exchange>,
+        peer: &str,
+        tasks: &TaskTracker,
+        streams: &mut Streams,
+        feed: Feed,
+        msg: Message,
+    ) -> Result<Result<(), String>, LinkError> {
+        use crate::exchange::witness::{WitnessError, WitnessStep};
+        let (c, p) = (core.clone(), peer.to_string());
+        let step = match (feed, msg) {
+            (Feed::Serve, Message::WitnessHead(head)) => {
+                if self
+                    .last_received
+                    .is_some_and(|t| t.elapsed() < MIN_HEAD_GAP)
+                {
+                    return Ok(Ok(()));
+                }
+                self.last_received = Some(Instant::now());
+                self.received = None;
+                let h = head.clone();
+                let step =
+                    blocking(tasks, move || c.judge_head(&p, &h, crate::time::now())).await?;
+                if matches!(step, Ok(WitnessStep::Ask { .. })) {
+                    self.received = Some(head);
+                }
+                step
+            }
+            (Feed::Serve, Message::WitnessSegment { hashes }) => {
+                let Some(head) = self.received.take() else {
+                    return Ok(Err("a consistency answer nobody asked for".into()));
+                };
+                blocking(tasks, move || {
+                    c.judge_segment(&p, &head, &hashes, crate::time::now())
+                })
+                .await?
+            }
+            (Feed::Follow, Message::WitnessAsk { from }) => {
+                let Some(sent) = self.sent.clone() else {
+                    return Ok(Err("a consistency request for no head sent".into()));
+                };
+                match blocking(tasks, move || c.answer_ask(&sent, from)).await? {
+                    Ok(hashes) => {
+                        streams
+                            .write(Feed::Follow, &Message::WitnessSegment { hashes })
+                            .await?;
+                    }
+                    Err(e) => warn!(peer = %peer, error = %e, "consistency request not answered"),
+                }
+                return Ok(Ok(()));
+            }
+            (Feed::Follow, Message::Cosigned(cosig)) => {
+                let Some(sent) = self.sent.take() else {
+                    return Ok(Err("a cosignature for no head sent".into()));
+                };
+                match blocking(tasks, move || c.accept_cosignature(&p, &sent, &cosig)).await? {
+                    Ok(()) => {}
+                    Err(WitnessError::Store(e)) => return Err(node(e)),
+                    Err(e) => return Ok(Err(e.to_string())),
+                }
+                return Ok(Ok(()));
+            }
+            (Feed::Follow, Message::WitnessRefused { reason }) => {
+                if self.sent.take().is_none() {
+                    return Ok(Err("a refusal of no head sent".into()));
+                }
+                let mut reason = reason;
+                crate::exchange::cut_to(&mut reason, 300);
+                let reason = crate::notice::text::escape(&reason).into_owned();
+                tracing::error!(peer = %peer, reason = %reason, "a member refused this node's processing-log head");
+                return Ok(Ok(()));
+            }
+            _ => return Ok(Err("a witnessing message on the wrong stream".into())),
+        };
+        let reply = match step {
+            Ok(WitnessStep::Cosign(c)) => Message::Cosigned(c),
+            Ok(WitnessStep::Ask { from }) => Message::WitnessAsk { from },
+            Ok(WitnessStep::Refuse(reason)) => Message::WitnessRefused { reason },
+            Err(WitnessError::Store(e)) => return Err(node(e)),
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        streams.write(Feed::Serve, &reply).await?;
+        Ok(Ok(()))
     }
 }
 

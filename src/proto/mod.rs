@@ -73,6 +73,35 @@ pub enum Message {
     /// rebuilt continues its numbering instead of reusing seqs that its
     /// peers would refuse as equivocation.
     YourLast { envelope: Envelope },
+    /// Node → member (on the node's follow stream, after its `Hello`): the
+    /// signed head of the node's processing log, for the member to witness
+    /// ([`crate::witness`]).
+    WitnessHead(crate::witness::SignedHead),
+    /// Member → node: the hashes of your entries from this one to the head
+    /// you sent, please (the head it holds is at `from`).
+    WitnessAsk { from: u64 },
+    /// Node → member: those hashes, in order (at most
+    /// [`crate::witness::MAX_SEGMENT`] + 1).
+    WitnessSegment { hashes: Vec<[u8; 32]> },
+    /// Member → node: its cosignature of the head.
+    Cosigned(crate::witness::Cosignature),
+    /// Member → node: the head does not extend the one it cosigned before.
+    WitnessRefused { reason: String },
+}
+
+impl Message {
+    /// Whether the message belongs to witnessing, which the link driver
+    /// handles beside the feeds.
+    pub fn is_witness(&self) -> bool {
+        matches!(
+            self,
+            Message::WitnessHead(_)
+                | Message::WitnessAsk { .. }
+                | Message::WitnessSegment { .. }
+                | Message::Cosigned(_)
+                | Message::WitnessRefused { .. }
+        )
+    }
 }
 
 /// Protocol violations; each closes the stream with a reason.
