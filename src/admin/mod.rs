@@ -27,6 +27,7 @@ use crate::officers::{Principal, Registry};
 
 mod auth;
 mod client;
+mod console;
 use auth::{OfficerRefusals, TokenDigest};
 mod events;
 use crate::notice::screening::{Query as ScreenQuery, QueryError};
@@ -62,6 +63,8 @@ struct AppState {
     sources: MetricsSources,
     /// One backup at a time: each spools a copy of the store.
     backups: Arc<tokio::sync::Semaphore>,
+    /// The desk console's signed-in officers.
+    console: Arc<console::Sessions>,
 }
 
 /// What `GET /metrics` reads that the admin API does not otherwise hold.
@@ -329,6 +332,7 @@ pub fn router(
         shutdown: shutdown.clone(),
         sources,
         backups: Arc::new(tokio::sync::Semaphore::new(1)),
+        console: Arc::default(),
     };
     tasks.spawn(auth::summarize_each_window(state.clone(), shutdown));
     let authed = Router::new()
@@ -359,11 +363,12 @@ pub fn router(
         .with_state(state.clone());
     let metrics = Router::new()
         .route("/metrics", get(metrics))
-        .with_state(state);
+        .with_state(state.clone());
     public_routes(readiness)
         .merge(metrics)
         .merge(authed)
         .layer(middleware::map_response(json_errors))
+        .merge(console::routes(state))
 }
 
 /// Serves `app` (whichever router it holds when a connection arrives:

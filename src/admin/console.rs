@@ -1,0 +1,659 @@
+//! The desk console: server-rendered pages for the duty officers at a
+//! contact point, served on the admin listener at `/` (docs/console.md).
+//!
+//! An officer signs in with their own token; the console then keeps a
+//! session (a random id in an `HttpOnly`, `SameSite=Strict` cookie, `Secure`
+//! behind TLS, ended after [`IDLE`] without a request) and checks the
+//! officer's role on every page, as the API does. Every form that changes
+//! anything carries the session's CSRF token, checked before the handler
+//! runs. Every answer carries a strict Content-Security-Policy; the style
+//! sheet and script are compiled into the binary, and no page refers to any
+//! other host. Reads of personal data are logged as `consult` entries with
+//! the officer's name, like the API's.
+
+use axum::extract::{Form, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::{html, Markup, DOCTYPE};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{blocking, AppState};
+use crate::exchange::{NoticeView, ReadError};
+use crate::officers::{token_digest, Action, Role};
+
+/// A session ends after this long without a request.
+pub const IDLE: Duration = Duration::from_secs(15 * 60);
+/// Sessions held at once; the oldest idle one gives way beyond.
+const MAX_SESSIONS: usize = 256;
+/// The session cookie.
+const COOKIE: &str = "vigil_console";
+/// What every page may load: only itself.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const CSS: &str = include_str!("console/console.css");
+const JS: &str = include_str!("console/console.js");
+
+/// One signed-in officer.
+#[derive(Debug, Clone)]
+struct ConsoleSession {
+    officer: String,
+    role: Role,
+    /// The officer's token digest at sign-in: a removed officer (or a new
+    /// token) ends the session at the next request.
+    token_sha256: String,
+    /// Sent in every form that changes something, checked on submit.
+    csrf: String,
+    last_used: Instant,
+}
+
+/// The console's sessions, by SHA-256 of the cookie value (so memory
+/// holds nothing a client could present).
+#[derive(Default)]
+pub(super) struct Sessions {
+    map: Mutex<HashMap<[u8; 32], ConsoleSession>>,
+}
+
+impl Sessions {
+    fn open(&self, s: ConsoleSession) -> String {
+        let id = hex::encode(rand::random::<[u8; 32]>());
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, v| v.last_used.elapsed() < IDLE);
+        if map.len() >= MAX_SESSIONS {
+            if let Some(oldest) = map.iter().min_by_key(|(_, v)| v.last_used).map(|(k, _)| *k) {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(Sha256::digest(id.as_bytes()).into(), s);
+        id
+    }
+
+    /// The live session for a cookie value, its use recorded.
+    fn touch(&self, id: &str) -> Option<ConsoleSession> {
+        let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get_mut(&key) {
+            Some(s) if s.last_used.elapsed() < IDLE => {
+                s.last_used = Instant::now();
+                Some(s.clone())
+            }
+            Some(_) => {
+                map.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn close(&self, id: &str) {
+        let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+    }
+}
+
+/// The console's routes, on the admin listener beside the API.
+pub(super) fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/console/sign-in", get(sign_in_page).post(sign_in))
+        .route("/console/sign-out", post(sign_out))
+        .route("/console/inbox", get(inbox))
+        .route("/console/notices/{id}", get(notice_page))
+        .route("/console/peers", get(peers_page))
+        .route("/console/console.css", get(css))
+        .route("/console/console.js", get(js))
+        .with_state(state)
+        .layer(axum::middleware::map_response(headers))
+}
+
+/// The headers every console answer carries.
+async fn headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+async fn css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
+}
+
+async fn js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        JS,
+    )
+        .into_response()
+}
+
+/// Whether the request reached the node over TLS (through the agency's
+/// reverse proxy on loopback, which says so in `X-Forwarded-Proto`).
+fn behind_tls(h: &HeaderMap) -> bool {
+    h.get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+fn cookie_of(h: &HeaderMap) -> Option<String> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The signed-in officer, checked against the registry (a removed officer
+/// is signed out at once).
+fn signed_in(s: &AppState, h: &HeaderMap) -> Option<(String, ConsoleSession)> {
+    let id = cookie_of(h)?;
+    let session = s.console.touch(&id)?;
+    let still = s
+        .officers
+        .load()
+        .ok()?
+        .into_iter()
+        .any(|o| o.name == session.officer && o.token_sha256 == session.token_sha256);
+    if !still {
+        s.console.close(&id);
+        return None;
+    }
+    Some((id, session))
+}
+
+/// A page for `session`, or the sign-in page when there is none; a role
+/// that may not do `action` gets 403 with the reason.
+fn guard(s: &AppState, h: &HeaderMap, action: Action) -> Result<ConsoleSession, Box<Response>> {
+    let Some((_, session)) = signed_in(s, h) else {
+        return Err(Box::new(Redirect::to("/console/sign-in").into_response()));
+    };
+    if !session.role.may(action) {
+        let why = format!(
+            "officer {} (role {}) may not {}",
+            session.officer,
+            session.role.as_str(),
+            action.describe()
+        );
+        return Err(Box::new(page_status(
+            StatusCode::FORBIDDEN,
+            Some(&session),
+            "Not allowed",
+            html! { p.error role="alert" { (why) } },
+        )));
+    }
+    Ok(session)
+}
+
+/// Checks a submitted form's CSRF token against the session's.
+fn csrf_ok(session: &ConsoleSession, sent: &str) -> bool {
+    use subtle_eq::eq;
+    eq(session.csrf.as_bytes(), sent.as_bytes())
+}
+
+/// Constant-time comparison (no early exit on the first difference).
+mod subtle_eq {
+    pub fn eq(a: &[u8], b: &[u8]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+fn refused_csrf(session: &ConsoleSession) -> Response {
+    page_status(
+        StatusCode::FORBIDDEN,
+        Some(session),
+        "Refused",
+        html! { p.error role="alert" { "The form's security token is missing or wrong: nothing was changed. Reload the page and try again." } },
+    )
+}
+
+fn page(session: Option<&ConsoleSession>, title: &str, body: Markup) -> Response {
+    page_status(StatusCode::OK, session, title, body)
+}
+
+fn page_status(
+    status: StatusCode,
+    session: Option<&ConsoleSession>,
+    title: &str,
+    body: Markup,
+) -> Response {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · vigil" }
+                link rel="stylesheet" href="/console/console.css";
+                script src="/console/console.js" defer {}
+            }
+            body {
+                header.top {
+                    span.brand { "vigil" }
+                    @if let Some(s) = session {
+                        nav aria-label="Main" {
+                            @if s.role.may(Action::List) { a href="/console/inbox" { "Inbox" } }
+                            @if s.role.may(Action::Peers) { a href="/console/peers" { "Peers" } }
+                        }
+                        form.signout method="post" action="/console/sign-out" {
+                            input type="hidden" name="csrf" value=(s.csrf);
+                            span.who { (s.officer) " (" (s.role.as_str()) ")" }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main id="main" {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        markup.into_string(),
+    )
+        .into_response()
+}
+
+async fn root(State(s): State<AppState>, h: HeaderMap) -> Response {
+    match signed_in(&s, &h) {
+        Some((_, session)) if session.role.may(Action::List) => {
+            Redirect::to("/console/inbox").into_response()
+        }
+        Some(_) => Redirect::to("/console/peers").into_response(),
+        None => Redirect::to("/console/sign-in").into_response(),
+    }
+}
+
+fn sign_in_form(error: Option<&str>) -> Markup {
+    html! {
+        @if let Some(e) = error { p.error role="alert" id="sign-in-error" { (e) } }
+        form method="post" action="/console/sign-in" {
+            label for="token" { "Your officer token" }
+            input id="token" name="token" type="password" autocomplete="off" required autofocus;
+            button type="submit" { "Sign in" }
+        }
+        p.hint { "The token is in the file `vigil officer add` wrote for you. Sessions end after 15 minutes without use." }
+    }
+}
+
+async fn sign_in_page() -> Response {
+    page(None, "Sign in", sign_in_form(None))
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+async fn sign_in(State(s): State<AppState>, h: HeaderMap, Form(f): Form<SignIn>) -> Response {
+    let digest = token_digest(f.token.trim());
+    let officer = s
+        .officers
+        .load()
+        .ok()
+        .and_then(|all| all.into_iter().find(|o| o.token_sha256 == digest));
+    let Some(o) = officer else {
+        tracing::warn!("console sign-in refused: unknown token");
+        return page_status(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "Sign in",
+            sign_in_form(Some(
+                "That token is not an officer's (a removed officer's token no longer works).",
+            )),
+        );
+    };
+    tracing::info!(officer = %o.name, role = o.role.as_str(), "console sign-in");
+    let id = s.console.open(ConsoleSession {
+        officer: o.name,
+        role: o.role,
+        token_sha256: o.token_sha256,
+        csrf: hex::encode(rand::random::<[u8; 32]>()),
+        last_used: Instant::now(),
+    });
+    let secure = if behind_tls(&h) { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        IDLE.as_secs()
+    );
+    let mut resp = Redirect::to("/").into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn sign_out(State(s): State<AppState>, h: HeaderMap, Form(f): Form<CsrfOnly>) -> Response {
+    if let Some((id, session)) = signed_in(&s, &h) {
+        if !csrf_ok(&session, &f.csrf) {
+            return refused_csrf(&session);
+        }
+        s.console.close(&id);
+    }
+    let mut resp = Redirect::to("/console/sign-in").into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("vigil_console=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    resp
+}
+
+/// A step that failed, as a page with the API's status and reason.
+fn failed(session: &ConsoleSession, e: super::ApiError) -> Response {
+    page_status(
+        e.0,
+        Some(session),
+        "Error",
+        html! { p.error role="alert" { (e.1.error) } },
+    )
+}
+
+fn state_badge(state: &str) -> Markup {
+    html! { span class=(format!("badge state-{}", state.replace(' ', "-"))) { (state) } }
+}
+
+async fn inbox(State(s): State<AppState>, h: HeaderMap) -> Response {
+    let session = match guard(&s, &h, Action::List) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let core = s.core.clone();
+    let actor = format!("officer:{}", session.officer);
+    let views = blocking(&s.tasks, move || {
+        let views = core.list(None, None, false)?;
+        core.consult_list(&views, "console inbox", &actor, None, crate::time::now())?;
+        Ok::<_, ReadError>(views)
+    })
+    .await;
+    let mut views = match views {
+        Ok(v) => v,
+        Err(e) => return failed(&session, e),
+    };
+    // Newest first.
+    views.sort_by(|a, b| b.stored_at.cmp(&a.stored_at));
+    let me = s.core.me().to_string();
+    page(
+        Some(&session),
+        "Inbox",
+        html! {
+            @if views.is_empty() {
+                p { "No notices held." }
+            } @else {
+                table.inbox {
+                    caption { (views.len()) " notice chain(s), newest first" }
+                    thead { tr {
+                        th scope="col" { "Received" } th scope="col" { "Kind" } th scope="col" { "Subject" }
+                        th scope="col" { "Origin" } th scope="col" { "Handling" } th scope="col" { "State" }
+                    } }
+                    tbody {
+                        @for v in &views {
+                            tr {
+                                td { (v.stored_at) }
+                                td { (v.kind.as_str()) }
+                                td { a href=(format!("/console/notices/{}", v.id)) { (subject_line(v)) } }
+                                td { (v.origin) @if v.origin == me { " (this node)" } }
+                                td { (format!("{:?}", v.handling)) }
+                                td { (state_badge(&v.state)) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The subject's name and date of birth, as one line.
+fn subject_line(v: &NoticeView) -> String {
+    let s = serde_json::to_value(&v.subject).unwrap_or_default();
+    let field = |k: &str| s.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    let name = [field("family_name"), field("given_names")]
+        .into_iter()
+        .filter(|x| !x.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let dob = field("date_of_birth");
+    match (name.is_empty(), dob.is_empty()) {
+        (true, _) => format!("{} {}", v.kind.as_str(), v.case_ref),
+        (false, true) => name,
+        (false, false) => format!("{name} ({dob})"),
+    }
+}
+
+/// A JSON value as text for a table cell.
+fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join("; "),
+        serde_json::Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", cell(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    }
+}
+
+/// A field name as a label: `date_of_birth` → `Date of birth`.
+fn label(k: &str) -> String {
+    let t = k.replace('_', " ");
+    let mut c = t.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => t,
+    }
+}
+
+async fn notice_page(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>) -> Response {
+    let session = match guard(&s, &h, Action::Show) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let Ok(nid) = super::parse_id(&id) else {
+        return page_status(
+            StatusCode::NOT_FOUND,
+            Some(&session),
+            "No such notice",
+            html! { p.error role="alert" { "`" (id) "` is not a notice id." } },
+        );
+    };
+    let core = s.core.clone();
+    let actor = format!("officer:{}", session.officer);
+    let found = blocking(&s.tasks, move || {
+        let now = crate::time::now();
+        let v = core.consult_show(&nid, &actor, None, now)?;
+        let status = match &v {
+            Some(v) if v.origin == core.me() => core.status(&nid)?,
+            _ => None,
+        };
+        Ok::<_, ReadError>((v, status))
+    })
+    .await;
+    let (view, status) = match found {
+        Ok(x) => x,
+        Err(e) => return failed(&session, e),
+    };
+    let Some(v) = view else {
+        return page_status(
+            StatusCode::NOT_FOUND,
+            Some(&session),
+            "No such notice",
+            html! { p.error role="alert" { "No notice with id " (id) " is held here." } },
+        );
+    };
+    let subject = serde_json::to_value(&v.subject).unwrap_or_default();
+    let withheld: Vec<&str> = v.withheld_fields.iter().map(|f| f.as_str()).collect();
+    let erased: Vec<&str> = v.erased_fields.iter().map(|f| f.as_str()).collect();
+    let rows: Vec<(&str, String)> = vec![
+        ("Id", v.id.clone()),
+        ("Origin", v.origin.clone()),
+        ("Sequence", v.seq.to_string()),
+        ("Action", v.action.clone()),
+        ("Kind", v.kind.as_str().to_string()),
+        (
+            "Purpose",
+            cell(&serde_json::to_value(v.purpose).unwrap_or_default()),
+        ),
+        ("Legal basis", v.legal_basis.clone()),
+        (
+            "Handling",
+            cell(&serde_json::to_value(v.handling).unwrap_or_default()),
+        ),
+        ("Handling note", v.handling_note.clone().unwrap_or_default()),
+        (
+            "Grading",
+            cell(&serde_json::to_value(v.grading).unwrap_or_default()),
+        ),
+        (
+            "Subject category",
+            cell(&serde_json::to_value(v.subject_category).unwrap_or_default()),
+        ),
+        (
+            "Nature",
+            cell(&serde_json::to_value(v.nature).unwrap_or_default()),
+        ),
+        ("Audience", cell(&v.audience)),
+        ("Issued", v.issued_at.clone()),
+        ("Expires", v.expires_at.clone()),
+        ("Review", v.review_at.clone().unwrap_or_default()),
+        ("Summary", v.summary.clone()),
+        ("Case reference", v.case_ref.clone()),
+        ("Originator's 24/7 contact", v.contact.clone()),
+        (
+            "Received from",
+            v.received_from
+                .clone()
+                .unwrap_or_else(|| "issued here".into()),
+        ),
+        ("Stored", v.stored_at.clone()),
+        (
+            "Signature",
+            if v.signature_verified {
+                "verified with the origin's key".into()
+            } else {
+                "DOES NOT VERIFY".into()
+            },
+        ),
+    ];
+    page(
+        Some(&session),
+        &format!("{} notice", label(v.kind.as_str())),
+        html! {
+            p { "State: " (state_badge(&v.state)) @if let Some(r) = &v.replaced_by { " — replaced by " a href=(format!("/console/notices/{r}")) { (r) } } }
+            @if !v.transit_to.is_empty() {
+                p.warn { "In transit to " (v.transit_to.join(", ")) ", sealed: this node cannot read it." }
+            }
+            section aria-labelledby="subject-h" {
+                h2 id="subject-h" { "Subject" }
+                dl.fields {
+                    @if let serde_json::Value::Object(o) = &subject {
+                        @for (k, val) in o {
+                            @if !val.is_null() {
+                                dt { (label(k)) } dd { (cell(val)) }
+                            }
+                        }
+                    }
+                    @for f in &withheld { dt { (label(f)) } dd.withheld { "withheld by policy" } }
+                    @for f in &erased { dt { (label(f)) } dd.erased { "erased" } }
+                }
+            }
+            section aria-labelledby="notice-h" {
+                h2 id="notice-h" { "Notice" }
+                dl.fields {
+                    @for (k, val) in &rows { @if !val.is_empty() { dt { (k) } dd { (val) } } }
+                }
+            }
+            @if let Some(st) = &status {
+                section aria-labelledby="delivery-h" {
+                    h2 id="delivery-h" { "Delivery to members" }
+                    table {
+                        thead { tr { th scope="col" { "Member" } th scope="col" { "State" } th scope="col" { "When" } th scope="col" { "Reason" } } }
+                        tbody {
+                            @for m in st {
+                                tr { td { (m.member) } td { (state_badge(&m.state)) } td { (m.at.clone().unwrap_or_default()) } td { (m.reason.clone().unwrap_or_default()) } }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+async fn peers_page(State(s): State<AppState>, h: HeaderMap) -> Response {
+    let session = match guard(&s, &h, Action::Peers) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let cfg = s.core.config();
+    let head = s.core.store().head();
+    let mut rows = Vec::new();
+    for m in &cfg.members {
+        let st = s.links.status(&m.id);
+        let acked = s.core.store().acked(&m.id).ok().flatten();
+        let acked_out = acked
+            .as_ref()
+            .filter(|a| a.epoch == s.core.store().epoch())
+            .map_or(0, |a| a.through);
+        rows.push((
+            m.id.clone(),
+            st.connected,
+            st.since.map(crate::time::rfc3339).unwrap_or_default(),
+            head.saturating_sub(acked_out),
+            acked
+                .map(|a| crate::time::rfc3339(a.at))
+                .unwrap_or_default(),
+        ));
+    }
+    page(
+        Some(&session),
+        "Peers",
+        html! {
+            table.peers {
+                thead { tr {
+                    th scope="col" { "Member" } th scope="col" { "Link" } th scope="col" { "Since" }
+                    th scope="col" { "Backlog" } th scope="col" { "Last receipt" }
+                } }
+                tbody {
+                    @for (id, up, since, backlog, last) in &rows {
+                        tr {
+                            td { (id) }
+                            td { @if *up { span.badge.state-up { "up" } } @else { span.badge.state-down { "down" } } }
+                            td { (since) } td { (backlog) } td { (last) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}

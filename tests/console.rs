@@ -1,0 +1,287 @@
+//! The desk console over HTTP with the real `vigil` binary on 127.0.0.1
+//! (docs/console.md): sign-in with an officer's token, the session cookie's
+//! flags, the Content-Security-Policy on every page, the inbox and a
+//! notice's page with every field labelled, CSRF refusals, sign-out, and a
+//! removed officer's session ending at once. Reads are logged with the
+//! officer's name.
+//!
+//! Every wait is bounded, and every node process is killed when its guard
+//! drops, even when an assertion fails.
+#![cfg(unix)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+
+mod common;
+use common::*;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(100);
+
+/// One HTTP answer: status, headers (lower-case names; repeated ones
+/// joined by "\n"), body.
+struct Answer {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+/// One HTTP/1.1 request on its own connection.
+fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let mut s = TcpStream::connect(addr).expect("connect to the admin listener");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if method == "POST" {
+        req.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let mut headers: HashMap<String, String> = HashMap::new();
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            headers
+                .entry(k.trim().to_ascii_lowercase())
+                .and_modify(|e| {
+                    e.push('\n');
+                    e.push_str(v.trim())
+                })
+                .or_insert_with(|| v.trim().to_string());
+        }
+    }
+    // Chunked bodies are read whole; the pages are small enough that the
+    // chunk markers do not matter to what the tests look for.
+    Answer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+fn admin_addr(config: &str) -> String {
+    let text = fs::read_to_string(config).unwrap();
+    let admin = text.split("[admin]").nth(1).unwrap();
+    admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("listen = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
+}
+
+fn add_officer(node: &RunningNode, name: &str, role: &str) -> String {
+    let out = vigil(&[
+        "officer",
+        "add",
+        "--config",
+        node.cfg(),
+        "--name",
+        name,
+        "--role",
+        role,
+    ]);
+    out.assert_ok("officer add");
+    let path = PathBuf::from(out.stdout.trim().lines().last().unwrap());
+    fs::read_to_string(path).unwrap().trim().to_string()
+}
+
+/// Signs in; returns the cookie header to send.
+fn sign_in(addr: &str, token: &str) -> String {
+    let a = request(
+        addr,
+        "POST",
+        "/console/sign-in",
+        &[],
+        &format!("token={token}"),
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+    let set = a.headers.get("set-cookie").expect("a session cookie");
+    set.split(';').next().unwrap().to_string()
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    page[at..at + 64].to_string()
+}
+
+#[test]
+fn officers_sign_in_and_read_the_inbox_and_forged_forms_are_refused() {
+    let fed = Federation::new();
+    let (a, b) = (fed.init("alpha"), fed.init("bravo"));
+    a.add_member(&b);
+    b.add_member(&a);
+    let (na, nb) = (a.start(), b.start());
+    let addr = admin_addr(na.cfg());
+
+    // bravo issues a notice to alpha.
+    let mut n = wanted_notice("Okonkwo-Console", "Ilse", "1980-04-01");
+    n["audience"] = json!(["alpha"]);
+    let file = b.dir.join("n.json");
+    fs::write(&file, n.to_string()).unwrap();
+    let out = vigil(&["notice", "issue", "--config", nb.cfg(), s(&file)]);
+    out.assert_ok("issue");
+    let id = out.stdout.trim().to_string();
+    wait_within("alpha holding bravo's notice", DEADLINE, POLL, || {
+        na.list().iter().any(|v| v["id"] == json!(id)).then_some(())
+    });
+    let dana = add_officer(&na, "dana", "desk");
+
+    // Without a session: the sign-in page, with the strict policy.
+    let a0 = request(&addr, "GET", "/", &[], "");
+    assert_eq!(a0.status, 303);
+    assert_eq!(a0.headers["location"], "/console/sign-in");
+    let page = request(&addr, "GET", "/console/sign-in", &[], "");
+    assert_eq!(page.status, 200);
+    let csp = &page.headers["content-security-policy"];
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(page.body.contains("<label for=\"token\">"), "{}", page.body);
+    assert_eq!(
+        request(&addr, "GET", "/console/inbox", &[], "").status,
+        303,
+        "the inbox without a session"
+    );
+
+    // A wrong token is refused; dana's signs in.
+    let bad = request(&addr, "POST", "/console/sign-in", &[], "token=nope");
+    assert_eq!(bad.status, 401);
+    assert!(!bad.headers.contains_key("set-cookie"));
+    let signed = request(
+        &addr,
+        "POST",
+        "/console/sign-in",
+        &[],
+        &format!("token={dana}"),
+    );
+    let set = signed.headers["set-cookie"].clone();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(flag), "{set}");
+    }
+    assert!(!set.contains("Secure"), "plain HTTP on loopback: {set}");
+    let behind_proxy = request(
+        &addr,
+        "POST",
+        "/console/sign-in",
+        &[("X-Forwarded-Proto", "https")],
+        &format!("token={dana}"),
+    );
+    assert!(behind_proxy.headers["set-cookie"].contains("Secure"));
+    let cookie = set.split(';').next().unwrap().to_string();
+
+    // The inbox lists bravo's notice; its page labels every field.
+    let inbox = request(&addr, "GET", "/console/inbox", &[("Cookie", &cookie)], "");
+    assert_eq!(inbox.status, 200);
+    assert!(inbox.body.contains("Okonkwo-Console"), "{}", inbox.body);
+    assert!(inbox.body.contains(&format!("/console/notices/{id}")));
+    let shown = request(
+        &addr,
+        "GET",
+        &format!("/console/notices/{id}"),
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(shown.status, 200);
+    for label in [
+        "Family name",
+        "Date of birth",
+        "Legal basis",
+        "Originator's 24/7 contact",
+        "Signature",
+    ] {
+        assert!(
+            shown.body.contains(&format!("<dt>{label}</dt>")),
+            "no {label}: {}",
+            shown.body
+        );
+    }
+    assert!(shown.body.contains("verified with the origin's key"));
+    // Text from a notice is escaped, never markup.
+    assert!(!shown.body.contains("<script>alert"));
+
+    // Sign-out without the form's token is refused and changes nothing;
+    // with it, the session ends.
+    let refused = request(
+        &addr,
+        "POST",
+        "/console/sign-out",
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(refused.status, 403);
+    let refused = request(
+        &addr,
+        "POST",
+        "/console/sign-out",
+        &[("Cookie", &cookie)],
+        &format!("csrf={}", "0".repeat(64)),
+    );
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        request(&addr, "GET", "/console/inbox", &[("Cookie", &cookie)], "").status,
+        200,
+        "a refused sign-out ended the session"
+    );
+    let csrf = csrf_of(&inbox.body);
+    let out = request(
+        &addr,
+        "POST",
+        "/console/sign-out",
+        &[("Cookie", &cookie)],
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(out.status, 303);
+    assert_eq!(
+        request(&addr, "GET", "/console/inbox", &[("Cookie", &cookie)], "").status,
+        303,
+        "the session outlived its sign-out"
+    );
+
+    // A removed officer's session ends at the next request.
+    let cookie = sign_in(&addr, &dana);
+    assert_eq!(
+        request(&addr, "GET", "/console/peers", &[("Cookie", &cookie)], "").status,
+        200
+    );
+    vigil(&["officer", "remove", "--config", na.cfg(), "--name", "dana"])
+        .assert_ok("officer remove");
+    assert_eq!(
+        request(&addr, "GET", "/console/peers", &[("Cookie", &cookie)], "").status,
+        303
+    );
+
+    // Each read is in the processing log under dana's name.
+    let export = fed.dir.path().join("audit.jsonl");
+    vigil(&["audit", "export", "--config", na.cfg(), "--out", s(&export)]).assert_ok("export");
+    let text = fs::read_to_string(&export).unwrap();
+    assert!(
+        text.lines().any(|l| l.contains("\"officer:dana\"")
+            && l.contains("\"consult\"")
+            && l.contains(&id)),
+        "{text}"
+    );
+}
