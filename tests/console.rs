@@ -285,3 +285,180 @@ fn officers_sign_in_and_read_the_inbox_and_forged_forms_are_refused() {
         "{text}"
     );
 }
+
+/// Reads an event stream's lines into a channel until it ends.
+fn stream_lines(addr: &str, path: &str, cookie: &str) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = std::io::BufReader::new(s);
+        for line in r.lines() {
+            let Ok(l) = line else { return };
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn a_desk_screens_with_a_justification_and_the_origin_sees_the_hit_live() {
+    let fed = Federation::new();
+    let (a, b) = (fed.init("alpha"), fed.init("bravo"));
+    a.add_member(&b);
+    b.add_member(&a);
+    let (na, nb) = (a.start(), b.start());
+    let (alpha_addr, bravo_addr) = (admin_addr(na.cfg()), admin_addr(nb.cfg()));
+
+    // alpha's notice about a subject with a passport, held by bravo.
+    let mut n = wanted_notice("Vasquez-Live", "Ilse", "1980-04-01");
+    n["subject"]["identifiers"] =
+        json!([{"scheme": "passport", "country": "NLD", "value": "X7654321"}]);
+    let file = a.dir.join("n.json");
+    fs::write(&file, n.to_string()).unwrap();
+    let out = vigil(&["notice", "issue", "--config", na.cfg(), s(&file)]);
+    out.assert_ok("issue");
+    let id = out.stdout.trim().to_string();
+    wait_within("bravo holding alpha's notice", DEADLINE, POLL, || {
+        nb.list().iter().any(|v| v["id"] == json!(id)).then_some(())
+    });
+
+    // The origin's desk watches its hits page, live.
+    let oscar = sign_in(&alpha_addr, &add_officer(&na, "oscar", "desk"));
+    let before = request(
+        &alpha_addr,
+        "GET",
+        "/console/hits",
+        &[("Cookie", &oscar)],
+        "",
+    );
+    assert_eq!(before.status, 200);
+    assert!(before.body.contains("No hit reports"), "{}", before.body);
+    assert!(before.body.contains("data-live=\"/console/hits/live\""));
+    let live = stream_lines(&alpha_addr, "/console/hits/live", &oscar);
+    wait_within("the live stream answering", DEADLINE, POLL, || {
+        live.try_recv()
+            .ok()
+            .filter(|l| l.starts_with("HTTP/1.1 200"))
+            .map(|_| ())
+    });
+
+    // bravo's desk screens: the form's token and a justification are
+    // required, and a bad field is named next to it.
+    let dana = sign_in(&bravo_addr, &add_officer(&nb, "dana", "desk"));
+    let form = request(
+        &bravo_addr,
+        "GET",
+        "/console/screen",
+        &[("Cookie", &dana)],
+        "",
+    );
+    assert_eq!(form.status, 200);
+    for label in [
+        "Justification",
+        "Place",
+        "Document",
+        "Name",
+        "Date of birth",
+    ] {
+        assert!(form.body.contains(&format!(">{label}")), "no label {label}");
+    }
+    let csrf = csrf_of(&form.body);
+    let no_token = request(
+        &bravo_addr,
+        "POST",
+        "/console/screen",
+        &[("Cookie", &dana)],
+        "reason=border+check&identifier=passport%3ANLD%3AX7654321",
+    );
+    assert_eq!(no_token.status, 403, "{}", no_token.body);
+    let no_reason = request(
+        &bravo_addr,
+        "POST",
+        "/console/screen",
+        &[("Cookie", &dana)],
+        &format!("csrf={csrf}&reason=&identifier=passport%3ANLD%3AX7654321"),
+    );
+    assert_eq!(no_reason.status, 400);
+    assert!(
+        no_reason.body.contains("id=\"reason-error\""),
+        "{}",
+        no_reason.body
+    );
+    let bad_dob = request(
+        &bravo_addr,
+        "POST",
+        "/console/screen",
+        &[("Cookie", &dana)],
+        &format!("csrf={csrf}&reason=border+check&name=Ilse+Vasquez-Live&dob=1980-13-45"),
+    );
+    assert_eq!(bad_dob.status, 400);
+    assert!(
+        bad_dob.body.contains("id=\"dob-error\""),
+        "{}",
+        bad_dob.body
+    );
+    let hit = request(
+        &bravo_addr,
+        "POST",
+        "/console/screen",
+        &[("Cookie", &dana)],
+        &format!("csrf={csrf}&reason=border+check&place=Schiphol+post+3&identifier=passport%3ANLD%3AX7654321"),
+    );
+    assert_eq!(hit.status, 200, "{}", hit.body);
+    assert!(hit.body.contains("1 hit(s)"), "{}", hit.body);
+    assert!(
+        hit.body.contains("+31 70 000 0000 (24/7 desk)"),
+        "{}",
+        hit.body
+    );
+
+    // The origin's live stream says so within 2 s, and its page shows the
+    // report as new until acknowledged with a note.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut got = false;
+    while std::time::Instant::now() < deadline && !got {
+        if let Ok(l) = live.recv_timeout(Duration::from_millis(100)) {
+            got = l == "event: hit";
+        }
+    }
+    assert!(got, "no live hit event within 2 s");
+    let page = request(
+        &alpha_addr,
+        "GET",
+        "/console/hits",
+        &[("Cookie", &oscar)],
+        "",
+    );
+    assert!(page.body.contains("Schiphol post 3"), "{}", page.body);
+    assert!(page.body.contains("1 new, 1 in all"), "{}", page.body);
+    let hit_id = {
+        let at = page.body.find("action=\"/console/hits/").unwrap() + 22;
+        page.body[at..at + 64].to_string()
+    };
+    let csrf = csrf_of(&page.body);
+    let acked = request(
+        &alpha_addr,
+        "POST",
+        &format!("/console/hits/{hit_id}/ack"),
+        &[("Cookie", &oscar)],
+        &format!("csrf={csrf}&note=called+the+border+post"),
+    );
+    assert_eq!(acked.status, 303, "{}", acked.body);
+    let page = request(
+        &alpha_addr,
+        "GET",
+        "/console/hits",
+        &[("Cookie", &oscar)],
+        "",
+    );
+    assert!(page.body.contains("0 new, 1 in all"), "{}", page.body);
+    assert!(page.body.contains("called the border post"));
+}

@@ -90,6 +90,17 @@ impl Sessions {
         }
     }
 
+    /// Whether the session for a cookie value is still open (without
+    /// counting as a use: a live page does not keep a session alive).
+    fn alive(&self, id: &str) -> bool {
+        let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .is_some_and(|s| s.last_used.elapsed() < IDLE)
+    }
+
     fn close(&self, id: &str) {
         let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
         self.map
@@ -108,6 +119,10 @@ pub(super) fn routes(state: AppState) -> Router {
         .route("/console/inbox", get(inbox))
         .route("/console/notices/{id}", get(notice_page))
         .route("/console/peers", get(peers_page))
+        .route("/console/hits", get(hits_page))
+        .route("/console/hits/live", get(hits_live))
+        .route("/console/hits/{id}/ack", post(ack))
+        .route("/console/screen", get(screen_page).post(screen))
         .route("/console/console.css", get(css))
         .route("/console/console.js", get(js))
         .with_state(state)
@@ -253,6 +268,8 @@ fn page_status(
                     @if let Some(s) = session {
                         nav aria-label="Main" {
                             @if s.role.may(Action::List) { a href="/console/inbox" { "Inbox" } }
+                            @if s.role.may(Action::Hits) { a href="/console/hits" { "Hits" } }
+                            @if s.role.may(Action::Screen) { a href="/console/screen" { "Screen" } }
                             @if s.role.may(Action::Peers) { a href="/console/peers" { "Peers" } }
                         }
                         form.signout method="post" action="/console/sign-out" {
@@ -654,6 +671,371 @@ async fn peers_page(State(s): State<AppState>, h: HeaderMap) -> Response {
                     }
                 }
             }
+        },
+    )
+}
+
+/// The hits table: unacknowledged reports first and marked new, each with
+/// its acknowledgement form.
+fn hits_table(hits: &[crate::exchange::HitView], session: &ConsoleSession) -> Markup {
+    let mut sorted: Vec<&crate::exchange::HitView> = hits.iter().collect();
+    sorted.sort_by(|a, b| {
+        (a.acknowledged.is_some(), std::cmp::Reverse(&a.at))
+            .cmp(&(b.acknowledged.is_some(), std::cmp::Reverse(&b.at)))
+    });
+    html! {
+        div id="hits" {
+            @if sorted.is_empty() {
+                p { "No hit reports on this node's notices." }
+            } @else {
+                table.hits {
+                    caption { (sorted.iter().filter(|h| h.acknowledged.is_none()).count()) " new, " (sorted.len()) " in all" }
+                    thead { tr {
+                        th scope="col" { "Checked" } th scope="col" { "Where" } th scope="col" { "By" }
+                        th scope="col" { "Matched" } th scope="col" { "Notice" } th scope="col" { "Acknowledged" }
+                    } }
+                    tbody {
+                        @for h in sorted {
+                            tr class=(if h.acknowledged.is_none() { "new" } else { "" }) id=(format!("hit-{}", h.id)) {
+                                td { @if h.acknowledged.is_none() { span.badge.state-new { "new" } " " } (h.at) }
+                                td { (h.place) }
+                                td { (h.reporter) " · " (h.contact) }
+                                td { (h.matched) @if !h.signature_verified { " " span.error { "(signature does not verify)" } } }
+                                td { a href=(format!("/console/notices/{}", h.notice_id)) { "notice" } }
+                                td {
+                                    @if let Some(a) = &h.acknowledged {
+                                        (a.by) " at " (a.at) ": " (a.note)
+                                    } @else if session.role.may(Action::AckHit) {
+                                        form.ack method="post" action=(format!("/console/hits/{}/ack", h.id)) {
+                                            input type="hidden" name="csrf" value=(session.csrf);
+                                            label for=(format!("note-{}", h.id)) { "Note" }
+                                            input type="text" id=(format!("note-{}", h.id)) name="note" required maxlength="500";
+                                            button type="submit" { "Acknowledge" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct HitsQuery {
+    #[serde(default)]
+    fragment: Option<u8>,
+}
+
+async fn hits_page(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<HitsQuery>,
+) -> Response {
+    let session = match guard(&s, &h, Action::Hits) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let core = s.core.clone();
+    let actor = format!("officer:{}", session.officer);
+    let hits = blocking(&s.tasks, move || {
+        core.consult_hits(
+            crate::exchange::HitFilter {
+                unacknowledged: false,
+                since: None,
+            },
+            &actor,
+            None,
+            crate::time::now(),
+        )
+    })
+    .await;
+    let hits = match hits {
+        Ok(x) => x,
+        Err(e) => return failed(&session, e),
+    };
+    let table = hits_table(&hits, &session);
+    if q.fragment.is_some() {
+        return (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            table.into_string(),
+        )
+            .into_response();
+    }
+    page(
+        Some(&session),
+        "Hits",
+        html! {
+            p.hint { "Hit reports on this node's notices appear here as they arrive, and stay marked new until acknowledged with a note." }
+            div data-live="/console/hits/live" data-refresh="/console/hits?fragment=1" {
+                (table)
+            }
+        },
+    )
+}
+
+/// Server-sent events for the hits page: one `hit` event per hit report
+/// received, until the page goes, the session ends or the node stops.
+/// Counted against the admin API's event-stream limits.
+async fn hits_live(State(s): State<AppState>, h: HeaderMap) -> Response {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    use std::convert::Infallible;
+    let session = match guard(&s, &h, Action::Watch) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let Some(cookie) = cookie_of(&h) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let actor = format!("officer:{}", session.officer);
+    let Some(slot) = s.stream_owners.take(&actor) else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let Ok(permit) = s.streams.clone().try_acquire_owned() else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let (mut rx, _) = s.core.events().subscribe(None);
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(16);
+    let mut shutdown = s.shutdown.clone();
+    let console = s.console.clone();
+    s.tasks.spawn(async move {
+        let _held = (slot, permit);
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Ok((_, ev)) => {
+                        if let crate::events::EventKind::HitReceived { hit, .. } = &ev.kind {
+                            if tx.send(Ok(SseEvent::default().event("hit").data(hit.clone()))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    // Fell behind: the page reloads its table anyway.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if tx.send(Ok(SseEvent::default().event("hit").data("?"))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                },
+                _ = check.tick() => {
+                    if tx.is_closed() || !console.alive(&cookie) {
+                        return;
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(out))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct AckForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn ack(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<AckForm>,
+) -> Response {
+    let session = match guard(&s, &h, Action::AckHit) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    if !csrf_ok(&session, &f.csrf) {
+        return refused_csrf(&session);
+    }
+    let core = s.core.clone();
+    let actor = format!("officer:{}", session.officer);
+    let done = blocking(&s.tasks, move || {
+        Ok::<_, super::ApiError>(core.ack_hit(&id, &actor, &f.note, crate::time::now()))
+    })
+    .await;
+    match done {
+        Ok(Ok(_)) => Redirect::to("/console/hits").into_response(),
+        Ok(Err(e)) => page_status(
+            StatusCode::BAD_REQUEST,
+            Some(&session),
+            "Not acknowledged",
+            html! { p.error role="alert" { (e.to_string()) } p { a href="/console/hits" { "Back to the hits" } } },
+        ),
+        Err(e) => failed(&session, e),
+    }
+}
+
+/// What the screening form holds.
+#[derive(Deserialize, Default)]
+struct ScreenForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    place: String,
+    #[serde(default)]
+    identifier: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    dob: String,
+}
+
+/// One field of a form with its label, its value and its error.
+fn field(
+    id: &str,
+    text: &str,
+    value: &str,
+    error: Option<&str>,
+    hint: &str,
+    required: bool,
+) -> Markup {
+    let err_id = format!("{id}-error");
+    html! {
+        div.field {
+            label for=(id) { (text) @if required { " (required)" } }
+            @if let Some(e) = error {
+                input type="text" id=(id) name=(id) value=(value) required[required] aria-invalid="true" aria-describedby=(err_id);
+                p.error id=(err_id) role="alert" { (e) }
+            } @else {
+                input type="text" id=(id) name=(id) value=(value) required[required];
+            }
+            @if !hint.is_empty() { p.hint { (hint) } }
+        }
+    }
+}
+
+fn screen_form(session: &ConsoleSession, f: &ScreenForm, error: Option<(&str, String)>) -> Markup {
+    let err = |name: &str| {
+        error
+            .as_ref()
+            .filter(|(f, _)| *f == name)
+            .map(|(_, e)| e.as_str())
+    };
+    html! {
+        form method="post" action="/console/screen" {
+            input type="hidden" name="csrf" value=(session.csrf);
+            (field("reason", "Justification", &f.reason, err("reason"), "Why this check: it is logged with your name.", true))
+            (field("place", "Place", &f.place, err("place"), "Where the check happens, e.g. Schiphol border post 3.", false))
+            (field("identifier", "Document", &f.identifier, err("identifier"), "SCHEME:COUNTRY:NUMBER, e.g. passport:NLD:X1234567.", false))
+            (field("name", "Name", &f.name, err("name"), "In any order, e.g. John Doe or DOE John.", false))
+            (field("dob", "Date of birth", &f.dob, err("dob"), "YYYY-MM-DD, or YYYY-MM or YYYY when partial.", false))
+            @if let Some((f, e)) = &error { @if !["reason", "place", "identifier", "name", "dob"].contains(f) { p.error role="alert" { (e) } } }
+            button type="submit" { "Screen" }
+        }
+    }
+}
+
+async fn screen_page(State(s): State<AppState>, h: HeaderMap) -> Response {
+    let session = match guard(&s, &h, Action::Screen) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    page(
+        Some(&session),
+        "Screen",
+        screen_form(&session, &ScreenForm::default(), None),
+    )
+}
+
+async fn screen(State(s): State<AppState>, h: HeaderMap, Form(f): Form<ScreenForm>) -> Response {
+    use crate::notice::screening::{Query as ScreenQuery, QueryError};
+    let session = match guard(&s, &h, Action::Screen) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    if !csrf_ok(&session, &f.csrf) {
+        return refused_csrf(&session);
+    }
+    let again = |field: &str, e: String| {
+        page_status(
+            StatusCode::BAD_REQUEST,
+            Some(&session),
+            "Screen",
+            screen_form(&session, &f, Some((field, e))),
+        )
+    };
+    if f.reason.trim().is_empty() {
+        return again("reason", "A justification is required.".into());
+    }
+    let mut queries = Vec::new();
+    let identifier = f.identifier.trim();
+    if !identifier.is_empty() {
+        match ScreenQuery::identifier(identifier) {
+            Ok(q) => queries.push(q),
+            Err(e) => return again("identifier", format!("`{identifier}`: {e}")),
+        }
+    }
+    let (name, dob) = (f.name.trim(), f.dob.trim());
+    if !name.is_empty() || !dob.is_empty() {
+        match ScreenQuery::name(name, dob, crate::time::now()) {
+            Ok(q) => queries.push(q),
+            Err(e @ QueryError::Dob(_)) => return again("dob", e.to_string()),
+            Err(e) => return again("name", e.to_string()),
+        }
+    }
+    if queries.is_empty() {
+        return again(
+            "identifier",
+            "Give a document, or a name and a date of birth.".into(),
+        );
+    }
+    let core = s.core.clone();
+    let actor = format!("officer:{}", session.officer);
+    let (reason, place) = (f.reason.clone(), f.place.clone());
+    let result = blocking(&s.tasks, move || {
+        Ok::<_, super::ApiError>(core.screen(&queries, &reason, &place, &actor, crate::time::now()))
+    })
+    .await;
+    let hits = match result {
+        Ok(Ok(h)) => h,
+        Ok(Err(crate::exchange::ScreenError::Input(e))) => {
+            return again(&e.field.clone(), e.to_string());
+        }
+        Ok(Err(e)) => return again("", e.to_string()),
+        Err(e) => return failed(&session, e),
+    };
+    page(
+        Some(&session),
+        "Screen",
+        html! {
+            section aria-labelledby="result-h" {
+                h2 id="result-h" {
+                    @if hits.is_empty() { "No hit" } @else { (hits.len()) " hit(s)" }
+                }
+                @if !hits.is_empty() {
+                    table.screen-hits {
+                        thead { tr {
+                            th scope="col" { "Notice" } th scope="col" { "Kind" } th scope="col" { "Matched" }
+                            th scope="col" { "Originator" } th scope="col" { "Originator's 24/7 contact" }
+                        } }
+                        tbody {
+                            @for hit in &hits {
+                                tr.hit {
+                                    td { a href=(format!("/console/notices/{}", hit.notice_id)) { (hit.summary) " (" (hit.case_ref) ")" } }
+                                    td { (hit.kind.as_str()) }
+                                    td { (hit.matched) }
+                                    td { (hit.origin) }
+                                    td.contact { (hit.contact) }
+                                }
+                            }
+                        }
+                    }
+                    p.hint { "The originator was sent a hit report where one was due." }
+                }
+            }
+            h2 { "Screen again" }
+            (screen_form(&session, &ScreenForm { csrf: String::new(), ..f }, None))
         },
     )
 }

@@ -36,10 +36,10 @@ const SEND_LIMIT: Duration = Duration::from_secs(10);
 pub(super) struct StreamOwners(std::sync::Mutex<std::collections::HashMap<String, usize>>);
 
 /// One caller's stream slot, given back when dropped.
-struct OwnerSlot(Arc<StreamOwners>, String);
+pub(super) struct OwnerSlot(Arc<StreamOwners>, String);
 
 impl StreamOwners {
-    fn take(self: &Arc<Self>, who: &str) -> Option<OwnerSlot> {
+    pub(super) fn take(self: &Arc<Self>, who: &str) -> Option<OwnerSlot> {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = m.entry(who.to_string()).or_insert(0);
         if *n >= STREAMS_PER_CALLER {
