@@ -462,3 +462,175 @@ fn a_desk_screens_with_a_justification_and_the_origin_sees_the_hit_live() {
     assert!(page.body.contains("0 new, 1 in all"), "{}", page.body);
     assert!(page.body.contains("called the border post"));
 }
+
+/// `application/x-www-form-urlencoded` of `pairs`.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".into(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[test]
+fn a_supervisor_issues_through_the_form_and_a_desk_cannot() {
+    let fed = Federation::new();
+    let (a, b) = (fed.init("alpha"), fed.init("bravo"));
+    a.add_member(&b);
+    b.add_member(&a);
+    let (na, nb) = (a.start(), b.start());
+    let addr = admin_addr(na.cfg());
+    let sam = sign_in(&addr, &add_officer(&na, "sam", "supervisor"));
+    let dana = sign_in(&addr, &add_officer(&na, "dana", "desk"));
+
+    let page = request(&addr, "GET", "/console/issue", &[("Cookie", &sam)], "");
+    assert_eq!(page.status, 200);
+    for label in [
+        "Kind",
+        "Legal basis",
+        "Audience",
+        "Handling",
+        "Family name",
+        "Date of birth",
+        "Documents",
+    ] {
+        assert!(page.body.contains(&format!(">{label}")), "no label {label}");
+    }
+    let csrf = csrf_of(&page.body);
+    let expires = rfc3339_in_days(200)[..10].to_string();
+    let good: Vec<(&str, &str)> = vec![
+        ("csrf", &csrf),
+        ("kind", "wanted"),
+        ("purpose", "locate-arrest"),
+        ("legal_basis", "Warrant 2026/118, District Court Rotterdam"),
+        ("handling", "H1"),
+        ("grading.source", "B"),
+        ("grading.information", "2"),
+        ("subject_category", "suspect"),
+        ("nature", "fact"),
+        ("audience", "bravo"),
+        ("expires_at", &expires),
+        ("summary", "Armed robbery"),
+        ("case_ref", "RTM-118"),
+        ("contact", "+31 70 000 0000 (24/7 desk)"),
+        ("subject.family_name", "Form-Issued"),
+        ("subject.given_names", "Ilse"),
+        ("subject.date_of_birth", "1980-04-01"),
+        ("subject.identifiers", "passport:NLD:X1112223"),
+    ];
+    let held = |node: &RunningNode| {
+        node.list()
+            .iter()
+            .filter(|v| v["subject"]["family_name"] == json!("Form-Issued"))
+            .count()
+    };
+
+    // A bad date of birth is named beside its field; nothing is stored.
+    let mut bad = good.clone();
+    bad.retain(|(k, _)| *k != "subject.date_of_birth");
+    bad.push(("subject.date_of_birth", "1980-02-31"));
+    let refused = request(
+        &addr,
+        "POST",
+        "/console/issue",
+        &[("Cookie", &sam)],
+        &form(&bad),
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("id=\"subject.date_of_birth-error\""),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("value=\"Form-Issued\""),
+        "the form keeps what was typed"
+    );
+    assert_eq!(held(&na), 0);
+
+    // The first good submit only asks to confirm, naming audience and
+    // handling; nothing is signed yet.
+    let confirm = request(
+        &addr,
+        "POST",
+        "/console/issue",
+        &[("Cookie", &sam)],
+        &form(&good),
+    );
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert!(
+        confirm
+            .body
+            .contains("<dd id=\"confirm-audience\">bravo</dd>"),
+        "{}",
+        confirm.body
+    );
+    assert!(
+        confirm.body.contains("<dd id=\"confirm-handling\">H1"),
+        "{}",
+        confirm.body
+    );
+    assert_eq!(held(&na), 0, "stored before the confirmation");
+    let mut confirmed = good.clone();
+    confirmed.push(("confirm", "yes"));
+    let done = request(
+        &addr,
+        "POST",
+        "/console/issue",
+        &[("Cookie", &sam)],
+        &form(&confirmed),
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(done.headers["location"].starts_with("/console/notices/"));
+    assert_eq!(held(&na), 1);
+    wait_within("the notice reaching bravo", DEADLINE, POLL, || {
+        (held(&nb) == 1).then_some(())
+    });
+
+    // A desk officer gets no form and no link to it, and a forged POST (a
+    // supervisor's form replayed with the desk's session) stores nothing.
+    let desk_page = request(&addr, "GET", "/console/issue", &[("Cookie", &dana)], "");
+    assert_eq!(desk_page.status, 403);
+    assert!(
+        desk_page.body.contains("may not issue notices"),
+        "{}",
+        desk_page.body
+    );
+    let inbox = request(&addr, "GET", "/console/inbox", &[("Cookie", &dana)], "");
+    assert!(!inbox.body.contains("/console/issue"));
+    let desk_csrf = csrf_of(&inbox.body);
+    let mut forged = confirmed.clone();
+    forged.retain(|(k, _)| *k != "csrf");
+    forged.push(("csrf", &desk_csrf));
+    let r = request(
+        &addr,
+        "POST",
+        "/console/issue",
+        &[("Cookie", &dana)],
+        &form(&forged),
+    );
+    assert_eq!(r.status, 403);
+    // And the supervisor's own form without its token is refused too.
+    let mut no_token = confirmed.clone();
+    no_token.retain(|(k, _)| *k != "csrf");
+    let r = request(
+        &addr,
+        "POST",
+        "/console/issue",
+        &[("Cookie", &sam)],
+        &form(&no_token),
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(held(&na), 1, "a refused form stored a notice");
+}

@@ -123,6 +123,7 @@ pub(super) fn routes(state: AppState) -> Router {
         .route("/console/hits/live", get(hits_live))
         .route("/console/hits/{id}/ack", post(ack))
         .route("/console/screen", get(screen_page).post(screen))
+        .route("/console/issue", get(issue_page).post(issue))
         .route("/console/console.css", get(css))
         .route("/console/console.js", get(js))
         .with_state(state)
@@ -270,6 +271,7 @@ fn page_status(
                             @if s.role.may(Action::List) { a href="/console/inbox" { "Inbox" } }
                             @if s.role.may(Action::Hits) { a href="/console/hits" { "Hits" } }
                             @if s.role.may(Action::Screen) { a href="/console/screen" { "Screen" } }
+                            @if s.role.may(Action::Issue) { a href="/console/issue" { "Issue" } }
                             @if s.role.may(Action::Peers) { a href="/console/peers" { "Peers" } }
                         }
                         form.signout method="post" action="/console/sign-out" {
@@ -1038,4 +1040,405 @@ async fn screen(State(s): State<AppState>, h: HeaderMap, Form(f): Form<ScreenFor
             (screen_form(&session, &ScreenForm { csrf: String::new(), ..f }, None))
         },
     )
+}
+
+/// The issue form's fields, named by their place in the notice's operator
+/// JSON, so the node's error (`subject.date_of_birth`) lands beside them.
+#[derive(Deserialize, Default, Clone)]
+struct IssueForm {
+    #[serde(default)]
+    csrf: String,
+    /// `yes` on the confirmation page's submit.
+    #[serde(default)]
+    confirm: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    purpose: String,
+    #[serde(default)]
+    legal_basis: String,
+    #[serde(default)]
+    handling: String,
+    #[serde(default)]
+    handling_note: String,
+    #[serde(default, rename = "grading.source")]
+    grading_source: String,
+    #[serde(default, rename = "grading.information")]
+    grading_information: String,
+    #[serde(default)]
+    subject_category: String,
+    #[serde(default)]
+    nature: String,
+    #[serde(default)]
+    audience: String,
+    #[serde(default)]
+    expires_at: String,
+    #[serde(default)]
+    review_at: String,
+    #[serde(default)]
+    summary: String,
+    #[serde(default)]
+    case_ref: String,
+    #[serde(default)]
+    contact: String,
+    #[serde(default, rename = "subject.family_name")]
+    family_name: String,
+    #[serde(default, rename = "subject.given_names")]
+    given_names: String,
+    #[serde(default, rename = "subject.date_of_birth")]
+    date_of_birth: String,
+    #[serde(default, rename = "subject.nationalities")]
+    nationalities: String,
+    #[serde(default, rename = "subject.identifiers")]
+    identifiers: String,
+}
+
+const KINDS: &[&str] = &[
+    "wanted",
+    "missing",
+    "inquiry",
+    "unidentified-body",
+    "warning",
+    "threat",
+    "modus-operandi",
+    "sanction",
+    "stolen-object",
+];
+const PURPOSES: &[&str] = &[
+    "locate-arrest",
+    "locate-person",
+    "identify",
+    "investigate",
+    "warn",
+    "threat-alert",
+    "crime-analysis",
+    "border-check",
+    "security-check",
+];
+const HANDLINGS: &[&str] = &["H0", "H1", "H2", "H3"];
+const SOURCES: &[&str] = &["A", "B", "C", "X"];
+const INFORMATION: &[&str] = &["1", "2", "3", "4"];
+const CATEGORIES: &[&str] = &[
+    "suspect",
+    "convicted",
+    "victim",
+    "witness",
+    "contact",
+    "missing-person",
+    "unknown",
+];
+const NATURES: &[&str] = &["fact", "assessment"];
+
+/// A date from a date field as the operator JSON's time; text that is
+/// not a bare date goes on as written (and is refused by the node if bad).
+fn as_time(v: &str) -> String {
+    let v = v.trim();
+    if v.len() == 10 && v.as_bytes().get(4) == Some(&b'-') {
+        format!("{v}T00:00:00Z")
+    } else {
+        v.to_string()
+    }
+}
+
+/// Comma-separated text as a list of its non-empty parts.
+fn list(v: &str) -> Vec<String> {
+    v.split([',', '\n'])
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl IssueForm {
+    /// The operator JSON the form stands for.
+    fn to_json(&self) -> serde_json::Value {
+        let mut subject = serde_json::Map::new();
+        for (k, v) in [
+            ("family_name", &self.family_name),
+            ("given_names", &self.given_names),
+            ("date_of_birth", &self.date_of_birth),
+        ] {
+            if !v.trim().is_empty() {
+                subject.insert(k.into(), serde_json::json!(v.trim()));
+            }
+        }
+        let nationalities = list(&self.nationalities);
+        if !nationalities.is_empty() {
+            subject.insert("nationalities".into(), serde_json::json!(nationalities));
+        }
+        let ids: Vec<serde_json::Value> = self
+            .identifiers
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let mut p = l.splitn(3, ':');
+                serde_json::json!({
+                    "scheme": p.next().unwrap_or("").trim(),
+                    "country": p.next().unwrap_or("").trim(),
+                    "value": p.next().unwrap_or("").trim(),
+                })
+            })
+            .collect();
+        if !ids.is_empty() {
+            subject.insert("identifiers".into(), serde_json::json!(ids));
+        }
+        let audience = if self.audience.trim().eq_ignore_ascii_case("all") {
+            serde_json::json!("all")
+        } else {
+            serde_json::json!(list(&self.audience))
+        };
+        let mut v = serde_json::json!({
+            "kind": self.kind, "purpose": self.purpose,
+            "legal_basis": self.legal_basis, "handling": self.handling,
+            "grading": {"source": self.grading_source, "information": self.grading_information},
+            "subject_category": self.subject_category, "nature": self.nature,
+            "audience": audience, "expires_at": as_time(&self.expires_at),
+            "summary": self.summary, "case_ref": self.case_ref, "contact": self.contact,
+            "subject": subject,
+        });
+        if !self.handling_note.trim().is_empty() {
+            v["handling_note"] = serde_json::json!(self.handling_note.trim());
+        }
+        if !self.review_at.trim().is_empty() {
+            v["review_at"] = serde_json::json!(as_time(&self.review_at));
+        }
+        v
+    }
+
+    /// Every field as (name, value), for the confirmation page's hidden
+    /// inputs.
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("kind", &self.kind),
+            ("purpose", &self.purpose),
+            ("legal_basis", &self.legal_basis),
+            ("handling", &self.handling),
+            ("handling_note", &self.handling_note),
+            ("grading.source", &self.grading_source),
+            ("grading.information", &self.grading_information),
+            ("subject_category", &self.subject_category),
+            ("nature", &self.nature),
+            ("audience", &self.audience),
+            ("expires_at", &self.expires_at),
+            ("review_at", &self.review_at),
+            ("summary", &self.summary),
+            ("case_ref", &self.case_ref),
+            ("contact", &self.contact),
+            ("subject.family_name", &self.family_name),
+            ("subject.given_names", &self.given_names),
+            ("subject.date_of_birth", &self.date_of_birth),
+            ("subject.nationalities", &self.nationalities),
+            ("subject.identifiers", &self.identifiers),
+        ]
+    }
+}
+
+/// A select field with its label and error.
+fn select(id: &str, text: &str, options: &[&str], value: &str, error: Option<&str>) -> Markup {
+    let err_id = format!("{id}-error");
+    html! {
+        div.field {
+            label for=(id) { (text) " (required)" }
+            select id=(id) name=(id) required aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| err_id.clone())] {
+                option value="" selected[value.is_empty()] { "—" }
+                @for o in options { option value=(o) selected[*o == value] { (o) } }
+            }
+            @if let Some(e) = error { p.error id=(err_id) role="alert" { (e) } }
+        }
+    }
+}
+
+fn textarea(id: &str, text: &str, value: &str, error: Option<&str>, hint: &str) -> Markup {
+    let err_id = format!("{id}-error");
+    html! {
+        div.field {
+            label for=(id) { (text) }
+            textarea id=(id) name=(id) rows="3" aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| err_id.clone())] { (value) }
+            @if let Some(e) = error { p.error id=(err_id) role="alert" { (e) } }
+            @if !hint.is_empty() { p.hint { (hint) } }
+        }
+    }
+}
+
+fn issue_form(session: &ConsoleSession, f: &IssueForm, error: Option<(&str, String)>) -> Markup {
+    let known = [
+        "kind",
+        "purpose",
+        "legal_basis",
+        "handling",
+        "handling_note",
+        "grading.source",
+        "grading.information",
+        "subject_category",
+        "nature",
+        "audience",
+        "expires_at",
+        "review_at",
+        "summary",
+        "case_ref",
+        "contact",
+        "subject.family_name",
+        "subject.given_names",
+        "subject.date_of_birth",
+        "subject.nationalities",
+        "subject.identifiers",
+    ];
+    // An error on a part of a field (`subject.identifiers[0].country`)
+    // shows beside the field.
+    let mut error = error.clone();
+    if let Some((f, e)) = &error {
+        if let Some(k) = known.iter().find(|k| f.starts_with(*k) && *f != **k) {
+            error = Some((k, e.clone()));
+        }
+    }
+    let err2 = |name: &str| {
+        error
+            .as_ref()
+            .filter(|(f, _)| *f == name)
+            .map(|(_, e)| e.as_str())
+    };
+    html! {
+        @if let Some((f, e)) = &error { @if !known.contains(f) { p.error role="alert" { (f) ": " (e) } } }
+        form method="post" action="/console/issue" novalidate {
+            input type="hidden" name="csrf" value=(session.csrf);
+            fieldset {
+                legend { "The notice" }
+                (select("kind", "Kind", KINDS, &f.kind, err2("kind")))
+                (select("purpose", "Purpose", PURPOSES, &f.purpose, err2("purpose")))
+                (field("legal_basis", "Legal basis", &f.legal_basis, err2("legal_basis"), "The warrant or decision, e.g. Warrant 2026/117, District Court Rotterdam.", true))
+                (field("summary", "Summary", &f.summary, err2("summary"), "", true))
+                (field("case_ref", "Case reference", &f.case_ref, err2("case_ref"), "", true))
+                (field("contact", "Your 24/7 contact", &f.contact, err2("contact"), "Who partners call about a hit.", true))
+                (select("subject_category", "Subject category", CATEGORIES, &f.subject_category, err2("subject_category")))
+                (select("nature", "Nature", NATURES, &f.nature, err2("nature")))
+                (select("grading.source", "Source reliability", SOURCES, &f.grading_source, err2("grading.source")))
+                (select("grading.information", "Information accuracy", INFORMATION, &f.grading_information, err2("grading.information")))
+            }
+            fieldset {
+                legend { "Who receives it" }
+                (field("audience", "Audience", &f.audience, err2("audience"), "all, or member ids separated by commas.", true))
+                (select("handling", "Handling", HANDLINGS, &f.handling, err2("handling")))
+                (field("handling_note", "Handling note", &f.handling_note, err2("handling_note"), "Required for H3.", false))
+                (field("expires_at", "Expires", &f.expires_at, err2("expires_at"), "YYYY-MM-DD.", true))
+                (field("review_at", "Review by", &f.review_at, err2("review_at"), "YYYY-MM-DD, optional.", false))
+            }
+            fieldset {
+                legend { "Subject" }
+                (field("subject.family_name", "Family name", &f.family_name, err2("subject.family_name"), "", false))
+                (field("subject.given_names", "Given names", &f.given_names, err2("subject.given_names"), "", false))
+                (field("subject.date_of_birth", "Date of birth", &f.date_of_birth, err2("subject.date_of_birth"), "YYYY-MM-DD, or YYYY-MM or YYYY when partial.", false))
+                (field("subject.nationalities", "Nationalities", &f.nationalities, err2("subject.nationalities"), "Country codes separated by commas, e.g. NLD, DEU.", false))
+                (textarea("subject.identifiers", "Documents", &f.identifiers, err2("subject.identifiers"), "One per line: SCHEME:COUNTRY:NUMBER, e.g. passport:NLD:X1234567."))
+            }
+            button type="submit" { "Check and confirm" }
+        }
+    }
+}
+
+async fn issue_page(State(s): State<AppState>, h: HeaderMap) -> Response {
+    let session = match guard(&s, &h, Action::Issue) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let f = IssueForm {
+        contact: s.core.config().contact.clone(),
+        audience: "all".into(),
+        ..IssueForm::default()
+    };
+    page(
+        Some(&session),
+        "Issue a notice",
+        issue_form(&session, &f, None),
+    )
+}
+
+/// Checks the form; the first submit answers with a confirmation naming
+/// the audience and handling, the confirmed one signs and stores.
+async fn issue(State(s): State<AppState>, h: HeaderMap, Form(f): Form<IssueForm>) -> Response {
+    let session = match guard(&s, &h, Action::Issue) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    if !csrf_ok(&session, &f.csrf) {
+        return refused_csrf(&session);
+    }
+    if f.confirm == "edit" {
+        return page(
+            Some(&session),
+            "Issue a notice",
+            issue_form(&session, &f, None),
+        );
+    }
+    let again = |field: &str, e: String| {
+        page_status(
+            StatusCode::BAD_REQUEST,
+            Some(&session),
+            "Issue a notice",
+            issue_form(&session, &f, Some((field, e))),
+        )
+    };
+    let json = f.to_json();
+    let input = match crate::notice::NoticeInput::from_json(json.to_string().as_bytes()) {
+        Ok(i) => i,
+        Err(e) => return again(&e.field.clone(), e.to_string()),
+    };
+    let core = s.core.clone();
+    let actor = format!("officer:{}", session.officer);
+    let confirmed = f.confirm == "yes";
+    let checked = {
+        let input = input.clone();
+        let core = core.clone();
+        blocking(&s.tasks, move || {
+            Ok::<_, super::ApiError>(core.check_input(&input, crate::time::now()))
+        })
+        .await
+    };
+    let validated = match checked {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return again(&e.field.clone(), e.to_string()),
+        Err(e) => return failed(&session, e),
+    };
+    if !confirmed {
+        let audience = match &validated.audience {
+            crate::notice::Audience::All => "every member".to_string(),
+            crate::notice::Audience::Members(m) => m.join(", "),
+        };
+        return page(
+            Some(&session),
+            "Confirm the notice",
+            html! {
+                p { "Nothing is signed yet. Check who receives it:" }
+                dl.fields {
+                    dt { "Audience" } dd id="confirm-audience" { (audience) }
+                    dt { "Handling" } dd id="confirm-handling" { (f.handling) @if !f.handling_note.is_empty() { " — " (f.handling_note) } }
+                    dt { "Kind" } dd { (f.kind) }
+                    dt { "Subject" } dd { (f.family_name) ", " (f.given_names) " " (f.date_of_birth) }
+                    dt { "Expires" } dd { (f.expires_at) }
+                }
+                form method="post" action="/console/issue" {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    input type="hidden" name="confirm" value="yes";
+                    @for (k, v) in f.pairs() { input type="hidden" name=(k) value=(v); }
+                    button type="submit" id="confirm" { "Sign and send to " (audience) }
+                }
+                form method="post" action="/console/issue" {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    input type="hidden" name="confirm" value="edit";
+                    @for (k, v) in f.pairs() { input type="hidden" name=(k) value=(v); }
+                    button type="submit" { "Back to the form" }
+                }
+            },
+        );
+    }
+    let issued = blocking(&s.tasks, move || {
+        Ok::<_, super::ApiError>(core.issue(&input, &actor, crate::time::now()))
+    })
+    .await;
+    match issued {
+        Ok(Ok(id)) => Redirect::to(&format!("/console/notices/{id}")).into_response(),
+        Ok(Err(crate::exchange::IssueError::Input(e))) => again(&e.field.clone(), e.to_string()),
+        Ok(Err(e)) => again("", e.to_string()),
+        Err(e) => failed(&session, e),
+    }
 }

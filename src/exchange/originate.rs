@@ -30,6 +30,17 @@ impl Exchange {
         self.originate_from_input(input, Action::Issue, None, actor, now)
     }
 
+    /// Checks `input` as [`Exchange::issue`] would, without signing or
+    /// storing anything: the desk console's confirmation step, which names
+    /// the audience and handling before anything is signed.
+    pub fn check_input(
+        &self,
+        input: &NoticeInput,
+        now: i64,
+    ) -> Result<notice::input::Validated, InputError> {
+        self.with_issue_context(now, |ctx| input.validate(ctx))
+    }
+
     /// Issues `input` as an update superseding `target`, one of this node's
     /// active notices.
     pub fn update(
