@@ -1299,7 +1299,17 @@ fn issue_form(session: &ConsoleSession, f: &IssueForm, error: Option<(&str, Stri
             .map(|(_, e)| e.as_str())
     };
     html! {
-        @if let Some((f, e)) = &error { @if !known.contains(f) { p.error role="alert" { (f) ": " (e) } } }
+        // Said first, where a screen reader and the eye start, with a link
+        // to the field (which also shows it beside itself).
+        @if let Some((f, e)) = &error {
+            div.error-summary role="alert" {
+                @if known.contains(f) {
+                    "Nothing was signed: " a href=(format!("#{f}")) { (f) } " — " (e)
+                } @else {
+                    "Nothing was signed: " (f) " — " (e)
+                }
+            }
+        }
         form method="post" action="/console/issue" novalidate {
             input type="hidden" name="csrf" value=(session.csrf);
             fieldset {
