@@ -145,7 +145,12 @@ async fn wait_source(c: &Client, what: &str, f: impl Fn(&str) -> bool) -> String
 
 async fn sign_in(c: &Client, base: &str, token: &str) {
     c.goto(&format!("{base}/")).await.unwrap();
-    let field = c.wait_for_find(Locator::Id("token")).await.unwrap();
+    let field = c
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Id("token"))
+        .await
+        .unwrap();
     field.send_keys(token).await.unwrap();
     c.find(Locator::Css("form button[type=submit]"))
         .await
@@ -209,7 +214,11 @@ async fn the_desk_works_the_console_in_a_real_browser() {
 
     // The sign-in page first.
     desk.goto(&format!("{bravo}/")).await.unwrap();
-    desk.wait_for_find(Locator::Id("token")).await.unwrap();
+    desk.wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Id("token"))
+        .await
+        .unwrap();
     shot(&desk, "sign-in").await;
     sign_in(&desk, &bravo, &dana).await;
 
@@ -292,7 +301,11 @@ async fn the_desk_works_the_console_in_a_real_browser() {
     let sup = driver.browser("sam").await;
     sign_in(&sup, &alpha, &sam).await;
     sup.goto(&format!("{alpha}/console/issue")).await.unwrap();
-    sup.wait_for_find(Locator::Id("legal_basis")).await.unwrap();
+    sup.wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Id("legal_basis"))
+        .await
+        .unwrap();
     choose(&sup, "kind", "wanted").await;
     choose(&sup, "purpose", "locate-arrest").await;
     fill(
