@@ -633,4 +633,85 @@ fn a_supervisor_issues_through_the_form_and_a_desk_cannot() {
     );
     assert_eq!(r.status, 403);
     assert_eq!(held(&na), 1, "a refused form stored a notice");
+
+    // The supervisor updates it from its page (the form holds it), then
+    // cancels it; each is confirmed first, and each reaches bravo.
+    let first = done.headers["location"]
+        .trim_start_matches("/console/notices/")
+        .to_string();
+    let shown = request(
+        &addr,
+        "GET",
+        &format!("/console/notices/{first}"),
+        &[("Cookie", &sam)],
+        "",
+    );
+    assert!(
+        shown
+            .body
+            .contains(&format!("/console/notices/{first}/update")),
+        "{}",
+        shown.body
+    );
+    let form_page = request(
+        &addr,
+        "GET",
+        &format!("/console/notices/{first}/update"),
+        &[("Cookie", &sam)],
+        "",
+    );
+    assert_eq!(form_page.status, 200, "{}", form_page.body);
+    assert!(form_page.body.contains("value=\"Form-Issued\""));
+    assert!(form_page.body.contains("passport:NLD:X1112223"));
+    let mut changed: Vec<(&str, &str)> = good
+        .iter()
+        .filter(|(k, _)| *k != "summary")
+        .cloned()
+        .collect();
+    changed.push(("summary", "Armed robbery, second suspect"));
+    let path = format!("/console/notices/{first}/update");
+    let confirm = request(&addr, "POST", &path, &[("Cookie", &sam)], &form(&changed));
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert!(confirm.body.contains("It replaces"), "{}", confirm.body);
+    changed.push(("confirm", "yes"));
+    let updated = request(&addr, "POST", &path, &[("Cookie", &sam)], &form(&changed));
+    assert_eq!(updated.status, 303, "{}", updated.body);
+    let second = updated.headers["location"]
+        .trim_start_matches("/console/notices/")
+        .to_string();
+    assert_ne!(second, first);
+    wait_within("the update reaching bravo", DEADLINE, POLL, || {
+        nb.list()
+            .iter()
+            .any(|v| {
+                v["id"] == json!(second) && v["summary"] == json!("Armed robbery, second suspect")
+            })
+            .then_some(())
+    });
+    let path = format!("/console/notices/{second}/cancel");
+    let ask = request(
+        &addr,
+        "POST",
+        &path,
+        &[("Cookie", &sam)],
+        &form(&[("csrf", &csrf), ("reason", "arrested in Rotterdam")]),
+    );
+    assert_eq!(ask.status, 200, "{}", ask.body);
+    assert!(ask.body.contains("confirm-audience"), "{}", ask.body);
+    let cancelled = request(
+        &addr,
+        "POST",
+        &path,
+        &[("Cookie", &sam)],
+        &form(&[
+            ("csrf", &csrf),
+            ("reason", "arrested in Rotterdam"),
+            ("confirm", "yes"),
+        ]),
+    );
+    assert_eq!(cancelled.status, 303, "{}", cancelled.body);
+    wait_within("the cancellation reaching bravo", DEADLINE, POLL, || {
+        let out = vigil(&["notice", "show", &second, "--config", nb.cfg(), "--json"]);
+        (out.code == Some(0) && out.stdout.contains("\"state\":\"cancelled\"")).then_some(())
+    });
 }

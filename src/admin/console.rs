@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::{blocking, AppState};
 use crate::exchange::{NoticeView, ReadError};
+use crate::notice::NoticeId;
 use crate::officers::{token_digest, Action, Role};
 
 /// A session ends after this long without a request.
@@ -33,6 +34,8 @@ pub const IDLE: Duration = Duration::from_secs(15 * 60);
 const MAX_SESSIONS: usize = 256;
 /// The session cookie.
 const COOKIE: &str = "vigil_console";
+/// Versions of a notice shown each way along its chain.
+const MAX_CHAIN: usize = 32;
 /// What every page may load: only itself.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
@@ -57,6 +60,20 @@ struct ConsoleSession {
 #[derive(Default)]
 pub(super) struct Sessions {
     map: Mutex<HashMap<[u8; 32], ConsoleSession>>,
+    /// Per officer: when they last opened the inbox (RFC 3339, as notices'
+    /// `stored_at`), so the next visit marks what came since. Held for
+    /// the life of the process, at most one entry per officer.
+    last_inbox: Mutex<HashMap<String, String>>,
+}
+
+impl Sessions {
+    /// Records this inbox visit; returns the one before.
+    fn visit_inbox(&self, officer: &str, now: String) -> Option<String> {
+        self.last_inbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(officer.to_string(), now)
+    }
 }
 
 impl Sessions {
@@ -124,6 +141,11 @@ pub(super) fn routes(state: AppState) -> Router {
         .route("/console/hits/{id}/ack", post(ack))
         .route("/console/screen", get(screen_page).post(screen))
         .route("/console/issue", get(issue_page).post(issue))
+        .route(
+            "/console/notices/{id}/update",
+            get(update_page).post(update),
+        )
+        .route("/console/notices/{id}/cancel", post(cancel))
         .route("/console/console.css", get(css))
         .route("/console/console.js", get(js))
         .with_state(state)
@@ -400,16 +422,68 @@ fn state_badge(state: &str) -> Markup {
     html! { span class=(format!("badge state-{}", state.replace(' ', "-"))) { (state) } }
 }
 
-async fn inbox(State(s): State<AppState>, h: HeaderMap) -> Response {
+/// The inbox's filters (all optional).
+#[derive(Deserialize, Default)]
+struct InboxQuery {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    origin: String,
+    #[serde(default)]
+    handling: String,
+    #[serde(default)]
+    due: Option<String>,
+}
+
+async fn inbox(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<InboxQuery>,
+) -> Response {
     let session = match guard(&s, &h, Action::List) {
         Ok(x) => x,
         Err(r) => return *r,
     };
+    let kind = match q.kind.as_str() {
+        "" => None,
+        k => match crate::notice::Kind::parse(k) {
+            Some(k) => Some(k),
+            None => {
+                return page_status(
+                    StatusCode::BAD_REQUEST,
+                    Some(&session),
+                    "Inbox",
+                    html! { p.error role="alert" { "Unknown kind `" (k) "`." } },
+                )
+            }
+        },
+    };
+    let origin = (!q.origin.trim().is_empty()).then(|| q.origin.trim().to_string());
+    let due = q.due.is_some();
+    let mut filter = vec!["console inbox".to_string()];
+    if let Some(k) = kind {
+        filter.push(format!("kind {}", k.as_str()));
+    }
+    if let Some(o) = &origin {
+        filter.push(format!("origin {}", crate::notice::text::escape(o)));
+    }
+    if due {
+        filter.push("due for review".into());
+    }
     let core = s.core.clone();
     let actor = format!("officer:{}", session.officer);
     let views = blocking(&s.tasks, move || {
-        let views = core.list(None, None, false)?;
-        core.consult_list(&views, "console inbox", &actor, None, crate::time::now())?;
+        let now = crate::time::now();
+        let views = if due {
+            core.due_for_review(now)?
+                .into_iter()
+                .filter(|v| kind.is_none_or(|k| v.kind == k))
+                .filter(|v| origin.as_deref().is_none_or(|o| v.origin == o))
+                .collect()
+        } else {
+            core.list(kind, origin.as_deref(), false)?
+        };
+        core.consult_list(&views, &filter.join(", "), &actor, None, now)?;
         Ok::<_, ReadError>(views)
     })
     .await;
@@ -417,26 +491,62 @@ async fn inbox(State(s): State<AppState>, h: HeaderMap) -> Response {
         Ok(v) => v,
         Err(e) => return failed(&session, e),
     };
+    if !q.handling.is_empty() {
+        views.retain(|v| format!("{:?}", v.handling) == q.handling);
+    }
     // Newest first.
     views.sort_by(|a, b| b.stored_at.cmp(&a.stored_at));
+    let last = s
+        .console
+        .visit_inbox(&session.officer, crate::time::rfc3339(crate::time::now()));
+    let is_new = |v: &NoticeView| last.as_ref().is_some_and(|l| v.stored_at > *l);
+    let new_count = views.iter().filter(|v| is_new(v)).count();
     let me = s.core.me().to_string();
     page(
         Some(&session),
         "Inbox",
         html! {
+            form.filters method="get" action="/console/inbox" {
+                div.field {
+                    label for="f-kind" { "Kind" }
+                    select id="f-kind" name="kind" {
+                        option value="" { "any" }
+                        @for k in KINDS { option value=(k) selected[*k == q.kind] { (k) } }
+                    }
+                }
+                div.field {
+                    label for="f-origin" { "Origin" }
+                    input type="text" id="f-origin" name="origin" value=(q.origin);
+                }
+                div.field {
+                    label for="f-handling" { "Handling" }
+                    select id="f-handling" name="handling" {
+                        option value="" { "any" }
+                        @for h in HANDLINGS { option value=(h) selected[*h == q.handling] { (h) } }
+                    }
+                }
+                div.field {
+                    input type="checkbox" id="f-due" name="due" value="1" checked[due];
+                    label for="f-due" { "Due for review" }
+                }
+                button type="submit" { "Filter" }
+            }
             @if views.is_empty() {
                 p { "No notices held." }
             } @else {
                 table.inbox {
-                    caption { (views.len()) " notice chain(s), newest first" }
+                    caption {
+                        (views.len()) " notice chain(s), newest first"
+                        @if last.is_some() { "; " (new_count) " new since your last visit" }
+                    }
                     thead { tr {
                         th scope="col" { "Received" } th scope="col" { "Kind" } th scope="col" { "Subject" }
                         th scope="col" { "Origin" } th scope="col" { "Handling" } th scope="col" { "State" }
                     } }
                     tbody {
                         @for v in &views {
-                            tr {
-                                td { (v.stored_at) }
+                            tr class=(if is_new(v) { "new" } else { "" }) {
+                                td { @if is_new(v) { span.badge.state-new { "new" } " " } (v.stored_at) }
                                 td { (v.kind.as_str()) }
                                 td { a href=(format!("/console/notices/{}", v.id)) { (subject_line(v)) } }
                                 td { (v.origin) @if v.origin == me { " (this node)" } }
@@ -515,10 +625,54 @@ async fn notice_page(State(s): State<AppState>, h: HeaderMap, Path(id): Path<Str
             Some(v) if v.origin == core.me() => core.status(&nid)?,
             _ => None,
         };
-        Ok::<_, ReadError>((v, status))
+        // The chain of versions, oldest first (bounded): only ids,
+        // actions, states and times are shown of the others.
+        let mut chain = Vec::new();
+        if let Some(v) = &v {
+            let mut back = v.target.clone();
+            let mut before = Vec::new();
+            while let Some(t) = back.take().filter(|_| before.len() < MAX_CHAIN) {
+                let Some(tid) = crate::notice::NoticeId::parse(&t) else {
+                    break;
+                };
+                match core.show(&tid)? {
+                    Some(o) => {
+                        back = o.target.clone();
+                        before.push(o);
+                    }
+                    None => break,
+                }
+            }
+            before.reverse();
+            chain.extend(
+                before
+                    .into_iter()
+                    .map(|o| (o.id, o.action, o.state, o.issued_at)),
+            );
+            chain.push((
+                v.id.clone(),
+                v.action.clone(),
+                v.state.clone(),
+                v.issued_at.clone(),
+            ));
+            let mut next = v.replaced_by.clone();
+            while let Some(n) = next.take().filter(|_| chain.len() < 2 * MAX_CHAIN) {
+                let Some(nid) = crate::notice::NoticeId::parse(&n) else {
+                    break;
+                };
+                match core.show(&nid)? {
+                    Some(o) => {
+                        next = o.replaced_by.clone();
+                        chain.push((o.id, o.action, o.state, o.issued_at));
+                    }
+                    None => break,
+                }
+            }
+        }
+        Ok::<_, ReadError>((v, status, chain))
     })
     .await;
-    let (view, status) = match found {
+    let (view, status, chain) = match found {
         Ok(x) => x,
         Err(e) => return failed(&session, e),
     };
@@ -530,6 +684,7 @@ async fn notice_page(State(s): State<AppState>, h: HeaderMap, Path(id): Path<Str
             html! { p.error role="alert" { "No notice with id " (id) " is held here." } },
         );
     };
+    let me = s.core.me().to_string();
     let subject = serde_json::to_value(&v.subject).unwrap_or_default();
     let withheld: Vec<&str> = v.withheld_fields.iter().map(|f| f.as_str()).collect();
     let erased: Vec<&str> = v.erased_fields.iter().map(|f| f.as_str()).collect();
@@ -610,6 +765,31 @@ async fn notice_page(State(s): State<AppState>, h: HeaderMap, Path(id): Path<Str
                 h2 id="notice-h" { "Notice" }
                 dl.fields {
                     @for (k, val) in &rows { @if !val.is_empty() { dt { (k) } dd { (val) } } }
+                }
+            }
+            @if chain.len() > 1 {
+                section aria-labelledby="chain-h" {
+                    h2 id="chain-h" { "Versions" }
+                    ol.chain {
+                        @for (cid, action, state, at) in &chain {
+                            li {
+                                @if *cid == v.id { strong { (action) " " (at) " " (state_badge(state)) " (this one)" } }
+                                @else { a href=(format!("/console/notices/{cid}")) { (action) " " (at) } " " (state_badge(state)) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if v.origin == me && v.state == "active" && session.role.may(Action::Update) {
+                section aria-labelledby="change-h" {
+                    h2 id="change-h" { "Change" }
+                    p { a href=(format!("/console/notices/{}/update", v.id)) { "Update this notice" } }
+                    form method="post" action=(format!("/console/notices/{}/cancel", v.id)) {
+                        input type="hidden" name="csrf" value=(session.csrf);
+                        label for="cancel-reason" { "Reason to cancel" }
+                        input type="text" id="cancel-reason" name="reason" required maxlength="500";
+                        button type="submit" { "Cancel this notice…" }
+                    }
                 }
             }
             @if let Some(st) = &status {
@@ -1091,6 +1271,18 @@ struct IssueForm {
     nationalities: String,
     #[serde(default, rename = "subject.identifiers")]
     identifiers: String,
+    #[serde(default, rename = "subject.aliases")]
+    aliases: String,
+    #[serde(default, rename = "subject.sex")]
+    sex: String,
+    #[serde(default, rename = "subject.place_of_birth")]
+    place_of_birth: String,
+    #[serde(default, rename = "subject.description")]
+    description: String,
+    #[serde(default, rename = "subject.last_known_location")]
+    last_known_location: String,
+    #[serde(default, rename = "subject.dna_profile")]
+    dna_profile: String,
 }
 
 const KINDS: &[&str] = &[
@@ -1157,10 +1349,19 @@ impl IssueForm {
             ("family_name", &self.family_name),
             ("given_names", &self.given_names),
             ("date_of_birth", &self.date_of_birth),
+            ("sex", &self.sex),
+            ("place_of_birth", &self.place_of_birth),
+            ("description", &self.description),
+            ("last_known_location", &self.last_known_location),
+            ("dna_profile", &self.dna_profile),
         ] {
             if !v.trim().is_empty() {
                 subject.insert(k.into(), serde_json::json!(v.trim()));
             }
+        }
+        let aliases = list(&self.aliases);
+        if !aliases.is_empty() {
+            subject.insert("aliases".into(), serde_json::json!(aliases));
         }
         let nationalities = list(&self.nationalities);
         if !nationalities.is_empty() {
@@ -1230,7 +1431,79 @@ impl IssueForm {
             ("subject.date_of_birth", &self.date_of_birth),
             ("subject.nationalities", &self.nationalities),
             ("subject.identifiers", &self.identifiers),
+            ("subject.aliases", &self.aliases),
+            ("subject.sex", &self.sex),
+            ("subject.place_of_birth", &self.place_of_birth),
+            ("subject.description", &self.description),
+            ("subject.last_known_location", &self.last_known_location),
+            ("subject.dna_profile", &self.dna_profile),
         ]
+    }
+
+    /// The form holding an existing notice, for its update: `None` when
+    /// the notice holds what the form cannot carry (an image or
+    /// fingerprints), which an update from here would drop.
+    fn from_view(v: &NoticeView) -> Option<IssueForm> {
+        let j = serde_json::to_value(v).ok()?;
+        let sj = &j["subject"];
+        if !sj["facial_image"].is_null() || !sj["fingerprints"].is_null() {
+            return None;
+        }
+        let text = |x: &serde_json::Value| x.as_str().unwrap_or("").to_string();
+        let date = |x: &serde_json::Value| text(x).get(..10).unwrap_or("").to_string();
+        let join = |x: &serde_json::Value| {
+            x.as_array()
+                .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        };
+        let ids = sj["identifiers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|i| {
+                        format!(
+                            "{}:{}:{}",
+                            text(&i["scheme"]),
+                            text(&i["country"]),
+                            text(&i["value"])
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default();
+        Some(IssueForm {
+            kind: text(&j["kind"]),
+            purpose: text(&j["purpose"]),
+            legal_basis: text(&j["legal_basis"]),
+            handling: text(&j["handling"]),
+            handling_note: text(&j["handling_note"]),
+            grading_source: text(&j["grading"]["source"]),
+            grading_information: text(&j["grading"]["information"]),
+            subject_category: text(&j["subject_category"]),
+            nature: text(&j["nature"]),
+            audience: match &j["audience"] {
+                serde_json::Value::Array(_) => join(&j["audience"]),
+                other => text(other),
+            },
+            expires_at: date(&j["expires_at"]),
+            review_at: date(&j["review_at"]),
+            summary: text(&j["summary"]),
+            case_ref: text(&j["case_ref"]),
+            contact: text(&j["contact"]),
+            family_name: text(&sj["family_name"]),
+            given_names: text(&sj["given_names"]),
+            date_of_birth: text(&sj["date_of_birth"]),
+            nationalities: join(&sj["nationalities"]),
+            identifiers: ids,
+            aliases: join(&sj["aliases"]),
+            sex: text(&sj["sex"]),
+            place_of_birth: text(&sj["place_of_birth"]),
+            description: text(&sj["description"]),
+            last_known_location: text(&sj["last_known_location"]),
+            dna_profile: text(&sj["dna_profile"]),
+            ..IssueForm::default()
+        })
     }
 }
 
@@ -1261,7 +1534,12 @@ fn textarea(id: &str, text: &str, value: &str, error: Option<&str>, hint: &str) 
     }
 }
 
-fn issue_form(session: &ConsoleSession, f: &IssueForm, error: Option<(&str, String)>) -> Markup {
+fn issue_form(
+    session: &ConsoleSession,
+    f: &IssueForm,
+    error: Option<(&str, String)>,
+    action: &str,
+) -> Markup {
     let known = [
         "kind",
         "purpose",
@@ -1283,6 +1561,12 @@ fn issue_form(session: &ConsoleSession, f: &IssueForm, error: Option<(&str, Stri
         "subject.date_of_birth",
         "subject.nationalities",
         "subject.identifiers",
+        "subject.aliases",
+        "subject.sex",
+        "subject.place_of_birth",
+        "subject.description",
+        "subject.last_known_location",
+        "subject.dna_profile",
     ];
     // An error on a part of a field (`subject.identifiers[0].country`)
     // shows beside the field.
@@ -1310,7 +1594,7 @@ fn issue_form(session: &ConsoleSession, f: &IssueForm, error: Option<(&str, Stri
                 }
             }
         }
-        form method="post" action="/console/issue" novalidate {
+        form method="post" action=(action) novalidate {
             input type="hidden" name="csrf" value=(session.csrf);
             fieldset {
                 legend { "The notice" }
@@ -1340,6 +1624,20 @@ fn issue_form(session: &ConsoleSession, f: &IssueForm, error: Option<(&str, Stri
                 (field("subject.date_of_birth", "Date of birth", &f.date_of_birth, err2("subject.date_of_birth"), "YYYY-MM-DD, or YYYY-MM or YYYY when partial.", false))
                 (field("subject.nationalities", "Nationalities", &f.nationalities, err2("subject.nationalities"), "Country codes separated by commas, e.g. NLD, DEU.", false))
                 (textarea("subject.identifiers", "Documents", &f.identifiers, err2("subject.identifiers"), "One per line: SCHEME:COUNTRY:NUMBER, e.g. passport:NLD:X1234567."))
+                (field("subject.aliases", "Aliases", &f.aliases, err2("subject.aliases"), "Separated by commas.", false))
+                div.field {
+                    label for="subject.sex" { "Sex" }
+                    select id="subject.sex" name="subject.sex" {
+                        option value="" selected[f.sex.is_empty()] { "—" }
+                        @for o in ["male", "female", "unknown"] { option value=(o) selected[o == f.sex] { (o) } }
+                    }
+                    @if let Some(e) = err2("subject.sex") { p.error role="alert" { (e) } }
+                }
+                (field("subject.place_of_birth", "Place of birth", &f.place_of_birth, err2("subject.place_of_birth"), "", false))
+                (textarea("subject.description", "Description", &f.description, err2("subject.description"), ""))
+                (field("subject.last_known_location", "Last known location", &f.last_known_location, err2("subject.last_known_location"), "", false))
+                (field("subject.dna_profile", "DNA profile", &f.dna_profile, err2("subject.dna_profile"), "", false))
+                p.hint { "A facial image or fingerprints are added through `vigil notice issue` with a JSON file." }
             }
             button type="submit" { "Check and confirm" }
         }
@@ -1359,14 +1657,85 @@ async fn issue_page(State(s): State<AppState>, h: HeaderMap) -> Response {
     page(
         Some(&session),
         "Issue a notice",
-        issue_form(&session, &f, None),
+        issue_form(&session, &f, None, "/console/issue"),
     )
 }
 
-/// Checks the form; the first submit answers with a confirmation naming
-/// the audience and handling, the confirmed one signs and stores.
+/// The update form of one of this node's active notices, holding it.
+async fn update_page(State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>) -> Response {
+    let session = match guard(&s, &h, Action::Update) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let Ok(nid) = super::parse_id(&id) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let core = s.core.clone();
+    let actor = format!("officer:{}", session.officer);
+    let found = blocking(&s.tasks, move || {
+        core.consult_show(&nid, &actor, Some("update form"), crate::time::now())
+    })
+    .await;
+    let v = match found {
+        Ok(Some(v)) if v.origin == s.core.me() && v.state == "active" => v,
+        Ok(_) => {
+            return page_status(
+                StatusCode::NOT_FOUND,
+                Some(&session),
+                "Update",
+                html! { p.error role="alert" { "Only this node's active notices can be updated." } },
+            )
+        }
+        Err(e) => return failed(&session, e),
+    };
+    let Some(f) = IssueForm::from_view(&v) else {
+        return page_status(
+            StatusCode::CONFLICT,
+            Some(&session),
+            "Update",
+            html! { p.error role="alert" { "This notice holds a facial image or fingerprints, which this form cannot carry: update it with `vigil notice update` and a JSON file." } },
+        );
+    };
+    page(
+        Some(&session),
+        "Update the notice",
+        issue_form(&session, &f, None, &format!("/console/notices/{id}/update")),
+    )
+}
+
+async fn update(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<IssueForm>,
+) -> Response {
+    let Ok(nid) = super::parse_id(&id) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    submit(s, h, f, Some(nid)).await
+}
+
 async fn issue(State(s): State<AppState>, h: HeaderMap, Form(f): Form<IssueForm>) -> Response {
-    let session = match guard(&s, &h, Action::Issue) {
+    submit(s, h, f, None).await
+}
+
+/// Checks the form (a new notice, or an update of `target`); the first
+/// submit answers with a confirmation naming the audience and handling,
+/// the confirmed one signs and stores.
+async fn submit(s: AppState, h: HeaderMap, f: IssueForm, target: Option<NoticeId>) -> Response {
+    let (action, title, path) = match &target {
+        None => (
+            Action::Issue,
+            "Issue a notice",
+            "/console/issue".to_string(),
+        ),
+        Some(t) => (
+            Action::Update,
+            "Update the notice",
+            format!("/console/notices/{t}/update"),
+        ),
+    };
+    let session = match guard(&s, &h, action) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -1374,18 +1743,14 @@ async fn issue(State(s): State<AppState>, h: HeaderMap, Form(f): Form<IssueForm>
         return refused_csrf(&session);
     }
     if f.confirm == "edit" {
-        return page(
-            Some(&session),
-            "Issue a notice",
-            issue_form(&session, &f, None),
-        );
+        return page(Some(&session), title, issue_form(&session, &f, None, &path));
     }
     let again = |field: &str, e: String| {
         page_status(
             StatusCode::BAD_REQUEST,
             Some(&session),
-            "Issue a notice",
-            issue_form(&session, &f, Some((field, e))),
+            title,
+            issue_form(&session, &f, Some((field, e)), &path),
         )
     };
     let json = f.to_json();
@@ -1426,13 +1791,14 @@ async fn issue(State(s): State<AppState>, h: HeaderMap, Form(f): Form<IssueForm>
                     dt { "Subject" } dd { (f.family_name) ", " (f.given_names) " " (f.date_of_birth) }
                     dt { "Expires" } dd { (f.expires_at) }
                 }
-                form method="post" action="/console/issue" {
+                @if let Some(t) = &target { p { "It replaces " a href=(format!("/console/notices/{t}")) { (t.to_string()) } " on every holder." } }
+                form method="post" action=(path) {
                     input type="hidden" name="csrf" value=(session.csrf);
                     input type="hidden" name="confirm" value="yes";
                     @for (k, v) in f.pairs() { input type="hidden" name=(k) value=(v); }
                     button type="submit" id="confirm" { "Sign and send to " (audience) }
                 }
-                form method="post" action="/console/issue" {
+                form method="post" action=(path) {
                     input type="hidden" name="csrf" value=(session.csrf);
                     input type="hidden" name="confirm" value="edit";
                     @for (k, v) in f.pairs() { input type="hidden" name=(k) value=(v); }
@@ -1442,13 +1808,98 @@ async fn issue(State(s): State<AppState>, h: HeaderMap, Form(f): Form<IssueForm>
         );
     }
     let issued = blocking(&s.tasks, move || {
-        Ok::<_, super::ApiError>(core.issue(&input, &actor, crate::time::now()))
+        let now = crate::time::now();
+        Ok::<_, super::ApiError>(match target {
+            None => core.issue(&input, &actor, now),
+            Some(t) => core.update(&t, &input, &actor, now),
+        })
     })
     .await;
     match issued {
         Ok(Ok(id)) => Redirect::to(&format!("/console/notices/{id}")).into_response(),
         Ok(Err(crate::exchange::IssueError::Input(e))) => again(&e.field.clone(), e.to_string()),
         Ok(Err(e)) => again("", e.to_string()),
+        Err(e) => failed(&session, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CancelForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Cancels one of this node's notices: the first submit names who holds
+/// it and what the cancel does, the confirmed one signs it.
+async fn cancel(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CancelForm>,
+) -> Response {
+    let session = match guard(&s, &h, Action::Cancel) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    if !csrf_ok(&session, &f.csrf) {
+        return refused_csrf(&session);
+    }
+    let Ok(nid) = super::parse_id(&id) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let core = s.core.clone();
+    let actor = format!("officer:{}", session.officer);
+    if f.confirm != "yes" {
+        if f.reason.trim().is_empty() {
+            return page_status(
+                StatusCode::BAD_REQUEST,
+                Some(&session),
+                "Cancel the notice",
+                html! { p.error role="alert" id="reason-error" { "A reason is required: it travels with the cancellation." } p { a href=(format!("/console/notices/{id}")) { "Back to the notice" } } },
+            );
+        }
+        let v = blocking(&s.tasks, move || core.show(&nid)).await;
+        let v = match v {
+            Ok(Some(v)) => v,
+            Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+            Err(e) => return failed(&session, e),
+        };
+        return page(
+            Some(&session),
+            "Confirm the cancellation",
+            html! {
+                p { "Nothing is signed yet. The cancellation goes to the notice's audience, and every holder erases the subject's personal data." }
+                dl.fields {
+                    dt { "Audience" } dd id="confirm-audience" { (cell(&v.audience)) }
+                    dt { "Handling" } dd id="confirm-handling" { (format!("{:?}", v.handling)) }
+                    dt { "Notice" } dd { (subject_line(&v)) }
+                    dt { "Reason" } dd { (f.reason) }
+                }
+                form method="post" action=(format!("/console/notices/{id}/cancel")) {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    input type="hidden" name="reason" value=(f.reason);
+                    input type="hidden" name="confirm" value="yes";
+                    button type="submit" id="confirm" { "Sign the cancellation" }
+                }
+            },
+        );
+    }
+    let done = blocking(&s.tasks, move || {
+        Ok::<_, super::ApiError>(core.cancel(&nid, &f.reason, &actor, crate::time::now()))
+    })
+    .await;
+    match done {
+        Ok(Ok(c)) => Redirect::to(&format!("/console/notices/{c}")).into_response(),
+        Ok(Err(e)) => page_status(
+            StatusCode::BAD_REQUEST,
+            Some(&session),
+            "Not cancelled",
+            html! { p.error role="alert" { (e.to_string()) } },
+        ),
         Err(e) => failed(&session, e),
     }
 }
