@@ -41,10 +41,13 @@ fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body:
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     if method == "POST" {
-        req.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        }
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     req.push_str("\r\n");
     req.push_str(body);
@@ -223,6 +226,47 @@ fn officers_sign_in_and_read_the_inbox_and_forged_forms_are_refused() {
     // Text from a notice is escaped, never markup.
     assert!(!shown.body.contains("<script>alert"));
 
+    // A notice stored after this visit is marked new at the next; the
+    // filters narrow the list.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut n2 = wanted_notice("Second-Console", "Jan", "1975-01-01");
+    n2["audience"] = json!(["alpha"]);
+    n2["kind"] = json!("missing");
+    n2["purpose"] = json!("locate-person");
+    n2["subject_category"] = json!("missing-person");
+    fs::write(&file, n2.to_string()).unwrap();
+    let out = vigil(&["notice", "issue", "--config", nb.cfg(), s(&file)]);
+    out.assert_ok("issue a second");
+    let id2 = out.stdout.trim().to_string();
+    wait_within("alpha holding the second notice", DEADLINE, POLL, || {
+        na.list()
+            .iter()
+            .any(|v| v["id"] == json!(id2))
+            .then_some(())
+    });
+    let again = request(&addr, "GET", "/console/inbox", &[("Cookie", &cookie)], "");
+    assert!(
+        again.body.contains("1 new since your last visit"),
+        "{}",
+        again.body
+    );
+    let missing = request(
+        &addr,
+        "GET",
+        "/console/inbox?kind=missing",
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert!(missing.body.contains("Second-Console") && !missing.body.contains("Okonkwo-Console"));
+    let from_charlie = request(
+        &addr,
+        "GET",
+        "/console/inbox?origin=charlie",
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert!(from_charlie.body.contains("No notices held."));
+
     // Sign-out without the form's token is refused and changes nothing;
     // with it, the session ends.
     let refused = request(
@@ -371,6 +415,7 @@ fn a_desk_screens_with_a_justification_and_the_origin_sees_the_hit_live() {
         assert!(form.body.contains(&format!(">{label}")), "no label {label}");
     }
     let csrf = csrf_of(&form.body);
+    let bravo_csrf = csrf.clone();
     let no_token = request(
         &bravo_addr,
         "POST",
@@ -461,6 +506,49 @@ fn a_desk_screens_with_a_justification_and_the_origin_sees_the_hit_live() {
     );
     assert!(page.body.contains("0 new, 1 in all"), "{}", page.body);
     assert!(page.body.contains("called the border post"));
+    // A manifest upload screens a passenger list in one go.
+    let boundary = "XvigilBoundaryX";
+    let csv = "family_name,given_names,date_of_birth,nationality,document_scheme,document_country,document_number\n\
+               Doe,John,1970-01-01,DEU,,,\n\
+               VASQUEZ-LIVE,ILSE,1980-04-01,NLD,passport,NL,X7654321\n";
+    let part = |name: &str, value: &str, file: bool| {
+        let disp = if file {
+            format!("form-data; name=\"{name}\"; filename=\"list.csv\"\r\nContent-Type: text/csv")
+        } else {
+            format!("form-data; name=\"{name}\"")
+        };
+        format!("--{boundary}\r\nContent-Disposition: {disp}\r\n\r\n{value}\r\n")
+    };
+    let body = format!(
+        "{}{}{}{}--{boundary}--\r\n",
+        part("csrf", &bravo_csrf, false),
+        part("reason", "flight KL1234 passenger list", false),
+        part("place", "Schiphol", false),
+        part("manifest", csv, true)
+    );
+    let ctype = format!("multipart/form-data; boundary={boundary}");
+    let m = request(
+        &bravo_addr,
+        "POST",
+        "/console/screen/manifest",
+        &[("Cookie", &dana), ("Content-Type", &ctype)],
+        &body,
+    );
+    assert_eq!(m.status, 200, "{}", m.body);
+    assert!(
+        m.body.contains("2 row(s) screened, 1 with hits"),
+        "{}",
+        m.body
+    );
+    let forged = body.replace(&bravo_csrf, &"0".repeat(64));
+    let m = request(
+        &bravo_addr,
+        "POST",
+        "/console/screen/manifest",
+        &[("Cookie", &dana), ("Content-Type", &ctype)],
+        &forged,
+    );
+    assert_eq!(m.status, 403);
 }
 
 /// `application/x-www-form-urlencoded` of `pairs`.

@@ -140,6 +140,10 @@ pub(super) fn routes(state: AppState) -> Router {
         .route("/console/hits/live", get(hits_live))
         .route("/console/hits/{id}/ack", post(ack))
         .route("/console/screen", get(screen_page).post(screen))
+        .route(
+            "/console/screen/manifest",
+            post(screen_manifest).layer(axum::extract::DefaultBodyLimit::max(super::MAX_MANIFEST)),
+        )
         .route("/console/issue", get(issue_page).post(issue))
         .route(
             "/console/notices/{id}/update",
@@ -1118,6 +1122,30 @@ fn screen_form(session: &ConsoleSession, f: &ScreenForm, error: Option<(&str, St
     }
 }
 
+/// The manifest upload: a CSV file, the justification and the place.
+fn manifest_form(session: &ConsoleSession, error: Option<&str>) -> Markup {
+    html! {
+        form method="post" action="/console/screen/manifest" enctype="multipart/form-data" {
+            input type="hidden" name="csrf" value=(session.csrf);
+            div.field {
+                label for="m-reason" { "Justification (required)" }
+                input type="text" id="m-reason" name="reason" required;
+            }
+            div.field {
+                label for="m-place" { "Place" }
+                input type="text" id="m-place" name="place";
+            }
+            div.field {
+                label for="m-file" { "Manifest (CSV, header first)" }
+                input type="file" id="m-file" name="manifest" accept=".csv,text/csv" required;
+                p.hint { "Columns as for `vigil screen --csv` (docs/screening.md): family_name, given_names, date_of_birth, nationality, document_scheme, document_country, document_number." }
+            }
+            @if let Some(e) = error { p.error role="alert" id="manifest-error" { (e) } }
+            button type="submit" { "Screen the manifest" }
+        }
+    }
+}
+
 async fn screen_page(State(s): State<AppState>, h: HeaderMap) -> Response {
     let session = match guard(&s, &h, Action::Screen) {
         Ok(x) => x,
@@ -1126,7 +1154,109 @@ async fn screen_page(State(s): State<AppState>, h: HeaderMap) -> Response {
     page(
         Some(&session),
         "Screen",
-        screen_form(&session, &ScreenForm::default(), None),
+        html! {
+            (screen_form(&session, &ScreenForm::default(), None))
+            h2 { "A passenger or crew list" }
+            (manifest_form(&session, None))
+        },
+    )
+}
+
+/// Screens an uploaded manifest (multipart: csrf, reason, place,
+/// manifest), one consult entry for the whole list.
+async fn screen_manifest(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    mut parts: axum::extract::Multipart,
+) -> Response {
+    let session = match guard(&s, &h, Action::Screen) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let (mut csrf, mut reason, mut place, mut csv) =
+        (String::new(), String::new(), String::new(), Vec::new());
+    loop {
+        match parts.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or("").to_string();
+                let Ok(bytes) = field.bytes().await else {
+                    return StatusCode::BAD_REQUEST.into_response();
+                };
+                match name.as_str() {
+                    "csrf" => csrf = String::from_utf8_lossy(&bytes).into_owned(),
+                    "reason" => reason = String::from_utf8_lossy(&bytes).into_owned(),
+                    "place" => place = String::from_utf8_lossy(&bytes).into_owned(),
+                    "manifest" => csv = bytes.to_vec(),
+                    _ => {}
+                }
+            }
+            Ok(None) => break,
+            Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+        }
+    }
+    if !csrf_ok(&session, &csrf) {
+        return refused_csrf(&session);
+    }
+    let again = |e: String| {
+        page_status(
+            StatusCode::BAD_REQUEST,
+            Some(&session),
+            "Screen",
+            manifest_form(&session, Some(&e)),
+        )
+    };
+    if reason.trim().is_empty() {
+        return again("A justification is required.".into());
+    }
+    if csv.is_empty() {
+        return again("Choose a manifest file.".into());
+    }
+    let core = s.core.clone();
+    let actor = format!("officer:{}", session.officer);
+    let result = blocking(&s.tasks, move || {
+        Ok::<_, super::ApiError>(core.screen_manifest(
+            &csv,
+            &reason,
+            &place,
+            &actor,
+            crate::time::now(),
+        ))
+    })
+    .await;
+    let report = match result {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return again(e.to_string()),
+        Err(e) => return failed(&session, e),
+    };
+    page(
+        Some(&session),
+        "Manifest screened",
+        html! {
+            p id="manifest-summary" { (report.rows) " row(s) screened, " (report.hits.len()) " with hits, " (report.errors.len()) " cell(s) refused." }
+            @if !report.hits.is_empty() {
+                table.screen-hits {
+                    thead { tr {
+                        th scope="col" { "Row" } th scope="col" { "Traveller" } th scope="col" { "Notice" }
+                        th scope="col" { "Matched" } th scope="col" { "Originator's 24/7 contact" }
+                    } }
+                    tbody {
+                        @for row in &report.hits { @for hit in &row.hits {
+                            tr.hit {
+                                td { (row.row) } td { (row.query) }
+                                td { a href=(format!("/console/notices/{}", hit.notice_id)) { (hit.summary) " (" (hit.case_ref) ")" } }
+                                td { (hit.matched) }
+                                td.contact { (hit.origin) ": " (hit.contact) }
+                            }
+                        } }
+                    }
+                }
+            }
+            @if !report.errors.is_empty() {
+                h2 { "Refused cells" }
+                ul { @for e in &report.errors { li { "row " (e.row) ", " (e.column) ": " (e.message) } } }
+            }
+            p { a href="/console/screen" { "Screen again" } }
+        },
     )
 }
 
