@@ -326,6 +326,15 @@ async fn the_desk_works_the_console_in_a_real_browser() {
     fill(&sup, "subject.family_name", "Browser-Issued").await;
     fill(&sup, "subject.given_names", "Ilse").await;
     fill(&sup, "subject.date_of_birth", "1980-02-31").await;
+    // A fingerprint record, uploaded with the form.
+    let record = fed.dir.path().join("prints.fir");
+    fs::write(&record, b"FIR\x00020\x00browser-test-record").unwrap();
+    sup.find(Locator::Id("fingerprints_file"))
+        .await
+        .unwrap()
+        .send_keys(record.to_str().unwrap())
+        .await
+        .unwrap();
     shot(&sup, "issue-form").await;
     sup.find(Locator::Css(
         "form[action='/console/issue'] button[type=submit]",
@@ -377,6 +386,58 @@ async fn the_desk_works_the_console_in_a_real_browser() {
     wait_within("the notice reaching bravo", DEADLINE, POLL, || {
         (held(&nb) == 1).then_some(())
     });
+    let at_bravo = nb
+        .list()
+        .into_iter()
+        .find(|v| v["subject"]["family_name"] == json!("Browser-Issued"))
+        .unwrap();
+    {
+        use base64::Engine;
+        let prints = base64::engine::general_purpose::STANDARD.encode(fs::read(&record).unwrap());
+        assert_eq!(
+            at_bravo["subject"]["fingerprints"],
+            json!(prints),
+            "{at_bravo}"
+        );
+    }
+
+    // Its update form holds it; its cancel is confirmed first.
+    sup.find(Locator::LinkText("Update this notice"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_source(&sup, "the update form", |s| {
+        s.contains("value=\"Browser-Issued\"") && s.contains("A fingerprint record is held")
+    })
+    .await;
+    shot(&sup, "update-form").await;
+    sup.back().await.unwrap();
+    wait_source(&sup, "the notice page again", |s| {
+        s.contains("cancel-reason")
+    })
+    .await;
+    fill(&sup, "cancel-reason", "arrested").await;
+    sup.find(Locator::Css("form[action$='/cancel'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_source(&sup, "the cancel confirmation", |s| {
+        s.contains("Sign the cancellation")
+    })
+    .await;
+    shot(&sup, "cancel-confirm").await;
+    sup.find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_source(&sup, "the cancellation's page", |s| s.contains("Versions")).await;
+    shot(&sup, "cancelled").await;
     sup.close().await.unwrap();
     desk.close().await.unwrap();
 }

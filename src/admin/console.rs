@@ -1413,6 +1413,12 @@ struct IssueForm {
     last_known_location: String,
     #[serde(default, rename = "subject.dna_profile")]
     dna_profile: String,
+    /// Base64 of the image file chosen (or held, for an update).
+    #[serde(default, rename = "subject.facial_image")]
+    facial_image: String,
+    /// Base64 of the fingerprint record chosen (or held).
+    #[serde(default, rename = "subject.fingerprints")]
+    fingerprints: String,
 }
 
 const KINDS: &[&str] = &[
@@ -1484,6 +1490,8 @@ impl IssueForm {
             ("description", &self.description),
             ("last_known_location", &self.last_known_location),
             ("dna_profile", &self.dna_profile),
+            ("facial_image", &self.facial_image),
+            ("fingerprints", &self.fingerprints),
         ] {
             if !v.trim().is_empty() {
                 subject.insert(k.into(), serde_json::json!(v.trim()));
@@ -1567,18 +1575,17 @@ impl IssueForm {
             ("subject.description", &self.description),
             ("subject.last_known_location", &self.last_known_location),
             ("subject.dna_profile", &self.dna_profile),
+            ("subject.facial_image", &self.facial_image),
+            ("subject.fingerprints", &self.fingerprints),
         ]
     }
 
-    /// The form holding an existing notice, for its update: `None` when
-    /// the notice holds what the form cannot carry (an image or
-    /// fingerprints), which an update from here would drop.
+    /// The form holding an existing notice, for its update (its image and
+    /// fingerprints as base64 in hidden fields, so an update keeps them
+    /// unless a new file is chosen). `None` if the view does not encode.
     fn from_view(v: &NoticeView) -> Option<IssueForm> {
         let j = serde_json::to_value(v).ok()?;
         let sj = &j["subject"];
-        if !sj["facial_image"].is_null() || !sj["fingerprints"].is_null() {
-            return None;
-        }
         let text = |x: &serde_json::Value| x.as_str().unwrap_or("").to_string();
         let date = |x: &serde_json::Value| text(x).get(..10).unwrap_or("").to_string();
         let join = |x: &serde_json::Value| {
@@ -1632,6 +1639,8 @@ impl IssueForm {
             description: text(&sj["description"]),
             last_known_location: text(&sj["last_known_location"]),
             dna_profile: text(&sj["dna_profile"]),
+            facial_image: text(&sj["facial_image"]),
+            fingerprints: text(&sj["fingerprints"]),
             ..IssueForm::default()
         })
     }
@@ -1697,6 +1706,8 @@ fn issue_form(
         "subject.description",
         "subject.last_known_location",
         "subject.dna_profile",
+        "subject.facial_image",
+        "subject.fingerprints",
     ];
     // An error on a part of a field (`subject.identifiers[0].country`)
     // shows beside the field.
@@ -1724,7 +1735,7 @@ fn issue_form(
                 }
             }
         }
-        form method="post" action=(action) novalidate {
+        form method="post" action=(action) enctype="multipart/form-data" novalidate {
             input type="hidden" name="csrf" value=(session.csrf);
             fieldset {
                 legend { "The notice" }
@@ -1767,7 +1778,20 @@ fn issue_form(
                 (textarea("subject.description", "Description", &f.description, err2("subject.description"), ""))
                 (field("subject.last_known_location", "Last known location", &f.last_known_location, err2("subject.last_known_location"), "", false))
                 (field("subject.dna_profile", "DNA profile", &f.dna_profile, err2("subject.dna_profile"), "", false))
-                p.hint { "A facial image or fingerprints are added through `vigil notice issue` with a JSON file." }
+                div.field {
+                    label for="facial_image_file" { "Facial image" }
+                    @if !f.facial_image.is_empty() { p.hint { "An image is held (" (f.facial_image.len() * 3 / 4) " bytes); choose a file to replace it." } }
+                    input type="file" id="facial_image_file" name="facial_image_file" accept="image/*";
+                    input type="hidden" name="subject.facial_image" value=(f.facial_image);
+                    @if let Some(e) = err2("subject.facial_image") { p.error role="alert" { (e) } }
+                }
+                div.field {
+                    label for="fingerprints_file" { "Fingerprints" }
+                    @if !f.fingerprints.is_empty() { p.hint { "A fingerprint record is held (" (f.fingerprints.len() * 3 / 4) " bytes); choose a file to replace it." } }
+                    input type="file" id="fingerprints_file" name="fingerprints_file";
+                    input type="hidden" name="subject.fingerprints" value=(f.fingerprints);
+                    @if let Some(e) = err2("subject.fingerprints") { p.error role="alert" { (e) } }
+                }
             }
             button type="submit" { "Check and confirm" }
         }
@@ -1823,7 +1847,7 @@ async fn update_page(State(s): State<AppState>, h: HeaderMap, Path(id): Path<Str
             StatusCode::CONFLICT,
             Some(&session),
             "Update",
-            html! { p.error role="alert" { "This notice holds a facial image or fingerprints, which this form cannot carry: update it with `vigil notice update` and a JSON file." } },
+            html! { p.error role="alert" { "This notice cannot be read into the form: update it with `vigil notice update` and a JSON file." } },
         );
     };
     page(
@@ -1837,16 +1861,74 @@ async fn update(
     State(s): State<AppState>,
     h: HeaderMap,
     Path(id): Path<String>,
-    Form(f): Form<IssueForm>,
+    req: axum::extract::Request,
 ) -> Response {
     let Ok(nid) = super::parse_id(&id) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    submit(s, h, f, Some(nid)).await
+    match read_issue_form(req).await {
+        Ok(f) => submit(s, h, f, Some(nid)).await,
+        Err(status) => status.into_response(),
+    }
 }
 
-async fn issue(State(s): State<AppState>, h: HeaderMap, Form(f): Form<IssueForm>) -> Response {
-    submit(s, h, f, None).await
+/// The issue form from either encoding: the form page sends multipart
+/// (it may carry files), the confirmation page sends its hidden fields
+/// either way. A chosen file goes in as base64, replacing what was held.
+async fn read_issue_form(req: axum::extract::Request) -> Result<IssueForm, StatusCode> {
+    use axum::extract::FromRequest;
+    use base64::Engine;
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !multipart {
+        let Form(f) = Form::<IssueForm>::from_request(req, &())
+            .await
+            .map_err(|_| StatusCode::BAD_REQUEST)?;
+        return Ok(f);
+    }
+    let mut parts = axum::extract::Multipart::from_request(req, &())
+        .await
+        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    let mut fields = serde_json::Map::new();
+    let mut files = Vec::new();
+    while let Some(field) = parts
+        .next_field()
+        .await
+        .map_err(|_| StatusCode::BAD_REQUEST)?
+    {
+        let name = field.name().unwrap_or("").to_string();
+        let bytes = field.bytes().await.map_err(|_| StatusCode::BAD_REQUEST)?;
+        match name.as_str() {
+            "facial_image_file" | "fingerprints_file" => {
+                if !bytes.is_empty() {
+                    files.push((name, bytes));
+                }
+            }
+            _ => {
+                fields.insert(name, serde_json::json!(String::from_utf8_lossy(&bytes)));
+            }
+        }
+    }
+    for (name, bytes) in files {
+        let key = if name == "facial_image_file" {
+            "subject.facial_image"
+        } else {
+            "subject.fingerprints"
+        };
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        fields.insert(key.into(), serde_json::json!(b64));
+    }
+    serde_json::from_value(serde_json::Value::Object(fields)).map_err(|_| StatusCode::BAD_REQUEST)
+}
+
+async fn issue(State(s): State<AppState>, h: HeaderMap, req: axum::extract::Request) -> Response {
+    match read_issue_form(req).await {
+        Ok(f) => submit(s, h, f, None).await,
+        Err(status) => status.into_response(),
+    }
 }
 
 /// Checks the form (a new notice, or an update of `target`); the first
