@@ -712,6 +712,92 @@ mod tests {
         assert!(!s.is_authenticated());
     }
 
+    /// Review (review19): `key_of` in these tests maps every name but
+    /// alpha and bravo to the same key, so in the test above "mallory"
+    /// and "bravo-2" are one key and the "forged" statement is refused
+    /// because its old and new keys are equal, never because mallory's
+    /// key is not bravo's. With distinct keys the refusal must come from
+    /// the ring (a statement that never reaches the trusted key).
+    #[test]
+    fn review_a_statement_from_a_third_key_is_refused_as_unlinked() {
+        use crate::notice::rotation::{Rotation, RotationBody};
+        let (mallory, new) = (
+            SigningKey::from_bytes(&[77; 32]),
+            SigningKey::from_bytes(&[78; 32]),
+        );
+        let body = RotationBody {
+            node: "bravo".into(),
+            old_key: mallory.verifying_key().to_bytes(),
+            new_key: new.verifying_key().to_bytes(),
+            after_seq: 4,
+            at: 10,
+        };
+        let forged = Rotation::sign(&mallory, &new, &body).unwrap();
+        assert!(forged.verify().is_ok(), "the statement itself verifies");
+        let (mut s, _) = Session::new(params(), at(0));
+        let a = s.handle(
+            Event::Frame(
+                Feed::Serve,
+                Message::Hello {
+                    node_id: "bravo".into(),
+                    version: PROTOCOL_VERSION,
+                    epoch: 1,
+                    proof: new
+                        .sign(&crate::proto::bind_message(&BINDING, "bravo"))
+                        .to_bytes()
+                        .to_vec(),
+                    rotations: vec![forged],
+                },
+            ),
+            at(1),
+        );
+        assert_eq!(closed(&a), Some(close::PROTOCOL), "{a:?}");
+        assert!(!s.is_authenticated());
+    }
+
+    /// Review (review19): the emergency replacement docs/protocol.md
+    /// prescribes ("the operators of every member pin the replacement key
+    /// ... and reload") for a node that rotated before. Its store still
+    /// holds its own rotations (old1 -> old2), so every `Hello` it sends
+    /// carries them; the member, pinning the replacement, proves the
+    /// session with it, but `extend_all` finds the statements unlinked
+    /// and the link is closed with PROTOCOL. The replaced node can never
+    /// link again (and check_pins refuses its start anyway: see
+    /// tests/review_rotation.rs).
+    #[test]
+    fn review_a_hello_proved_by_the_pinned_replacement_key_is_not_refused_for_stale_rotations() {
+        use crate::notice::rotation::{Rotation, RotationBody};
+        let (old1, old2) = (
+            SigningKey::from_bytes(&[71; 32]),
+            SigningKey::from_bytes(&[72; 32]),
+        );
+        let body = RotationBody {
+            node: "bravo".into(),
+            old_key: old1.verifying_key().to_bytes(),
+            new_key: old2.verifying_key().to_bytes(),
+            after_seq: 4,
+            at: 10,
+        };
+        let stale = Rotation::sign(&old1, &old2, &body).unwrap();
+        // params(): alpha pins bravo's replacement key, key_of("bravo").
+        let (mut s, _) = Session::new(params(), at(0));
+        let a = s.handle(
+            Event::Frame(
+                Feed::Serve,
+                Message::Hello {
+                    node_id: "bravo".into(),
+                    version: PROTOCOL_VERSION,
+                    epoch: 1,
+                    proof: proof("bravo", &BINDING),
+                    rotations: vec![stale],
+                },
+            ),
+            at(1),
+        );
+        assert_eq!(closed(&a), None, "{a:?}");
+        assert!(s.is_authenticated(), "{a:?}");
+    }
+
     #[test]
     fn opening_subscribes_from_the_stored_cursor() {
         let (_, open) = Session::new(params(), at(0));
