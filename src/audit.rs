@@ -326,6 +326,31 @@ mod tests {
         t.lines().map(str::to_string).collect()
     }
 
+    /// Review (review19): `vigil audit verify --witness` takes the files
+    /// `vigil audit witnesses --json` prints, and that command runs on
+    /// the node whose log is audited: `{witness, node, seq, hash, at}`,
+    /// no cosignature. Nothing is verified against the witness's key, so
+    /// a node that rewrote its log prints heads of its rewritten chain
+    /// (or anyone writes such a file by hand) and the check passes. A
+    /// head no witness signed must not count as cosigned.
+    #[test]
+    fn review_heads_no_witness_signed_are_not_evidence() {
+        let (_, rewritten) = chain(6);
+        let made_up: Vec<CosignedHead> = rewritten
+            .lines()
+            .filter_map(|l| serde_json::from_str::<AuditLine>(l).ok())
+            .map(|l| CosignedHead {
+                witness: "bravo".into(),
+                seq: l.seq,
+                hash: l.hash,
+            })
+            .collect();
+        assert!(
+            check_cosigned(&rewritten, &made_up).is_err(),
+            "heads with no cosignature were taken as cosigned by bravo"
+        );
+    }
+
     #[test]
     fn an_export_must_reproduce_every_cosigned_head() {
         let (_, text) = chain(6);
