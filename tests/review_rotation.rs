@@ -175,3 +175,59 @@ fn held_a_notice_of_the_retired_key_after_the_hand_over_is_refused_on_the_feed()
         "{text}"
     );
 }
+
+/// An operator who pins a member's new key before that member's
+/// rotation statement has reached this node (its relay link was down)
+/// gets `check_pins` (run on SIGHUP) treating the pin as an emergency
+/// replacement: the recorded rotations are deleted from the store
+/// (forget_ring), not set aside. When the statement arrives it is
+/// prepended to a ring started at the new pin, but the earlier statement
+/// never comes again for a member reached only through a relay (the relay
+/// logged it once, and this node's cursor is past it): the member's
+/// notices signed before its first rotation no longer verify here.
+#[test]
+fn a_pin_updated_early_does_not_lose_the_keys_before_it() {
+    use vigil::keys::format_public_key;
+    let mut h = Harness::new(24).unwrap();
+    h.add_node("hub", true, &[]);
+    h.add_node("s1", false, &[]);
+    h.add_node("s2", false, &[]);
+    h.add_link("hub", "s1");
+    h.add_link("hub", "s2");
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    let first = h.issue("s1", &all(h.now(), "early")).unwrap();
+    h.run(STEPS).unwrap();
+    let k1 = h.signing_key("s1").unwrap().verifying_key();
+    rotate(&mut h, "s1", 42);
+    h.disconnect("hub", "s1");
+    h.connect("hub", "s1").unwrap();
+    h.run(STEPS).unwrap();
+    assert_eq!(
+        h.node("s2").unwrap().ring_of("s1").unwrap().rotations().len(),
+        1,
+        "s2 learned s1's first rotation through the hub"
+    );
+    // s2 is cut off; s1 rotates again; s2's operator already pins it.
+    h.disconnect("hub", "s2");
+    let k3 = rotate(&mut h, "s1", 43).verifying_key();
+    h.disconnect("hub", "s1");
+    h.connect("hub", "s1").unwrap();
+    h.run(STEPS).unwrap();
+    h.reload("s2", |t| {
+        t.replace(&format_public_key(&k1), &format_public_key(&k3))
+    })
+    .unwrap();
+    let checked = h.on("s2", |ex, now| ex.check_pins(now)).unwrap().unwrap();
+    eprintln!("check_pins on s2: {checked:?}");
+    h.connect("hub", "s2").unwrap();
+    h.run(STEPS).unwrap();
+    let ring = h.node("s2").unwrap().ring_of("s1").unwrap();
+    assert_eq!(ring.current(), k3, "s2 follows s1 to the key it pins");
+    let v = h.node("s2").unwrap().show(&first).unwrap().unwrap();
+    assert!(
+        v.signature_verified,
+        "s1's notice signed before its first rotation no longer verifies on s2 (ring: {} rotations)",
+        ring.rotations().len()
+    );
+}
