@@ -39,7 +39,7 @@ fn key_rotations_asked_at_once_leave_a_node_that_starts_again() {
         .to_string();
     let addr = cfg.admin_listen;
     let mut na = a.start();
-    for round in 0..6 {
+    for round in 0..3 {
         let n = 4;
         let barrier = Arc::new(Barrier::new(n));
         let answers: Vec<String> = (0..n)

@@ -782,6 +782,9 @@ async fn ack_hit(
 /// the next message on, then it replaces the key file (the old one kept
 /// as `F.retired-N`). Answers `{"signing_key", "previous_key", "after_seq",
 /// "retired_key_file"}`.
+/// Held by the one key rotation under way ([`rotate_key`]).
+static ROTATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 async fn rotate_key(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -789,8 +792,18 @@ async fn rotate_key(
     let core = s.core.clone();
     let actor = p.actor();
     let answer = blocking(&s.tasks, move || {
+        // One rotation at a time: each stages its key as the same `F.next`
+        // and renames whatever is there over `F`.
+        let _one = ROTATING.lock().unwrap_or_else(|p| p.into_inner());
         let file = core.config().signing_key.clone();
         let previous = core.signing_key().verifying_key();
+        // A rotation before this one whose key file was not replaced is
+        // finished first: its staged key is the key in force, which
+        // staging this one would remove.
+        let on_file = crate::identity::load_signing_key(&file, "identity.signing_key")
+            .map_err(|e| ApiError::internal(&e))?;
+        crate::identity::settle_signing_key(&file, Some(previous), on_file)
+            .map_err(|e| ApiError::internal(&e))?;
         let new = crate::identity::generate_signing_key();
         let body = core
             .rotate_key(new, &actor, crate::time::now(), |k| {
