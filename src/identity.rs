@@ -84,7 +84,16 @@ pub fn stage_signing_key(path: &Path, key: &SigningKey) -> Result<(), IdentityEr
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(ierr(&next, field, format!("cannot replace: {e}"))),
     }
-    write_private(&next, pem).map_err(|e| ierr(&next, field, format!("cannot write: {e}")))
+    write_private(&next, pem).map_err(|e| ierr(&next, field, format!("cannot write: {e}")))?;
+    // The rotation is recorded next: the staged file's name must be as
+    // durable as its contents by then (the key file's folder is often on
+    // another file system than the store, whose flush does not carry it).
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| ierr(dir, field, format!("cannot sync the folder: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Puts the staged key in force as the key file once its rotation is
@@ -127,9 +136,18 @@ pub fn settle_signing_key(
     if !next.exists() {
         return Ok(loaded);
     }
-    let staged = load_signing_key(&next, "identity.signing_key")?;
-    if recorded == Some(staged.verifying_key()) && loaded.verifying_key() != staged.verifying_key()
-    {
+    // A staged key no rotation can have recorded (none is, or the one
+    // recorded is the key file's) never took effect: it goes whatever it
+    // holds, even half a key from a crash while it was written.
+    let never_recorded = recorded.is_none_or(|r| r == loaded.verifying_key());
+    let staged = match load_signing_key(&next, "identity.signing_key") {
+        Ok(k) => Some(k),
+        Err(_) if never_recorded => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(staged) = staged.filter(|k| {
+        recorded == Some(k.verifying_key()) && loaded.verifying_key() != k.verifying_key()
+    }) {
         let retired = commit_signing_key(path)?;
         tracing::warn!(key_file = %path.display(), retired = %retired.display(), "a key rotation was cut short after it was recorded: the new key is now in place");
         return Ok(staged);
