@@ -249,6 +249,40 @@ pub struct CosignedHead {
     pub witness: String,
     pub seq: u64,
     pub hash: String,
+    /// The cosignature (base64 of its postcard encoding); a head without
+    /// one, or whose cosignature does not verify, is no evidence.
+    #[serde(default)]
+    pub cosignature: String,
+    /// The witness's key (`ed25519:BASE64`) the cosignature is checked with.
+    #[serde(default)]
+    pub witness_key: String,
+}
+
+impl CosignedHead {
+    /// Checks the cosignature with `witness_key` and that it names this
+    /// head: the witness, the entry and its hash.
+    fn check(&self) -> Result<(), String> {
+        use base64::Engine;
+        let key = parse_public_key(&self.witness_key).map_err(|e| format!("witness_key: {e}"))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&self.cosignature)
+            .map_err(|_| "no cosignature (base64)".to_string())?;
+        let c: crate::witness::Cosignature =
+            postcard::from_bytes(&bytes).map_err(|_| "no cosignature".to_string())?;
+        let body = c.verify(&key).map_err(|e| {
+            format!(
+                "the cosignature does not verify with {}: {e}",
+                self.witness_key
+            )
+        })?;
+        if body.witness != self.witness
+            || body.seq != self.seq
+            || hex::encode(body.hash) != self.hash.to_ascii_lowercase()
+        {
+            return Err("the cosignature names another head".into());
+        }
+        Ok(())
+    }
 }
 
 /// The first cosigned head an export does not reproduce.
@@ -277,6 +311,13 @@ pub fn check_cosigned(text: &str, heads: &[CosignedHead]) -> Result<usize, Disag
     let mut sorted: Vec<&CosignedHead> = heads.iter().collect();
     sorted.sort_by_key(|h| h.seq);
     for h in &sorted {
+        if let Err(why) = h.check() {
+            return Err(Disagreement {
+                seq: h.seq,
+                witness: h.witness.clone(),
+                reason: format!("not evidence: {why}"),
+            });
+        }
         let reason = match hashes.get(&h.seq) {
             Some(got) if got.eq_ignore_ascii_case(&h.hash) => continue,
             Some(got) => format!("the export has hash {got}, the cosigned head {}", h.hash),
@@ -326,7 +367,7 @@ mod tests {
         t.lines().map(str::to_string).collect()
     }
 
-    /// Review (review19): `vigil audit verify --witness` takes the files
+    /// `vigil audit verify --witness` takes the files
     /// `vigil audit witnesses --json` prints, and that command runs on
     /// the node whose log is audited: `{witness, node, seq, hash, at}`,
     /// no cosignature. Nothing is verified against the witness's key, so
@@ -334,7 +375,7 @@ mod tests {
     /// (or anyone writes such a file by hand) and the check passes. A
     /// head no witness signed must not count as cosigned.
     #[test]
-    fn review_heads_no_witness_signed_are_not_evidence() {
+    fn heads_no_witness_signed_are_not_evidence() {
         let (_, rewritten) = chain(6);
         let made_up: Vec<CosignedHead> = rewritten
             .lines()
@@ -343,6 +384,8 @@ mod tests {
                 witness: "bravo".into(),
                 seq: l.seq,
                 hash: l.hash,
+                cosignature: String::new(),
+                witness_key: String::new(),
             })
             .collect();
         assert!(
@@ -361,10 +404,30 @@ mod tests {
                 .unwrap()
                 .hash
         };
-        let head = |seq: u64, hash: String| CosignedHead {
-            witness: "bravo".into(),
-            seq,
-            hash,
+        let witness = SigningKey::from_bytes(&[9u8; 32]);
+        let head = |seq: u64, hash: String| {
+            use base64::Engine;
+            let mut h = [0u8; 32];
+            hex::decode_to_slice(&hash, &mut h).unwrap();
+            let c = crate::witness::Cosignature::sign(
+                &witness,
+                &crate::witness::CosignBody {
+                    witness: "bravo".into(),
+                    node: "alpha".into(),
+                    seq,
+                    hash: h,
+                    at: 1,
+                },
+            )
+            .unwrap();
+            CosignedHead {
+                witness: "bravo".into(),
+                seq,
+                hash,
+                cosignature: base64::engine::general_purpose::STANDARD
+                    .encode(postcard::to_allocvec(&c).unwrap()),
+                witness_key: format_public_key(&witness.verifying_key()),
+            }
         };
         let heads = vec![head(5, hash_of(&text, 5)), head(2, hash_of(&text, 2))];
         assert_eq!(check_cosigned(&text, &heads), Ok(2));

@@ -1559,11 +1559,11 @@ mod tests {
         format!("-----BEGIN {label}-----\n{b64}\n-----END {label}-----\n")
     }
 
-    /// Review (review19): the crash points of a rotation that the code
+    /// the crash points of a rotation that the code
     /// handles. A staged key its store never recorded is dropped; one it
     /// recorded is put in place with the old key kept as `F.retired-1`.
     #[test]
-    fn review_a_rotation_cut_short_is_settled_at_the_next_start() {
+    fn a_rotation_cut_short_is_settled_at_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("alpha.signing.pem");
         let (old, new) = (generate_signing_key(), generate_signing_key());
@@ -1588,14 +1588,14 @@ mod tests {
         );
     }
 
-    /// Review (review19): a crash while `F.next` is being written (before
+    /// a crash while `F.next` is being written (before
     /// the rotation can have been recorded: stage_signing_key writes it in
     /// place, not by rename) leaves half a key there. docs/protocol.md says
     /// "the next start removes `F.next`"; settle_signing_key instead fails
     /// to parse it and the node refuses to start until an operator deletes
     /// the file by hand.
     #[test]
-    fn review_a_key_file_cut_short_while_staged_does_not_stop_the_start() {
+    fn a_key_file_cut_short_while_staged_does_not_stop_the_start() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("alpha.signing.pem");
         let (old, new) = (generate_signing_key(), generate_signing_key());

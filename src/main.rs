@@ -1437,9 +1437,13 @@ fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
                         "reason": d.reason,
                     }));
                 }
-                Usage(format!(
-                    "{source}: disagrees with a cosigned head at {d}: the processing log was rewritten"
-                ))
+                if d.reason.starts_with("not evidence") {
+                    Usage(format!("{source}: --witness: {d}"))
+                } else {
+                    Usage(format!(
+                        "{source}: disagrees with a cosigned head at {d}: the processing log was rewritten"
+                    ))
+                }
             })?;
             if json {
                 let mut out = serde_json::json!({

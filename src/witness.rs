@@ -148,12 +148,6 @@ pub fn judge(held: Option<&HeadBody>, new: &HeadBody) -> Judgement {
             ))
         };
     }
-    if new.seq - held.seq > MAX_SEGMENT {
-        return Judgement::Inconsistent(format!(
-            "head at entry {} is more than {MAX_SEGMENT} entries past the head at entry {} cosigned before",
-            new.seq, held.seq
-        ));
-    }
     Judgement::NeedSegment { from: held.seq }
 }
 
@@ -171,7 +165,10 @@ pub fn check_segment(
     hashes: &[[u8; 32]],
 ) -> Result<(), Inconsistent> {
     let want = new.seq.saturating_sub(held.seq) + 1;
-    if hashes.len() as u64 != want {
+    // Beyond one segment only the two ends are sent (the hashes between
+    // prove nothing without the entries anyway).
+    let ends_only = want > MAX_SEGMENT + 1 && hashes.len() == 2;
+    if hashes.len() as u64 != want && !ends_only {
         return Err(Inconsistent(format!(
             "consistency answer has {} hashes for entries {}..={} ({want} expected)",
             hashes.len(),
@@ -225,10 +222,13 @@ mod tests {
             judge(Some(&head(5, 1)), &head(8, 9)),
             Judgement::NeedSegment { from: 5 }
         );
-        assert!(matches!(
+        assert_eq!(
             judge(Some(&head(5, 1)), &head(6 + MAX_SEGMENT, 9)),
-            Judgement::Inconsistent(_)
-        ));
+            Judgement::NeedSegment { from: 5 }
+        );
+        let far = head(6 + MAX_SEGMENT, 9);
+        assert!(check_segment(&head(5, 1), &far, &[[1; 32], [9; 32]]).is_ok());
+        assert!(check_segment(&head(5, 1), &far, &[[2; 32], [9; 32]]).is_err());
         let (held, new) = (head(5, 1), head(7, 9));
         assert!(check_segment(&held, &new, &[[1; 32], [3; 32], [9; 32]]).is_ok());
         // The chain now holds something else at the cosigned entry.

@@ -822,11 +822,13 @@ async fn rotate_key(
             "retired_key_file": retired,
         }))
     })
-    .await?;
+    .await;
     // Links proved the old key: they start again with the new one (and
-    // the statement in their `Hello`).
+    // the statement in their `Hello`), also when the key file could not
+    // be replaced (the new key is in force either way, unless nothing was
+    // recorded, when restarting them costs only a reconnection).
     s.links.restart_all("signing key rotated");
-    Ok(Json(answer).into_response())
+    Ok(Json(answer?).into_response())
 }
 
 /// One cosigned head of this node's processing log, as `vigil audit
@@ -842,6 +844,12 @@ pub struct WitnessView {
     pub hash: String,
     /// When the witness cosigned (RFC 3339).
     pub at: String,
+    /// The cosignature itself (base64 of its postcard encoding,
+    /// docs/format.md#witnessing): what `audit verify --witness` checks.
+    pub cosignature: String,
+    /// The witness's signing key as this node pins it now, to check the
+    /// cosignature with (an auditor compares it with the witness's own).
+    pub witness_key: String,
 }
 
 /// `GET /v1/audit/witnesses`: every cosigned head of this node's
@@ -854,12 +862,23 @@ async fn audit_witnesses(State(s): State<AppState>) -> Result<Response, ApiError
     .await?;
     let out: Vec<WitnessView> = all
         .into_iter()
-        .map(|c| WitnessView {
-            witness: c.witness,
-            node: c.node,
-            seq: c.seq,
-            hash: hex::encode(c.hash),
-            at: crate::time::rfc3339(c.at),
+        .map(|(c, signed)| {
+            use base64::Engine;
+            WitnessView {
+                witness_key: s
+                    .core
+                    .key_of(&c.witness)
+                    .map(|k| format_public_key(&k))
+                    .unwrap_or_default(),
+                witness: c.witness,
+                node: c.node,
+                seq: c.seq,
+                hash: hex::encode(c.hash),
+                at: crate::time::rfc3339(c.at),
+                cosignature: postcard::to_allocvec(&signed)
+                    .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+                    .unwrap_or_default(),
+            }
         })
         .collect();
     Ok(Json(out).into_response())

@@ -251,13 +251,18 @@ impl Exchange {
     ) -> Result<Vec<(HitReport, bool)>, StoreError> {
         let mut accepted = Vec::new();
         for (seq, h) in reports {
-            let at = h.peek().map_or(0, |b| b.at);
-            let verdict = match h.verify(|r| {
-                if r == self.me() {
-                    None
-                } else {
-                    self.key_at(r, at)
+            let verdict = match h.peek().and_then(|b| {
+                let keys = self.report_keys(&b.reporter, b.at);
+                let mut last = Err(crate::notice::NoticeError::UnknownOrigin(
+                    b.reporter.clone(),
+                ));
+                for k in keys {
+                    last = h.verify(|_| Some(k));
+                    if last.is_ok() {
+                        break;
+                    }
                 }
+                last
             }) {
                 Err(e) => Err(format!("hit report: {e}")),
                 Ok(body) => match hit_text_fault(&body) {
@@ -642,8 +647,19 @@ impl Exchange {
                     h.reporter, h.origin
                 )),
                 Item::Delivery(d) => {
-                    let at = d.peek().map_or(0, |b| b.at);
-                    match d.verify(|r| if r == self.me() { None } else { self.key_at(r, at) }) {
+                    let verified = d.peek().and_then(|b| {
+                        let mut last = Err(crate::notice::NoticeError::UnknownOrigin(
+                            b.receiver.clone(),
+                        ));
+                        for k in self.report_keys(&b.receiver, b.at) {
+                            last = d.verify(|_| Some(k));
+                            if last.is_ok() {
+                                break;
+                            }
+                        }
+                        last
+                    });
+                    match verified {
                         Err(e) => Err(format!("delivery report: {e}")),
                         Ok(b) if b.origin == self.me() => {
                             self.delivery_outcomes(&b, peer, &actor, &mut outcomes, out)?;

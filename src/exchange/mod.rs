@@ -104,6 +104,9 @@ pub struct Exchange {
     events: crate::events::Bus,
     /// Counts of what this exchange decided, for `/metrics`.
     metrics: crate::metrics::Metrics,
+    /// Per member: when a head of its was last refused with an audit
+    /// entry and an alert ([`witness`]): at most one an hour each.
+    witness_refused: Mutex<HashMap<String, i64>>,
 }
 
 /// A sender's context as received: (sender, [`SealedPart::context_id`]).
@@ -133,6 +136,7 @@ impl Exchange {
             senders: Mutex::new(HashMap::new()),
             receivers: Mutex::new(HashMap::new()),
             metrics: crate::metrics::Metrics::default(),
+            witness_refused: Mutex::new(HashMap::new()),
         }
     }
 

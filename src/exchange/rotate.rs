@@ -18,6 +18,11 @@ use crate::notice::rotation::{Extended, KeyRing, Rotation, RotationBody, Rotatio
 use crate::notice::{Envelope, NoticeError};
 use crate::store::{AuditDraft, Operation, StoreError};
 
+/// How far from a report's own time a rotation may be for the key before
+/// it to still count: a report made just before a rotation can go out
+/// stamped in the same second or after.
+const REPORT_GRACE: i64 = 600;
+
 /// Why this node's key was not rotated.
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
@@ -118,10 +123,9 @@ impl Exchange {
     }
 
     /// This node's own rotation statements, oldest first: what each
-    /// `Hello` carries.
+    /// `Hello` carries (none after an operator replaced the key).
     pub fn own_rotations(&self) -> Vec<Rotation> {
-        self.store
-            .ring(self.me())
+        self.ring_of(self.me())
             .map_or_else(Vec::new, |r| r.statements().to_vec())
     }
 
@@ -138,6 +142,21 @@ impl Exchange {
         }
         self.store.flush()?;
         Ok(())
+    }
+
+    /// The keys a report of `origin` timed `at` may be signed with (see
+    /// [`KeyRing::keys_near`]); none for this node itself.
+    pub fn report_keys(&self, origin: &str, at: i64) -> Vec<VerifyingKey> {
+        if origin == self.me() {
+            return Vec::new();
+        }
+        let Some(pin) = self.pin_of(origin) else {
+            return Vec::new();
+        };
+        match self.store.ring(origin) {
+            Some(r) if r.holds(&pin) => r.keys_near(at, REPORT_GRACE),
+            _ => vec![pin],
+        }
     }
 
     /// Every key of `origin`, oldest first.
@@ -202,9 +221,10 @@ impl Exchange {
                     at: now,
                 };
                 let statement = Rotation::sign(&old, &new, &body)?;
+                // From the rotations still followed: none after an
+                // operator replaced the key.
                 let mut ring = self
-                    .store
-                    .ring(&me)
+                    .ring_of(&me)
                     .map_or_else(|| KeyRing::new(&me, old.verifying_key()), |r| (*r).clone());
                 ring.extend(&statement)?;
                 let audit = AuditDraft {
@@ -271,13 +291,24 @@ impl Exchange {
                 ))
             };
         }
-        let mut ring = match self.ring_of(&node) {
-            Some(r) => (*r).clone(),
-            None => {
-                return Err(AcceptRotationError::Refused(format!(
-                    "rotation statement of `{node}`, which is not a member"
-                )))
+        let Some(trusted) = self.ring_of(&node) else {
+            return Err(AcceptRotationError::Refused(format!(
+                "rotation statement of `{node}`, which is not a member"
+            )));
+        };
+        // Rotations recorded before a pin that is ahead of them are
+        // extended when the statement leads them to the pin, so no key
+        // before it is lost; otherwise only the trusted ring is.
+        let pin = self.pin_of(&node);
+        let mut ring = match self.store.ring(&node) {
+            Some(recorded) if *recorded != *trusted => {
+                let mut r = (*recorded).clone();
+                match (r.extend(statement), pin) {
+                    (Ok(Extended::Added), Some(p)) if r.holds(&p) => (*recorded).clone(),
+                    _ => (*trusted).clone(),
+                }
             }
+            _ => (*trusted).clone(),
         };
         match ring.extend(statement) {
             Ok(Extended::Known) => Ok(Extended::Known),
@@ -322,13 +353,20 @@ impl Exchange {
     /// on the rotated key); a pin the recorded rotations never reach is an
     /// operator's replacement, which sets them aside (audited).
     pub fn check_pins(&self, now: i64) -> Result<Vec<PinCheck>, KeyCheckError> {
+        let _ = now;
         let own = self.signer().verifying_key();
         if let Some(r) = self.store.ring(self.me()) {
-            if r.current() != own {
+            if r.holds(&own) && r.current() != own {
                 return Err(KeyCheckError::OwnKeyBehind {
                     recorded: format_public_key(&r.current()),
                     configured: format_public_key(&own),
                 });
+            }
+            if !r.holds(&own) {
+                // The operator put a new key in the key file (a
+                // compromised one replaced): this node's own rotations are
+                // no longer followed, nor sent in its Hello.
+                warn!(key = %format_public_key(&own), "the signing key file holds a key none of this node's recorded rotations lead to: an operator's replacement; those rotations are no longer followed");
             }
         }
         let mut found = Vec::new();
@@ -341,23 +379,10 @@ impl Exchange {
                 continue;
             };
             if !ring.holds(&pin) {
-                warn!(member = %node, pinned = %format_public_key(&pin), "the pinned key is none the member's recorded rotations lead to: an operator's replacement; the recorded rotations are set aside");
-                self.store.forget_ring(
-                    &node,
-                    &[AuditDraft {
-                        actor: "node".into(),
-                        operation: Operation::Alter,
-                        notice: None,
-                        peer: Some(node.clone()),
-                        justification: None,
-                        decision: format!(
-                            "recorded key rotations of {node} set aside: the config pins {}, which they do not lead to",
-                            format_public_key(&pin)
-                        ),
-                    }],
-                    now,
-                )?;
-                self.store.flush()?;
+                // Kept, not followed: the pin may be an operator's
+                // replacement, or a key the member rotated to whose
+                // statement has not come yet (it then extends them).
+                warn!(member = %node, pinned = %format_public_key(&pin), "the pinned key is none the member's recorded rotations lead to (an operator's replacement, or a rotation not yet received): the pin alone is followed until they reach it");
                 found.push(PinCheck::RotationsSetAside { member: node });
             } else if ring.current() != pin {
                 let current = format_public_key(&ring.current());

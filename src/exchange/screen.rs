@@ -408,9 +408,10 @@ impl Exchange {
             if peek.origin != self.me() {
                 continue;
             }
-            let verified = r
-                .verify(|o| (o != self.me()).then(|| self.key_at(o, peek.at)).flatten())
-                .is_ok();
+            let verified = self
+                .report_keys(&peek.reporter, peek.at)
+                .into_iter()
+                .any(|k| r.verify(|_| Some(k)).is_ok());
             let id = r.id();
             out.push(HitView {
                 id: hex::encode(id),

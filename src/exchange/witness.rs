@@ -14,6 +14,9 @@ use crate::witness::{
     check_segment, judge, CosignBody, Cosignature, HeadBody, Judgement, SignedHead, MAX_SEGMENT,
 };
 
+/// Seconds between two recorded refusals of one member's heads.
+const REFUSAL_EVERY: i64 = 3600;
+
 /// Why a witnessing step failed (the link goes on; the step is dropped).
 #[derive(Debug, thiserror::Error)]
 pub enum WitnessError {
@@ -72,17 +75,32 @@ impl Exchange {
     /// witness that asked; refused beyond [`MAX_SEGMENT`] or for entries
     /// this log does not hold.
     pub fn answer_ask(&self, head: &HeadBody, from: u64) -> Result<Vec<[u8; 32]>, WitnessError> {
-        if from > head.seq || head.seq - from > MAX_SEGMENT || from == 0 {
+        self.answer_range(from, head.seq)
+    }
+
+    /// The hashes of entries `from..=to` of this node's log: all of them
+    /// within one segment ([`MAX_SEGMENT`]), only the two ends beyond.
+    pub fn answer_range(&self, from: u64, to: u64) -> Result<Vec<[u8; 32]>, WitnessError> {
+        if from > to || from == 0 {
             return Err(WitnessError::Bad(format!(
-                "consistency request from entry {from} for a head at entry {}",
-                head.seq
+                "consistency request from entry {from} to entry {to}"
             )));
         }
-        let hashes = self.store.audit_hashes(from, head.seq)?;
-        if hashes.len() as u64 != head.seq - from + 1 {
+        let hashes = if to - from > MAX_SEGMENT {
+            let mut ends = self.store.audit_hashes(from, from)?;
+            ends.extend(self.store.audit_hashes(to, to)?);
+            ends
+        } else {
+            self.store.audit_hashes(from, to)?
+        };
+        let want = if to - from > MAX_SEGMENT {
+            2
+        } else {
+            to - from + 1
+        };
+        if hashes.len() as u64 != want {
             return Err(WitnessError::Bad(format!(
-                "this processing log does not hold entries {from}..={}",
-                head.seq
+                "this processing log does not hold entries {from}..={to}"
             )));
         }
         Ok(hashes)
@@ -102,13 +120,13 @@ impl Exchange {
         let body = c
             .verify(&key)
             .map_err(|e| WitnessError::Bad(format!("cosignature: {e}")))?;
-        if body.witness != witness
-            || body.node != self.me()
-            || body.seq != sent.seq
-            || body.hash != sent.hash
-        {
+        // A head of this log, if not the one last sent (a cosignature for
+        // an earlier head may cross a newer head on the way).
+        let _ = sent;
+        let ours = self.store.audit_hashes(body.seq, body.seq)?;
+        if body.witness != witness || body.node != self.me() || ours.first() != Some(&body.hash) {
             return Err(WitnessError::Bad(
-                "the cosignature names another head or other nodes".into(),
+                "the cosignature names no head of this processing log".into(),
             ));
         }
         self.store.record_cosignature(witness, body.seq, c)?;
@@ -119,12 +137,12 @@ impl Exchange {
 
     /// Every cosigned head this node holds for itself (`vigil audit
     /// witnesses`).
-    pub fn witnesses(&self) -> Result<Vec<CosignBody>, WitnessError> {
+    pub fn witnesses(&self) -> Result<Vec<(CosignBody, Cosignature)>, WitnessError> {
         Ok(self
             .store
             .cosignatures()?
-            .iter()
-            .filter_map(|c| c.peek().ok())
+            .into_iter()
+            .filter_map(|c| c.peek().ok().map(|b| (b, c)))
             .collect())
     }
 
@@ -216,6 +234,24 @@ impl Exchange {
         why: String,
         now: i64,
     ) -> Result<WitnessStep, WitnessError> {
+        {
+            // The member hears every refusal; the log, the processing log
+            // and the desk hear of its heads at most once an hour.
+            let mut last = self
+                .witness_refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last
+                .get(node)
+                .is_some_and(|t| now.saturating_sub(*t) < REFUSAL_EVERY)
+            {
+                return Ok(WitnessStep::Refuse(why));
+            }
+            if last.len() >= 1024 {
+                last.clear();
+            }
+            last.insert(node.to_string(), now);
+        }
         warn!(peer = %node, seq = new.seq, reason = %why, "processing-log head refused: it does not extend the head cosigned before");
         self.store.audit(
             &[AuditDraft {

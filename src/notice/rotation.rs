@@ -231,6 +231,27 @@ impl KeyRing {
         VerifyingKey::from_bytes(&key).unwrap_or_else(|_| unreachable_key())
     }
 
+    /// Every key in force at some time within `grace` seconds of `at`: a
+    /// statement without a sequence number (a hit or delivery report)
+    /// signed just before a rotation may carry the rotation's second or a
+    /// later one, so its time alone cannot say which key signed it.
+    pub fn keys_near(&self, at: i64, grace: i64) -> Vec<VerifyingKey> {
+        let mut out = Vec::new();
+        let mut start = i64::MIN;
+        let mut key = self.first;
+        for r in &self.chain {
+            if start <= at.saturating_add(grace) && r.at > at.saturating_sub(grace) {
+                out.extend(VerifyingKey::from_bytes(&key).ok());
+            }
+            start = r.at;
+            key = r.new_key;
+        }
+        if start <= at.saturating_add(grace) {
+            out.extend(VerifyingKey::from_bytes(&key).ok());
+        }
+        out
+    }
+
     /// The rotation that retired a key signing message `seq` if that key
     /// is not the one for `seq`: how a message signed by a retired key
     /// after its rotation (equivocation) is told from a forgery.
@@ -315,10 +336,21 @@ impl KeyRing {
         }
         let mut left: Vec<&Rotation> = statements.iter().collect();
         let mut added = Vec::new();
+        let mut forward = true;
         while !left.is_empty() {
             let before = left.len();
             let mut rest = Vec::new();
+            // Alternate directions: a chain sent oldest first links
+            // forward from an old key in one pass and backward from the
+            // current key in one pass.
+            if !forward {
+                left.reverse();
+            }
+            forward = !forward;
             for r in left {
+                if self.statements.contains(r) {
+                    continue;
+                }
                 match self.extend(r) {
                     Ok(Extended::Added) => added.push(r.clone()),
                     Ok(Extended::Known) => {}

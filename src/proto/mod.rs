@@ -79,10 +79,10 @@ pub enum Message {
     WitnessHead(crate::witness::SignedHead),
     /// Member → node: the hashes of your entries from this one to the head
     /// you sent, please (the head it holds is at `from`).
-    WitnessAsk { from: u64 },
+    WitnessAsk { from: u64, to: u64 },
     /// Node → member: those hashes, in order (at most
     /// [`crate::witness::MAX_SEGMENT`] + 1).
-    WitnessSegment { hashes: Vec<[u8; 32]> },
+    WitnessSegment { to: u64, hashes: Vec<[u8; 32]> },
     /// Member → node: its cosignature of the head.
     Cosigned(crate::witness::Cosignature),
     /// Member → node: the head does not extend the one it cosigned before.

@@ -1,4 +1,4 @@
-//! Review of witnessing (review19): the exchange's witnessing steps
+//! Witnessing: the exchange's witnessing steps
 //! (head_for, judge_head, answer_ask, judge_segment, accept_cosignature)
 //! called in the order the link driver (src/net/link.rs, `Witnessing`)
 //! calls them, on the deterministic harness's real exchanges and stores.

@@ -1,4 +1,4 @@
-//! Review of the signing-key rotation (review19), on the deterministic
+//! Signing-key rotation on the deterministic
 //! harness: real exchanges and stores, simulated clock.
 
 use rand::SeedableRng;
@@ -74,10 +74,7 @@ fn a_hit_report_signed_just_before_the_rotation_reaches_the_origin_verified() {
     h.run(STEPS).unwrap();
     let home = h.node("bravo").unwrap().hits_received().unwrap();
     let text = h.node("bravo").unwrap().audit_export().unwrap();
-    let refused: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("\"reject\""))
-        .collect();
+    let refused: Vec<&str> = text.lines().filter(|l| l.contains("\"reject\"")).collect();
     assert!(refused.is_empty(), "bravo refused: {refused:#?}");
     assert_eq!(home.len(), 1, "{home:?}");
     assert_eq!(home[0].notice_id, id.to_string());
@@ -93,7 +90,7 @@ fn a_hit_report_signed_just_before_the_rotation_reaches_the_origin_verified() {
 /// the operator the key file is "out of date"). Members, for their part,
 /// set a pin the recorded rotations do not reach aside; the node itself
 /// has no such way (and its Hello would still carry the stale rotations,
-/// which members refuse: see proto::session's review test).
+/// which members refuse: see proto::session's tests).
 #[test]
 fn a_node_that_rotated_before_starts_on_an_operators_replacement_key() {
     let mut h = pair(22);
@@ -121,7 +118,7 @@ fn a_node_that_rotated_before_starts_on_an_operators_replacement_key() {
     );
 }
 
-/// Held up (review19): a member that learns a rotation refuses the
+/// Held up : a member that learns a rotation refuses the
 /// retired key's notices numbered after the hand-over on the network path
 /// (check_received), not only on import.
 #[test]
@@ -153,7 +150,14 @@ fn held_a_notice_of_the_retired_key_after_the_hand_over_is_refused_on_the_feed()
         is_member: &|m| m == "bravo",
     };
     let (_, env) = input
-        .seal(&ctx, &old, 1, None, Action::Issue, &mut vigil::identity::os_rng())
+        .seal(
+            &ctx,
+            &old,
+            1,
+            None,
+            Action::Issue,
+            &mut vigil::identity::os_rng(),
+        )
         .unwrap();
     let _ = h.take_sent("alpha");
     let hello = h.hello("alpha", "bravo", 77, &old);
@@ -204,7 +208,12 @@ fn a_pin_updated_early_does_not_lose_the_keys_before_it() {
     h.connect("hub", "s1").unwrap();
     h.run(STEPS).unwrap();
     assert_eq!(
-        h.node("s2").unwrap().ring_of("s1").unwrap().rotations().len(),
+        h.node("s2")
+            .unwrap()
+            .ring_of("s1")
+            .unwrap()
+            .rotations()
+            .len(),
         1,
         "s2 learned s1's first rotation through the hub"
     );

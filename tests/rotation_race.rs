@@ -1,4 +1,4 @@
-//! Review of the key rotation (review19): two `POST /v1/key/rotate` at
+//! Key rotation asked twice at once: two `POST /v1/key/rotate` at
 //! once (an operator's retry, two operators). Each request stages its new
 //! key as `F.next` (stage_signing_key removes whatever is there first),
 //! and the first to be recorded renames whatever `F.next` then holds over
@@ -63,12 +63,7 @@ fn key_rotations_asked_at_once_leave_a_node_that_starts_again() {
         let before = std::fs::read_to_string(&log).unwrap_or_default().len();
         let child = vigil_cmd(&["run", "--config", a.cfg()])
             .stdout(std::process::Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            )
+            .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
             .spawn()
             .unwrap();
         let mut guard = ChildGuard(child);
@@ -86,8 +81,11 @@ fn key_rotations_asked_at_once_leave_a_node_that_starts_again() {
             config: a.config.clone(),
             log: log.clone(),
         };
-        wait_within("alpha's admin API", Duration::from_secs(30), Duration::from_millis(100), || {
-            (vigil(&["peers", "--config", na.cfg(), "--json"]).code == Some(0)).then_some(())
-        });
+        wait_within(
+            "alpha's admin API",
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || (vigil(&["peers", "--config", na.cfg(), "--json"]).code == Some(0)).then_some(()),
+        );
     }
 }
