@@ -30,33 +30,6 @@ const POLL: Duration = Duration::from_millis(100);
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-fn admin_addr(config: &str) -> String {
-    let text = fs::read_to_string(config).unwrap();
-    let admin = text.split("[admin]").nth(1).unwrap();
-    admin
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("listen = "))
-        .unwrap()
-        .trim_matches('"')
-        .to_string()
-}
-
-fn add_officer(node: &RunningNode, name: &str, role: &str) -> String {
-    let out = vigil(&[
-        "officer",
-        "add",
-        "--config",
-        node.cfg(),
-        "--name",
-        name,
-        "--role",
-        role,
-    ]);
-    out.assert_ok("officer add");
-    let path = PathBuf::from(out.stdout.trim().lines().last().unwrap());
-    fs::read_to_string(path).unwrap().trim().to_string()
-}
-
 /// ChromeDriver on a free loopback port, killed when dropped.
 struct Driver {
     child: ChildGuard,
@@ -187,8 +160,8 @@ async fn the_desk_works_the_console_in_a_real_browser() {
     b.add_member(&a);
     let (na, nb) = (a.start(), b.start());
     let (alpha, bravo) = (
-        format!("http://{}", admin_addr(na.cfg())),
-        format!("http://{}", admin_addr(nb.cfg())),
+        format!("http://{}", admin_listen_of(na.cfg())),
+        format!("http://{}", admin_listen_of(nb.cfg())),
     );
     let mut n = wanted_notice("Browser-Subject", "Ilse", "1980-04-01");
     n["subject"]["identifiers"] =
@@ -203,9 +176,9 @@ async fn the_desk_works_the_console_in_a_real_browser() {
         nb.list().iter().any(|v| v["id"] == json!(id)).then_some(())
     });
     let (dana, oscar, sam) = (
-        add_officer(&nb, "dana", "desk"),
-        add_officer(&na, "oscar", "desk"),
-        add_officer(&na, "sam", "supervisor"),
+        officer_token(&nb, "dana", "desk"),
+        officer_token(&na, "oscar", "desk"),
+        officer_token(&na, "sam", "supervisor"),
     );
 
     let driver = Driver::start();

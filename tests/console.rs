@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
@@ -83,33 +82,6 @@ fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body:
     }
 }
 
-fn admin_addr(config: &str) -> String {
-    let text = fs::read_to_string(config).unwrap();
-    let admin = text.split("[admin]").nth(1).unwrap();
-    admin
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("listen = "))
-        .unwrap()
-        .trim_matches('"')
-        .to_string()
-}
-
-fn add_officer(node: &RunningNode, name: &str, role: &str) -> String {
-    let out = vigil(&[
-        "officer",
-        "add",
-        "--config",
-        node.cfg(),
-        "--name",
-        name,
-        "--role",
-        role,
-    ]);
-    out.assert_ok("officer add");
-    let path = PathBuf::from(out.stdout.trim().lines().last().unwrap());
-    fs::read_to_string(path).unwrap().trim().to_string()
-}
-
 /// Signs in; returns the cookie header to send.
 fn sign_in(addr: &str, token: &str) -> String {
     let a = request(
@@ -137,7 +109,7 @@ fn officers_sign_in_and_read_the_inbox_and_forged_forms_are_refused() {
     a.add_member(&b);
     b.add_member(&a);
     let (na, nb) = (a.start(), b.start());
-    let addr = admin_addr(na.cfg());
+    let addr = admin_listen_of(na.cfg());
 
     // bravo issues a notice to alpha.
     let mut n = wanted_notice("Okonkwo-Console", "Ilse", "1980-04-01");
@@ -150,7 +122,7 @@ fn officers_sign_in_and_read_the_inbox_and_forged_forms_are_refused() {
     wait_within("alpha holding bravo's notice", DEADLINE, POLL, || {
         na.list().iter().any(|v| v["id"] == json!(id)).then_some(())
     });
-    let dana = add_officer(&na, "dana", "desk");
+    let dana = officer_token(&na, "dana", "desk");
 
     // Without a session: the sign-in page, with the strict policy.
     let a0 = request(&addr, "GET", "/", &[], "");
@@ -359,7 +331,7 @@ fn a_desk_screens_with_a_justification_and_the_origin_sees_the_hit_live() {
     a.add_member(&b);
     b.add_member(&a);
     let (na, nb) = (a.start(), b.start());
-    let (alpha_addr, bravo_addr) = (admin_addr(na.cfg()), admin_addr(nb.cfg()));
+    let (alpha_addr, bravo_addr) = (admin_listen_of(na.cfg()), admin_listen_of(nb.cfg()));
 
     // alpha's notice about a subject with a passport, held by bravo.
     let mut n = wanted_notice("Vasquez-Live", "Ilse", "1980-04-01");
@@ -375,7 +347,7 @@ fn a_desk_screens_with_a_justification_and_the_origin_sees_the_hit_live() {
     });
 
     // The origin's desk watches its hits page, live.
-    let oscar = sign_in(&alpha_addr, &add_officer(&na, "oscar", "desk"));
+    let oscar = sign_in(&alpha_addr, &officer_token(&na, "oscar", "desk"));
     let before = request(
         &alpha_addr,
         "GET",
@@ -396,7 +368,7 @@ fn a_desk_screens_with_a_justification_and_the_origin_sees_the_hit_live() {
 
     // bravo's desk screens: the form's token and a justification are
     // required, and a bad field is named next to it.
-    let dana = sign_in(&bravo_addr, &add_officer(&nb, "dana", "desk"));
+    let dana = sign_in(&bravo_addr, &officer_token(&nb, "dana", "desk"));
     let form = request(
         &bravo_addr,
         "GET",
@@ -578,9 +550,9 @@ fn a_supervisor_issues_through_the_form_and_a_desk_cannot() {
     a.add_member(&b);
     b.add_member(&a);
     let (na, nb) = (a.start(), b.start());
-    let addr = admin_addr(na.cfg());
-    let sam = sign_in(&addr, &add_officer(&na, "sam", "supervisor"));
-    let dana = sign_in(&addr, &add_officer(&na, "dana", "desk"));
+    let addr = admin_listen_of(na.cfg());
+    let sam = sign_in(&addr, &officer_token(&na, "sam", "supervisor"));
+    let dana = sign_in(&addr, &officer_token(&na, "dana", "desk"));
 
     let page = request(&addr, "GET", "/console/issue", &[("Cookie", &sam)], "");
     assert_eq!(page.status, 200);

@@ -443,3 +443,35 @@ impl RunningNode {
         }
     }
 }
+
+/// The `[admin] listen` address of a config file.
+pub fn admin_listen_of(config: &str) -> String {
+    let text = fs::read_to_string(config).expect("read config");
+    let admin = text.split("[admin]").nth(1).expect("an [admin] section");
+    admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("listen = "))
+        .expect("[admin] listen")
+        .trim_matches('"')
+        .to_string()
+}
+
+/// `vigil officer add` on a running node; returns the officer's token.
+pub fn officer_token(node: &RunningNode, name: &str, role: &str) -> String {
+    let out = vigil(&[
+        "officer",
+        "add",
+        "--config",
+        node.cfg(),
+        "--name",
+        name,
+        "--role",
+        role,
+    ]);
+    out.assert_ok("officer add");
+    let path = PathBuf::from(out.stdout.trim().lines().last().expect("a token file"));
+    fs::read_to_string(path)
+        .expect("read the token")
+        .trim()
+        .to_string()
+}
