@@ -94,6 +94,22 @@ impl Driver {
     }
 }
 
+/// Script run in the page: POSTs a notice to `arguments[0]` from the
+/// page itself, once with the page's form token and once without, and
+/// answers both statuses.
+const FORGE: &str = r#"
+const done = arguments[arguments.length - 1];
+const token = document.querySelector("input[name=csrf]").value;
+const body = "kind=wanted&purpose=locate-arrest&legal_basis=x&summary=x&case_ref=x&contact=x&confirm=yes";
+const post = (b) => fetch(arguments[0], {
+  method: "POST",
+  credentials: "same-origin",
+  headers: { "Content-Type": "application/x-www-form-urlencoded" },
+  body: b,
+}).then((r) => r.status);
+Promise.all([post("csrf=" + token + "&" + body), post(body)]).then(done, (e) => done(String(e)));
+"#;
+
 /// Saves what the browser shows as `target/console-screenshots/NAME.png`.
 async fn shot(c: &Client, name: &str) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
@@ -268,11 +284,29 @@ async fn the_desk_works_the_console_in_a_real_browser() {
     })
     .await;
     assert!(!src.contains("name=\"legal_basis\""));
+    shot(&origin, "not-allowed").await;
+    // A POST forged from the desk's own page (its session, its form
+    // token) is refused by role, and one without the token is refused too.
+    let statuses = origin
+        .execute_async(FORGE, vec![json!("/console/issue")])
+        .await
+        .unwrap();
+    assert_eq!(statuses, json!([403, 403]), "forged issue POSTs");
     origin.close().await.unwrap();
 
-    // A supervisor issues through the form: a bad field first.
+    // A supervisor issues through the form: a bad field first. A POST of
+    // the page without its form token is refused first.
     let sup = driver.browser("sam").await;
     sign_in(&sup, &alpha, &sam).await;
+    let statuses = sup
+        .execute_async(FORGE, vec![json!("/console/issue")])
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses[1],
+        json!(403),
+        "a supervisor's POST without the form token"
+    );
     sup.goto(&format!("{alpha}/console/issue")).await.unwrap();
     sup.wait()
         .at_most(DEADLINE)
