@@ -55,6 +55,11 @@ struct ConsoleSession {
     last_used: Instant,
 }
 
+/// Where a cookie value's session is kept: its SHA-256.
+fn session_key(id: &str) -> [u8; 32] {
+    Sha256::digest(id.as_bytes()).into()
+}
+
 /// The console's sessions, by SHA-256 of the cookie value (so memory
 /// holds nothing a client could present).
 #[derive(Default)]
@@ -86,13 +91,13 @@ impl Sessions {
                 map.remove(&oldest);
             }
         }
-        map.insert(Sha256::digest(id.as_bytes()).into(), s);
+        map.insert(session_key(&id), s);
         id
     }
 
     /// The live session for a cookie value, its use recorded.
     fn touch(&self, id: &str) -> Option<ConsoleSession> {
-        let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+        let key = session_key(id);
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         match map.get_mut(&key) {
             Some(s) if s.last_used.elapsed() < IDLE => {
@@ -110,7 +115,7 @@ impl Sessions {
     /// Whether the session for a cookie value is still open (without
     /// counting as a use: a live page does not keep a session alive).
     fn alive(&self, id: &str) -> bool {
-        let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+        let key = session_key(id);
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -119,7 +124,7 @@ impl Sessions {
     }
 
     fn close(&self, id: &str) {
-        let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+        let key = session_key(id);
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -119,8 +119,6 @@ pub enum ProtoError {
     RateLimited(&'static str),
     #[error("the peer did not prove the member's signing key: {0}")]
     NotProven(&'static str),
-    #[error("key rotation in hello: {0}")]
-    BadRotation(String),
 }
 
 /// Application close codes of a link, so a refused or closed peer learns
