@@ -59,84 +59,119 @@ fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> MeshError + '_ {
     move |e| MeshError::Setup(format!("{what}: {e}"))
 }
 
+/// What [`write_files`] wrote: the CA, and per node (in the order given)
+/// its config and its public signing key.
+pub struct MeshFiles {
+    pub ca: CaFiles,
+    pub configs: Vec<PathBuf>,
+    /// `ed25519:BASE64`, as `vigil id` prints it and members pin it.
+    pub signing_keys: Vec<String>,
+}
+
+/// Where one node of a mesh listens: QUIC for members, HTTP for its admin API.
+#[derive(Clone, Copy, Debug)]
+pub struct MeshAddrs {
+    pub quic: std::net::SocketAddr,
+    pub admin: std::net::SocketAddr,
+}
+
+/// Writes a throw-away federation under `dir`: `ca.crt` (the CA key stays
+/// in memory) and for each node `dir/ID/` with its signing, encryption and
+/// TLS keys, certificate, admin token and `vigil.toml`, every member pinned
+/// and addressed by `addrs` (same order as `specs`). Shared by the
+/// in-process [`LocalMesh`] and `vigil mesh up`, so both run the same configs.
+pub fn write_files(
+    dir: &Path,
+    specs: &[MeshNode],
+    addrs: &[MeshAddrs],
+) -> Result<MeshFiles, MeshError> {
+    if specs.len() != addrs.len() {
+        return Err(MeshError::Setup(format!(
+            "{} nodes but {} addresses",
+            specs.len(),
+            addrs.len()
+        )));
+    }
+    let ca = identity::generate_ca("vigil test federation CA").map_err(setup("CA"))?;
+    std::fs::create_dir_all(dir).map_err(setup("mesh dir"))?;
+    let ca_path = dir.join("ca.crt");
+    std::fs::write(&ca_path, &ca.cert_pem).map_err(setup("ca.crt"))?;
+    let mut keys = Vec::new();
+    let mut encryption_keys = Vec::new();
+    for s in specs {
+        let nd = dir.join(&s.id);
+        std::fs::create_dir_all(&nd).map_err(setup("node dir"))?;
+        let signing = identity::generate_signing_key();
+        let tls = identity::issue_node_cert(&ca, &s.id).map_err(setup("certificate"))?;
+        let pem = identity::signing_key_pem(&signing).map_err(setup("signing key"))?;
+        identity::write_private(&nd.join("signing.pem"), &pem).map_err(setup("signing key"))?;
+        let decryption = DecryptionKey::generate(&mut crate::identity::os_rng());
+        identity::write_private(&nd.join("encryption.key"), key_file_text(&decryption))
+            .map_err(setup("encryption key"))?;
+        identity::write_private(&nd.join("tls.key"), &tls.key_pem).map_err(setup("tls key"))?;
+        identity::write_public(&nd.join("tls.crt"), &tls.cert_pem).map_err(setup("tls cert"))?;
+        identity::write_private(&nd.join("admin.token"), identity::generate_token())
+            .map_err(setup("token"))?;
+        keys.push(format_public_key(&signing.verifying_key()));
+        encryption_keys.push(format_encryption_key(decryption.public()));
+    }
+    let mut configs = Vec::new();
+    for (s, a) in specs.iter().zip(addrs) {
+        let mut t = format!(
+            "[node]\nid = \"{}\"\nlisten = \"{}\"\ndata_dir = \"data\"\nrelay = {}\n\n\
+             [identity]\nsigning_key = \"signing.pem\"\nencryption_key = \"encryption.key\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"\nca_cert = \"../ca.crt\"\n\n\
+             [admin]\nlisten = \"{}\"\ntoken_file = \"admin.token\"\n\n[policy.inbound]\n{}\n",
+            s.id,
+            a.quic,
+            s.relay,
+            a.admin,
+            s.inbound.join("\n")
+        );
+        for (j, other) in specs.iter().enumerate() {
+            if other.id == s.id {
+                continue;
+            }
+            let direct = s.links.as_ref().is_none_or(|l| l.contains(&other.id));
+            t.push_str(&format!(
+                "\n[[members]]\nid = \"{}\"\nsigning_key = \"{}\"\nencryption_key = \"{}\"\n",
+                other.id, keys[j], encryption_keys[j]
+            ));
+            if direct {
+                t.push_str(&format!("address = \"{}\"\n", addrs[j].quic));
+            }
+            if let Some((_, lines)) = s.outbound.iter().find(|(m, _)| m == &other.id) {
+                t.push_str(&format!("[members.outbound]\n{}\n", lines.join("\n")));
+            }
+        }
+        let path = dir.join(&s.id).join("vigil.toml");
+        std::fs::write(&path, t).map_err(setup("config"))?;
+        configs.push(path);
+    }
+    Ok(MeshFiles {
+        ca,
+        configs,
+        signing_keys: keys,
+    })
+}
+
 impl LocalMesh {
     /// Writes every node's files and config under `dir` and starts them all.
     pub async fn start(dir: &Path, specs: &[MeshNode]) -> Result<LocalMesh, MeshError> {
-        let ca = identity::generate_ca("vigil test federation CA").map_err(setup("CA"))?;
-        std::fs::create_dir_all(dir).map_err(setup("mesh dir"))?;
-        let ca_path = dir.join("ca.crt");
-        std::fs::write(&ca_path, &ca.cert_pem).map_err(setup("ca.crt"))?;
         // Bind every socket first so each config can name its peers' ports.
         let mut sockets = Vec::new();
-        for s in specs {
+        let mut addrs = Vec::new();
+        for _ in specs {
             let quic = std::net::UdpSocket::bind("127.0.0.1:0").map_err(setup("bind udp"))?;
             let admin = std::net::TcpListener::bind("127.0.0.1:0").map_err(setup("bind tcp"))?;
-            sockets.push((s.id.clone(), Sockets { quic, admin }));
+            addrs.push(MeshAddrs {
+                quic: quic.local_addr().map_err(setup("udp address"))?,
+                admin: admin.local_addr().map_err(setup("tcp address"))?,
+            });
+            sockets.push(Sockets { quic, admin });
         }
-        let mut keys = Vec::new();
-        let mut encryption_keys = Vec::new();
-        for s in specs {
-            let nd = dir.join(&s.id);
-            std::fs::create_dir_all(&nd).map_err(setup("node dir"))?;
-            let signing = identity::generate_signing_key();
-            let tls = identity::issue_node_cert(&ca, &s.id).map_err(setup("certificate"))?;
-            let pem = identity::signing_key_pem(&signing).map_err(setup("signing key"))?;
-            identity::write_private(&nd.join("signing.pem"), &pem).map_err(setup("signing key"))?;
-            let decryption = DecryptionKey::generate(&mut crate::identity::os_rng());
-            identity::write_private(&nd.join("encryption.key"), key_file_text(&decryption))
-                .map_err(setup("encryption key"))?;
-            identity::write_private(&nd.join("tls.key"), &tls.key_pem).map_err(setup("tls key"))?;
-            identity::write_public(&nd.join("tls.crt"), &tls.cert_pem)
-                .map_err(setup("tls cert"))?;
-            identity::write_private(&nd.join("admin.token"), identity::generate_token())
-                .map_err(setup("token"))?;
-            keys.push(format_public_key(&signing.verifying_key()));
-            encryption_keys.push(format_encryption_key(decryption.public()));
-        }
-        let addr_of = |id: &str| -> Option<(String, String)> {
-            let i = specs.iter().position(|s| s.id == id)?;
-            let s = &sockets[i].1;
-            Some((
-                s.quic.local_addr().ok()?.to_string(),
-                s.admin.local_addr().ok()?.to_string(),
-            ))
-        };
-        let mut configs = Vec::new();
-        for s in specs {
-            let (listen, admin) =
-                addr_of(&s.id).ok_or_else(|| MeshError::Setup("address".into()))?;
-            let mut t = format!(
-                "[node]\nid = \"{}\"\nlisten = \"{listen}\"\ndata_dir = \"data\"\nrelay = {}\n\n\
-                 [identity]\nsigning_key = \"signing.pem\"\nencryption_key = \"encryption.key\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"\nca_cert = \"../ca.crt\"\n\n\
-                 [admin]\nlisten = \"{admin}\"\ntoken_file = \"admin.token\"\n\n[policy.inbound]\n{}\n",
-                s.id,
-                s.relay,
-                s.inbound.join("\n")
-            );
-            for (j, other) in specs.iter().enumerate() {
-                if other.id == s.id {
-                    continue;
-                }
-                let direct = s.links.as_ref().is_none_or(|l| l.contains(&other.id));
-                t.push_str(&format!(
-                    "\n[[members]]\nid = \"{}\"\nsigning_key = \"{}\"\nencryption_key = \"{}\"\n",
-                    other.id, keys[j], encryption_keys[j]
-                ));
-                if direct {
-                    let (addr, _) =
-                        addr_of(&other.id).ok_or_else(|| MeshError::Setup("address".into()))?;
-                    t.push_str(&format!("address = \"{addr}\"\n"));
-                }
-                if let Some((_, lines)) = s.outbound.iter().find(|(m, _)| m == &other.id) {
-                    t.push_str(&format!("[members.outbound]\n{}\n", lines.join("\n")));
-                }
-            }
-            let path = dir.join(&s.id).join("vigil.toml");
-            std::fs::write(&path, t).map_err(setup("config"))?;
-            configs.push(path);
-        }
+        let MeshFiles { ca, configs, .. } = write_files(dir, specs, &addrs)?;
         let mut nodes = Vec::new();
-        for (((_, socks), path), spec) in sockets.into_iter().zip(&configs).zip(specs) {
+        for ((socks, path), spec) in sockets.into_iter().zip(&configs).zip(specs) {
             if spec.offline {
                 // Its sockets close here; restart binds the same addresses.
                 continue;
