@@ -32,6 +32,8 @@ struct Cli {
 
 #[path = "cli/desk.rs"]
 mod desk;
+#[path = "cli/mesh.rs"]
+mod mesh;
 #[path = "cli/ops.rs"]
 mod ops;
 #[path = "cli/systemd.rs"]
@@ -126,6 +128,11 @@ enum Cmd {
         /// line); overrides `[node] log_format`. RUST_LOG sets the filter.
         #[arg(long, value_parser = ["text", "json"])]
         log_format: Option<String>,
+        /// Also stop when standard input closes: a supervisor holding the
+        /// other end (`vigil mesh up`) takes the node down with it, even
+        /// when the supervisor is killed.
+        #[arg(long)]
+        until_stdin_closes: bool,
     },
     /// Issue, inspect and list notices on a running node.
     Notice {
@@ -134,6 +141,12 @@ enum Cmd {
     },
     /// A three-node mesh in one process, narrating a notice's trip.
     Demo,
+    /// Local meshes of real node processes for integration tests
+    /// (docs/mesh.md).
+    Mesh {
+        #[command(subcommand)]
+        cmd: MeshCmd,
+    },
     /// Screen documents, names with a date of birth, or a manifest (CSV)
     /// against every notice held.
     Screen {
@@ -263,6 +276,41 @@ enum Cmd {
         /// Print `{"backup", "data_dir", "epoch", "audit_entries"}` instead.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MeshCmd {
+    /// Create a throw-away federation CA and nodes under D, start them as
+    /// node processes, wait until every link is up, write D/mesh.json, and
+    /// run in the foreground until SIGTERM or SIGINT; every node stops with it.
+    Up {
+        /// A new or empty folder for the mesh's files.
+        #[arg(long)]
+        dir: PathBuf,
+        /// How many nodes, named alpha, bravo, charlie, … (default 3).
+        #[arg(long, conflicts_with = "names")]
+        nodes: Option<usize>,
+        /// The nodes' ids instead, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        names: Option<Vec<String>>,
+        /// `mesh`: every node links to every other; `hub`: the relay links to
+        /// all, the others only to it.
+        #[arg(long, value_enum, default_value = "mesh")]
+        topology: mesh::Topology,
+        /// The node that relays (with `hub`, the hub; default the first).
+        #[arg(long)]
+        relay: Option<String>,
+        /// Print D/mesh.json on one line once the mesh is up.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the mesh `vigil mesh up` runs in D, and wait until every node
+    /// has stopped.
+    Down {
+        /// The folder given to `mesh up`.
+        #[arg(long)]
+        dir: PathBuf,
     },
 }
 
@@ -571,7 +619,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         ),
         Cmd::Id { config, json } => id(&config, json),
         Cmd::CheckConfig { config, json } => check_config(&config, json),
-        Cmd::Run { config, log_format } => run(&config, log_format.as_deref()),
+        Cmd::Run {
+            config,
+            log_format,
+            until_stdin_closes,
+        } => run(&config, log_format.as_deref(), until_stdin_closes),
+        Cmd::Mesh {
+            cmd:
+                MeshCmd::Up {
+                    dir,
+                    nodes,
+                    names,
+                    topology,
+                    relay,
+                    json,
+                },
+        } => mesh::up(&dir, nodes, names, topology, relay, json),
+        Cmd::Mesh {
+            cmd: MeshCmd::Down { dir },
+        } => mesh::down(&dir),
         Cmd::Notice { cmd } => notice(cmd),
         Cmd::Audit { cmd } => audit(cmd),
         Cmd::Screen {
@@ -954,7 +1020,7 @@ fn not_runnable(program: &str) -> Option<String> {
 const DEFAULT_LOG_FILTER: &str =
     "info,sled=warn,quinn=warn,quinn_proto=warn,rustls=warn,hyper=warn";
 
-fn run(config: &Path, log_format: Option<&str>) -> anyhow::Result<()> {
+fn run(config: &Path, log_format: Option<&str>, until_stdin_closes: bool) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     use vigil::config::LogFormat;
     let cfg = Config::load(config)?;
@@ -979,7 +1045,7 @@ fn run(config: &Path, log_format: Option<&str>) -> anyhow::Result<()> {
         let node = Node::start(cfg).await?;
         systemd::ready();
         let watchdog = systemd::watchdog();
-        serve_until_stopped(&node, config).await?;
+        serve_until_stopped(&node, config, until_stdin_closes).await?;
         systemd::stopping();
         if let Some(w) = watchdog {
             w.abort();
@@ -1009,15 +1075,45 @@ const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 /// a file that does not load (or TLS material that does not check) is
 /// refused with its reason and the config in force stays.
 #[cfg(unix)]
-async fn serve_until_stopped(node: &vigil::node::NodeHandle, config: &Path) -> anyhow::Result<()> {
+async fn serve_until_stopped(
+    node: &vigil::node::NodeHandle,
+    config: &Path,
+    until_stdin_closes: bool,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let (closed_tx, mut closed) = tokio::sync::oneshot::channel::<()>();
+    // Held until the node stops when stdin is not watched: a dropped sender
+    // would read as the end of input.
+    let mut _unwatched = None;
+    if until_stdin_closes {
+        // A plain thread, not tokio's stdin: a blocking read left behind
+        // must not hold up the runtime's shutdown. Whatever is read is
+        // discarded; the end of input (or an error) is the signal.
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 256];
+            let mut stdin = std::io::stdin();
+            while let Ok(n) = stdin.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+            let _ = closed_tx.send(());
+        });
+    } else {
+        _unwatched = Some(closed_tx);
+    }
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = &mut closed => {
+                tracing::info!("standard input closed; stopping");
+                return Ok(());
+            }
             _ = hup.recv() => {
                 systemd::reloading();
                 let reloaded = Config::load(config)
@@ -1039,6 +1135,7 @@ async fn serve_until_stopped(node: &vigil::node::NodeHandle, config: &Path) -> a
 async fn serve_until_stopped(
     _node: &vigil::node::NodeHandle,
     _config: &Path,
+    _until_stdin_closes: bool,
 ) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     Ok(())
