@@ -203,11 +203,34 @@ async fn notices_past_their_review_date_are_listed_for_review() {
     let _unreviewed = a
         .issue(&notice("Roe", "Jane", "Y2", 30), "t", vigil::time::now())
         .unwrap();
-    assert!(a.due_for_review(vigil::time::now()).unwrap().is_empty());
+    assert!(a
+        .due_for_review(vigil::time::now(), None, None)
+        .unwrap()
+        .is_empty());
     let due = a
-        .due_for_review(vigil::time::now() + 6 * vigil::time::DAY)
+        .due_for_review(vigil::time::now() + 6 * vigil::time::DAY, None, None)
         .unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].id, reviewed.to_string());
+    // The inbox's filters hold for the due list too (its consult entry
+    // names them).
+    let later = vigil::time::now() + 6 * vigil::time::DAY;
+    assert_eq!(
+        a.due_for_review(later, None, Some(a.me())).unwrap().len(),
+        1
+    );
+    assert!(a
+        .due_for_review(later, None, Some("nobody"))
+        .unwrap()
+        .is_empty());
+    let other_kind = if due[0].kind == vigil::notice::Kind::Missing {
+        vigil::notice::Kind::Wanted
+    } else {
+        vigil::notice::Kind::Missing
+    };
+    assert!(a
+        .due_for_review(later, Some(other_kind), None)
+        .unwrap()
+        .is_empty());
     mesh.shutdown().await;
 }

@@ -484,11 +484,7 @@ async fn inbox(
     let views = blocking(&s.tasks, move || {
         let now = crate::time::now();
         let views = if due {
-            core.due_for_review(now)?
-                .into_iter()
-                .filter(|v| kind.is_none_or(|k| v.kind == k))
-                .filter(|v| origin.as_deref().is_none_or(|o| v.origin == o))
-                .collect()
+            core.due_for_review(now, kind, origin.as_deref())?
         } else {
             core.list(kind, origin.as_deref(), false)?
         };

@@ -52,10 +52,17 @@ impl Exchange {
         Ok(total)
     }
 
-    /// Active notices whose review date has passed (as of `now`).
-    pub fn due_for_review(&self, now: i64) -> Result<Vec<NoticeView>, ReadError> {
+    /// Active notices whose review date has passed (as of `now`), of
+    /// `kind` and `origin` when given (the inbox's filters, which its
+    /// `consult` entry names).
+    pub fn due_for_review(
+        &self,
+        now: i64,
+        kind: Option<crate::notice::Kind>,
+        origin: Option<&str>,
+    ) -> Result<Vec<NoticeView>, ReadError> {
         let mut out = Vec::new();
-        for v in self.list(None, None, false)? {
+        for v in self.list(kind, origin, false)? {
             let due = v
                 .review_at
                 .as_deref()
