@@ -554,5 +554,16 @@ async fn a_node_allows_the_roles_and_answers_the_keys_the_doc_lists() {
     assert!(acked["acknowledged"].is_object(), "{acked}");
     assert_keys("### `GET /v1/hits`", &acked);
 
+    // A path that is no route answers in the same JSON error shape.
+    for path in ["/v1/nothing-here", "/nothing-here"] {
+        assert_eq!(status(addr, "GET", path, None).await, 404, "{path}");
+        match alpha.call("GET", path, None).await {
+            Err(vigil::admin::ClientError::Refused(e)) => {
+                assert!(e.contains(&format!("no route {path}")), "{path}: {e}")
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
     mesh.shutdown().await;
 }

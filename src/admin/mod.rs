@@ -369,6 +369,23 @@ pub fn router(
         .merge(authed)
         .layer(middleware::map_response(json_errors))
         .merge(console::routes(state))
+        // Set on the merged router, so no part's default (an empty 404)
+        // answers a path that is no route.
+        .fallback(no_route)
+}
+
+/// A path that is no route: 404 in the API's JSON error shape.
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        ErrorBody {
+            error: format!(
+                "no route {}",
+                crate::notice::text::escape(&uri.path().chars().take(200).collect::<String>())
+            ),
+            field: None,
+        },
+    )
 }
 
 /// Serves `app` (whichever router it holds when a connection arrives:
@@ -1073,7 +1090,8 @@ async fn list(
     if let Some(o) = &q.origin {
         filter.push(format!("origin {}", crate::notice::text::escape(o)));
     }
-    if q.all.unwrap_or(false) {
+    // Due for review means active: `all` does not apply then.
+    if q.all.unwrap_or(false) && !q.due_for_review.unwrap_or(false) {
         filter.push("cancelled too".into());
     }
     if q.due_for_review.unwrap_or(false) {
@@ -1083,7 +1101,7 @@ async fn list(
     let views = blocking(&s.tasks, move || {
         let now = crate::time::now();
         let views = if q.due_for_review.unwrap_or(false) {
-            core.due_for_review(now)?
+            core.due_for_review(now, kind, q.origin.as_deref())?
         } else {
             core.list(kind, q.origin.as_deref(), q.all.unwrap_or(false))?
         };
