@@ -167,6 +167,7 @@ fn inbound(notices: &[Sealed], now: i64) -> InboundBatch {
                 decision: "accepted".into(),
             })
             .collect(),
+        receipt: None,
         now,
     }
 }

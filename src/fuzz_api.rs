@@ -85,7 +85,12 @@ pub fn message(data: &[u8]) {
                 let _ = k.verify_strict(&msg, &Signature::from_bytes(&sig));
             }
         }
-        Message::Subscribe { .. } => {}
+        Message::Subscribe { receipts, .. } => {
+            // As the serving session checks them: each verified, none trusted.
+            for r in receipts {
+                let _ = r.verify(&pinned());
+            }
+        }
         Message::Batch { through, entries } => {
             let _ = FeedReceiver::new(1, 0, 1).batch(*through, entries);
             for (i, (_, item)) in entries.iter().enumerate() {

@@ -152,6 +152,11 @@ const HIT_ACK: u8 = b'Q';
 /// the origin too, since only the target's own origin may change it, and
 /// whether it is cannot be checked before the target is held.
 const WAITING: u8 = b'W';
+/// Per member: the last receipts this node signed for the member's
+/// batches (at most [`crate::proto::RECENT_RECEIPTS`], one epoch), written
+/// with the cursor they move. Sent again in `Subscribe`, so a receipt lost
+/// with its link still settles what it acknowledged.
+const RECEIPTS: u8 = b'G';
 
 const META_SCHEMA: &[u8] = b"schema";
 const META_EPOCH: &[u8] = b"epoch";
@@ -799,6 +804,9 @@ pub struct InboundBatch {
     /// What delivery reports addressed here say: (notice, member, outcome).
     pub outcomes: Vec<(NoticeId, String, Delivery)>,
     pub audits: Vec<AuditDraft>,
+    /// The receipt this node signed for the batch, kept with the cursor
+    /// among the member's recent receipts ([`Store::recent_receipts`]).
+    pub receipt: Option<crate::proto::SignedReceipt>,
     pub now: i64,
 }
 
@@ -1923,8 +1931,38 @@ impl Store {
             for (id, member, d) in &batch.outcomes {
                 tx.put(delivery_key(id, member), enc(d)?);
             }
+            if let Some(r) = &batch.receipt {
+                let mut recent = tx.store.recent_receipts(&batch.peer, batch.epoch)?;
+                recent.push(r.clone());
+                let over = recent.len().saturating_sub(crate::proto::RECENT_RECEIPTS);
+                recent.drain(..over);
+                tx.put(
+                    key(RECEIPTS, batch.peer.as_bytes()),
+                    enc(&(batch.epoch, recent))?,
+                );
+            }
             Ok(stored)
         })
+    }
+
+    /// The last receipts this node signed for `peer`'s batches in `epoch`,
+    /// oldest first; none for another epoch. A record that does not decode
+    /// counts as none: it only spares the member a `pending` it can settle
+    /// with its next receipt.
+    pub fn recent_receipts(
+        &self,
+        peer: &str,
+        epoch: u64,
+    ) -> Result<Vec<crate::proto::SignedReceipt>, StoreError> {
+        let Some(bytes) = self.tree.get(key(RECEIPTS, peer.as_bytes()))? else {
+            return Ok(Vec::new());
+        };
+        Ok(
+            match postcard::from_bytes::<(u64, Vec<crate::proto::SignedReceipt>)>(&bytes) {
+                Ok((e, recent)) if e == epoch => recent,
+                _ => Vec::new(),
+            },
+        )
     }
 
     /// Stores imported messages (offline transfer): like a batch, without a
@@ -2723,6 +2761,7 @@ mod tests {
             reports: Vec::new(),
             outcomes: Vec::new(),
             audits: Vec::new(),
+            receipt: None,
             now: NOW,
         }
     }

@@ -63,7 +63,11 @@ async fn got_in(ep: &quinn::Endpoint, addr: SocketAddr, name: &str) -> bool {
                 proof: vec![0x5a; 64],
                 rotations: Vec::new(),
             },
-            Message::Subscribe { epoch: 0, after: 0 },
+            Message::Subscribe {
+                epoch: 0,
+                after: 0,
+                receipts: Vec::new(),
+            },
         ] {
             send.write_all(&proto::encode_frame(&m).unwrap())
                 .await

@@ -219,7 +219,11 @@ async fn impostor(addr: SocketAddr, ca: &CaFiles, name: &str) -> (Vec<Message>, 
             proof,
             rotations: Vec::new(),
         },
-        Message::Subscribe { epoch: 0, after: 0 },
+        Message::Subscribe {
+            epoch: 0,
+            after: 0,
+            receipts: Vec::new(),
+        },
         Message::Batch {
             through: u64::MAX,
             entries: Vec::new(),

@@ -274,7 +274,11 @@ mod seeds {
                 proof,
                 rotations: Vec::new(),
             },
-            Message::Subscribe { epoch: 1, after: 0 },
+            Message::Subscribe {
+                epoch: 1,
+                after: 0,
+                receipts: Vec::new(),
+            },
             Message::Batch {
                 through: 4,
                 entries: vec![

@@ -386,8 +386,16 @@ fn a_lost_receipt_costs_nothing_after_reconnecting() {
     h.connect("alpha", "bravo").unwrap();
     h.run(STEPS).unwrap();
     // bravo's cursor was stored with the batch: nothing is sent twice, and
-    // the next receipt covers it.
+    // its subscription from that cursor settles what the lost receipt
+    // would have, with nothing more to send.
     assert_eq!(h.node("bravo").unwrap().store().len(), 1);
+    assert_eq!(member_state(&h, "alpha", &id, "bravo"), "delivered");
+    let acked = h.node("alpha").unwrap().store().acked("bravo").unwrap();
+    assert_eq!(
+        acked.map(|a| a.through),
+        Some(h.node("alpha").unwrap().store().head()),
+        "alpha's record of bravo's receipts reaches its head"
+    );
     let id2 = h.issue("alpha", &all(h.now(), "next")).unwrap();
     h.run(STEPS).unwrap();
     assert!(holds(&h, "bravo", &id2));
@@ -494,9 +502,58 @@ fn a_refusal_whose_receipt_was_lost_is_not_shown_delivered() {
     h.connect("alpha", "bravo").unwrap();
     h.run(STEPS).unwrap();
     assert!(!holds(&h, "bravo", &id));
-    assert_ne!(
+    // bravo's receipt, sent again with its subscription, names the refusal.
+    assert_eq!(
         member_state(&h, "alpha", &id, "bravo"),
-        "delivered",
+        "rejected",
         "bravo refused it and does not hold it"
     );
+}
+
+/// A whole window of receipts lost with the link: the subscription that
+/// follows carries them again, and every notice they acknowledged is
+/// settled, the refused one as refused.
+#[test]
+fn a_window_of_lost_receipts_settles_on_the_next_subscription() {
+    let mut h = Harness::new(11).unwrap();
+    h.add_node("alpha", false, &[]);
+    h.add_node("bravo", false, &["kinds = [\"wanted\"]"]);
+    h.add_link("alpha", "bravo");
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    let first = h.issue("alpha", &all(h.now(), "w0")).unwrap();
+    h.run(STEPS).unwrap();
+    assert_eq!(member_state(&h, "alpha", &first, "bravo"), "delivered");
+    let receipt = |to: &str, m: &Message| to == "alpha" && matches!(m, Message::Receipt(_));
+    // Then one notice per batch, each receipt dropped as soon as it is sent.
+    let mut ids = Vec::new();
+    for i in 1..=vigil::proto::WINDOW {
+        let mut n = all(h.now(), &format!("w{i}"));
+        if i == 2 {
+            n.kind = vigil::notice::Kind::Warning;
+        }
+        ids.push(h.issue("alpha", &n).unwrap());
+        for _ in 0..STEPS {
+            h.lose("alpha", "bravo", receipt);
+            if !h.step().unwrap() {
+                break;
+            }
+        }
+    }
+    h.lose("alpha", "bravo", receipt);
+    for id in &ids {
+        assert_eq!(member_state(&h, "alpha", id, "bravo"), "pending");
+    }
+    h.disconnect("alpha", "bravo");
+    h.connect("alpha", "bravo").unwrap();
+    h.run(STEPS).unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let want = if i == 1 { "rejected" } else { "delivered" };
+        assert_eq!(
+            member_state(&h, "alpha", id, "bravo"),
+            want,
+            "notice {}",
+            i + 1
+        );
+    }
 }

@@ -138,7 +138,7 @@ impl Feed {
             m => panic!("expected alpha's hello, got {m:?}"),
         }
         let after = match read_frame(&mut recv).await {
-            Message::Subscribe { epoch, after } if epoch == MALLORY_EPOCH => after,
+            Message::Subscribe { epoch, after, .. } if epoch == MALLORY_EPOCH => after,
             Message::Subscribe { .. } => 0,
             m => panic!("expected a subscribe, got {m:?}"),
         };

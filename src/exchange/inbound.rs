@@ -206,6 +206,17 @@ impl Exchange {
                 Err(e) => warn!(origin = %body.origin, error = %e, "delivery report not signed"),
             }
         }
+        // Signed before the write so it is kept with the cursor it moves
+        // (sent again in the next `Subscribe`); sent only after the flush.
+        let body = ReceiptBody {
+            receiver: self.me().to_string(),
+            sender: peer.to_string(),
+            epoch,
+            through,
+            rejected: checked.rejected.clone(),
+            at: now,
+        };
+        let receipt = SignedReceipt::sign(&self.signer(), &body)?;
         let batch = InboundBatch {
             peer: peer.to_string(),
             epoch,
@@ -216,6 +227,7 @@ impl Exchange {
             reports: own_reports,
             outcomes,
             audits: checked.audits,
+            receipt: Some(receipt.clone()),
             now,
         };
         let stored = self.store.apply_batch(&batch)?;
@@ -229,15 +241,7 @@ impl Exchange {
         }
         self.raise_received(peer, &batch.accepted, &stored, &batch.hits, now);
         self.raise_rejected(&batch.outcomes, now);
-        let body = ReceiptBody {
-            receiver: self.me().to_string(),
-            sender: peer.to_string(),
-            epoch,
-            through,
-            rejected: checked.rejected,
-            at: now,
-        };
-        Ok(SignedReceipt::sign(&self.signer(), &body)?)
+        Ok(receipt)
     }
 
     /// Checks received hit reports: signed by the reporter's pinned key, and

@@ -56,11 +56,17 @@ impl Exchange {
     /// was restored from an older copy, so this node starts a new epoch
     /// (audited) and the member starts from 0, rather than skip the
     /// positions new entries will take.
+    ///
+    /// `receipts` are the member's own last receipts for this log, sent
+    /// again with its subscription (verified by the session): what they
+    /// acknowledged and no receipt told this node yet (lost with an
+    /// earlier link) is settled as if they had arrived.
     pub fn subscription(
         &self,
         peer: &str,
         epoch: u64,
         after: u64,
+        receipts: &[proto::ReceiptBody],
         now: i64,
     ) -> Result<Subscription, FeedError> {
         let store = self.store();
@@ -112,6 +118,9 @@ impl Exchange {
         } else {
             after
         };
+        if start == after && epoch == current {
+            self.settle_receipts(peer, current, receipts, now)?;
+        }
         let your_last = match store.last_of_origin(peer)? {
             None => None,
             Some((_, id)) => store.get(&id)?.map(|(_, mut env)| {
@@ -124,6 +133,72 @@ impl Exchange {
             after: start,
             your_last,
         })
+    }
+
+    /// Settles receipts a member sent again with its subscription, oldest
+    /// first, that this node never received. A receipt says what became of
+    /// each position of its batch (refused ones named), so it is used only
+    /// when the batch is known to begin where the last receipt received
+    /// left off: the receipt before it in the list ends there. Each then
+    /// acts as on arrival: deliveries still `pending` in its batch become
+    /// `delivered` or `rejected`, the acknowledged position moves, transit
+    /// copies it completes are released. Reads at most the positions of
+    /// [`proto::RECENT_RECEIPTS`] batches.
+    fn settle_receipts(
+        &self,
+        peer: &str,
+        epoch: u64,
+        receipts: &[proto::ReceiptBody],
+        now: i64,
+    ) -> Result<(), FeedError> {
+        let store = self.store();
+        let mut known = match store.acked(peer)? {
+            Some(a) if a.epoch == epoch => a.through,
+            _ => 0,
+        };
+        let mut settled = 0usize;
+        // A list shorter than the most kept holds every receipt of the
+        // epoch: the first began at its start.
+        let mut previous: Option<u64> = (receipts.len() < proto::RECENT_RECEIPTS).then_some(0);
+        for r in receipts.iter().filter(|r| r.epoch == epoch) {
+            let begins = previous.replace(r.through);
+            if r.through <= known {
+                continue;
+            }
+            // Where this receipt's batch began is known only from the one
+            // before it; without that, positions before it stay pending.
+            if begins != Some(known) {
+                break;
+            }
+            let mut carried = Vec::new();
+            let mut pos = known;
+            while pos < r.through {
+                let log = store.read_log(pos, proto::BATCH_ENTRIES, proto::BATCH_BYTES)?;
+                let mut end = pos;
+                for (seq, entry) in log {
+                    if seq > r.through {
+                        break;
+                    }
+                    end = seq;
+                    let id = entry.item.id();
+                    if matches!(store.delivery(&id, peer)?, Some(Delivery::Sent { .. })) {
+                        carried.push((seq, id));
+                    }
+                }
+                if end == pos {
+                    break;
+                }
+                pos = end;
+            }
+            settled += carried.len();
+            self.on_receipt(peer, r, &carried, now)
+                .map_err(|super::receipt::ReceiptError::Store(e)| FeedError::Store(e))?;
+            known = r.through;
+        }
+        if settled > 0 {
+            tracing::info!(peer = %peer, settled, through = known, "deliveries settled by receipts the member sent again: the first copies were lost with an earlier link");
+        }
+        Ok(())
     }
 
     /// Builds the next batch of this node's log for `peer` after `after`:

@@ -136,6 +136,10 @@ async fn drive(
                     cursor: c.store().cursor(&p).map_err(node)?,
                     peer_key,
                     rotations: c.own_rotations(),
+                    receipts: {
+                        let (epoch, _) = c.store().cursor(&p).map_err(node)?;
+                        c.store().recent_receipts(&p, epoch).map_err(node)?
+                    },
                     binding,
                     proof,
                 },
@@ -245,10 +249,14 @@ async fn drive(
                     info!(peer = %peer, remote = %conn.remote_address(), outgoing = install.dialed_by_me, "member connected and proved its signing key");
                 }
                 Action::Send(feed, msg) => streams.write(feed, &msg).await?,
-                Action::Subscribe { epoch, after } => {
+                Action::Subscribe {
+                    epoch,
+                    after,
+                    receipts,
+                } => {
                     let (c, p) = (core.clone(), peer.to_string());
                     let sub = match blocking(tasks, move || {
-                        c.subscription(&p, epoch, after, crate::time::now())
+                        c.subscription(&p, epoch, after, &receipts, crate::time::now())
                     })
                     .await?
                     {

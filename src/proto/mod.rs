@@ -20,7 +20,7 @@ use crate::notice::{Envelope, Item};
 /// ALPN protocol id of vigil over QUIC.
 pub const ALPN: &[u8] = b"vigil/1";
 /// Protocol version carried in `Hello`.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Domain separation for the proof that binds a TLS session to a
 /// member's signing key.
 pub const BIND_DOMAIN: &[u8] = b"vigil/bind/v1\0";
@@ -33,6 +33,9 @@ pub const MAX_FRAME: usize = 1024 * 1024;
 pub const RECEIPT_DOMAIN: &[u8] = b"vigil/receipt/v1\0";
 /// Batches a sender may have unacknowledged on one feed.
 pub const WINDOW: usize = 4;
+/// Receipts a `Subscribe` carries again, at most: the window's, and the
+/// one before them, which says where the first of them began.
+pub const RECENT_RECEIPTS: usize = WINDOW + 1;
 /// Log entries per batch, at most.
 pub const BATCH_ENTRIES: usize = 256;
 /// Envelope bytes per batch, leaving room for framing under `MAX_FRAME`.
@@ -56,8 +59,15 @@ pub enum Message {
         /// is an older key follows them to the key that made `proof`.
         rotations: Vec<crate::notice::rotation::Rotation>,
     },
-    /// Receiver → sender: its cursor into the sender's log.
-    Subscribe { epoch: u64, after: u64 },
+    /// Receiver → sender: its cursor into the sender's log, and the last
+    /// receipts it signed for the sender's batches in that epoch (at most
+    /// [`RECENT_RECEIPTS`], oldest first), stored with the cursor: those
+    /// lost with an earlier link still settle what they acknowledged.
+    Subscribe {
+        epoch: u64,
+        after: u64,
+        receipts: Vec<SignedReceipt>,
+    },
     /// Sender → receiver: entries after the cursor that the receiver may
     /// have; `through` is the last log seq the sender examined, so filtered
     /// entries still advance the cursor.
@@ -305,6 +315,7 @@ mod tests {
         let m = Message::Subscribe {
             epoch: 7,
             after: 42,
+            receipts: Vec::new(),
         };
         let f = encode_frame(&m).unwrap();
         let n = frame_len(f[..4].try_into().unwrap()).unwrap();

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use super::{
     close, FeedReceiver, FeedSender, Message, ProtoError, ReceiptBody, SignedReceipt, TokenBucket,
-    ENTRY_RATE, FRAME_RATE, PROTOCOL_VERSION, WINDOW,
+    ENTRY_RATE, FRAME_RATE, PROTOCOL_VERSION, RECENT_RECEIPTS, WINDOW,
 };
 use crate::notice::{Envelope, Item, NoticeId};
 
@@ -66,6 +66,10 @@ pub struct SessionParams {
     pub peer_key: VerifyingKey,
     /// This node's own key rotations, sent in each `Hello`.
     pub rotations: Vec<crate::notice::rotation::Rotation>,
+    /// The last receipts this node signed for the member's batches in the
+    /// cursor's epoch (at most [`RECENT_RECEIPTS`]), sent again in
+    /// `Subscribe`: one lost with an earlier link still settles.
+    pub receipts: Vec<SignedReceipt>,
     /// The TLS session's exported keying material ([`super::BIND_LABEL`]).
     pub binding: [u8; 32],
     /// This node's proof for this session: its signature over
@@ -107,9 +111,14 @@ pub enum Action {
     /// Write a frame on a feed stream.
     Send(Feed, Message),
     /// The member subscribed to this node's log from `after` in `epoch`:
-    /// decide where it starts (bounds, epoch), then report
-    /// [`Event::Subscribed`].
-    Subscribe { epoch: u64, after: u64 },
+    /// decide where it starts (bounds, epoch), settle what `receipts` (its
+    /// own, verified here) acknowledged that no receipt told this node
+    /// yet, then report [`Event::Subscribed`].
+    Subscribe {
+        epoch: u64,
+        after: u64,
+        receipts: Vec<ReceiptBody>,
+    },
     /// Build the member's next batch of this node's log after `after`
     /// (outbound policy, audit, flush), then report [`Event::Built`].
     Build { after: u64 },
@@ -214,6 +223,7 @@ impl Session {
                 Message::Subscribe {
                     epoch: params.cursor.0,
                     after: params.cursor.1,
+                    receipts: params.receipts.clone(),
                 },
             ),
         ];
@@ -316,9 +326,38 @@ impl Session {
         }
         match (&mut self.serve, m) {
             (Serve::AwaitHello, _) => {}
-            (Serve::AwaitSubscribe, Message::Subscribe { epoch, after }) => {
+            (
+                Serve::AwaitSubscribe,
+                Message::Subscribe {
+                    epoch,
+                    after,
+                    receipts,
+                },
+            ) => {
+                if receipts.len() > RECENT_RECEIPTS {
+                    return Err(violation(ProtoError::Unexpected(
+                        "subscribe carries more receipts than a window",
+                    )));
+                }
+                // Only what the member signed for this node's batches up to
+                // its cursor counts; a receipt that does not verify (signed
+                // before a key rotation, say) settles nothing.
+                let receipts = receipts
+                    .iter()
+                    .filter_map(|r| r.verify(&self.params.peer_key).ok())
+                    .filter(|b| {
+                        b.receiver == self.params.peer
+                            && b.sender == self.params.me
+                            && b.epoch == epoch
+                            && b.through <= after
+                    })
+                    .collect();
                 self.serve = Serve::Deciding;
-                out.push(Action::Subscribe { epoch, after });
+                out.push(Action::Subscribe {
+                    epoch,
+                    after,
+                    receipts,
+                });
             }
             (Serve::AwaitSubscribe | Serve::Deciding, _) => {
                 return Err(violation(ProtoError::Unexpected("expected subscribe")))
@@ -608,6 +647,7 @@ mod tests {
             cursor: (9, 3),
             peer_key: key_of("bravo").verifying_key(),
             rotations: Vec::new(),
+            receipts: Vec::new(),
             binding: BINDING,
             proof: proof("alpha", &BINDING),
         }
@@ -630,10 +670,24 @@ mod tests {
         let a = s.handle(Event::Frame(Feed::Serve, hello("bravo", 1)), at(1));
         assert_eq!(a, vec![Action::Authenticated]);
         let a = s.handle(
-            Event::Frame(Feed::Serve, Message::Subscribe { epoch: 5, after }),
+            Event::Frame(
+                Feed::Serve,
+                Message::Subscribe {
+                    epoch: 5,
+                    after,
+                    receipts: Vec::new(),
+                },
+            ),
             at(2),
         );
-        assert_eq!(a, vec![Action::Subscribe { epoch: 5, after }]);
+        assert_eq!(
+            a,
+            vec![Action::Subscribe {
+                epoch: 5,
+                after,
+                receipts: Vec::new()
+            }]
+        );
         s.handle(
             Event::Subscribed {
                 epoch: 5,
@@ -808,7 +862,14 @@ mod tests {
         assert_eq!(open[0], Action::Send(Feed::Follow, hello("alpha", 5)));
         assert_eq!(
             open[1],
-            Action::Send(Feed::Follow, Message::Subscribe { epoch: 9, after: 3 })
+            Action::Send(
+                Feed::Follow,
+                Message::Subscribe {
+                    epoch: 9,
+                    after: 3,
+                    receipts: Vec::new()
+                }
+            )
         );
     }
 
@@ -865,15 +926,72 @@ mod tests {
     }
 
     #[test]
+    fn a_subscribe_carrying_more_receipts_than_a_window_is_a_violation() {
+        let (mut s, _) = Session::new(params(), at(0));
+        s.handle(Event::Frame(Feed::Serve, hello("bravo", 1)), at(1));
+        let b = ReceiptBody {
+            receiver: "bravo".into(),
+            sender: "alpha".into(),
+            epoch: 4,
+            through: 1,
+            rejected: vec![],
+            at: 0,
+        };
+        let r = SignedReceipt::sign(&key_of("bravo"), &b).unwrap();
+        let a = s.handle(
+            Event::Frame(
+                Feed::Serve,
+                Message::Subscribe {
+                    epoch: 4,
+                    after: 1,
+                    receipts: vec![r; RECENT_RECEIPTS + 1],
+                },
+            ),
+            at(2),
+        );
+        assert!(
+            matches!(
+                a.as_slice(),
+                [Action::Close {
+                    violation: true,
+                    ..
+                }]
+            ),
+            "{a:?}"
+        );
+        assert!(s.is_closed());
+    }
+
+    #[test]
     fn the_exchange_decides_where_a_subscription_starts() {
         let (mut s, _) = Session::new(params(), at(0));
         s.handle(Event::Frame(Feed::Serve, hello("bravo", 1)), at(1));
+        // The member's receipts sent again: only its own, for this node's
+        // batches, in the epoch and up to the cursor, reach the exchange.
+        let body = |sender: &str, epoch: u64, through: u64| ReceiptBody {
+            receiver: "bravo".into(),
+            sender: sender.into(),
+            epoch,
+            through,
+            rejected: vec![(69, "policy".into())],
+            at: 10,
+        };
+        let signed = |k: &str, b: &ReceiptBody| SignedReceipt::sign(&key_of(k), b).unwrap();
+        let good = body("alpha", 4, 70);
+        let receipts = vec![
+            signed("bravo", &body("alpha", 4, 60)),
+            signed("mallory", &body("alpha", 4, 65)),
+            signed("bravo", &body("charlie", 4, 66)),
+            signed("bravo", &body("alpha", 3, 67)),
+            signed("bravo", &good),
+        ];
         let a = s.handle(
             Event::Frame(
                 Feed::Serve,
                 Message::Subscribe {
                     epoch: 4,
                     after: 70,
+                    receipts,
                 },
             ),
             at(2),
@@ -882,7 +1000,8 @@ mod tests {
             a,
             vec![Action::Subscribe {
                 epoch: 4,
-                after: 70
+                after: 70,
+                receipts: vec![body("alpha", 4, 60), good]
             }]
         );
         let mine = |id: &str| Envelope {
@@ -980,7 +1099,14 @@ mod tests {
     #[test]
     fn out_of_order_messages_close_the_link() {
         for (feed, first) in [
-            (Feed::Serve, Message::Subscribe { epoch: 5, after: 0 }),
+            (
+                Feed::Serve,
+                Message::Subscribe {
+                    epoch: 5,
+                    after: 0,
+                    receipts: Vec::new(),
+                },
+            ),
             (
                 Feed::Follow,
                 Message::Batch {

@@ -438,6 +438,10 @@ impl Harness {
                     .key_of(peer)
                     .unwrap_or_else(|| self.nodes[peer].key.verifying_key()),
                 rotations: ex.own_rotations(),
+                receipts: {
+                    let (epoch, _) = ex.store().cursor(peer).map_err(fail)?;
+                    ex.store().recent_receipts(peer, epoch).map_err(fail)?
+                },
                 binding,
                 proof,
             };
@@ -764,10 +768,14 @@ impl Harness {
                         .accept_hello_rotations(&peer, &statements, now)
                         .map_err(|e| fail(&e))?;
                 }
-                Action::Subscribe { epoch, after } => {
+                Action::Subscribe {
+                    epoch,
+                    after,
+                    receipts,
+                } => {
                     let sub = self
                         .node(node)?
-                        .subscription(&peer, epoch, after, now)
+                        .subscription(&peer, epoch, after, &receipts, now)
                         .map_err(|e| fail(&e))?;
                     self.queue.push_back(Work {
                         link: link.clone(),
