@@ -41,7 +41,7 @@ mod systemd;
 
 /// What `vigil --version` prints after the name: the crate version, the
 /// wire protocol version and the store format version, e.g.
-/// `0.1.0 (protocol 2, store format 5)`, built from the library's
+/// `0.1.0 (protocol 4, store format 6)`, built from the library's
 /// constants so it cannot disagree with them.
 fn version() -> &'static str {
     static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
