@@ -68,22 +68,32 @@ def mesh_up(directory):
         [VIGIL, "mesh", "up", "--dir", directory, "--nodes", "3", "--json"],
         stdout=subprocess.PIPE,
     )
-    # The JSON line comes once every link is up; read it with a deadline.
-    ready, _, _ = select.select([proc.stdout], [], [], UP_LIMIT)
-    line = proc.stdout.readline() if ready else b""
-    if not line:
+    try:
+        # The JSON line comes once every link is up; read it with a deadline.
+        ready, _, _ = select.select([proc.stdout], [], [], UP_LIMIT)
+        line = proc.stdout.readline() if ready else b""
+        if not line:
+            raise AssertionError("vigil mesh up did not report the mesh up")
+        mesh = json.loads(line)
+        with open(os.path.join(directory, "mesh.json")) as f:
+            assert json.load(f) == mesh, "mesh.json differs from what --json printed"
+    except BaseException:
+        # Whatever failed, no mesh is left running: killed, mesh up takes
+        # its nodes down with it.
         proc.kill()
-        raise AssertionError("vigil mesh up did not report the mesh up")
-    mesh = json.loads(line)
-    with open(os.path.join(directory, "mesh.json")) as f:
-        assert json.load(f) == mesh, "mesh.json differs from what --json printed"
+        proc.wait(timeout=60)
+        raise
     return proc, mesh
 
 
 def main():
     workdir = tempfile.mkdtemp(prefix="vigil-mesh-")
     directory = os.path.join(workdir, "mesh")
-    proc, mesh = mesh_up(directory)
+    try:
+        proc, mesh = mesh_up(directory)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     try:
         nodes = {n["id"]: Node(n) for n in mesh["nodes"]}
         alpha, bravo = nodes["alpha"], nodes["bravo"]

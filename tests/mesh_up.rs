@@ -384,3 +384,249 @@ fn mesh_down_stops_a_mesh_started_in_the_background() {
         "a refused folder is left as it was"
     );
 }
+
+/// The process ids of the `vigil run` processes whose config lies under
+/// `dir` (zombies excluded), found in /proc: what runs before mesh.json
+/// names them.
+fn nodes_running_under(dir: &Path) -> Vec<u32> {
+    let dir = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == "run")
+            && args.iter().any(|a| a.starts_with(&dir))
+            && alive(u64::from(pid))
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Sends SIGCONT to a process stopped by the test, also when an assertion
+/// fails, so no stopped node is left behind.
+struct Continue(u32);
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+#[test]
+fn mesh_down_while_mesh_up_writes_its_files_waits_for_every_node_and_mesh_up_exits_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("early");
+    // Many nodes: writing their keys and certificates and starting them
+    // takes a while after mesh.lock names mesh up.
+    let mut up = ChildGuard(
+        vigil_cmd(&["mesh", "up", "--dir", s(&dir), "--nodes", "26"])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.with_extension("stderr")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let lock = dir.join("mesh.lock");
+    wait_within(
+        "mesh.lock to name mesh up",
+        UP_LIMIT,
+        Duration::from_millis(1),
+        || {
+            fs::read_to_string(&lock)
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+        },
+    );
+    // A test's teardown, as docs/mesh.md tells it: mesh down stops the
+    // mesh and waits until every node has stopped.
+    let out = vigil(&["mesh", "down", "--dir", s(&dir)]);
+    out.assert_ok("mesh down while mesh up starts");
+    let left = nodes_running_under(&dir);
+    let st = up.wait_for_exit(Duration::from_secs(5));
+    assert!(
+        left.is_empty(),
+        "mesh down returned while nodes {left:?} still ran; mesh up: {st:?}, {}",
+        fs::read_to_string(dir.with_extension("stderr")).unwrap_or_default()
+    );
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(0),
+        "mesh up stopped by SIGTERM exits 0 (not killed by it): {st:?}, {}",
+        fs::read_to_string(dir.with_extension("stderr")).unwrap_or_default()
+    );
+}
+
+/// One try at a SIGTERM that reaches mesh up while it asks the last node
+/// whether its links are up: `None` when mesh up had already seen every
+/// link before the node was held.
+fn sigterm_during_the_last_link_check(tmp: &Path, attempt: usize) -> Option<bool> {
+    let dir = tmp.join(format!("last{attempt}"));
+    let mut up = ChildGuard(
+        vigil_cmd(&["mesh", "up", "--dir", s(&dir), "--nodes", "2"])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.with_extension("stderr")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // Both ends of the one link report it up...
+    wait_within(
+        "the link to come up",
+        UP_LIMIT,
+        Duration::from_millis(1),
+        || {
+            ["alpha", "bravo"]
+                .iter()
+                .all(|id| {
+                    fs::read_to_string(dir.join(id).join("node.log"))
+                        .is_ok_and(|l| l.contains("member connected"))
+                })
+                .then_some(())
+        },
+    );
+    // ... and bravo is held, so mesh up's next question to it (whether its
+    // link is up) waits for an answer, as on a busy machine.
+    let bravo = wait_within(
+        "bravo's process",
+        Duration::from_secs(10),
+        Duration::from_millis(1),
+        || nodes_running_under(&dir.join("bravo")).first().copied(),
+    );
+    signal(bravo, "-STOP");
+    let held = Continue(bravo);
+    std::thread::sleep(Duration::from_millis(400));
+    if dir.join("mesh.json").exists() {
+        // mesh up had asked bravo before it was held: try again.
+        drop(held);
+        signal(up.pid(), "-TERM");
+        up.wait_for_exit(Duration::from_secs(60));
+        return None;
+    }
+    // SIGTERM (a test's teardown, Ctrl-C) while mesh up waits for bravo.
+    signal(up.pid(), "-TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(held);
+    let st = up.wait_for_exit(Duration::from_secs(40));
+    Some(st.is_some_and(|s| s.code() == Some(0)))
+}
+
+#[test]
+fn a_sigterm_while_mesh_up_checks_the_last_links_stops_the_mesh() {
+    let tmp = tempfile::tempdir().unwrap();
+    for attempt in 0..4 {
+        if let Some(stopped) = sigterm_during_the_last_link_check(tmp.path(), attempt) {
+            assert!(
+                stopped,
+                "mesh up ignored a SIGTERM received while it checked the last links: \
+                 it still runs 40 s later (mesh.json written: {})",
+                tmp.path()
+                    .join(format!("last{attempt}"))
+                    .join("mesh.json")
+                    .exists()
+            );
+            return;
+        }
+    }
+    panic!("mesh up saw every link before bravo was held, in every attempt");
+}
+
+#[test]
+fn mesh_up_whose_stdout_reader_has_gone_keeps_the_mesh_and_stops_it_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("nopipe");
+    // `vigil mesh up --dir D | head -n 1`, or a harness that reads mesh.json
+    // and closes the pipe it was given: nobody reads stdout any more.
+    let mut child = vigil_cmd(&["mesh", "up", "--dir", s(&dir), "--nodes", "2"])
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(dir.with_extension("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut up = ChildGuard(child);
+    let path = dir.join("mesh.json");
+    let mesh: Value = wait_within("mesh.json", UP_LIMIT, Duration::from_millis(100), || {
+        fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+    });
+    let nodes = nodes(&mesh);
+    std::thread::sleep(Duration::from_millis(500));
+    let st = up.0.try_wait().unwrap();
+    assert!(
+        st.is_none(),
+        "mesh up exited ({st:?}) once its stdout was gone, leaving mesh.json: {}",
+        fs::read_to_string(dir.with_extension("stderr")).unwrap_or_default()
+    );
+    signal(up.pid(), "-TERM");
+    let st = up.wait_for_exit(Duration::from_secs(60));
+    assert_eq!(st.and_then(|s| s.code()), Some(0));
+    assert_stopped_cleanly(&dir, &nodes);
+}
+
+#[test]
+fn mesh_up_refuses_a_folder_whose_path_is_not_utf8_before_starting_anything() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(std::ffi::OsStr::from_bytes(b"mesh-\xff"));
+    let cap = tmp.path().join("cap");
+    fs::create_dir(&cap).unwrap();
+    let mut up = ChildGuard(
+        std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["mesh", "up", "--nodes", "2", "--dir"])
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(cap.join("stdout")).unwrap())
+            .stderr(fs::File::create(cap.join("stderr")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let st = up.wait_for_exit(UP_LIMIT);
+    let err = fs::read_to_string(cap.join("stderr")).unwrap_or_default();
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(2),
+        "a --dir mesh.json cannot name is refused as bad input: {st:?} {err}"
+    );
+    assert!(
+        err.trim_end().lines().count() == 1 && err.contains("--dir"),
+        "{err}"
+    );
+    assert!(
+        !dir.join("alpha").exists(),
+        "nodes were made before refusing"
+    );
+}
+
+#[test]
+fn mesh_up_refuses_node_ids_that_members_cannot_dial() {
+    // `1` and `2` are node ids by the letters they use, but not TLS server
+    // names: neither node can dial the other, so their link never comes up.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("digits");
+    let mut up = ChildGuard(
+        vigil_cmd(&["mesh", "up", "--dir", s(&dir), "--names", "1,2"])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.with_extension("stderr")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let st = up.wait_for_exit(Duration::from_secs(20));
+    let err = fs::read_to_string(dir.with_extension("stderr")).unwrap_or_default();
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(2),
+        "--names 1,2 is refused at once, not after a {}-second wait for links: {st:?} {err}",
+        90
+    );
+    assert!(err.contains("--names") && err.contains("`1`"), "{err}");
+}

@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 use vigil::admin::Client;
 use vigil::mesh::{write_files, MeshAddrs, MeshNode};
 
-use super::{print_value, runtime, Usage};
+use super::{runtime, Usage};
 
 /// The names `--nodes N` gives, in order.
 const NAMES: [&str; 26] = [
@@ -100,6 +100,19 @@ fn plan(
         if names[..i].contains(n) {
             return Err(Usage(format!("--names: `{n}` is given twice")).into());
         }
+        // Members dial a node by its id as the TLS server name: an id that
+        // is not one (all digits, `0x` and hex digits, a final '-') can
+        // never be dialled, and its links never come up.
+        if !matches!(
+            rustls_pki_types::ServerName::try_from(n.as_str()),
+            Ok(rustls_pki_types::ServerName::DnsName(_))
+        ) {
+            return Err(Usage(format!(
+                "--names: `{n}` cannot be dialled: members use a node id as its TLS server name, \
+                 which is not all digits nor `0x` and hex digits, and does not end in '-'"
+            ))
+            .into());
+        }
     }
     if let Some(r) = &relay {
         if !names.contains(r) {
@@ -144,8 +157,23 @@ fn direct(spec: &MeshNode, all: &[MeshNode]) -> Vec<String> {
 /// anything else.
 fn claim(dir: &Path) -> anyhow::Result<(PathBuf, std::fs::File)> {
     let bad = |e: std::io::Error| Usage(format!("--dir {}: {e}", dir.display()));
+    // mesh.json gives every path as a JSON string: refused before anything
+    // is made, and again once symbolic links are resolved.
+    let not_utf8 = |p: &Path| {
+        Usage(format!(
+            "--dir {}: the path is not UTF-8, and mesh.json gives paths as JSON strings",
+            p.display()
+        ))
+    };
+    let absolute = std::path::absolute(dir).map_err(bad)?;
+    if absolute.to_str().is_none() {
+        return Err(not_utf8(&absolute).into());
+    }
     std::fs::create_dir_all(dir).map_err(bad)?;
     let dir = dir.canonicalize().map_err(bad)?;
+    if dir.to_str().is_none() {
+        return Err(not_utf8(&dir).into());
+    }
     let path = dir.join(LOCK_FILE);
     let running = |lock: &mut std::fs::File| {
         let pid = read_pid(lock)
@@ -243,6 +271,12 @@ fn exited(node: &Running, status: ExitStatus) -> anyhow::Error {
     )
 }
 
+/// One line on stderr; a stderr nobody reads any more is no reason to stop
+/// (`eprintln!` would panic, abandoning the nodes).
+fn note(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Stops every node: closes its standard input, waits, kills what is left.
 async fn stop_all(nodes: &mut [Running]) {
     for n in nodes.iter_mut() {
@@ -251,13 +285,53 @@ async fn stop_all(nodes: &mut [Running]) {
     let end = tokio::time::Instant::now() + STOP_LIMIT;
     for n in nodes.iter_mut() {
         if tokio::time::timeout_at(end, n.child.wait()).await.is_err() {
-            eprintln!(
+            note(format_args!(
                 "vigil mesh: node {} did not stop within {} s; killing it",
                 n.id,
                 STOP_LIMIT.as_secs()
-            );
+            ));
             let _ = n.child.start_kill();
             let _ = n.child.wait().await;
+        }
+    }
+}
+
+/// SIGTERM and SIGINT, listened to from before `mesh.lock` names this
+/// process until it exits, through one pair of streams for every phase: a
+/// stop signal neither kills `mesh up` before it listens nor is lost
+/// between waiting for the links and waiting for the end.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Must be called within the runtime's context.
+    fn listen() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for a stop signal; its name. Cancel-safe: a signal is kept
+    /// for the next call.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+
+    /// A stop signal received already, without waiting.
+    async fn received(&mut self) -> Option<&'static str> {
+        // Lets the runtime take in signals that arrived while it was busy.
+        tokio::task::yield_now().await;
+        tokio::select! {
+            biased;
+            sig = self.recv() => Some(sig),
+            _ = std::future::ready(()) => None,
         }
     }
 }
@@ -269,15 +343,11 @@ enum Stop {
 }
 
 /// Waits for SIGTERM or SIGINT, or for a node to exit by itself.
-async fn until_stop(nodes: &mut [Running]) -> anyhow::Result<Stop> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+async fn until_stop(nodes: &mut [Running], signals: &mut Signals) -> anyhow::Result<Stop> {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
-            _ = term.recv() => return Ok(Stop::Signal("SIGTERM")),
-            _ = int.recv() => return Ok(Stop::Signal("SIGINT")),
+            sig = signals.recv() => return Ok(Stop::Signal(sig)),
             _ = tick.tick() => {
                 for n in nodes.iter_mut() {
                     if let Ok(Some(status)) = n.child.try_wait() {
@@ -307,10 +377,7 @@ async fn linked(node: &Running) -> bool {
 
 /// Waits until every node serves and every link is up, or a node exits,
 /// or a stop signal comes, or the time is up.
-async fn wait_linked(nodes: &mut [Running]) -> anyhow::Result<Option<Stop>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+async fn wait_linked(nodes: &mut [Running], signals: &mut Signals) -> anyhow::Result<Option<Stop>> {
     let start = Instant::now();
     let mut up = vec![false; nodes.len()];
     loop {
@@ -339,8 +406,7 @@ async fn wait_linked(nodes: &mut [Running]) -> anyhow::Result<Option<Stop>> {
             ))));
         }
         tokio::select! {
-            _ = term.recv() => return Ok(Some(Stop::Signal("SIGTERM"))),
-            _ = int.recv() => return Ok(Some(Stop::Signal("SIGINT"))),
+            sig = signals.recv() => return Ok(Some(Stop::Signal(sig))),
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
@@ -386,6 +452,13 @@ pub fn up(
 ) -> anyhow::Result<()> {
     let specs = plan(nodes, names, topology, relay)?;
     let exe = std::env::current_exe().context("finding the vigil binary")?;
+    let rt = runtime()?;
+    // Listening before mesh.lock names this process: `mesh down` may send
+    // SIGTERM from then on.
+    let mut signals = {
+        let _in = rt.enter();
+        Signals::listen()?
+    };
     let (dir, _lock) = claim(dir)?;
     // Free loopback ports: bound here, released just before the nodes bind
     // them.
@@ -402,29 +475,38 @@ pub fn up(
     }
     let files = write_files(&dir, &specs, &addrs)?;
     drop(held);
-    let rt = runtime()?;
     rt.block_on(async move {
         let mut running = Vec::new();
+        // A stop signal while the files were written: no node starts.
+        let early = signals.received().await;
         let mut spawned = Ok(());
-        for (i, spec) in specs.iter().enumerate() {
-            match spawn(&exe, &dir, spec, &specs, &files, addrs[i]) {
-                Ok(r) => running.push(r),
-                Err(e) => {
-                    spawned = Err(e);
-                    break;
+        if early.is_none() {
+            for (i, spec) in specs.iter().enumerate() {
+                match spawn(&exe, &dir, spec, &specs, &files, addrs[i]) {
+                    Ok(r) => running.push(r),
+                    Err(e) => {
+                        spawned = Err(e);
+                        break;
+                    }
                 }
             }
         }
-        let waited = match spawned {
-            Ok(()) => wait_linked(&mut running).await,
-            Err(e) => Err(e),
+        let waited = match (early, spawned) {
+            (Some(sig), _) => Ok(Some(Stop::Signal(sig))),
+            (None, Ok(())) => wait_linked(&mut running, &mut signals).await,
+            (None, Err(e)) => Err(e),
         };
         let stop = match waited {
             Ok(None) => {
                 let mesh = describe(&dir, topology, &running);
-                write_atomic(&dir.join(MESH_FILE), &mesh)?;
-                announce(&dir, topology, &running, &mesh, json);
-                until_stop(&mut running).await
+                match write_atomic(&dir.join(MESH_FILE), &mesh) {
+                    Ok(()) => {
+                        announce(&dir, topology, &running, &mesh, json);
+                        until_stop(&mut running, &mut signals).await
+                    }
+                    // Every node is stopped in order, as on any failure.
+                    Err(e) => Ok(Stop::NodeExited(e)),
+                }
             }
             Ok(Some(stop)) => Ok(stop),
             Err(e) => Ok(Stop::NodeExited(e)),
@@ -433,11 +515,11 @@ pub fn up(
         let _ = std::fs::remove_file(dir.join(MESH_FILE));
         match stop? {
             Stop::Signal(sig) => {
-                eprintln!(
+                note(format_args!(
                     "vigil mesh: {sig}: stopped {} nodes; their files stay in {}",
                     running.len(),
                     dir.display()
-                );
+                ));
                 Ok(())
             }
             Stop::NodeExited(e) => {
@@ -454,9 +536,17 @@ fn announce(
     mesh: &serde_json::Value,
     json: bool,
 ) {
+    // mesh.json is the record; a stdout nobody reads any more (a reader
+    // that took one line and went) is no reason to stop the mesh, so write
+    // errors are ignored (`println!` would panic, abandoning the nodes).
+    let mut out = std::io::stdout().lock();
     if json {
         // One line, so a client can read it with a single readline.
-        print_value(mesh);
+        let _ = writeln!(
+            out,
+            "{}",
+            vigil::notice::text::escape_json(&mesh.to_string())
+        );
     } else {
         let shape = match topology {
             Topology::Mesh => "full mesh".to_string(),
@@ -469,13 +559,15 @@ fn announce(
                     .unwrap_or_default()
             ),
         };
-        println!(
+        let _ = writeln!(
+            out,
             "{} nodes up ({shape}), every link up; {}",
             nodes.len(),
             dir.join(MESH_FILE).display()
         );
         for n in nodes {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {:<10} admin http://{}  quic {}  config {}",
                 n.id,
                 n.admin,
@@ -483,12 +575,13 @@ fn announce(
                 n.config.display()
             );
         }
-        println!(
+        let _ = writeln!(
+            out,
             "stop with Ctrl-C or `vigil mesh down --dir {}`",
             dir.display()
         );
     }
-    let _ = std::io::stdout().flush();
+    let _ = out.flush();
 }
 
 /// Starts one node process, its output into `D/ID/node.log`.
@@ -646,6 +739,11 @@ mod tests {
         let names = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect());
         assert!(refused(plan(None, names(&["a", "a"]), Topology::Mesh, None)).contains("twice"));
         assert!(refused(plan(None, names(&["a", "B"]), Topology::Mesh, None)).contains("node id"));
+        for undiallable in ["12", "0xbeef", "a-"] {
+            let r = refused(plan(None, names(&["a", undiallable]), Topology::Mesh, None));
+            assert!(r.contains("cannot be dialled"), "{undiallable}: {r}");
+        }
+        assert!(plan(None, names(&["1a", "b2", "0x-1"]), Topology::Mesh, None).is_ok());
         assert!(refused(plan(
             None,
             names(&["a", "b"]),
