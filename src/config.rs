@@ -33,7 +33,10 @@ pub const MAX_RETENTION_DAYS: u32 = 36_500;
 /// a notice it carries for others before erasing it (30 days).
 pub const DEFAULT_MAX_TRANSIT_DAYS: u32 = 30;
 
-/// Is `id` a valid node id (`^[a-z0-9][a-z0-9-]{0,62}$`)?
+/// Is `id` a valid node id: `^[a-z0-9][a-z0-9-]{0,62}$`, and a DNS name,
+/// since members dial a node by its id as the TLS server name? (Not all
+/// digits, not `0x` and hex digits, not ending in '-': such an id could
+/// never be dialled.)
 pub fn valid_node_id(id: &str) -> bool {
     let b = id.as_bytes();
     !b.is_empty()
@@ -41,7 +44,15 @@ pub fn valid_node_id(id: &str) -> bool {
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && matches!(
+            rustls_pki_types::ServerName::try_from(id),
+            Ok(rustls_pki_types::ServerName::DnsName(_))
+        )
 }
+
+/// How a node id is written, for refusals.
+pub const NODE_ID_RULE: &str =
+    "lowercase letters, digits, '-', at most 63; not all digits, not 0x and hex digits, not ending in '-'";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -478,10 +489,7 @@ impl Config {
         if !valid_node_id(&raw.node.id) {
             return Err(err(
                 "node.id",
-                format!(
-                    "`{}` is not a node id (lowercase letters, digits, '-', at most 63)",
-                    raw.node.id
-                ),
+                format!("`{}` is not a node id ({NODE_ID_RULE})", raw.node.id),
             ));
         }
         let listen = addr("node.listen", &raw.node.listen)?;
@@ -859,6 +867,27 @@ mod tests {
             "[[members]]\nid = \"{id}\"\nsigning_key = \"{}\"\n{extra}\n",
             signing(n)
         )
+    }
+
+    #[test]
+    fn node_ids_are_names_members_can_dial() {
+        for ok in ["alpha", "a", "1a", "a-b", "x1", "0x-1", &"a".repeat(63)] {
+            assert!(valid_node_id(ok), "{ok}");
+        }
+        // Not DNS names a TLS client accepts as server name: such a node
+        // could never be dialled, so its links would never come up.
+        for bad in [
+            "",
+            "Alpha",
+            "a_b",
+            "12",
+            "0xbeef",
+            "a-",
+            "-a",
+            &"a".repeat(64),
+        ] {
+            assert!(!valid_node_id(bad), "{bad}");
+        }
     }
 
     #[test]

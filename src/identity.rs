@@ -880,7 +880,7 @@ pub enum CsrError {
     Unreadable(rcgen::Error),
     #[error("the request names no node: it needs the node id as its common name")]
     NoName,
-    #[error("the request's name `{0}` is not a node id (lowercase letters, digits, '-')")]
+    #[error("the request's name `{0}` is not a node id ({rule})", rule = crate::config::NODE_ID_RULE)]
     BadName(String),
     #[error("the request's DNS names {sans:?} are not exactly its common name `{cn}`")]
     NamesDisagree { cn: String, sans: Vec<String> },

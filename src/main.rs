@@ -68,7 +68,8 @@ enum Cmd {
     /// Create a node: signing key, encryption key, TLS key and certificate
     /// (or with `--csr` a signing request for the CA), admin token, vigil.toml.
     Init {
-        /// The node's id: lowercase letters, digits and '-'.
+        /// The node's id: lowercase letters, digits and '-' (not all digits,
+        /// not ending in '-': members dial it as a TLS server name).
         #[arg(long)]
         node_id: String,
         /// The folder to write the node's files into (created if missing).
@@ -808,7 +809,8 @@ fn init(
 ) -> anyhow::Result<()> {
     if !vigil::config::valid_node_id(node_id) {
         return Err(Usage(format!(
-            "--node-id: `{node_id}` is not a node id (lowercase letters, digits, '-')"
+            "--node-id: `{node_id}` is not a node id ({})",
+            vigil::config::NODE_ID_RULE
         ))
         .into());
     }

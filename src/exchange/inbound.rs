@@ -213,7 +213,18 @@ impl Exchange {
             sender: peer.to_string(),
             epoch,
             through,
-            rejected: checked.rejected.clone(),
+            // Each reason cut to MAX_REASON bytes: a receipt of a full
+            // batch stays far below a frame, and so do the last five sent
+            // again in a `Subscribe`.
+            rejected: checked
+                .rejected
+                .iter()
+                .map(|(seq, reason)| {
+                    let mut r = reason.clone();
+                    super::cut_to(&mut r, super::MAX_REASON);
+                    (*seq, r)
+                })
+                .collect(),
             at: now,
         };
         let receipt = SignedReceipt::sign(&self.signer(), &body)?;

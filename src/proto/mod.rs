@@ -327,6 +327,32 @@ mod tests {
     }
 
     #[test]
+    fn a_subscribe_with_five_full_receipts_fits_a_frame() {
+        // The worst a follower sends again: five receipts of full batches,
+        // every position refused with a reason of 300 bytes (the cut the
+        // exchange applies to each reason it puts in a receipt).
+        let k = SigningKey::from_bytes(&[7u8; 32]);
+        let body = ReceiptBody {
+            receiver: "b".repeat(63),
+            sender: "a".repeat(63),
+            epoch: u64::MAX,
+            through: u64::MAX,
+            rejected: (0..BATCH_ENTRIES as u64)
+                .map(|s| (u64::MAX - s, "é".repeat(150)))
+                .collect(),
+            at: i64::MIN,
+        };
+        let r = SignedReceipt::sign(&k, &body).unwrap();
+        let m = Message::Subscribe {
+            epoch: u64::MAX,
+            after: u64::MAX,
+            receipts: vec![r; RECENT_RECEIPTS],
+        };
+        let f = encode_frame(&m).unwrap();
+        assert!(f.len() < MAX_FRAME / 2, "{} bytes", f.len());
+    }
+
+    #[test]
     fn receipt_signature_binds_the_body() {
         let k = SigningKey::from_bytes(&[7u8; 32]);
         let body = ReceiptBody {
