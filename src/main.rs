@@ -1845,6 +1845,9 @@ fn print_view(v: &NoticeView) -> anyhow::Result<()> {
         (a, _) => a.to_string(),
     };
     line("action", &action);
+    if let Some(r) = &v.cancel_reason {
+        line("reason", r);
+    }
     line("state", &v.state);
     if !v.transit_to.is_empty() {
         line(

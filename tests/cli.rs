@@ -841,6 +841,11 @@ fn update_and_cancel_via_the_cli() {
     assert_eq!(n3["origin"], json!("alpha"));
     assert_eq!(n3["action"], json!("cancel"));
     assert_eq!(n3["target"], json!(id2));
+    assert_eq!(
+        n3["cancel_reason"],
+        json!("Arrested 2026-11-20"),
+        "bravo sees why"
+    );
     assert_eq!(n3["signature_verified"], json!(true));
 
     a.notice("cancel", &[&id2, "--reason", "again"])

@@ -693,7 +693,7 @@ async fn notice_page(State(s): State<AppState>, h: HeaderMap, Path(id): Path<Str
     let subject = serde_json::to_value(&v.subject).unwrap_or_default();
     let withheld: Vec<&str> = v.withheld_fields.iter().map(|f| f.as_str()).collect();
     let erased: Vec<&str> = v.erased_fields.iter().map(|f| f.as_str()).collect();
-    let rows: Vec<(&str, String)> = vec![
+    let mut rows: Vec<(&str, String)> = vec![
         ("Id", v.id.clone()),
         ("Origin", v.origin.clone()),
         ("Sequence", v.seq.to_string()),
@@ -744,6 +744,9 @@ async fn notice_page(State(s): State<AppState>, h: HeaderMap, Path(id): Path<Str
             },
         ),
     ];
+    if let Some(r) = &v.cancel_reason {
+        rows.insert(4, ("Reason for cancelling", r.clone()));
+    }
     page(
         Some(&session),
         &format!("{} notice", label(v.kind.as_str())),

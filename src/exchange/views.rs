@@ -26,6 +26,10 @@ pub struct NoticeView {
     pub action: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// For a cancellation: the reason its origin signed with it, so a
+    /// desk sees why a notice it acted on was withdrawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<String>,
     pub state: String,
     pub kind: notice::Kind,
     pub purpose: notice::Purpose,
@@ -77,6 +81,7 @@ impl NoticeView {
             seq: 0,
             action: "unknown".into(),
             target: None,
+            cancel_reason: None,
             state: rec.state.as_str().into(),
             kind: rec.kind,
             purpose: notice::Purpose::Investigate,
@@ -201,10 +206,12 @@ impl Exchange {
                 }
             },
         };
-        let (action, target) = match &body.action {
-            Action::Issue => ("issue", None),
-            Action::Update { supersedes } => ("update", Some(supersedes.to_string())),
-            Action::Cancel { target, .. } => ("cancel", Some(target.to_string())),
+        let (action, target, cancel_reason) = match &body.action {
+            Action::Issue => ("issue", None, None),
+            Action::Update { supersedes } => ("update", Some(supersedes.to_string()), None),
+            Action::Cancel { target, reason } => {
+                ("cancel", Some(target.to_string()), Some(reason.clone()))
+            }
         };
         // What a tombstone no longer holds was erased, not withheld.
         let erased = if rec.erased {
@@ -224,6 +231,7 @@ impl Exchange {
             seq: body.seq,
             action: action.into(),
             target,
+            cancel_reason,
             state: state.as_str().into(),
             kind: body.kind,
             purpose: body.purpose,
