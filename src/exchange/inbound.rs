@@ -213,7 +213,18 @@ impl Exchange {
             sender: peer.to_string(),
             epoch,
             through,
-            rejected: checked.rejected.clone(),
+            // Cut like any refusal reason: a reason may quote what was
+            // refused (an origin's name), and the last receipts kept go
+            // out again together in one `Subscribe` frame.
+            rejected: checked
+                .rejected
+                .iter()
+                .map(|(seq, reason)| {
+                    let mut reason = reason.clone();
+                    super::cut_to(&mut reason, super::MAX_REASON);
+                    (*seq, reason)
+                })
+                .collect(),
             at: now,
         };
         let receipt = SignedReceipt::sign(&self.signer(), &body)?;
