@@ -181,8 +181,13 @@ impl Exchange {
                     }
                     end = seq;
                     let id = entry.item.id();
-                    if matches!(store.delivery(&id, peer)?, Some(Delivery::Sent { .. })) {
-                        carried.push((seq, id));
+                    // Sent and not settled yet, or nothing decided toward
+                    // the member itself (a notice sealed to others through
+                    // it, a report): its refusal to carry one is what became
+                    // of the notice toward those others, as on arrival.
+                    match store.delivery(&id, peer)? {
+                        Some(Delivery::Sent { .. }) | None => carried.push((seq, id)),
+                        Some(_) => {}
                     }
                 }
                 if end == pos {
