@@ -170,6 +170,12 @@ impl Exchange {
             if begins != Some(known) {
                 break;
             }
+            // A batch covers at most `BATCH_ENTRIES` positions (the
+            // follower refuses a wider one): a receipt spanning more was
+            // no batch's, and would have this node read its log at will.
+            if r.through - known > proto::BATCH_ENTRIES as u64 {
+                break;
+            }
             let mut carried = Vec::new();
             let mut pos = known;
             while pos < r.through {
