@@ -270,3 +270,52 @@ fn a_receipt_sent_again_spanning_more_than_a_batch_settles_nothing() {
         "a receipt no batch could have had was settled across {span} positions"
     );
 }
+
+/// The same inference from a store that holds no receipts for the epoch's
+/// first batches (docs/store.md, key `G`: "a store without it sends
+/// none"; a record that does not decode counts as none too): the first
+/// receipt it keeps after that is taken to begin at position 0, and
+/// settles the refusal of a batch before it as delivered.
+#[test]
+fn a_store_without_the_first_receipts_of_the_epoch_does_not_settle_from_zero() {
+    let mut h = Harness::new(32).unwrap();
+    h.add_node("alpha", false, &[]);
+    h.add_node("bravo", false, &["kinds = [\"wanted\"]"]);
+    h.add_link("alpha", "bravo");
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    let mut warning = all(h.now(), "refused");
+    warning.kind = Kind::Warning;
+    let refused = h.issue("alpha", &warning).unwrap();
+    run_losing_receipts(&mut h, "alpha", "bravo", "alpha");
+    assert!(!holds(&h, "bravo", &refused));
+    // bravo's store, as kept before it had receipts to send again.
+    h.stop("bravo").unwrap();
+    let dir = h.data_dir("bravo").unwrap();
+    let db = (0..100)
+        .find_map(|_| match sled::Config::new().path(&dir).open() {
+            Ok(db) => Some(db),
+            Err(_) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                None
+            }
+        })
+        .expect("bravo's store opens");
+    let tree = db.open_tree("vigil").unwrap();
+    assert!(tree.remove(b"Galpha").unwrap().is_some());
+    db.flush().unwrap();
+    drop(tree);
+    drop(db);
+    h.restart("bravo", false).unwrap();
+    run_losing_receipts(&mut h, "alpha", "bravo", "alpha");
+    let accepted = h.issue("alpha", &all(h.now(), "accepted")).unwrap();
+    run_losing_receipts(&mut h, "alpha", "bravo", "alpha");
+    assert!(holds(&h, "bravo", &accepted));
+    assert_eq!(member_state(&h, "alpha", &refused, "bravo").0, "pending");
+    reconnect(&mut h, "alpha", "bravo");
+    assert_ne!(
+        member_state(&h, "alpha", &refused, "bravo"),
+        ("delivered".to_string(), None),
+        "bravo refused it and does not hold it; no receipt it signed says otherwise"
+    );
+}
