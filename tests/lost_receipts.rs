@@ -319,3 +319,54 @@ fn a_store_without_the_first_receipts_of_the_epoch_does_not_settle_from_zero() {
         "bravo refused it and does not hold it; no receipt it signed says otherwise"
     );
 }
+
+/// A member can have receipted only what this node sent it: a receipt
+/// sent again by a member this log was never served to (its cursor is
+/// only bounded by the head then) settles nothing, or its `acked` would
+/// show the whole log delivered to a member that got none of it.
+#[test]
+fn a_receipt_sent_again_beyond_what_was_served_settles_nothing() {
+    let mut h = Harness::new(8).unwrap();
+    h.add_node("alpha", false, &[]);
+    h.add_manual("mallory");
+    h.add_link("alpha", "mallory");
+    h.start().unwrap();
+    h.run(STEPS).unwrap();
+    for i in 0..3 {
+        h.issue("alpha", &all(h.now(), &format!("n{i}"))).unwrap();
+    }
+    h.run(STEPS).unwrap();
+    let _ = h.take_sent("mallory");
+    let alpha = h.node("alpha").unwrap().store();
+    let (epoch, head) = (alpha.epoch(), alpha.head());
+    assert_eq!(alpha.served("mallory").unwrap(), None);
+    let key = h.signing_key("mallory").unwrap().clone();
+    let forged = proto::ReceiptBody {
+        receiver: "mallory".into(),
+        sender: "alpha".into(),
+        epoch,
+        through: head,
+        rejected: Vec::new(),
+        at: h.now(),
+    };
+    let hello = h.hello("mallory", "alpha", 77, &key);
+    h.inject("mallory", "alpha", Feed::Follow, hello);
+    h.inject(
+        "mallory",
+        "alpha",
+        Feed::Follow,
+        Message::Subscribe {
+            epoch,
+            after: head,
+            receipts: vec![proto::SignedReceipt::sign(&key, &forged).unwrap()],
+        },
+    );
+    h.run(STEPS).unwrap();
+    let alpha = h.node("alpha").unwrap().store();
+    assert_eq!(alpha.served("mallory").unwrap(), None, "nothing was sent");
+    assert_eq!(
+        alpha.acked("mallory").unwrap().map(|a| a.through),
+        None,
+        "acknowledged positions never sent"
+    );
+}
