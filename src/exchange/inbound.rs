@@ -213,16 +213,16 @@ impl Exchange {
             sender: peer.to_string(),
             epoch,
             through,
-            // Each reason cut to MAX_REASON bytes: a receipt of a full
-            // batch stays far below a frame, and so do the last five sent
-            // again in a `Subscribe`.
+            // Cut like any refusal reason: a reason may quote what was
+            // refused (an origin's name), and the last receipts kept go
+            // out again together in one `Subscribe` frame.
             rejected: checked
                 .rejected
                 .iter()
                 .map(|(seq, reason)| {
-                    let mut r = reason.clone();
-                    super::cut_to(&mut r, super::MAX_REASON);
-                    (*seq, r)
+                    let mut reason = reason.clone();
+                    super::cut_to(&mut reason, super::MAX_REASON);
+                    (*seq, reason)
                 })
                 .collect(),
             at: now,

@@ -156,6 +156,12 @@ impl Exchange {
             Some(a) if a.epoch == epoch => a.through,
             _ => 0,
         };
+        // A member can have receipted only what this node sent it; with
+        // nothing served, its cursor is bounded by the head alone.
+        let served = match store.served(peer)? {
+            Some((e, through)) if e == epoch => through,
+            _ => 0,
+        };
         let mut settled = 0usize;
         // A list shorter than the most kept holds every receipt of the
         // epoch: the first began at its start.
@@ -170,6 +176,12 @@ impl Exchange {
             if begins != Some(known) {
                 break;
             }
+            // A batch covers at most `BATCH_ENTRIES` positions (the
+            // follower refuses a wider one): a receipt spanning more was
+            // no batch's, and would have this node read its log at will.
+            if r.through - known > proto::BATCH_ENTRIES as u64 || r.through > served {
+                break;
+            }
             let mut carried = Vec::new();
             let mut pos = known;
             while pos < r.through {
@@ -181,8 +193,13 @@ impl Exchange {
                     }
                     end = seq;
                     let id = entry.item.id();
-                    if matches!(store.delivery(&id, peer)?, Some(Delivery::Sent { .. })) {
-                        carried.push((seq, id));
+                    // Sent and not settled yet, or nothing decided toward
+                    // the member itself (a notice sealed to others through
+                    // it, a report): its refusal to carry one is what became
+                    // of the notice toward those others, as on arrival.
+                    match store.delivery(&id, peer)? {
+                        Some(Delivery::Sent { .. }) | None => carried.push((seq, id)),
+                        Some(_) => {}
                     }
                 }
                 if end == pos {
