@@ -810,6 +810,16 @@ pub struct InboundBatch {
     pub now: i64,
 }
 
+/// A member's recent receipts as this node keeps them (store key `G`):
+/// consecutive batches, so each began where the one before ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentReceipts {
+    /// Where the first kept receipt's batch began.
+    pub from: u64,
+    /// Oldest first: the position each acknowledges through, and the receipt.
+    pub receipts: Vec<(u64, crate::proto::SignedReceipt)>,
+}
+
 /// Counters only the writer moves, kept in memory and derived from the
 /// store when it opens.
 struct Counters {
@@ -1932,10 +1942,29 @@ impl Store {
                 tx.put(delivery_key(id, member), enc(d)?);
             }
             if let Some(r) = &batch.receipt {
+                // Where this batch began: the cursor before it, in this
+                // epoch (the write above has not reached the tree yet).
+                let began = match tx.store.cursor(&batch.peer)? {
+                    (e, through) if e == batch.epoch => through,
+                    _ => 0,
+                };
                 let mut recent = tx.store.recent_receipts(&batch.peer, batch.epoch)?;
-                recent.push(r.clone());
-                let over = recent.len().saturating_sub(crate::proto::RECENT_RECEIPTS);
-                recent.drain(..over);
+                if recent.receipts.last().map_or(recent.from, |(t, _)| *t) != began {
+                    // Not the batch after the last kept: start afresh.
+                    recent = RecentReceipts {
+                        from: began,
+                        receipts: Vec::new(),
+                    };
+                }
+                recent.receipts.push((batch.through, r.clone()));
+                let over = recent
+                    .receipts
+                    .len()
+                    .saturating_sub(crate::proto::RECENT_RECEIPTS);
+                if over > 0 {
+                    recent.from = recent.receipts[over - 1].0;
+                    recent.receipts.drain(..over);
+                }
                 tx.put(
                     key(RECEIPTS, batch.peer.as_bytes()),
                     enc(&(batch.epoch, recent))?,
@@ -1946,21 +1975,17 @@ impl Store {
     }
 
     /// The last receipts this node signed for `peer`'s batches in `epoch`,
-    /// oldest first; none for another epoch. A record that does not decode
-    /// counts as none: it only spares the member a `pending` it can settle
-    /// with its next receipt.
-    pub fn recent_receipts(
-        &self,
-        peer: &str,
-        epoch: u64,
-    ) -> Result<Vec<crate::proto::SignedReceipt>, StoreError> {
+    /// with where the first one's batch began; none for another epoch. A
+    /// record that does not decode counts as none: it only spares the
+    /// member a `pending` it can settle with its next receipt.
+    pub fn recent_receipts(&self, peer: &str, epoch: u64) -> Result<RecentReceipts, StoreError> {
         let Some(bytes) = self.tree.get(key(RECEIPTS, peer.as_bytes()))? else {
-            return Ok(Vec::new());
+            return Ok(RecentReceipts::default());
         };
         Ok(
-            match postcard::from_bytes::<(u64, Vec<crate::proto::SignedReceipt>)>(&bytes) {
+            match postcard::from_bytes::<(u64, RecentReceipts)>(&bytes) {
                 Ok((e, recent)) if e == epoch => recent,
-                _ => Vec::new(),
+                _ => RecentReceipts::default(),
             },
         )
     }

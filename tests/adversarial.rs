@@ -66,6 +66,7 @@ async fn got_in(ep: &quinn::Endpoint, addr: SocketAddr, name: &str) -> bool {
             Message::Subscribe {
                 epoch: 0,
                 after: 0,
+                receipts_from: 0,
                 receipts: Vec::new(),
             },
         ] {

@@ -222,6 +222,7 @@ async fn impostor(addr: SocketAddr, ca: &CaFiles, name: &str) -> (Vec<Message>, 
         Message::Subscribe {
             epoch: 0,
             after: 0,
+            receipts_from: 0,
             receipts: Vec::new(),
         },
         Message::Batch {

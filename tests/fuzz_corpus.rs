@@ -277,6 +277,7 @@ mod seeds {
             Message::Subscribe {
                 epoch: 1,
                 after: 0,
+                receipts_from: 0,
                 receipts: Vec::new(),
             },
             Message::Batch {

@@ -225,6 +225,9 @@ fn a_receipt_sent_again_spanning_more_than_a_batch_settles_nothing() {
             Message::Subscribe {
                 epoch,
                 after,
+                // The claim most favourable to settling: right after
+                // what alpha last received (nothing).
+                receipts_from: 0,
                 receipts,
             },
         );
@@ -358,6 +361,7 @@ fn a_receipt_sent_again_beyond_what_was_served_settles_nothing() {
         Message::Subscribe {
             epoch,
             after: head,
+            receipts_from: 0,
             receipts: vec![proto::SignedReceipt::sign(&key, &forged).unwrap()],
         },
     );

@@ -66,7 +66,7 @@ impl Exchange {
         peer: &str,
         epoch: u64,
         after: u64,
-        receipts: &[proto::ReceiptBody],
+        receipts: &[(u64, proto::ReceiptBody)],
         now: i64,
     ) -> Result<Subscription, FeedError> {
         let store = self.store();
@@ -148,7 +148,7 @@ impl Exchange {
         &self,
         peer: &str,
         epoch: u64,
-        receipts: &[proto::ReceiptBody],
+        receipts: &[(u64, proto::ReceiptBody)],
         now: i64,
     ) -> Result<(), FeedError> {
         let store = self.store();
@@ -163,17 +163,14 @@ impl Exchange {
             _ => 0,
         };
         let mut settled = 0usize;
-        // A list shorter than the most kept holds every receipt of the
-        // epoch: the first began at its start.
-        let mut previous: Option<u64> = (receipts.len() < proto::RECENT_RECEIPTS).then_some(0);
-        for r in receipts.iter().filter(|r| r.epoch == epoch) {
-            let begins = previous.replace(r.through);
+        for (began, r) in receipts.iter().filter(|(_, r)| r.epoch == epoch) {
             if r.through <= known {
                 continue;
             }
-            // Where this receipt's batch began is known only from the one
-            // before it; without that, positions before it stay pending.
-            if begins != Some(known) {
+            // Only a batch that began where the last receipt received left
+            // off says what became of every position up to it; past a gap,
+            // positions stay pending.
+            if *began != known {
                 break;
             }
             // A batch covers at most `BATCH_ENTRIES` positions (the

@@ -61,11 +61,13 @@ pub enum Message {
     },
     /// Receiver → sender: its cursor into the sender's log, and the last
     /// receipts it signed for the sender's batches in that epoch (at most
-    /// [`RECENT_RECEIPTS`], oldest first), stored with the cursor: those
+    /// [`RECENT_RECEIPTS`], oldest first, consecutive batches, the first
+    /// having begun after `receipts_from`), stored with the cursor: those
     /// lost with an earlier link still settle what they acknowledged.
     Subscribe {
         epoch: u64,
         after: u64,
+        receipts_from: u64,
         receipts: Vec<SignedReceipt>,
     },
     /// Sender → receiver: entries after the cursor that the receiver may
@@ -315,6 +317,7 @@ mod tests {
         let m = Message::Subscribe {
             epoch: 7,
             after: 42,
+            receipts_from: 0,
             receipts: Vec::new(),
         };
         let f = encode_frame(&m).unwrap();
@@ -346,6 +349,7 @@ mod tests {
         let m = Message::Subscribe {
             epoch: u64::MAX,
             after: u64::MAX,
+            receipts_from: u64::MAX,
             receipts: vec![r; RECENT_RECEIPTS],
         };
         let f = encode_frame(&m).unwrap();

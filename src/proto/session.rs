@@ -66,6 +66,8 @@ pub struct SessionParams {
     pub peer_key: VerifyingKey,
     /// This node's own key rotations, sent in each `Hello`.
     pub rotations: Vec<crate::notice::rotation::Rotation>,
+    /// Where the batch of the first of `receipts` began.
+    pub receipts_from: u64,
     /// The last receipts this node signed for the member's batches in the
     /// cursor's epoch (at most [`RECENT_RECEIPTS`]), sent again in
     /// `Subscribe`: one lost with an earlier link still settles.
@@ -117,7 +119,8 @@ pub enum Action {
     Subscribe {
         epoch: u64,
         after: u64,
-        receipts: Vec<ReceiptBody>,
+        /// (where its batch began, the receipt), oldest first.
+        receipts: Vec<(u64, ReceiptBody)>,
     },
     /// Build the member's next batch of this node's log after `after`
     /// (outbound policy, audit, flush), then report [`Event::Built`].
@@ -223,6 +226,7 @@ impl Session {
                 Message::Subscribe {
                     epoch: params.cursor.0,
                     after: params.cursor.1,
+                    receipts_from: params.receipts_from,
                     receipts: params.receipts.clone(),
                 },
             ),
@@ -331,6 +335,7 @@ impl Session {
                 Message::Subscribe {
                     epoch,
                     after,
+                    receipts_from,
                     receipts,
                 },
             ) => {
@@ -340,23 +345,34 @@ impl Session {
                     )));
                 }
                 // Only what the member signed for this node's batches up to
-                // its cursor counts; a receipt that does not verify (signed
-                // before a key rotation, say) settles nothing.
-                let receipts = receipts
-                    .iter()
-                    .filter_map(|r| r.verify(&self.params.peer_key).ok())
-                    .filter(|b| {
+                // its cursor counts, each with where its batch began: after
+                // `receipts_from` for the first, after the one before for
+                // the next. A receipt that does not verify (signed before a
+                // key rotation, say) settles nothing, and where the next
+                // began is then unknown.
+                let mut began = Some(receipts_from);
+                let mut kept = Vec::new();
+                for r in &receipts {
+                    let body = r.verify(&self.params.peer_key).ok().filter(|b| {
                         b.receiver == self.params.peer
                             && b.sender == self.params.me
                             && b.epoch == epoch
                             && b.through <= after
-                    })
-                    .collect();
+                    });
+                    match (began, body) {
+                        (Some(from), Some(b)) => {
+                            began = Some(b.through);
+                            kept.push((from, b));
+                        }
+                        (None, Some(b)) => began = Some(b.through),
+                        (_, None) => began = None,
+                    }
+                }
                 self.serve = Serve::Deciding;
                 out.push(Action::Subscribe {
                     epoch,
                     after,
-                    receipts,
+                    receipts: kept,
                 });
             }
             (Serve::AwaitSubscribe | Serve::Deciding, _) => {
@@ -647,6 +663,7 @@ mod tests {
             cursor: (9, 3),
             peer_key: key_of("bravo").verifying_key(),
             rotations: Vec::new(),
+            receipts_from: 0,
             receipts: Vec::new(),
             binding: BINDING,
             proof: proof("alpha", &BINDING),
@@ -675,6 +692,7 @@ mod tests {
                 Message::Subscribe {
                     epoch: 5,
                     after,
+                    receipts_from: 0,
                     receipts: Vec::new(),
                 },
             ),
@@ -867,6 +885,7 @@ mod tests {
                 Message::Subscribe {
                     epoch: 9,
                     after: 3,
+                    receipts_from: 0,
                     receipts: Vec::new()
                 }
             )
@@ -944,6 +963,7 @@ mod tests {
                 Message::Subscribe {
                     epoch: 4,
                     after: 1,
+                    receipts_from: 0,
                     receipts: vec![r; RECENT_RECEIPTS + 1],
                 },
             ),
@@ -980,9 +1000,9 @@ mod tests {
         let good = body("alpha", 4, 70);
         let receipts = vec![
             signed("bravo", &body("alpha", 4, 60)),
+            signed("bravo", &body("alpha", 4, 62)),
             signed("mallory", &body("alpha", 4, 65)),
             signed("bravo", &body("charlie", 4, 66)),
-            signed("bravo", &body("alpha", 3, 67)),
             signed("bravo", &good),
         ];
         let a = s.handle(
@@ -991,6 +1011,7 @@ mod tests {
                 Message::Subscribe {
                     epoch: 4,
                     after: 70,
+                    receipts_from: 55,
                     receipts,
                 },
             ),
@@ -1001,7 +1022,9 @@ mod tests {
             vec![Action::Subscribe {
                 epoch: 4,
                 after: 70,
-                receipts: vec![body("alpha", 4, 60), good]
+                // Where `good` began is not known: the receipts before it
+                // do not verify or name other nodes.
+                receipts: vec![(55, body("alpha", 4, 60)), (60, body("alpha", 4, 62))]
             }]
         );
         let mine = |id: &str| Envelope {
@@ -1104,6 +1127,7 @@ mod tests {
                 Message::Subscribe {
                     epoch: 5,
                     after: 0,
+                    receipts_from: 0,
                     receipts: Vec::new(),
                 },
             ),

@@ -429,19 +429,19 @@ impl Harness {
                 .sign(&proto::bind_message(&binding, me))
                 .to_bytes()
                 .to_vec();
+            let cursor = ex.store().cursor(peer).map_err(fail)?;
+            let recent = ex.store().recent_receipts(peer, cursor.0).map_err(fail)?;
             let params = SessionParams {
                 me: me.to_string(),
                 peer: peer.to_string(),
                 local_epoch: ex.store().epoch(),
-                cursor: ex.store().cursor(peer).map_err(fail)?,
+                cursor,
                 peer_key: ex
                     .key_of(peer)
                     .unwrap_or_else(|| self.nodes[peer].key.verifying_key()),
                 rotations: ex.own_rotations(),
-                receipts: {
-                    let (epoch, _) = ex.store().cursor(peer).map_err(fail)?;
-                    ex.store().recent_receipts(peer, epoch).map_err(fail)?
-                },
+                receipts_from: recent.from,
+                receipts: recent.receipts.into_iter().map(|(_, r)| r).collect(),
                 binding,
                 proof,
             };
