@@ -5,7 +5,7 @@
 
 mod common;
 use common::scenario::*;
-use vigil::notice::{Action, IssueContext, Item, Kind};
+use vigil::notice::{Action, IssueContext, Item, Kind, NoticeId};
 use vigil::proto::{self, Feed, Message};
 use vigil::testkit::Harness;
 
@@ -67,25 +67,31 @@ fn a_relay_refusal_whose_receipt_was_lost_is_settled_as_a_refusal() {
     assert!(reason.unwrap().contains("relay `h1` refused"));
 }
 
-/// A receipt the member signed before it rotated its key no longer
-/// verifies, and the session drops it from the list: the shorter list
-/// then reads as "every receipt of the epoch", so the receipt after it is
-/// taken to begin at position 0 and settles the refused notice of the
-/// dropped receipt's batch as delivered.
-#[test]
-fn a_receipt_signed_before_a_key_rotation_does_not_let_the_next_settle_its_batch() {
-    let mut h = Harness::new(31).unwrap();
+/// alpha and bravo, bravo taking only wanted notices, and a warning alpha
+/// issued that bravo refused, its receipt lost with the link.
+fn a_refusal_whose_receipt_was_lost(seed: u64) -> (Harness, NoticeId) {
+    let mut h = Harness::new(seed).unwrap();
     h.add_node("alpha", false, &[]);
     h.add_node("bravo", false, &["kinds = [\"wanted\"]"]);
     h.add_link("alpha", "bravo");
     h.start().unwrap();
     h.run(STEPS).unwrap();
-    // bravo refuses a warning; its receipt (old key) is lost.
     let mut warning = all(h.now(), "refused");
     warning.kind = Kind::Warning;
     let refused = h.issue("alpha", &warning).unwrap();
     run_losing_receipts(&mut h, "alpha", "bravo", "alpha");
     assert!(!holds(&h, "bravo", &refused));
+    (h, refused)
+}
+
+/// A receipt the member signed before it rotated its key no longer
+/// verifies and settles nothing; the receipt after it, whose batch began
+/// where the dropped one ended, must not settle the dropped one's batch
+/// (its refused notice) as delivered.
+#[test]
+fn a_receipt_signed_before_a_key_rotation_does_not_let_the_next_settle_its_batch() {
+    // bravo refuses a warning; its receipt (old key) is lost.
+    let (mut h, refused) = a_refusal_whose_receipt_was_lost(31);
     assert_eq!(member_state(&h, "alpha", &refused, "bravo").0, "pending");
     // bravo rotates its key; alpha learns the new one.
     let new = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
@@ -274,24 +280,14 @@ fn a_receipt_sent_again_spanning_more_than_a_batch_settles_nothing() {
     );
 }
 
-/// The same inference from a store that holds no receipts for the epoch's
-/// first batches (docs/store.md, key `G`: "a store without it sends
-/// none"; a record that does not decode counts as none too): the first
-/// receipt it keeps after that is taken to begin at position 0, and
-/// settles the refusal of a batch before it as delivered.
+/// A store that holds no receipts for the epoch's
+/// first batches (docs/store.md, key `G`; a record that does not decode
+/// counts as none too): the first receipt it keeps after that began where
+/// its cursor stood, not at position 0, and must not settle the refusal
+/// of a batch before it as delivered.
 #[test]
 fn a_store_without_the_first_receipts_of_the_epoch_does_not_settle_from_zero() {
-    let mut h = Harness::new(32).unwrap();
-    h.add_node("alpha", false, &[]);
-    h.add_node("bravo", false, &["kinds = [\"wanted\"]"]);
-    h.add_link("alpha", "bravo");
-    h.start().unwrap();
-    h.run(STEPS).unwrap();
-    let mut warning = all(h.now(), "refused");
-    warning.kind = Kind::Warning;
-    let refused = h.issue("alpha", &warning).unwrap();
-    run_losing_receipts(&mut h, "alpha", "bravo", "alpha");
-    assert!(!holds(&h, "bravo", &refused));
+    let (mut h, refused) = a_refusal_whose_receipt_was_lost(32);
     // bravo's store, as kept before it had receipts to send again.
     h.stop("bravo").unwrap();
     let dir = h.data_dir("bravo").unwrap();
