@@ -136,10 +136,11 @@ impl Exchange {
     }
 
     /// Settles receipts a member sent again with its subscription, oldest
-    /// first, that this node never received. A receipt says what became of
-    /// each position of its batch (refused ones named), so it is used only
-    /// when the batch is known to begin where the last receipt received
-    /// left off: the receipt before it in the list ends there. Each then
+    /// first, that this node never received, each with where its batch
+    /// began (the member's word, as the receipt is). A receipt says what
+    /// became of each position of its batch (refused ones named), so it is
+    /// used only when its batch began where the last receipt received left
+    /// off, spans at most a batch, and stays within what was served. Each then
     /// acts as on arrival: deliveries still `pending` in its batch become
     /// `delivered` or `rejected`, the acknowledged position moves, transit
     /// copies it completes are released. Reads at most the positions of
