@@ -50,6 +50,34 @@ pub enum FeedError {
 }
 
 impl Exchange {
+    /// The state a new session with `peer` starts from: this node's
+    /// epoch, its cursor into the member's log with the receipts kept
+    /// beside it, and its own key rotations. One place for every driver
+    /// (the network's and the deterministic harness's).
+    pub fn session_params(
+        &self,
+        peer: &str,
+        peer_key: ed25519_dalek::VerifyingKey,
+        binding: [u8; 32],
+        proof: Vec<u8>,
+    ) -> Result<proto::SessionParams, StoreError> {
+        let store = self.store();
+        let cursor = store.cursor(peer)?;
+        let recent = store.recent_receipts(peer, cursor.0)?;
+        Ok(proto::SessionParams {
+            me: self.me().to_string(),
+            peer: peer.to_string(),
+            local_epoch: store.epoch(),
+            cursor,
+            peer_key,
+            rotations: self.own_rotations(),
+            receipts_from: recent.from,
+            receipts: recent.receipts.into_iter().map(|(_, r)| r).collect(),
+            binding,
+            proof,
+        })
+    }
+
     /// Decides where `peer`'s subscription `Subscribe{epoch, after}` starts.
     /// A cursor into another epoch starts from 0. A cursor beyond this
     /// log's head in this epoch cannot have come from this log: the store

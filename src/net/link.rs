@@ -128,21 +128,9 @@ async fn drive(
                 .ok_or_else(|| LinkError::Node(format!("`{p}` is no longer a member")))?;
             // The key the member's recorded rotations lead to from its pin.
             let peer_key = c.key_of(&p).unwrap_or(pinned);
-            let cursor = c.store().cursor(&p).map_err(node)?;
-            let recent = c.store().recent_receipts(&p, cursor.0).map_err(node)?;
             Ok((
-                SessionParams {
-                    me: c.me().to_string(),
-                    peer: p.clone(),
-                    local_epoch: c.store().epoch(),
-                    cursor,
-                    peer_key,
-                    rotations: c.own_rotations(),
-                    receipts_from: recent.from,
-                    receipts: recent.receipts.into_iter().map(|(_, r)| r).collect(),
-                    binding,
-                    proof,
-                },
+                c.session_params(&p, peer_key, binding, proof)
+                    .map_err(node)?,
                 pinned,
             ))
         })

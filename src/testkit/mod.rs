@@ -27,7 +27,7 @@ use crate::exchange::Exchange;
 use crate::identity::format_public_key;
 use crate::notice::seal::{format_encryption_key, DecryptionKey};
 use crate::notice::{NoticeId, NoticeInput};
-use crate::proto::{self, Action, Event, Feed, Message, Session, SessionParams};
+use crate::proto::{self, Action, Event, Feed, Message, Session};
 use crate::store::Store;
 
 /// Unix time of the harness's clock at its start (2027-03-15): fixed, so a
@@ -429,22 +429,12 @@ impl Harness {
                 .sign(&proto::bind_message(&binding, me))
                 .to_bytes()
                 .to_vec();
-            let cursor = ex.store().cursor(peer).map_err(fail)?;
-            let recent = ex.store().recent_receipts(peer, cursor.0).map_err(fail)?;
-            let params = SessionParams {
-                me: me.to_string(),
-                peer: peer.to_string(),
-                local_epoch: ex.store().epoch(),
-                cursor,
-                peer_key: ex
-                    .key_of(peer)
-                    .unwrap_or_else(|| self.nodes[peer].key.verifying_key()),
-                rotations: ex.own_rotations(),
-                receipts_from: recent.from,
-                receipts: recent.receipts.into_iter().map(|(_, r)| r).collect(),
-                binding,
-                proof,
-            };
+            let peer_key = ex
+                .key_of(peer)
+                .unwrap_or_else(|| self.nodes[peer].key.verifying_key());
+            let params = ex
+                .session_params(peer, peer_key, binding, proof)
+                .map_err(fail)?;
             let (s, actions) = Session::new(params, self.elapsed());
             sessions.insert(me.to_string(), s);
             opening.push((me.to_string(), actions));
